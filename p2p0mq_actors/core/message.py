@@ -1,0 +1,208 @@
+"""The message model.
+
+Rules:
+- A ``Message`` is immutable and validated when built: a bad field raises
+  ``MessageError`` naming the field and the value; nothing half-valid exists.
+- Time is absolute monotonic seconds passed in by the caller (``now``); the
+  model never reads a clock. ``deadline = now + ttl`` at creation.
+- ``previous_hop`` is the node that hands the message on (the sending socket's
+  identity on the wire); ``next_hop`` is the peer it goes to next. Both
+  default to the two ends of a direct message.
+- Message ids come from one process-wide counter unless given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Any
+
+from .errors import MessageError
+
+DEFAULT_TTL = 30.0
+"""p2p0mq's default time-to-live, in seconds."""
+
+MAX_UUID_LEN = 255
+MAX_COMMAND_LEN = 255
+MAX_MESSAGE_ID = 2**64 - 1
+
+_ids = itertools.count(1)
+
+
+def next_message_id() -> int:
+    """A new message id, unique within this process (thread-safe under the GIL)."""
+    return next(_ids)
+
+
+class Kind(IntEnum):
+    """What a message is, as the one-byte kind frame of p2p0mq says it."""
+
+    REQUEST = 1
+    REPLY = 2
+
+
+class Priority(IntEnum):
+    """The lane a message waits in: fast (all each round), medium (one per peer
+    per round), slow (one per round)."""
+
+    FAST = 0
+    MEDIUM = 1
+    SLOW = 2
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Message:
+    """One request or reply travelling between peers.
+
+    Build it with ``Message.create`` (which computes the deadline from a TTL)
+    or directly with an absolute ``deadline``.
+    """
+
+    source: bytes
+    destination: bytes
+    command: bytes
+    deadline: float
+    kind: Kind = Kind.REQUEST
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    message_id: int = 0
+    priority: Priority = Priority.MEDIUM
+    previous_hop: bytes = b""
+    next_hop: bytes = b""
+    attempts: int = 0
+
+    def __post_init__(self) -> None:
+        _check_uuid("source", self.source)
+        _check_uuid("destination", self.destination)
+        if self.previous_hop == b"":
+            object.__setattr__(self, "previous_hop", self.source)
+        else:
+            _check_uuid("previous_hop", self.previous_hop)
+        if self.next_hop == b"":
+            object.__setattr__(self, "next_hop", self.destination)
+        else:
+            _check_uuid("next_hop", self.next_hop)
+        _check_command(self.command)
+        self._check_numbers()
+        if type(self.kind) is not Kind:
+            object.__setattr__(self, "kind", _enum("kind", Kind, self.kind))
+        if type(self.priority) is not Priority:
+            object.__setattr__(self, "priority", _enum("priority", Priority, self.priority))
+        _check_payload(self.payload)
+
+    def _check_numbers(self) -> None:
+        deadline = self.deadline
+        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+            raise MessageError("deadline", deadline, "must be a number of seconds")
+        if not math.isfinite(deadline):
+            raise MessageError("deadline", deadline, "must be finite")
+        mid = self.message_id
+        if isinstance(mid, bool) or not isinstance(mid, int) or not 0 <= mid <= MAX_MESSAGE_ID:
+            raise MessageError("message_id", mid, f"must be an int in 0..{MAX_MESSAGE_ID}")
+        tries = self.attempts
+        if isinstance(tries, bool) or not isinstance(tries, int) or tries < 0:
+            raise MessageError("attempts", tries, "must be an int >= 0")
+
+    @classmethod
+    def create(
+        cls,
+        source: bytes,
+        destination: bytes,
+        command: bytes,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        now: float,
+        ttl: float = DEFAULT_TTL,
+        kind: Kind = Kind.REQUEST,
+        priority: Priority = Priority.MEDIUM,
+        message_id: int | None = None,
+        next_hop: bytes = b"",
+    ) -> Message:
+        """Build a message that lives ``ttl`` seconds from ``now``."""
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise MessageError("ttl", ttl, "must be a positive number of seconds")
+        return cls(
+            source=source,
+            destination=destination,
+            command=command,
+            deadline=now + ttl,
+            kind=kind,
+            payload={} if payload is None else payload,
+            message_id=next_message_id() if message_id is None else message_id,
+            priority=priority,
+            next_hop=next_hop,
+        )
+
+    def reply(
+        self,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        now: float,
+        ttl: float = DEFAULT_TTL,
+        priority: Priority | None = None,
+    ) -> Message:
+        """The reply to this request, as p2p0mq builds it: ends swapped, same id
+        and command, sent back to the hop the request came from."""
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+            raise MessageError("ttl", ttl, "must be a positive number of seconds")
+        return Message(
+            source=self.destination,
+            destination=self.source,
+            command=self.command,
+            deadline=now + ttl,
+            kind=Kind.REPLY,
+            payload={} if payload is None else payload,
+            message_id=self.message_id,
+            priority=self.priority if priority is None else priority,
+            next_hop=self.previous_hop,
+        )
+
+    def retried(self) -> Message:
+        """A copy with one more attempt counted."""
+        return replace(self, attempts=self.attempts + 1)
+
+    def expired(self, now: float) -> bool:
+        """True once ``now`` has reached the deadline."""
+        return now >= self.deadline
+
+    def __repr__(self) -> str:
+        hop = "" if self.next_hop == self.destination else f" via {self.next_hop!r}"
+        return (
+            f"<Message {self.kind.name.lower()} {self.command!r} #{self.message_id} "
+            f"{self.source!r}->{self.destination!r}{hop} {self.priority.name} "
+            f"attempts={self.attempts}>"
+        )
+
+
+def _check_uuid(name: str, value: object) -> None:
+    if type(value) is not bytes:
+        raise MessageError(name, value, "must be bytes")
+    if not 0 < len(value) <= MAX_UUID_LEN:
+        raise MessageError(name, value, f"must be 1..{MAX_UUID_LEN} bytes long")
+    if value[0] == 0:
+        raise MessageError(name, value, "must not start with a zero byte (zmq reserves it)")
+
+
+def _check_command(value: object) -> None:
+    if type(value) is not bytes:
+        raise MessageError("command", value, "must be bytes")
+    if not 0 < len(value) <= MAX_COMMAND_LEN:
+        raise MessageError("command", value, f"must be 1..{MAX_COMMAND_LEN} bytes long")
+
+
+def _check_payload(value: object) -> None:
+    if not isinstance(value, Mapping):
+        raise MessageError("payload", value, "must be a mapping with str keys")
+    for key in value:
+        if type(key) is not str:
+            raise MessageError("payload", value, f"key {key!r} is not a str")
+
+
+def _enum(name: str, enum: type[IntEnum], value: object) -> Any:
+    try:
+        return enum(value)
+    except (ValueError, TypeError):
+        choices = ", ".join(f"{m.name}={m.value}" for m in enum)
+        raise MessageError(name, value, f"must be one of {choices}") from None

@@ -1,0 +1,88 @@
+"""The interfaces the actors use to reach the outside world.
+
+Rules:
+- Actors talk to sockets and clocks only through these protocols, so that the
+  real implementations (``transport/``, ``runtime/clock.py``) and the test kit
+  (``testing/``) are interchangeable.
+- A ``PeerSocket`` is used by exactly one thread: the actor that created it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+
+class SocketEvent(Enum):
+    """What a socket monitor tells about a connection, reduced to what matters."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    HANDSHAKE_SUCCEEDED = "handshake-succeeded"
+    HANDSHAKE_FAILED = "handshake-failed"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    """A CURVE key pair as Z85 text (40 bytes each). The secret never shows in a repr."""
+
+    public: bytes
+    secret: bytes
+
+    def __repr__(self) -> str:
+        return f"KeyPair(public={self.public!r}, secret=<hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddress:
+    """Where and who a remote peer is: its uuid, endpoint and CURVE public key (Z85)."""
+
+    uuid: bytes
+    endpoint: str
+    public_key: bytes
+
+
+class PeerSocket(Protocol):
+    """A connected, encrypted sending socket to one peer."""
+
+    def send_frames(self, frames: Sequence[bytes]) -> None:
+        """Send one message of several frames without blocking.
+
+        Raises ``WouldBlock`` when the socket is not writable (nothing was
+        sent) and ``TransportError`` for any other failure.
+        """
+
+    def wait_writable(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the socket to become writable."""
+
+    def events(self) -> list[SocketEvent]:
+        """Connection events seen since the last call, without blocking."""
+
+    def close(self) -> None:
+        """Close the socket at once (linger 0). Idempotent."""
+
+
+class SocketFactory(Protocol):
+    """Creates the sending socket for a peer, in the calling (actor) thread."""
+
+    def connect(self, peer: PeerAddress) -> PeerSocket:
+        """A socket connected to ``peer``; raises ``ConfigurationError`` on bad input."""
+
+
+class TimerHandle(Protocol):
+    """A pending ``call_later``."""
+
+    def cancel(self) -> None:
+        """Stop the callback from running, if it has not run yet."""
+
+
+class Clock(Protocol):
+    """Monotonic time and delayed callbacks."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic clock."""
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` (which must be quick and thread-safe) after ``delay`` seconds."""
