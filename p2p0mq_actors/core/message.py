@@ -202,7 +202,7 @@ def _check_payload(value: object) -> None:
 
 def _enum(name: str, enum: type[IntEnum], value: object) -> Any:
     try:
-        return enum(value)
+        return enum(value)  # type: ignore[arg-type]
     except (ValueError, TypeError):
         choices = ", ".join(f"{m.name}={m.value}" for m in enum)
         raise MessageError(name, value, f"must be one of {choices}") from None

@@ -1,0 +1,159 @@
+"""The Concern: the actor that owns one command and decides about its messages.
+
+Subclass it, set ``command``, override the hooks you need. Every hook is
+guarded: an exception is logged and counted (``errors``), and never stops the
+Concern or anything else; for ``on_send_failed`` the default policy decides
+instead. Decisions go back to the Scheduler with one ``tell`` per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pykka
+
+from ..core.errors import SendError
+from ..core.message import Message
+from ..core.policy import Action, Decision, FailurePolicy
+from ..core.ports import Clock
+from ..runtime.messages import FLUSH, Dropped, Failed, Flush, Retry, Sent
+
+log = logging.getLogger("p2p0mq_actors.concerns")
+
+
+class Concern(pykka.ThreadingActor):
+    """Base class of command handlers.
+
+    Args:
+        scheduler: ref of the Scheduler that re-enqueues retries (the node
+            passes it; in a unit test pass a ``testing.Recorder`` ref).
+        clock: time source for deadlines and delays (a ``ManualClock`` in tests).
+        policy: the failure policy ``on_send_failed`` applies by default.
+
+    A subclass with its own ``__init__`` must accept and pass on these
+    keyword arguments: ``super().__init__(**kwargs)``.
+
+    Example::
+
+        class Chat(Concern):
+            command = b"chat"
+
+            def on_dropped(self, message, reason):
+                print("lost", message, reason)
+    """
+
+    command: ClassVar[bytes] = b""
+
+    def __init__(
+        self,
+        *,
+        scheduler: Any = None,
+        clock: Clock | None = None,
+        policy: FailurePolicy | None = None,
+    ) -> None:
+        super().__init__()
+        self.scheduler = scheduler
+        self.clock = clock
+        self.policy = policy or FailurePolicy()
+        self.counts = {"sent": 0, "failed": 0, "retried": 0, "dropped": 0, "errors": 0}
+
+    # -- hooks: override these -----------------------------------------------
+
+    def on_sent(self, messages: Sequence[Message]) -> None:
+        """These messages left their socket, in sending order."""
+
+    def on_send_failed(self, message: Message, error: SendError) -> Decision:
+        """Decide what happens to ``message``; the default applies ``policy``."""
+        return self.policy.decide(message, error, self._now())
+
+    def on_dropped(self, message: Message, reason: str) -> None:
+        """``message`` is gone for good (``"ttl"``, ``"stopped"``, a give-up reason...)."""
+
+    # -- plumbing --------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Sent):
+            self.counts["sent"] += len(message.messages)
+            self._guard(self.on_sent, message.messages)
+        elif isinstance(message, Failed):
+            self._decide(message.items)
+        elif isinstance(message, Dropped):
+            self._drop(message.items)
+        elif isinstance(message, Flush):
+            return FLUSH
+        else:
+            return self.on_other(message)
+        return None
+
+    def on_other(self, message: Any) -> Any:
+        """Any message that is not an outcome; logs it by default."""
+        log.warning("%r: unexpected message %r", self, message)
+        return None
+
+    def stats(self) -> dict[str, int]:
+        """Counters: sent, failed, retried, dropped, errors (hooks that raised)."""
+        return dict(self.counts)
+
+    def _now(self) -> float:
+        if self.clock is None:
+            raise RuntimeError(f"{self!r} has no clock: pass clock=... when starting it")
+        return self.clock.now()
+
+    def _guard(self, hook: Any, *args: Any) -> Any:
+        try:
+            return hook(*args)
+        except Exception:
+            self.counts["errors"] += 1
+            log.exception("%r: %s raised; carrying on", self, getattr(hook, "__name__", hook))
+            return None
+
+    def _decide(self, items: Sequence[tuple[Message, SendError]]) -> None:
+        self.counts["failed"] += len(items)
+        now_list: list[Message] = []
+        later: list[tuple[Message, float]] = []
+        drops: list[tuple[Message, str]] = []
+        for message, error in items:
+            decision = self._guard(self.on_send_failed, message, error)
+            if not isinstance(decision, Decision):
+                decision = self.policy.decide(message, error, self._now())
+            if decision.action is Action.GIVE_UP:
+                drops.append((message, decision.reason))
+            elif decision.delay > 0:
+                later.append((message.retried(), self._now() + decision.delay))
+            else:
+                now_list.append(message.retried())
+        if now_list or later:
+            self.counts["retried"] += len(now_list) + len(later)
+            self._tell_scheduler(Retry(tuple(now_list), tuple(later)))
+        self._drop(drops)
+
+    def _drop(self, items: Sequence[tuple[Message, str]]) -> None:
+        self.counts["dropped"] += len(items)
+        for message, reason in items:
+            self._guard(self.on_dropped, message, reason)
+
+    def _tell_scheduler(self, retry: Retry) -> None:
+        if self.scheduler is None:
+            log.warning("%r: no scheduler; %d retries dropped", self, len(retry.now))
+            self._drop([(m, "stopped") for m in (*retry.now, *(m for m, _ in retry.later))])
+            return
+        try:
+            self.scheduler.tell(retry)
+        except pykka.ActorDeadError:
+            self._drop([(m, "stopped") for m in (*retry.now, *(m for m, _ in retry.later))])
+
+    def __repr__(self) -> str:
+        c = self.counts
+        return (
+            f"<{type(self).__name__} {self.command!r} sent={c['sent']} failed={c['failed']} "
+            f"retried={c['retried']} dropped={c['dropped']} errors={c['errors']}>"
+        )
+
+
+class DefaultConcern(Concern):
+    """Owns messages whose command has no Concern: default policy, drops logged."""
+
+    def on_dropped(self, message: Message, reason: str) -> None:
+        log.info("dropped %r: %s", message, reason)

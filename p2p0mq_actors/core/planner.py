@@ -1,0 +1,387 @@
+"""The Scheduler's rules: epochs of rounds handed out as per-peer plans.
+
+Rules:
+- The Planner owns the fast lanes (per peer), the slow lane (global, oldest
+  first), the medium messages not yet handed to their peer, and deferred
+  retries. Each peer owns its medium queue and reports its length with every
+  ``PlanResult``; the Planner only keeps the last report.
+- An epoch is Q rounds (``Plan.rounds``) for every ready peer with work. The
+  next epoch starts when every plan of this one has come back. Q doubles
+  after each epoch up to ``max_rounds``, and falls to 1 after a preemption.
+- New work preempts an epoch of more than one round, unless it is medium work
+  for a peer already in the epoch (it queues behind that peer's own backlog
+  and delays nobody else).
+- Express path: a fast message for a peer with nothing queued and no plan in
+  flight is handed out at once as a one-message plan.
+- A peer has at most one plan in flight; a blocked peer gets no plan until it
+  says it is writable again; its slow messages are skipped, not lost.
+- Expired messages are dropped when about to be planned, and by a sweep of
+  every lane once per ``sweep_interval``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .fairness import Plan, PlanResult, Preemption, Shuffle, SlowItem, no_shuffle
+from .message import Message, Priority
+
+
+@dataclass(slots=True)
+class Intake:
+    """What ``Planner.enqueue`` decided: messages for unknown peers, plans to
+    send at once (the express path), and whether the epoch was preempted."""
+
+    unknown: list[Message] = field(default_factory=list)
+    express: list[Plan] = field(default_factory=list)
+    preempted: bool = False
+
+
+@dataclass(slots=True)
+class _Epoch:
+    number: int
+    rounds: int
+    waiting: set[bytes]
+    preemption: Preemption
+
+
+class Planner:
+    """The Scheduler's state and rules; pure, so every rule is tested without threads."""
+
+    def __init__(self, *, max_rounds: int = 16, shuffle: Shuffle = no_shuffle) -> None:
+        if max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, not {max_rounds!r}")
+        self.max_rounds = max_rounds
+        self._shuffle = shuffle
+        self._peers: set[bytes] = set()
+        self._blocked: set[bytes] = set()
+        self._in_flight: set[bytes] = set()
+        self._fast: dict[bytes, deque[Message]] = {}
+        self._pending: dict[bytes, list[Message]] = {}
+        self._medium_len: dict[bytes, int] = {}
+        self._slow: deque[SlowItem] = deque()
+        self._slow_seq = 0
+        self._slow_count: dict[bytes, int] = {}
+        self._delayed: list[tuple[float, int, Message]] = []
+        self._epoch: _Epoch | None = None
+        self._epochs = 0
+        self._rounds = 1
+        self.sweep_interval = 1.0
+        self._next_sweep = float("-inf")
+
+    # -- peers -------------------------------------------------------------
+
+    def add_peer(self, peer: bytes) -> None:
+        """Make ``peer`` a destination; a known peer is left as it is."""
+        if peer not in self._peers:
+            self._peers.add(peer)
+            self._fast[peer] = deque()
+            self._pending[peer] = []
+            self._medium_len[peer] = 0
+
+    def remove_peer(self, peer: bytes) -> list[Message]:
+        """Forget ``peer``; returns the messages the planner held for it."""
+        orphans = self.take_peer_messages(peer)
+        self._peers.discard(peer)
+        self._blocked.discard(peer)
+        self._in_flight.discard(peer)
+        self._fast.pop(peer, None)
+        self._pending.pop(peer, None)
+        self._medium_len.pop(peer, None)
+        if self._epoch is not None:
+            self._finish_if_done(peer, self._epoch.number)
+        return orphans
+
+    def take_peer_messages(self, peer: bytes) -> list[Message]:
+        """Remove and return every fast, slow and not-yet-handed medium message
+        the planner holds for ``peer`` (e.g. to fail them)."""
+        out = list(self._fast.get(peer, ()))
+        if peer in self._fast:
+            self._fast[peer].clear()
+        out.extend(self._pending.get(peer, ()))
+        if peer in self._pending:
+            self._pending[peer] = []
+        if self._slow_count.pop(peer, 0):
+            out.extend(i.message for i in self._slow if i.message.next_hop == peer)
+            self._slow = deque(i for i in self._slow if i.message.next_hop != peer)
+        return out
+
+    def set_blocked(self, peer: bytes, blocked: bool, medium_len: int | None = None) -> None:
+        """Record that ``peer``'s socket is (not) writable, with its medium length."""
+        if peer not in self._peers:
+            return
+        (self._blocked.add if blocked else self._blocked.discard)(peer)
+        if medium_len is not None:
+            self._medium_len[peer] = medium_len
+
+    def is_blocked(self, peer: bytes) -> bool:
+        return peer in self._blocked
+
+    # -- work in -----------------------------------------------------------
+
+    def enqueue(self, messages: Iterable[Message]) -> Intake:
+        """Queue messages; returns unknown-peer ones, express plans, preemption."""
+        intake = Intake()
+        express: dict[bytes, list[Message]] = {}
+        for message in messages:
+            peer = message.next_hop
+            if peer not in self._peers:
+                intake.unknown.append(message)
+            elif message.priority is Priority.FAST and (peer in express or self._is_idle(peer)):
+                express.setdefault(peer, []).append(message)
+            else:
+                self._queue(message)
+                intake.preempted |= self._should_preempt(message)
+        for peer, batch in express.items():
+            self._in_flight.add(peer)
+            intake.express.append(Plan(peer=peer, epoch=0, rounds=0, fast=tuple(batch)))
+        if intake.preempted and self._epoch is not None:
+            self._epoch.preemption.requested = True
+        return intake
+
+    def _queue(self, message: Message) -> None:
+        peer = message.next_hop
+        if message.priority is Priority.FAST:
+            self._fast[peer].append(message)
+        elif message.priority is Priority.SLOW:
+            self._slow.append(SlowItem(self._slow_seq, message))
+            self._slow_seq += 1
+            self._slow_count[peer] = self._slow_count.get(peer, 0) + 1
+        else:
+            self._pending[peer].append(message)
+
+    def _is_idle(self, peer: bytes) -> bool:
+        """Nothing queued for ``peer`` anywhere and no plan in flight."""
+        return (
+            peer not in self._in_flight
+            and peer not in self._blocked
+            and not self._fast[peer]
+            and not self._pending[peer]
+            and self._medium_len[peer] == 0
+            and not self._slow_count.get(peer)
+        )
+
+    def _should_preempt(self, message: Message) -> bool:
+        epoch = self._epoch
+        if epoch is None or epoch.rounds <= 1 or epoch.preemption.requested:
+            return False
+        medium_for_planned_peer = (
+            message.priority is Priority.MEDIUM and message.next_hop in epoch.waiting
+        )
+        return not medium_for_planned_peer
+
+    def defer(self, message: Message, due: float) -> None:
+        """Hold ``message`` until ``due`` (a retry after a delay)."""
+        heapq.heappush(self._delayed, (due, message.message_id, message))
+
+    def release_due(self, now: float) -> list[Message]:
+        """Deferred messages whose time has come, oldest due first."""
+        out = []
+        while self._delayed and self._delayed[0][0] <= now:
+            out.append(heapq.heappop(self._delayed)[2])
+        return out
+
+    def next_due(self) -> float | None:
+        """When the earliest deferred message falls due, if any."""
+        return self._delayed[0][0] if self._delayed else None
+
+    # -- epochs ------------------------------------------------------------
+
+    @property
+    def epoch_in_flight(self) -> bool:
+        return self._epoch is not None
+
+    def start_epoch(self, now: float) -> tuple[list[Plan], list[Message]]:
+        """Plan the next epoch unless one is in flight.
+
+        Returns the plans (in the order to hand them out) and the messages
+        that expired while queued (to drop with reason ``"ttl"``). Messages
+        about to be planned are checked every time; the rest of the lanes
+        (e.g. for blocked peers) once per ``sweep_interval``.
+        """
+        if self._epoch is not None:
+            return [], []
+        expired: list[Message] = []
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_interval
+            self._sweep(now, expired)
+        rounds = self._rounds
+        ready = [p for p in self._peers if p not in self._blocked and p not in self._in_flight]
+        slow = self._take_slow(rounds, set(ready), now, expired)
+        self._epochs += 1
+        preemption = Preemption()
+        plans = []
+        for peer in ready:
+            plan = self._plan_for(
+                peer, rounds, slow.pop(peer, ()), preemption, now=now, expired=expired
+            )
+            if plan is not None:
+                plans.append(plan)
+        if not plans:
+            return [], expired
+        order = [plan.peer for plan in plans]
+        self._shuffle(order)
+        by_peer = {plan.peer: plan for plan in plans}
+        plans = [by_peer[peer] for peer in order]
+        self._in_flight.update(order)
+        self._epoch = _Epoch(self._epochs, rounds, set(order), preemption)
+        return plans, expired
+
+    def _plan_for(
+        self,
+        peer: bytes,
+        rounds: int,
+        slow: Sequence[SlowItem],
+        preemption: Preemption,
+        *,
+        now: float,
+        expired: list[Message],
+    ) -> Plan | None:
+        fast = _live(self._fast[peer], now, expired)
+        pending = _live(self._pending[peer], now, expired)
+        self._fast[peer].clear()
+        self._pending[peer] = []
+        if not (fast or pending or slow or self._medium_len[peer]):
+            return None
+        self._medium_len[peer] += len(pending)
+        return Plan(
+            peer=peer,
+            epoch=self._epochs,
+            rounds=rounds,
+            fast=tuple(fast),
+            new_medium=tuple(pending),
+            slow=tuple(slow),
+            preemption=preemption,
+        )
+
+    def _take_slow(
+        self, rounds: int, ready: set[bytes], now: float, expired: list[Message]
+    ) -> dict[bytes, list[SlowItem]]:
+        """The first ``rounds`` live slow items, one per round, skipping blocked
+        peers and stopping at a peer whose plan is still in flight."""
+        taken: dict[bytes, list[SlowItem]] = {}
+        kept: list[SlowItem] = []
+        k = 0
+        while self._slow and k < rounds:
+            peer = self._slow[0].message.next_hop
+            if peer in self._in_flight:
+                break  # its turn comes as soon as its plan is back: keep the order
+            item = self._slow.popleft()
+            if peer not in ready:  # blocked: skipped, not lost
+                kept.append(item)
+                continue
+            self._slow_count[peer] -= 1
+            if item.message.deadline <= now:
+                expired.append(item.message)
+                continue
+            taken.setdefault(peer, []).append(SlowItem(item.seq, item.message, k))
+            k += 1
+        self._slow.extendleft(reversed(kept))
+        return taken
+
+    def _sweep(self, now: float, expired: list[Message]) -> None:
+        """Drop every expired message the planner holds, in every lane."""
+        for peer in self._peers:
+            for lane in (self._fast[peer], self._pending[peer]):
+                if any(m.deadline <= now for m in lane):
+                    keep = _live(lane, now, expired)
+                    lane.clear()
+                    lane.extend(keep)
+        if any(item.message.deadline <= now for item in self._slow):
+            keep_slow: deque[SlowItem] = deque()
+            for item in self._slow:
+                if item.message.deadline > now:
+                    keep_slow.append(item)
+                else:
+                    expired.append(item.message)
+                    self._slow_count[item.message.next_hop] -= 1
+            self._slow = keep_slow
+
+    def complete(self, result: PlanResult) -> bool:
+        """Take a peer's result back.
+
+        Returns True when no epoch is in flight any more: time to call
+        ``start_epoch`` (an express plan's result can free work that waited).
+        """
+        peer = result.peer
+        self._in_flight.discard(peer)
+        if peer in self._peers:
+            self._take_back(result)
+        self._finish_if_done(peer, result.epoch)
+        return self._epoch is None
+
+    def _take_back(self, result: PlanResult) -> None:
+        peer = result.peer
+        if result.unsent_fast:
+            self._fast[peer].extendleft(reversed(result.unsent_fast))
+        if result.unsent_slow:
+            returned = [SlowItem(i.seq, i.message) for i in result.unsent_slow]
+            self._slow = deque(heapq.merge(returned, self._slow, key=lambda i: i.seq))
+            self._slow_count[peer] = self._slow_count.get(peer, 0) + len(returned)
+        self._medium_len[peer] = result.medium_len
+        if result.blocked:
+            self._blocked.add(peer)
+
+    def _finish_if_done(self, peer: bytes, epoch_number: int) -> None:
+        epoch = self._epoch
+        if epoch is None or epoch.number != epoch_number:
+            return
+        epoch.waiting.discard(peer)
+        if epoch.waiting:
+            return
+        self._epoch = None
+        if epoch.preemption.requested:
+            self._rounds = 1
+        else:
+            self._rounds = min(self.max_rounds, max(1, epoch.rounds) * 2)
+
+    # -- looking in --------------------------------------------------------
+
+    def has_work(self) -> bool:
+        """True while anything is queued for a ready peer."""
+        for peer in self._peers:
+            if peer in self._blocked:
+                continue
+            if self._fast[peer] or self._pending[peer] or self._medium_len[peer]:
+                return True
+        return any(item.message.next_hop not in self._blocked for item in self._slow)
+
+    def drain(self) -> list[Message]:
+        """Remove and return every message the planner holds (node stopping)."""
+        out: list[Message] = []
+        for peer in list(self._peers):
+            out.extend(self.take_peer_messages(peer))
+        out.extend(item.message for item in self._slow)
+        self._slow.clear()
+        self._slow_count.clear()
+        out.extend(entry[2] for entry in sorted(self._delayed))
+        self._delayed.clear()
+        return out
+
+    def depths(self) -> dict[str, int]:
+        """Queue depths as the planner knows them (medium: last reported)."""
+        return {
+            "fast": sum(map(len, self._fast.values())),
+            "medium": sum(self._medium_len.values()) + sum(map(len, self._pending.values())),
+            "slow": len(self._slow),
+            "delayed": len(self._delayed),
+        }
+
+    def __repr__(self) -> str:
+        d = self.depths()
+        epoch = f"epoch={self._epoch.number}x{self._epoch.rounds}" if self._epoch else "idle"
+        return (
+            f"<Planner {epoch} peers={len(self._peers)} blocked={len(self._blocked)} "
+            f"fast={d['fast']} medium={d['medium']} slow={d['slow']} delayed={d['delayed']}>"
+        )
+
+
+def _live(lane: Iterable[Message], now: float, expired: list[Message]) -> list[Message]:
+    """The messages of ``lane`` still alive at ``now``; the others go to ``expired``."""
+    live: list[Message] = []
+    for message in lane:
+        (live if message.deadline > now else expired).append(message)
+    return live

@@ -1,0 +1,93 @@
+"""What the actors tell each other. Plans and plan results come from
+``core.fairness``; the rest is here. All are frozen and carry batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.errors import SendError
+from ..core.message import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Scheduler: queue these messages (each on the lane its priority names)."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Scheduler: a Concern's decisions; ``now`` re-enqueued at once, ``later``
+    held until their due time (absolute clock seconds)."""
+
+    now: tuple[Message, ...] = ()
+    later: tuple[tuple[Message, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AddPeer:
+    """Scheduler: a PeerConnection exists for ``uuid``."""
+
+    uuid: bytes
+    ref: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RemovePeer:
+    """Scheduler: forget ``uuid``; what was queued for it fails."""
+
+    uuid: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeerWritable:
+    """Scheduler: the peer's socket accepts messages again."""
+
+    uuid: bytes
+    medium_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFailed:
+    """Scheduler: the peer gave up on its queue with ``error``; fail the rest too."""
+
+    uuid: bytes
+    error: SendError
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Concern: these messages left their socket."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Concern: these messages could not be sent; decide what to do with each."""
+
+    items: tuple[tuple[Message, SendError], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Concern: these messages are gone, each for the reason given."""
+
+    items: tuple[tuple[Message, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Scheduler or PeerConnection: drop everything held with reason
+    ``"stopped"`` and refuse new work from now on (asked before ``stop``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Any of our actors: answered once everything told before it is handled."""
+
+
+SHUTDOWN = Shutdown()
+FLUSH = Flush()

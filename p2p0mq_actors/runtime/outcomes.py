@@ -1,0 +1,102 @@
+"""Which Concern owns a message, and how outcomes reach it: one tell per
+Concern per batch, never one per message."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pykka
+
+from ..core.errors import ConfigurationError, SendError
+from ..core.message import Message
+from .messages import Dropped, Failed, Sent
+
+log = logging.getLogger("p2p0mq_actors.runtime")
+
+
+class ConcernRegistry:
+    """Maps a command to the ref of the Concern actor that owns it.
+
+    Reads are lock-free (the map is replaced, never changed in place), so
+    actors can look up owners on every batch; writes take a lock. Messages
+    whose command has no Concern go to the ``default`` one.
+    """
+
+    def __init__(self, default: Any = None) -> None:
+        self._lock = threading.Lock()
+        self._owners: Mapping[bytes, Any] = {}
+        self.default = default
+
+    def add(self, command: bytes, ref: Any) -> None:
+        """Register ``ref`` for ``command``; a second owner is an error."""
+        with self._lock:
+            if command in self._owners:
+                raise ConfigurationError(
+                    f"command {command!r} already has a Concern ({self._owners[command]}); "
+                    "remove it first"
+                )
+            self._owners = {**self._owners, command: ref}
+
+    def remove(self, command: bytes) -> Any:
+        """Unregister and return the Concern of ``command`` (KeyError-free: None if none)."""
+        with self._lock:
+            owners = dict(self._owners)
+            ref = owners.pop(command, None)
+            self._owners = owners
+            return ref
+
+    def get(self, command: bytes) -> Any:
+        """The owner of ``command``, else the default Concern (may be None)."""
+        return self._owners.get(command, self.default)
+
+    def refs(self) -> list[Any]:
+        """Every registered Concern, the default last."""
+        out = list(self._owners.values())
+        if self.default is not None:
+            out.append(self.default)
+        return out
+
+    def __contains__(self, command: object) -> bool:
+        return command in self._owners
+
+    def __repr__(self) -> str:
+        return f"<ConcernRegistry commands={sorted(self._owners)!r}>"
+
+
+def report_sent(registry: ConcernRegistry, messages: Iterable[Message]) -> None:
+    """Tell each owner, in one batch, which of its messages were sent."""
+    for ref, batch in _group(registry, messages, lambda m: m).items():
+        _tell(ref, Sent(tuple(batch)), len(batch))
+
+
+def report_failed(registry: ConcernRegistry, items: Iterable[tuple[Message, SendError]]) -> None:
+    """Tell each owner, in one batch, which of its messages failed and why."""
+    for ref, batch in _group(registry, items, lambda i: i[0]).items():
+        _tell(ref, Failed(tuple(batch)), len(batch))
+
+
+def report_dropped(registry: ConcernRegistry, items: Iterable[tuple[Message, str]]) -> None:
+    """Tell each owner, in one batch, which of its messages were dropped and why."""
+    for ref, batch in _group(registry, items, lambda i: i[0]).items():
+        _tell(ref, Dropped(tuple(batch)), len(batch))
+
+
+def _group(registry: ConcernRegistry, items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
+    groups: dict[Any, list[Any]] = {}
+    for item in items:
+        ref = registry.get(key(item).command)
+        groups.setdefault(ref, []).append(item)
+    return groups
+
+
+def _tell(ref: Any, event: object, count: int) -> None:
+    if ref is None:
+        log.warning("no Concern to tell of %d message(s): %r", count, event)
+        return
+    try:
+        ref.tell(event)
+    except pykka.ActorDeadError:
+        log.warning("Concern %s stopped; %d outcome(s) not delivered: %r", ref, count, event)

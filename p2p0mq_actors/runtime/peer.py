@@ -1,0 +1,244 @@
+"""PeerConnection: the actor that owns one peer's socket and medium queue.
+
+It carries out the plans the Scheduler hands it (``core.fairness.run_plan``),
+reports each batch's outcomes to the owning Concerns, and its result (with
+its true medium length) to the Scheduler. When the socket is not writable
+it stops at once, keeps everything in order, and polls in short steps until
+it is writable again; a peer that stays unwritable too long, or refuses the
+handshake, turns what it holds into failures.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+import pykka
+
+from ..core.codec import WireShape, encode
+from ..core.errors import (
+    EncodeError,
+    PeerRefusedError,
+    PeerUnreachableError,
+    SendError,
+    UnencodableError,
+)
+from ..core.fairness import Plan, PlanResult, run_plan
+from ..core.message import Message
+from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
+from .messages import FLUSH, Flush, PeerFailed, PeerWritable, Shutdown
+from .outcomes import ConcernRegistry, report_dropped, report_failed, report_sent
+
+log = logging.getLogger("p2p0mq_actors.runtime.peer")
+
+
+class _Poll:
+    """Self-message: one step of waiting for the socket to become writable."""
+
+
+_POLL = _Poll()
+
+
+class PeerConnection(pykka.ThreadingActor):
+    """One remote peer: its CURVE DEALER socket and its medium queue.
+
+    Args:
+        peer: who and where the peer is.
+        scheduler: ref of the node's Scheduler.
+        concerns: where outcomes go.
+        sockets: creates the socket, in this actor's thread, in ``on_start``.
+        clock: time source.
+        shape: the wire shape this peer understands.
+        unreachable_after: seconds of an unwritable socket before what is
+            queued fails with ``PeerUnreachableError``.
+        poll_interval: the longest single wait for writability (keeps
+            ``stop`` and other messages responsive).
+    """
+
+    def __init__(
+        self,
+        peer: PeerAddress,
+        *,
+        scheduler: Any,
+        concerns: ConcernRegistry,
+        sockets: SocketFactory,
+        clock: Clock,
+        shape: WireShape = WireShape.V011,
+        unreachable_after: float = 10.0,
+        poll_interval: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.peer = peer
+        self._scheduler = scheduler
+        self._concerns = concerns
+        self._sockets = sockets
+        self._clock = clock
+        self._shape = shape
+        self._unreachable_after = unreachable_after
+        self._poll_interval = poll_interval
+        self._socket: PeerSocket | None = None
+        self._medium: deque[Message] = deque()
+        self._blocked_since: float | None = None
+        self._refused = False
+        self._handshaken = False
+        self._closed = False
+        self._last_error: SendError | None = None
+        self.sent_count = 0
+
+    # -- life cycle --------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._socket = self._sockets.connect(self.peer)
+
+    def on_stop(self) -> None:
+        self._shutdown()
+
+    def on_failure(self, *_exc_info: object) -> None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._medium:
+            report_dropped(self._concerns, [(m, "stopped") for m in self._medium])
+            self._medium.clear()
+        self._closed = True
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    # -- messages ----------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Plan):
+            self._run(message)
+        elif message is _POLL:
+            self._poll()
+        elif isinstance(message, Shutdown):
+            self._shutdown()
+        elif isinstance(message, Flush):
+            return FLUSH
+        else:
+            log.warning("%r: unexpected message %r", self, message)
+        return None
+
+    def _send(self, message: Message) -> None:
+        try:
+            frames = encode(message, self._shape)
+        except EncodeError as exc:
+            raise UnencodableError(str(exc), peer=self.peer.uuid) from exc
+        assert self._socket is not None
+        self._socket.send_frames(frames)
+
+    def _run(self, plan: Plan) -> None:
+        if self._closed or self._blocked_since is not None:
+            self._return_unrun(plan)
+            return
+        run = run_plan(plan, self._medium, self._send, self._clock.now())
+        self._tell_scheduler(run.result)
+        self.sent_count += len(run.sent)
+        if run.sent:
+            report_sent(self._concerns, run.sent)
+        if run.expired:
+            report_dropped(self._concerns, [(m, "ttl") for m in run.expired])
+        if run.failed:
+            report_failed(self._concerns, run.failed)
+        self._read_events()
+        if run.result.blocked:
+            self._blocked_since = self._clock.now()
+            self.actor_ref.tell(_POLL)
+
+    def _return_unrun(self, plan: Plan) -> None:
+        """A plan that arrived while blocked or closed: give it all back."""
+        if self._closed:
+            gone = [*plan.fast, *plan.new_medium, *(i.message for i in plan.slow)]
+            report_dropped(self._concerns, [(m, "stopped") for m in gone])
+        else:
+            self._medium.extend(plan.new_medium)
+        self._tell_scheduler(
+            PlanResult(
+                peer=plan.peer,
+                epoch=plan.epoch,
+                medium_len=len(self._medium),
+                unsent_fast=() if self._closed else plan.fast,
+                unsent_slow=() if self._closed else plan.slow,
+                blocked=not self._closed,
+            )
+        )
+
+    def _tell_scheduler(self, event: object) -> None:
+        try:
+            self._scheduler.tell(event)
+        except pykka.ActorDeadError:
+            if isinstance(event, PlanResult):
+                gone = [*event.unsent_fast, *(i.message for i in event.unsent_slow)]
+                report_dropped(self._concerns, [(m, "stopped") for m in gone])
+
+    # -- waiting for the socket ---------------------------------------------
+
+    def _read_events(self) -> None:
+        assert self._socket is not None
+        for event in self._socket.events():
+            if event is SocketEvent.HANDSHAKE_SUCCEEDED:
+                self._handshaken, self._refused = True, False
+            elif event is SocketEvent.HANDSHAKE_FAILED:
+                self._refused = True
+
+    def _poll(self) -> None:
+        if self._closed or self._blocked_since is None or self._socket is None:
+            return
+        writable = self._socket.wait_writable(self._poll_interval)
+        self._read_events()
+        now = self._clock.now()
+        self._expire(now)
+        if writable:
+            self._blocked_since, self._last_error = None, None
+            self._tell_scheduler(PeerWritable(self.peer.uuid, len(self._medium)))
+            return
+        if self._refused or now - self._blocked_since >= self._unreachable_after:
+            self._fail_all(now)
+            # The next wave: after another handshake failure (libzmq retries the
+            # connection on its own) or another ``unreachable_after``.
+            self._blocked_since, self._refused = now, False
+        self.actor_ref.tell(_POLL)
+
+    def _expire(self, now: float) -> None:
+        if any(m.deadline <= now for m in self._medium):
+            expired = [m for m in self._medium if m.deadline <= now]
+            live = [m for m in self._medium if m.deadline > now]
+            self._medium = deque(live)
+            report_dropped(self._concerns, [(m, "ttl") for m in expired])
+
+    def _fail_all(self, now: float) -> None:
+        error: SendError
+        if self._refused:
+            error = PeerRefusedError(
+                f"peer {self.peer.uuid!r} at {self.peer.endpoint} refused the CURVE "
+                "handshake: check its public key, and that it knows ours",
+                peer=self.peer.uuid,
+            )
+        else:
+            error = PeerUnreachableError(
+                f"peer {self.peer.uuid!r} at {self.peer.endpoint} not writable for "
+                f"{now - (self._blocked_since or now):.1f} s",
+                peer=self.peer.uuid,
+            )
+        self._last_error = error
+        log.info("%r: failing queued messages: %s", self, error)
+        if self._medium:
+            report_failed(self._concerns, [(m, error) for m in self._medium])
+            self._medium.clear()
+        self._tell_scheduler(PeerFailed(self.peer.uuid, error))
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "CLOSED"
+        elif self._blocked_since is not None and isinstance(self._last_error, PeerRefusedError):
+            state = "REFUSED"
+        elif self._blocked_since is not None:
+            state = "BLOCKED"
+        else:
+            state = "READY"
+        return (
+            f"<PeerConnection {self.peer.uuid!r} {self.peer.endpoint} {state} "
+            f"medium={len(self._medium)} sent={self.sent_count}>"
+        )

@@ -1,0 +1,240 @@
+"""Scheduler: the actor that runs the rounds (``core.planner.Planner``).
+
+It never touches a socket. It takes work in batches, hands each peer its
+plan with one tell, runs epochs back to back while work is queued and goes
+idle (no timer, no polling) when nothing is. Decisions of Concerns come back
+as ``Retry`` tells; delayed retries wait on the clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import pykka
+
+from ..core.errors import NoPeerError, SendError
+from ..core.fairness import Plan, PlanResult, Shuffle
+from ..core.message import Message
+from ..core.planner import Planner
+from ..core.ports import Clock, TimerHandle
+from .messages import (
+    FLUSH,
+    AddPeer,
+    Enqueue,
+    Flush,
+    PeerFailed,
+    PeerWritable,
+    RemovePeer,
+    Retry,
+    Shutdown,
+)
+from .outcomes import ConcernRegistry, report_dropped, report_failed
+
+log = logging.getLogger("p2p0mq_actors.runtime.scheduler")
+
+
+class _Wake:
+    """Self-message: a timer fell due (deferred retries, or pacing)."""
+
+
+_WAKE = _Wake()
+
+
+class Scheduler(pykka.ThreadingActor):
+    """Runs the fast / medium / slow rounds for one node.
+
+    Args:
+        concerns: where outcomes of messages it drops or fails go.
+        clock: time source and timers.
+        max_rounds: the longest plan, in rounds (Q).
+        pacing: if > 0, the least time between the starts of two epochs.
+        shuffle: shuffles the order of peers in each epoch (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        concerns: ConcernRegistry,
+        clock: Clock,
+        max_rounds: int = 16,
+        pacing: float = 0.0,
+        shuffle: Shuffle | None = None,
+    ) -> None:
+        super().__init__()
+        self._concerns = concerns
+        self._clock = clock
+        self._planner = Planner(max_rounds=max_rounds, shuffle=shuffle or random.Random().shuffle)
+        self._pacing = pacing
+        self._refs: dict[bytes, Any] = {}
+        self._timer: TimerHandle | None = None
+        self._timer_due: float | None = None
+        self._last_epoch = float("-inf")
+        self._closed = False
+        self.epochs = 0
+        self.preemptions = 0
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Enqueue):
+            self._intake(message.messages)
+        elif isinstance(message, PlanResult):
+            if self._planner.complete(message):
+                self._pump()
+        elif isinstance(message, Retry):
+            self._retry(message)
+        elif message is _WAKE:
+            self._wake()
+        elif isinstance(message, PeerWritable):
+            self._planner.set_blocked(message.uuid, False, message.medium_len)
+            self._pump()
+        elif isinstance(message, PeerFailed):
+            self._fail(self._planner.take_peer_messages(message.uuid), message.error)
+        else:
+            return self._control(message)
+        return None
+
+    def _control(self, message: Any) -> Any:
+        if isinstance(message, AddPeer):
+            self._refs[message.uuid] = message.ref
+            self._planner.add_peer(message.uuid)
+        elif isinstance(message, RemovePeer):
+            self._remove_peer(message.uuid)
+        elif isinstance(message, Shutdown):
+            self._shutdown()
+        elif isinstance(message, Flush):
+            return FLUSH
+        else:
+            log.warning("%r: unexpected message %r", self, message)
+        return None
+
+    # -- work in -----------------------------------------------------------
+
+    def _intake(self, messages: Iterable[Message]) -> None:
+        if self._closed:
+            report_dropped(self._concerns, [(m, "stopped") for m in messages])
+            return
+        intake = self._planner.enqueue(messages)
+        if intake.unknown:
+            self._fail(intake.unknown, None)
+        for plan in intake.express:
+            self._hand_out(plan)
+        if intake.preempted:
+            self.preemptions += 1
+        if not self._planner.epoch_in_flight:
+            self._pump()
+
+    def _retry(self, retry: Retry) -> None:
+        if self._closed:
+            gone = [*retry.now, *(m for m, _ in retry.later)]
+            report_dropped(self._concerns, [(m, "stopped") for m in gone])
+            return
+        for message, due in retry.later:
+            self._planner.defer(message, due)
+        if retry.now:
+            self._intake(retry.now)
+        self._arm_timer()
+
+    def _wake(self) -> None:
+        self._timer = self._timer_due = None
+        due = self._planner.release_due(self._clock.now())
+        if due:
+            self._intake(due)
+        else:
+            self._pump()
+        self._arm_timer()
+
+    # -- epochs ------------------------------------------------------------
+
+    def _pump(self) -> None:
+        if self._closed or self._planner.epoch_in_flight:
+            return
+        now = self._clock.now()
+        if self._pacing > 0 and now < self._last_epoch + self._pacing:
+            if self._planner.has_work():
+                self._arm_timer(self._last_epoch + self._pacing)
+            return
+        plans, expired = self._planner.start_epoch(now)
+        if expired:
+            report_dropped(self._concerns, [(m, "ttl") for m in expired])
+        if plans:
+            self._last_epoch = now
+            self.epochs += 1
+        for plan in plans:
+            self._hand_out(plan)
+
+    def _hand_out(self, plan: Plan) -> None:
+        try:
+            self._refs[plan.peer].tell(plan)
+        except pykka.ActorDeadError:
+            log.warning("%r: PeerConnection %r is gone; failing its messages", self, plan.peer)
+            gone = [*plan.fast, *plan.new_medium, *(i.message for i in plan.slow)]
+            self._remove_peer(plan.peer, gone)
+
+    def _remove_peer(self, peer: bytes, extra: Iterable[Message] = ()) -> None:
+        self._refs.pop(peer, None)
+        orphans = [*extra, *self._planner.remove_peer(peer)]
+        self._fail(orphans, None)
+        self._pump()
+
+    def _fail(self, messages: list[Message], error: SendError | None) -> None:
+        """Report ``messages`` failed (expired ones dropped) to their Concerns."""
+        if not messages:
+            return
+        now = self._clock.now()
+        report_dropped(self._concerns, [(m, "ttl") for m in messages if m.deadline <= now])
+        failed = []
+        for m in messages:
+            if m.deadline > now:
+                err = error or NoPeerError(
+                    f"no connection to peer {m.next_hop!r}: add and connect it first",
+                    peer=m.next_hop,
+                )
+                failed.append((m, err))
+        report_failed(self._concerns, failed)
+
+    # -- timers ------------------------------------------------------------
+
+    def _arm_timer(self, due: float | None = None) -> None:
+        if due is None:
+            due = self._planner.next_due()
+        if due is None or self._closed:
+            return
+        if self._timer is not None and self._timer_due is not None and self._timer_due <= due:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        ref = self.actor_ref
+        self._timer_due = due
+        self._timer = self._clock.call_later(max(0.0, due - self._clock.now()), _teller(ref))
+
+    # -- stopping ----------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        report_dropped(self._concerns, [(m, "stopped") for m in self._planner.drain()])
+
+    def on_stop(self) -> None:
+        self._shutdown()
+
+    def depths(self) -> dict[str, int]:
+        """Queue depths as the Scheduler knows them (ask it through a proxy)."""
+        depths: dict[str, int] = self._planner.depths()
+        return depths
+
+    def __repr__(self) -> str:
+        return f"<Scheduler {self._planner!r} epochs={self.epochs} closed={self._closed}>"
+
+
+def _teller(ref: Any) -> Any:
+    def wake() -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.tell(_WAKE)
+
+    return wake

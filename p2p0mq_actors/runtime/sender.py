@@ -1,0 +1,283 @@
+"""Sender: the send path of one local peer, with p2p0mq's ``Sender`` surface.
+
+It wires a Scheduler, one PeerConnection per peer and the Concerns, and
+stops them all. Messages go in with ``enqueue*`` (one tell per call, however
+many messages), outcomes come out at the Concerns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import pykka
+
+from ..concerns.base import Concern, DefaultConcern
+from ..core.codec import WireShape
+from ..core.errors import ConfigurationError
+from ..core.fairness import Shuffle
+from ..core.message import Message, Priority
+from ..core.policy import FailurePolicy
+from ..core.ports import Clock, PeerAddress, SocketFactory
+from .clock import MonotonicClock
+from .messages import FLUSH, SHUTDOWN, AddPeer, Enqueue, RemovePeer
+from .outcomes import ConcernRegistry
+from .peer import PeerConnection
+from .scheduler import Scheduler
+
+log = logging.getLogger("p2p0mq_actors.runtime.sender")
+
+Messages = Message | Iterable[Message]
+
+
+class Sender:
+    """The send path: Scheduler, PeerConnections and Concerns of one node.
+
+    Args:
+        uuid: our own uuid (the identity of every socket we connect).
+        sockets: creates the sending socket of each peer.
+        clock: time source; by default a ``MonotonicClock`` the Sender owns.
+        max_rounds: the longest plan, in rounds.
+        pacing: if > 0, the least time between two epochs.
+        policy: the default Concern's failure policy.
+        shape: the wire shape peers get unless ``add_peer`` says otherwise.
+        unreachable_after: seconds a peer may stay unwritable before what is
+            queued for it fails.
+        shuffle: orders peers within a round (injectable for tests).
+        timeout: how long ``stop`` waits for each actor.
+
+    Use it as a context manager, or call ``stop()``.
+    """
+
+    def __init__(
+        self,
+        uuid: bytes,
+        *,
+        sockets: SocketFactory,
+        clock: Clock | None = None,
+        max_rounds: int = 16,
+        pacing: float = 0.0,
+        policy: FailurePolicy | None = None,
+        shape: WireShape = WireShape.V011,
+        unreachable_after: float = 10.0,
+        shuffle: Shuffle | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.uuid = uuid
+        self._sockets = sockets
+        self._own_clock = clock is None
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        self._shape = shape
+        self._unreachable_after = unreachable_after
+        self._timeout = timeout
+        self.concerns = ConcernRegistry()
+        self._peers: dict[bytes, tuple[PeerAddress, WireShape]] = {}
+        self._connections: dict[bytes, Any] = {}
+        self._stopped = False
+        self.scheduler = Scheduler.start(
+            concerns=self.concerns,
+            clock=self.clock,
+            max_rounds=max_rounds,
+            pacing=pacing,
+            shuffle=shuffle,
+        )
+        self.concerns.default = DefaultConcern.start(
+            scheduler=self.scheduler, clock=self.clock, policy=policy
+        )
+
+    # -- peers -------------------------------------------------------------
+
+    def add_peer(
+        self, uuid: bytes, endpoint: str, public_key: bytes, *, shape: WireShape | None = None
+    ) -> None:
+        """Know a peer; ``connect_peers()`` then opens its connection."""
+        self._check_running()
+        if type(uuid) is not bytes or not uuid:
+            raise ConfigurationError(f"peer uuid must be non-empty bytes, not {uuid!r}")
+        self._peers[uuid] = (PeerAddress(uuid, endpoint, public_key), shape or self._shape)
+
+    def connect_peers(self) -> list[bytes]:
+        """Start a PeerConnection for every known peer not yet connected.
+
+        Returns the uuids connected by this call.
+        """
+        self._check_running()
+        new = [uuid for uuid in self._peers if uuid not in self._connections]
+        for uuid in new:
+            address, shape = self._peers[uuid]
+            ref = PeerConnection.start(
+                address,
+                scheduler=self.scheduler,
+                concerns=self.concerns,
+                sockets=self._sockets,
+                clock=self.clock,
+                shape=shape,
+                unreachable_after=self._unreachable_after,
+            )
+            self._connections[uuid] = ref
+            self.scheduler.tell(AddPeer(uuid, ref))
+        return new
+
+    def remove_peer(self, uuid: bytes) -> None:
+        """Close the connection to ``uuid``; what was queued for it fails."""
+        self._peers.pop(uuid, None)
+        ref = self._connections.pop(uuid, None)
+        self.scheduler.tell(RemovePeer(uuid))
+        if ref is not None:
+            _ask(ref, SHUTDOWN, self._timeout)
+            ref.stop(timeout=self._timeout)
+
+    def connection(self, uuid: bytes) -> Any:
+        """The PeerConnection ref of ``uuid`` (KeyError if not connected)."""
+        return self._connections[uuid]
+
+    # -- concerns ------------------------------------------------------------
+
+    def add_concern(self, concern: type[Concern] | Any, *args: Any, **kwargs: Any) -> Any:
+        """Register a Concern for its ``command``; a class is started first
+        (with ``scheduler`` and ``clock`` passed in). Returns its ref.
+
+        Raises ConfigurationError when the command already has a Concern.
+        """
+        self._check_running()
+        if isinstance(concern, type):
+            if not issubclass(concern, Concern):
+                raise ConfigurationError(f"{concern!r} is not a Concern subclass")
+            command = concern.command
+            self._check_command(command, concern)
+            kwargs.setdefault("scheduler", self.scheduler)
+            kwargs.setdefault("clock", self.clock)
+            ref = concern.start(*args, **kwargs)
+        else:
+            ref = concern
+            command = ref.actor_class.command
+            self._check_command(command, ref.actor_class)
+        try:
+            self.concerns.add(command, ref)
+        except ConfigurationError:
+            if isinstance(concern, type):
+                ref.stop()
+            raise
+        return ref
+
+    def _check_command(self, command: object, owner: object) -> None:
+        if type(command) is not bytes or not command:
+            raise ConfigurationError(f"{owner!r}.command must be non-empty bytes, not {command!r}")
+        if command in self.concerns:
+            raise ConfigurationError(f"command {command!r} already has a Concern")
+
+    def remove_concern(self, command: bytes) -> None:
+        """Unregister and stop the Concern of ``command`` (its messages then go
+        to the default Concern)."""
+        ref = self.concerns.remove(command)
+        if ref is not None:
+            ref.stop(timeout=self._timeout)
+
+    # -- work ------------------------------------------------------------------
+
+    def enqueue(self, messages: Messages, priority: Priority | int = Priority.MEDIUM) -> None:
+        """Queue one message or several on the lane ``priority`` names (as in p2p0mq).
+
+        Raises ConfigurationError for an unknown priority.
+        """
+        lane = _priority(priority)
+        self._tell(_on_lane(messages, lane))
+
+    def enqueue_fast(self, messages: Messages) -> None:
+        """Queue on the fast lane: everything, every round."""
+        self.enqueue(messages, Priority.FAST)
+
+    def enqueue_medium(self, messages: Messages) -> None:
+        """Queue on the medium lane: each peer's oldest, every round."""
+        self.enqueue(messages, Priority.MEDIUM)
+
+    def enqueue_slow(self, messages: Messages) -> None:
+        """Queue on the slow lane: the single oldest, every round."""
+        self.enqueue(messages, Priority.SLOW)
+
+    def enqueue_all(
+        self,
+        requests: Mapping[Priority | int, Iterable[Message]] | None = None,
+        replies: Mapping[Priority | int, Iterable[Message]] | None = None,
+        routed: Iterable[Message] | None = None,
+    ) -> None:
+        """Queue p2p0mq-style batches in one go: ``requests`` and ``replies``
+        map a priority to a list; ``routed`` messages go on the fast lane."""
+        batch: list[Message] = []
+        for by_lane in (requests or {}, replies or {}):
+            for priority, messages in by_lane.items():
+                batch.extend(_on_lane(messages, _priority(priority)))
+        batch.extend(_on_lane(routed or (), Priority.FAST))
+        self._tell(batch)
+
+    def _tell(self, batch: list[Message]) -> None:
+        self._check_running()
+        if batch:
+            self.scheduler.tell(Enqueue(tuple(batch)))
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise ConfigurationError(f"{self!r} is stopped")
+
+    # -- stopping --------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Wait until every actor has handled what it was told before this call."""
+        _ask(self.scheduler, FLUSH, self._timeout)
+        for ref in [*self._connections.values(), *self.concerns.refs()]:
+            _ask(ref, FLUSH, self._timeout)
+
+    def stop(self) -> None:
+        """Stop every actor; what is still queued is dropped with reason
+        ``"stopped"`` (the Concerns hear of it before they stop). Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        _ask(self.scheduler, SHUTDOWN, self._timeout)
+        for ref in self._connections.values():
+            _ask(ref, SHUTDOWN, self._timeout)
+        for ref in self.concerns.refs():
+            _ask(ref, FLUSH, self._timeout)
+        _ask(self.scheduler, FLUSH, self._timeout)  # retries told meanwhile: dropped
+        for ref in [self.scheduler, *self._connections.values(), *self.concerns.refs()]:
+            ref.stop(timeout=self._timeout)
+        if self._own_clock and isinstance(self.clock, MonotonicClock):
+            self.clock.close()
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running"
+        return f"<Sender {self.uuid!r} {state} peers={len(self._connections)}>"
+
+
+def _priority(value: object) -> Priority:
+    try:
+        return Priority(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"unknown priority {value!r}: use Priority.FAST, Priority.MEDIUM or Priority.SLOW"
+        ) from None
+
+
+def _on_lane(messages: Messages, lane: Priority) -> list[Message]:
+    items = [messages] if isinstance(messages, Message) else list(messages)
+    for m in items:
+        if not isinstance(m, Message):
+            raise ConfigurationError(f"only Message objects can be queued, not {m!r}")
+    return [m if m.priority is lane else replace(m, priority=lane) for m in items]
+
+
+def _ask(ref: Any, message: object, timeout: float) -> None:
+    try:
+        ref.ask(message, timeout=timeout)
+    except pykka.ActorDeadError:
+        pass
+    except pykka.Timeout:
+        log.warning("%s did not answer %r within %.1f s", ref, message, timeout)

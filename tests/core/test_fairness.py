@@ -1,0 +1,212 @@
+"""The reference model of the three lanes, and carrying out one plan."""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import count
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2p0mq_actors.core.errors import TransportError, WouldBlock
+from p2p0mq_actors.core.fairness import FairQueues, Plan, PlanResult, SlowItem, run_plan
+from p2p0mq_actors.core.message import Message, Priority
+
+FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
+_ids = count(1)
+
+
+def msg(peer: bytes, prio: Priority = MEDIUM, deadline: float = 1e9) -> Message:
+    return Message(
+        source=b"me",
+        destination=peer,
+        command=b"t",
+        deadline=deadline,
+        priority=prio,
+        message_id=next(_ids),
+    )
+
+
+def ids(messages: list[Message]) -> list[int]:
+    return [m.message_id for m in messages]
+
+
+# -- FairQueues -----------------------------------------------------------------
+
+
+def test_a_round_takes_all_fast_then_one_medium_per_peer_then_one_slow() -> None:
+    q = FairQueues()
+    x1, x2, x3 = msg(b"x"), msg(b"x"), msg(b"x")
+    y1 = msg(b"y")
+    s1, s2 = msg(b"x", SLOW), msg(b"y", SLOW)
+    f1, f2 = msg(b"y", FAST), msg(b"x", FAST)
+    for m in (x1, x2, x3, y1, s1, s2, f1, f2):
+        q.push(m)
+    assert q.next_round() == [f1, f2, x1, y1, s1]
+    assert q.next_round() == [x2, s2]
+    assert q.next_round() == [x3]
+    assert q.next_round() == []
+    assert len(q) == 0
+
+
+def test_the_order_across_peers_comes_from_the_injected_shuffle() -> None:
+    q = FairQueues(shuffle=lambda peers: peers.reverse())
+    a, b, c = msg(b"a"), msg(b"b"), msg(b"c")
+    for m in (a, b, c):
+        q.push(m)
+    assert q.next_round() == [c, b, a]
+
+
+lanes = st.sampled_from([FAST, MEDIUM, SLOW])
+peers = st.sampled_from([b"p1", b"p2", b"p3", b"p4"])
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(peers, lanes), max_size=60), st.randoms())
+def test_rounds_keep_fifo_per_peer_and_lane_and_lose_nothing(pushes, rnd) -> None:  # type: ignore[no-untyped-def]
+    q = FairQueues(shuffle=rnd.shuffle)
+    queued = [msg(peer, lane) for peer, lane in pushes]
+    for m in queued:
+        q.push(m)
+    out: list[Message] = []
+    rounds = 0
+    while len(q):
+        this = q.next_round()
+        fast = [m for m in this if m.priority is FAST]
+        medium = [m for m in this if m.priority is MEDIUM]
+        slow = [m for m in this if m.priority is SLOW]
+        assert this == fast + medium + slow
+        assert len(slow) <= 1
+        assert len({m.next_hop for m in medium}) == len(medium)
+        if rounds == 0:
+            assert len(fast) == sum(1 for m in queued if m.priority is FAST)
+        out.extend(this)
+        rounds += 1
+        assert rounds <= len(queued)
+    assert sorted(ids(out)) == sorted(ids(queued))
+    for peer in (b"p1", b"p2", b"p3", b"p4"):
+        for lane in (FAST, MEDIUM, SLOW):
+            want = [m for m in queued if m.next_hop == peer and m.priority is lane]
+            assert [m for m in out if m.next_hop == peer and m.priority is lane] == want
+    assert [m for m in out if m.priority is SLOW] == [m for m in queued if m.priority is SLOW]
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(peers, lanes), min_size=1, max_size=40))
+def test_a_medium_peer_with_backlog_is_served_every_round(pushes) -> None:  # type: ignore[no-untyped-def]
+    q = FairQueues()
+    for peer, lane in pushes:
+        q.push(msg(peer, lane))
+    backlog = {p: sum(1 for pp, lane in pushes if pp == p and lane is MEDIUM) for p, _ in pushes}
+    for k in range(max(backlog.values())):
+        served = {m.next_hop for m in q.next_round() if m.priority is MEDIUM}
+        assert served == {p for p, n in backlog.items() if n > k}
+
+
+# -- run_plan -------------------------------------------------------------------
+
+
+class Socket:
+    """A send function that accepts ``capacity`` messages, then would block."""
+
+    def __init__(self, capacity: int | None = None, fail: set[int] | None = None) -> None:
+        self.capacity = capacity
+        self.fail = fail or set()
+        self.sent: list[Message] = []
+
+    def __call__(self, m: Message) -> None:
+        if self.capacity is not None and len(self.sent) >= self.capacity:
+            raise WouldBlock("full")
+        if m.message_id in self.fail:
+            raise TransportError("boom", errno=113)
+        self.sent.append(m)
+
+
+def test_a_plan_sends_fast_then_one_medium_per_round_with_its_slow_items() -> None:
+    f1, f2 = msg(b"x", FAST), msg(b"x", FAST)
+    m1, m2, m3 = msg(b"x"), msg(b"x"), msg(b"x")
+    s1, s2 = msg(b"x", SLOW), msg(b"x", SLOW)
+    medium = deque([m1])
+    plan = Plan(
+        peer=b"x",
+        epoch=1,
+        rounds=4,
+        fast=(f1, f2),
+        new_medium=(m2, m3),
+        slow=(SlowItem(7, s1, 0), SlowItem(9, s2, 3)),
+    )
+    sock = Socket()
+    run = run_plan(plan, medium, sock, now=0.0)
+    assert sock.sent == [f1, f2, m1, s1, m2, m3, s2]
+    assert run.result == PlanResult(peer=b"x", epoch=1, medium_len=0)
+    assert run.sent == sock.sent and run.expired == [] and run.failed == []
+
+
+def test_a_plan_leaves_medium_beyond_its_rounds_in_the_queue() -> None:
+    medium = deque([msg(b"x") for _ in range(5)])
+    rest = list(medium)[2:]
+    run = run_plan(Plan(peer=b"x", epoch=1, rounds=2), medium, Socket(), now=0.0)
+    assert run.result.medium_len == 3
+    assert list(medium) == rest
+
+
+def test_would_block_mid_plan_keeps_the_rest_in_order_and_sends_nothing_twice() -> None:
+    f1, f2, f3 = (msg(b"x", FAST) for _ in range(3))
+    m1, m2 = msg(b"x"), msg(b"x")
+    s1 = msg(b"x", SLOW)
+    plan = Plan(peer=b"x", epoch=3, rounds=4, fast=(f1, f2, f3), slow=(SlowItem(1, s1, 1),))
+    medium = deque([m1, m2])
+    run = run_plan(plan, medium, Socket(capacity=2), now=0.0)
+    assert run.sent == [f1, f2]
+    assert run.result == PlanResult(
+        peer=b"x", epoch=3, medium_len=2, unsent_fast=(f3,), unsent_slow=plan.slow, blocked=True
+    )
+    assert list(medium) == [m1, m2]
+
+    run = run_plan(plan, deque([m1, m2]), Socket(capacity=4), now=0.0)
+    assert run.sent == [f1, f2, f3, m1]
+    assert run.result.unsent_slow == plan.slow and run.result.blocked
+
+
+def test_would_block_on_a_slow_item_returns_it_and_the_later_ones() -> None:
+    s1, s2 = msg(b"x", SLOW), msg(b"x", SLOW)
+    plan = Plan(peer=b"x", epoch=1, rounds=3, slow=(SlowItem(1, s1, 0), SlowItem(2, s2, 2)))
+    run = run_plan(plan, deque(), Socket(capacity=1), now=0.0)
+    assert run.sent == [s1]
+    assert run.result.unsent_slow == (SlowItem(2, s2, 2),)
+
+
+def test_expired_messages_are_not_sent_and_do_not_use_a_round() -> None:
+    old, fresh = msg(b"x", deadline=5.0), msg(b"x")
+    old_fast = msg(b"x", FAST, deadline=5.0)
+    medium = deque([old, fresh])
+    run = run_plan(Plan(peer=b"x", epoch=1, rounds=1, fast=(old_fast,)), medium, Socket(), 5.0)
+    assert run.sent == [fresh]
+    assert run.expired == [old_fast, old]
+    assert run.result.medium_len == 0
+
+
+def test_a_failed_send_is_reported_and_the_plan_goes_on() -> None:
+    f1, f2 = msg(b"x", FAST), msg(b"x", FAST)
+    m1, m2 = msg(b"x"), msg(b"x")
+    sock = Socket(fail={f1.message_id, m1.message_id})
+    run = run_plan(Plan(peer=b"x", epoch=1, rounds=2, fast=(f1, f2)), deque([m1, m2]), sock, 0.0)
+    assert run.sent == [f2, m2]
+    assert [(m, e.errno) for m, e in run.failed] == [(f1, 113), (m1, 113)]  # type: ignore[attr-defined]
+
+
+def test_preemption_stops_a_plan_at_the_next_round_boundary() -> None:
+    medium = deque([msg(b"x") for _ in range(10)])
+    s_late = msg(b"x", SLOW)
+    plan = Plan(peer=b"x", epoch=1, rounds=8, slow=(SlowItem(4, s_late, 5),))
+    sent: list[Message] = []
+
+    def send(m: Message) -> None:
+        sent.append(m)
+        if len(sent) == 3:
+            plan.preemption.requested = True
+
+    run = run_plan(plan, medium, send, now=0.0)
+    assert len(sent) == 3
+    assert run.result.medium_len == 7
+    assert run.result.unsent_slow == plan.slow

@@ -1,0 +1,326 @@
+"""The Scheduler's rules, run without threads: a Planner and simulated peers."""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import count
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2p0mq_actors.core.errors import WouldBlock
+from p2p0mq_actors.core.fairness import Plan, run_plan
+from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.core.planner import Planner
+
+FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
+PEERS = (b"p1", b"p2", b"p3", b"p4")
+_ids = count(1)
+
+
+def msg(peer: bytes, prio: Priority = MEDIUM, deadline: float = 1e9) -> Message:
+    return Message(
+        source=b"me",
+        destination=peer,
+        command=b"t",
+        deadline=deadline,
+        priority=prio,
+        message_id=next(_ids),
+    )
+
+
+class Sim:
+    """A Planner plus peers that carry out plans when told to ``step``."""
+
+    def __init__(self, peers: tuple[bytes, ...] = PEERS, rounds: int = 16) -> None:
+        self.planner = Planner(max_rounds=rounds)
+        self.now = 0.0
+        self.medium = {p: deque[Message]() for p in peers}
+        self.inbox = {p: deque[Plan]() for p in peers}
+        self.capacity: dict[bytes, int | None] = dict.fromkeys(peers)
+        self.log: list[Message] = []
+        self.slow_log: list[tuple[tuple[int, int], Message]] = []
+        self.expired: list[Message] = []
+        self.unknown: list[Message] = []
+        self.on_send = lambda m: None
+        for p in peers:
+            self.planner.add_peer(p)
+
+    def enqueue(self, *messages: Message) -> None:
+        intake = self.planner.enqueue(messages)
+        self.unknown += intake.unknown
+        for plan in intake.express:
+            self._deliver(plan)
+        self.pump()
+
+    def pump(self) -> None:
+        plans, expired = self.planner.start_epoch(self.now)
+        self.expired += expired
+        for plan in plans:
+            self._deliver(plan)
+
+    def _deliver(self, plan: Plan) -> None:
+        assert not self.inbox[plan.peer], "two plans in flight for one peer"
+        self.inbox[plan.peer].append(plan)
+
+    def step(self, peer: bytes) -> bool:
+        if not self.inbox[peer]:
+            return False
+        plan = self.inbox[peer].popleft()
+        slot = {id(i.message): (plan.epoch, i.round) for i in plan.slow}
+
+        def send(m: Message) -> None:
+            cap = self.capacity[peer]
+            if cap is not None:
+                if cap == 0:
+                    raise WouldBlock("full")
+                self.capacity[peer] = cap - 1
+            self.log.append(m)
+            if id(m) in slot:
+                self.slow_log.append((slot[id(m)], m))
+            self.on_send(m)
+
+        run = run_plan(plan, self.medium[peer], send, self.now)
+        self.expired += run.expired
+        if self.planner.complete(run.result):
+            self.pump()
+        return True
+
+    def unblock(self, peer: bytes, capacity: int | None = None) -> None:
+        self.capacity[peer] = capacity
+        self.planner.set_blocked(peer, False, len(self.medium[peer]))
+        self.pump()
+
+    def settle(self, order: list[bytes] | None = None) -> None:
+        """Run every plan until nothing is in flight (all sockets open)."""
+        for peer in self.capacity:
+            if self.planner.is_blocked(peer) or self.capacity[peer] is not None:
+                self.unblock(peer)
+        for _ in range(100_000):
+            busy = [p for p in (order or list(self.inbox)) if self.inbox[p]]
+            if not busy:
+                return
+            self.step(busy[0])
+        raise AssertionError("did not settle")
+
+
+def test_an_idle_planner_plans_nothing() -> None:
+    sim = Sim()
+    assert sim.planner.start_epoch(0.0) == ([], [])
+    assert not sim.planner.epoch_in_flight
+
+
+def test_a_fast_message_for_an_idle_peer_takes_the_express_path() -> None:
+    p = Planner()
+    p.add_peer(b"x")
+    m = msg(b"x", FAST)
+    intake = p.enqueue([m])
+    assert intake.express == [Plan(peer=b"x", epoch=0, rounds=0, fast=(m,))]
+    assert not intake.preempted and not p.epoch_in_flight
+
+
+def test_messages_for_unknown_peers_are_handed_back() -> None:
+    p = Planner()
+    m = msg(b"ghost")
+    assert p.enqueue([m]).unknown == [m]
+
+
+def test_epochs_grow_from_one_round_and_fall_back_after_a_preemption() -> None:
+    sim = Sim(peers=(b"x", b"y"), rounds=8)
+    sim.enqueue(*(msg(b"x") for _ in range(100)))
+    sizes = []
+    for _ in range(5):
+        sizes.append(sim.inbox[b"x"][0].rounds)
+        sim.step(b"x")
+    assert sizes == [1, 2, 4, 8, 8]
+    sim.enqueue(msg(b"y"))  # y is not in the epoch in flight: preempt
+    assert sim.inbox[b"x"][0].preemption.requested
+    sim.step(b"x")
+    assert [sim.inbox[p][0].rounds for p in (b"x", b"y")] == [1, 1]
+
+
+def test_medium_work_for_a_peer_already_planned_does_not_preempt() -> None:
+    sim = Sim(peers=(b"x", b"y"), rounds=8)
+    sim.enqueue(*(msg(b"x") for _ in range(50)))
+    sim.step(b"x")
+    intake = sim.planner.enqueue([msg(b"x")])
+    assert not intake.preempted
+
+
+def test_a_victim_goes_out_in_the_first_round_after_it_was_queued() -> None:
+    """Y's message is queued while X, with 10,000 queued, is mid-plan: at most
+    two more X messages go first (the round in flight and X's share of the
+    synchronous round)."""
+    sim = Sim(peers=(b"x", b"y"), rounds=16)
+    sim.enqueue(*(msg(b"x") for _ in range(10_000)))
+    for _ in range(6):  # epochs of 1, 2, 4, 8, 16, 16 rounds
+        sim.step(b"x")
+    victim = msg(b"y")
+    queued_at: list[int] = []
+
+    def send(m: Message) -> None:
+        if len(sim.log) == 50:
+            queued_at.append(len(sim.log))
+            sim.enqueue(victim)
+
+    sim.on_send = send
+    sim.settle(order=[b"x", b"y"])  # x always runs first: the worst case for y
+    sent_at = sim.log.index(victim)
+    assert sent_at - queued_at[0] == 1  # one more x: its share of the synchronous round
+    assert len(sim.log) == 10_001 and len(set(map(id, sim.log))) == 10_001
+
+
+def test_a_blocked_peer_is_skipped_and_its_slow_messages_wait_in_order() -> None:
+    sim = Sim(peers=(b"x", b"y"))
+    sim.capacity[b"x"] = 0
+    sx1, sy1, sx2, sy2 = msg(b"x", SLOW), msg(b"y", SLOW), msg(b"x", SLOW), msg(b"y", SLOW)
+    sim.enqueue(sx1, sy1, sx2, sy2)
+    sim.step(b"x")  # would block at once: everything comes back
+    assert sim.planner.is_blocked(b"x")
+    while sim.step(b"y"):
+        pass
+    assert sim.log == [sy1, sy2]
+    sim.unblock(b"x")
+    while sim.step(b"x"):
+        pass
+    assert sim.log == [sy1, sy2, sx1, sx2]
+
+
+def test_take_peer_messages_returns_everything_held_for_the_peer() -> None:
+    sim = Sim(peers=(b"x", b"y"))
+    sim.capacity[b"x"] = 0
+    f, m, s = msg(b"x", FAST), msg(b"x"), msg(b"x", SLOW)
+    keep = msg(b"y", SLOW)
+    sim.enqueue(f, m, s, keep)
+    sim.step(b"x")
+    held = sim.planner.take_peer_messages(b"x")
+    assert held == [f, m, s]  # f came back from its express plan; m was never handed out
+    assert sim.planner.depths()["fast"] == sim.planner.depths()["medium"] == 0
+    assert [i.message for i in sim.inbox[b"y"][0].slow] == [keep]
+
+
+def test_expired_messages_are_dropped_when_planned() -> None:
+    sim = Sim(peers=(b"x", b"y"))
+    sim.capacity[b"x"] = 0
+    old_f, old_s = msg(b"x", FAST, deadline=5.0), msg(b"y", SLOW, deadline=5.0)
+    sim.enqueue(msg(b"x", FAST), old_f, old_s)
+    sim.step(b"x")
+    sim.now = 6.0
+    sim.settle()
+    assert sorted(m.message_id for m in sim.expired) == [old_f.message_id, old_s.message_id]
+    assert len(sim.log) == 1
+
+
+def test_deferred_messages_fall_due_in_order() -> None:
+    p = Planner()
+    a, b = msg(b"x"), msg(b"x")
+    p.defer(b, 2.0)
+    p.defer(a, 1.0)
+    assert p.next_due() == 1.0
+    assert p.release_due(0.5) == []
+    assert p.release_due(2.0) == [a, b]
+    assert p.next_due() is None
+
+
+def test_drain_returns_every_message_held() -> None:
+    p = Planner()
+    p.add_peer(b"x")
+    p.add_peer(b"y")
+    express = msg(b"x", FAST)
+    assert p.enqueue([express]).express  # handed out: x has a plan in flight
+    held = [msg(b"x", FAST), msg(b"x"), msg(b"y", SLOW), msg(b"y")]
+    p.enqueue(held)
+    later = msg(b"x")
+    p.defer(later, 5.0)
+    assert sorted(m.message_id for m in p.drain()) == sorted(m.message_id for m in [*held, later])
+    assert p.depths() == {"fast": 0, "medium": 0, "slow": 0, "delayed": 0}
+
+
+def test_a_bad_max_rounds_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_rounds"):
+        Planner(max_rounds=0)
+
+
+# -- properties over random runs ----------------------------------------------------
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("enqueue"),
+            st.lists(
+                st.tuples(st.sampled_from(PEERS), st.sampled_from([FAST, MEDIUM, SLOW])),
+                min_size=1,
+                max_size=8,
+            ),
+        ),
+        st.tuples(st.just("step"), st.sampled_from(PEERS)),
+        st.tuples(st.just("block"), st.tuples(st.sampled_from(PEERS), st.integers(0, 3))),
+        st.tuples(st.just("unblock"), st.sampled_from(PEERS)),
+    ),
+    max_size=80,
+)
+
+
+def run_ops(sim: Sim, script: list[tuple[str, object]]) -> list[Message]:
+    queued: list[Message] = []
+    for op, arg in script:
+        if op == "enqueue":
+            batch = [msg(peer, lane) for peer, lane in arg]  # type: ignore[attr-defined]
+            queued += batch
+            sim.enqueue(*batch)
+        elif op == "step":
+            sim.step(arg)  # type: ignore[arg-type]
+        elif op == "block":
+            peer, cap = arg  # type: ignore[misc]
+            sim.capacity[peer] = cap
+        elif sim.planner.is_blocked(arg):  # type: ignore[arg-type]
+            sim.unblock(arg)  # type: ignore[arg-type]
+    sim.settle()
+    return queued
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops, st.integers(1, 16))
+def test_every_message_is_sent_exactly_once_in_fifo_order_per_peer_and_lane(script, q) -> None:  # type: ignore[no-untyped-def]
+    sim = Sim(rounds=q)
+    queued = run_ops(sim, script)
+    assert sorted(m.message_id for m in sim.log) == sorted(m.message_id for m in queued)
+    for peer in PEERS:
+        for lane in (FAST, MEDIUM, SLOW):
+            want = [m for m in queued if m.next_hop == peer and m.priority is lane]
+            assert [m for m in sim.log if m.next_hop == peer and m.priority is lane] == want
+    assert not sim.planner.epoch_in_flight and not sim.planner.has_work()
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops.map(lambda s: [o for o in s if o[0] in ("enqueue", "step")]), st.integers(1, 16))
+def test_without_blocking_the_slow_lane_gives_one_per_round_oldest_first(script, q) -> None:  # type: ignore[no-untyped-def]
+    """Peers carry out their plans independently, so the slow lane's order is
+    that of the rounds the messages were sent in: one per round, oldest first."""
+    sim = Sim(rounds=q)
+    queued = run_ops(sim, script)
+    rounds = [slot for slot, _ in sim.slow_log]
+    assert len(set(rounds)) == len(rounds)
+    in_round_order = [m for _, m in sorted(sim.slow_log, key=lambda entry: entry[0])]
+    assert in_round_order == [m for m in queued if m.priority is SLOW]
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops.map(lambda s: [o for o in s if o[0] in ("enqueue", "step")]))
+def test_a_fast_message_is_never_behind_medium_or_slow_queued_earlier_for_its_peer(script) -> None:  # type: ignore[no-untyped-def]
+    """Each plan sends its fast messages first, and new fast work preempts:
+    after a fast message is queued, its peer sends at most one medium or
+    slow message of the round in flight before it."""
+    sim = Sim(rounds=16)
+    queued = run_ops(sim, script)
+    position = {id(m): i for i, m in enumerate(sim.log)}
+    for f in (m for m in queued if m.priority is FAST):
+        before = [
+            m
+            for m in sim.log[: position[id(f)]]
+            if m.next_hop == f.next_hop and m.priority is not FAST
+        ]
+        queued_before_f = {id(m) for m in queued[: queued.index(f)]}
+        late = [m for m in before if id(m) not in queued_before_f]
+        assert late == []
