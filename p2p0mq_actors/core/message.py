@@ -167,6 +167,11 @@ class Message:
         """True once ``now`` has reached the deadline."""
         return now >= self.deadline
 
+    def __hash__(self) -> int:
+        # The payload is a (mutable, unhashable) map: hash the identity fields;
+        # equal messages still hash equal.
+        return hash((self.source, self.destination, self.kind, self.command, self.message_id))
+
     def __repr__(self) -> str:
         hop = "" if self.next_hop == self.destination else f" via {self.next_hop!r}"
         return (

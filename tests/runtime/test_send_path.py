@@ -1,0 +1,224 @@
+"""The send path's actors on fake sockets and a manual clock."""
+
+from __future__ import annotations
+
+import errno
+import random
+from collections import Counter
+
+import pytest
+
+from p2p0mq_actors.core.errors import ConfigurationError, TransportError
+from p2p0mq_actors.core.message import Priority
+from p2p0mq_actors.core.policy import FailurePolicy
+from p2p0mq_actors.runtime.messages import FLUSH
+
+from sendpath_kit import Path, Recording
+
+FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
+
+
+def test_rounds_across_three_peers_with_uneven_backlogs_go_out_in_exact_rounds(
+    path_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    p: Path = path_factory([b"a", b"b", b"c"], max_rounds=1)
+    a = [p.msg(b"a") for _ in range(5)]
+    b = [p.msg(b"b") for _ in range(3)]
+    c = [p.msg(b"c")]
+    s1, s2, s3 = p.msg(b"a", SLOW), p.msg(b"c", SLOW), p.msg(b"b", SLOW)
+    fa, fb = p.msg(b"a", FAST), p.msg(b"b", FAST)
+    p.sender.enqueue_all(requests={MEDIUM: a + b + c, SLOW: [s1, s2, s3], FAST: [fa, fb]})
+    p.book.wait_for(lambda bk: len(bk.sent) == 14)
+    rounds = [
+        {fa, a[0], s1, fb, b[0], c[0]},
+        {a[1], b[1], s2},
+        {a[2], b[2], s3},
+        {a[3]},
+        {a[4]},
+    ]
+    sent = p.journal.ids()
+    at = 0
+    for expected in rounds:
+        assert set(sent[at : at + len(expected)]) == {m.message_id for m in expected}
+        at += len(expected)
+    assert [mid for peer, mid in p.journal.entries if peer == b"a"] == [
+        m.message_id for m in [fa, a[0], s1, *a[1:]]
+    ]
+    assert p.book.dropped == [] and p.book.failed == []
+
+
+def test_a_victim_queued_behind_a_flood_goes_out_in_the_next_round(path_factory) -> None:  # type: ignore[no-untyped-def]
+    """Y's message is queued (and taken in by the Scheduler) while X is
+    sending the 500th of 10,000: at most two more X messages go first."""
+    p: Path = path_factory([b"x", b"y"], max_rounds=16)
+    victim = p.msg(b"y")
+    marks: list[int] = []
+
+    def hook(peer: bytes, n: int) -> None:
+        if peer == b"x" and n == 500:
+            p.sender.enqueue_medium(victim)
+            p.sender.scheduler.ask(FLUSH, timeout=5)  # the Scheduler has taken it in
+            marks.append(n)
+
+    p.journal.hook = hook
+    flood = [p.msg(b"x") for _ in range(10_000)]
+    p.sender.enqueue_medium(flood)
+    p.book.wait_for(lambda bk: len(bk.sent) == 10_001, timeout=30)
+    sent = p.journal.ids()
+    assert sent.index(victim.message_id) - marks[0] <= 2
+    assert sorted(sent) == sorted([victim.message_id, *(m.message_id for m in flood)])
+    assert [mid for mid in sent if mid != victim.message_id] == [m.message_id for m in flood]
+
+
+def test_would_block_mid_batch_keeps_order_and_loses_nothing(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    sock = p.sock(b"x")
+    sock.accept(3)
+    batch = [p.msg(b"x") for _ in range(10)]
+    p.sender.enqueue_medium(batch)
+    sock.wait_for_sent(3)
+    p.sender.flush()
+    assert len(sock.sent) == 3 and p.book.failed == []
+    sock.unblock()
+    p.book.wait_for(lambda bk: len(bk.sent) == 10)
+    assert p.journal.ids() == [m.message_id for m in batch]
+    assert p.book.failed == [] and p.book.dropped == []
+
+
+def test_a_message_that_outlives_its_ttl_is_dropped_once_with_reason_ttl(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    sock = p.sock(b"x")
+    sock.block()
+    short, long_ = p.msg(b"x", ttl=5), p.msg(b"x", ttl=60)
+    p.sender.enqueue_medium([short, long_])
+    p.sender.flush()
+    p.clock.advance(6)
+    p.book.wait_for(lambda bk: len(bk.dropped) == 1)
+    sock.unblock()
+    p.book.wait_for(lambda bk: len(bk.sent) == 1)
+    p.sender.flush()
+    assert p.book.dropped == [(short, "ttl")]
+    assert p.book.sent == [long_]
+    assert p.journal.ids() == [long_.message_id]
+
+
+def test_a_failed_send_goes_to_the_concern_which_retries_it_until_it_is_sent(
+    path_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    p: Path = path_factory([b"x"], policy=FailurePolicy(base_delay=0.5))
+    sock = p.sock(b"x")
+    sock.fail_next(2, errno.EHOSTUNREACH)
+    m = p.msg(b"x", FAST)
+    p.sender.enqueue(m, FAST)
+    p.book.wait_for(lambda bk: len(bk.failed) == 1)
+    p.sender.flush()
+    assert p.book.sent == []
+    p.clock.advance(0.5)  # first backoff: 0.5 s
+    p.book.wait_for(lambda bk: len(bk.failed) == 2)
+    p.sender.flush()
+    p.clock.advance(1.0)  # second backoff: 1.0 s
+    p.book.wait_for(lambda bk: len(bk.sent) == 1)
+    (first, err1), (second, _) = p.book.failed
+    assert isinstance(err1, TransportError) and err1.errno == errno.EHOSTUNREACH
+    assert [first.attempts, second.attempts, p.book.sent[0].attempts] == [0, 1, 2]
+    assert p.book.sent[0].message_id == m.message_id
+    assert p.journal.ids() == [m.message_id]
+
+
+def test_a_raising_concern_leaves_the_node_working(path_factory) -> None:  # type: ignore[no-untyped-def]
+    from p2p0mq_actors.concerns.base import Concern
+
+    class Broken(Concern):
+        command = b"broken"
+
+        def on_sent(self, messages):  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom")
+
+        def on_send_failed(self, message, error):  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom")
+
+    p: Path = path_factory([b"x"], policy=FailurePolicy(base_delay=0.0))
+    broken = p.sender.add_concern(Broken, policy=FailurePolicy(base_delay=0.0))
+    sock = p.sock(b"x")
+    sock.fail_next(1)
+    bad = [p.msg(b"x").__class__.create(b"me", b"x", b"broken", now=p.clock.now()) for _ in range(3)]
+    p.sender.enqueue_fast(bad)
+    sock.wait_for_sent(3)
+    p.sender.flush()
+    good = p.msg(b"x")
+    p.sender.enqueue(good)
+    p.book.wait_for(lambda bk: len(bk.sent) == 1)
+    stats = broken.proxy().stats().get(timeout=5)
+    assert stats["errors"] >= 2 and stats["retried"] == 1 and stats["sent"] == 3
+    assert broken.is_alive()
+    assert len(sock.sent) == 4
+
+
+def test_every_message_ends_sent_or_dropped_exactly_once_under_injected_failures(
+    path_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    rnd = random.Random(20261204)
+    peers = [b"p1", b"p2", b"p3"]
+    p: Path = path_factory(
+        peers, policy=FailurePolicy(base_delay=0.0, max_attempts=3), max_rounds=8
+    )
+    socks = {peer: p.sock(peer) for peer in peers}
+    total = 10_000
+    queued = []
+    for start in range(0, total, 500):
+        for sock in socks.values():
+            sock.fail_next(rnd.randrange(0, 40), rnd.choice([errno.EHOSTUNREACH, errno.EINVAL]))
+        if rnd.random() < 0.3:
+            socks[rnd.choice(peers)].accept(rnd.randrange(0, 50))
+        batch = []
+        for _ in range(500):
+            dest = rnd.choice([*peers, b"nobody"])
+            ttl = rnd.choice([30.0, 30.0, 30.0, 0.001])
+            batch.append(p.msg(dest, rnd.choice([FAST, MEDIUM, SLOW]), ttl=ttl))
+        queued += batch
+        p.clock.advance(0.01)
+        p.sender.enqueue_all(requests={FAST: batch[:100], MEDIUM: batch[100:400], SLOW: batch[400:]})
+        for sock in socks.values():
+            if rnd.random() < 0.5:
+                sock.unblock()
+        assert start < total
+    for sock in socks.values():
+        sock.unblock()
+    p.book.wait_for(lambda bk: len(bk.ended()) == total, timeout=60)
+    p.sender.flush()
+    ended = p.book.ended()
+    assert sorted(ended) == sorted(m.message_id for m in queued)
+    assert len(p.book.sent) + len(p.book.dropped) == total  # nothing twice
+    reasons = Counter(v for v in ended.values())
+    assert reasons["sent"] > total / 2
+    assert set(reasons) <= {"sent", "dropped:ttl", "dropped:attempts"}
+    assert reasons["dropped:attempts"] > 0 and reasons["dropped:ttl"] > 0
+    sent_ids = p.journal.ids()
+    assert len(sent_ids) == len(set(sent_ids)) == reasons["sent"]
+
+
+def test_an_unknown_priority_is_a_clear_error(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    with pytest.raises(ConfigurationError, match="unknown priority 7"):
+        p.sender.enqueue(p.msg(b"x"), 7)  # type: ignore[arg-type]
+
+
+def test_stopping_drops_what_is_queued_with_reason_stopped(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    p.sock(b"x").block()
+    queued = [p.msg(b"x") for _ in range(5)] + [p.msg(b"x", SLOW)]
+    p.sender.enqueue_medium(queued[:5])
+    p.sender.enqueue_slow(queued[5:])
+    p.sender.flush()
+    p.sender.stop()
+    assert sorted(m.message_id for m, r in p.book.dropped if r == "stopped") == sorted(
+        m.message_id for m in queued
+    )
+    assert p.sock(b"x").closed
+
+
+def test_two_concerns_for_one_command_is_an_error(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    with pytest.raises(ConfigurationError, match="already has a Concern"):
+        p.sender.add_concern(Recording, book=p.book)
+
