@@ -7,13 +7,13 @@ import random
 from collections import Counter
 
 import pytest
+from sendpath_kit import Path, Recording
 
+from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.errors import ConfigurationError, TransportError
 from p2p0mq_actors.core.message import Priority
 from p2p0mq_actors.core.policy import FailurePolicy
 from p2p0mq_actors.runtime.messages import FLUSH
-
-from sendpath_kit import Path, Recording
 
 FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
 
@@ -126,8 +126,6 @@ def test_a_failed_send_goes_to_the_concern_which_retries_it_until_it_is_sent(
 
 
 def test_a_raising_concern_leaves_the_node_working(path_factory) -> None:  # type: ignore[no-untyped-def]
-    from p2p0mq_actors.concerns.base import Concern
-
     class Broken(Concern):
         command = b"broken"
 
@@ -141,7 +139,9 @@ def test_a_raising_concern_leaves_the_node_working(path_factory) -> None:  # typ
     broken = p.sender.add_concern(Broken, policy=FailurePolicy(base_delay=0.0))
     sock = p.sock(b"x")
     sock.fail_next(1)
-    bad = [p.msg(b"x").__class__.create(b"me", b"x", b"broken", now=p.clock.now()) for _ in range(3)]
+    bad = [
+        p.msg(b"x").__class__.create(b"me", b"x", b"broken", now=p.clock.now()) for _ in range(3)
+    ]
     p.sender.enqueue_fast(bad)
     sock.wait_for_sent(3)
     p.sender.flush()
@@ -177,7 +177,9 @@ def test_every_message_ends_sent_or_dropped_exactly_once_under_injected_failures
             batch.append(p.msg(dest, rnd.choice([FAST, MEDIUM, SLOW]), ttl=ttl))
         queued += batch
         p.clock.advance(0.01)
-        p.sender.enqueue_all(requests={FAST: batch[:100], MEDIUM: batch[100:400], SLOW: batch[400:]})
+        p.sender.enqueue_all(
+            requests={FAST: batch[:100], MEDIUM: batch[100:400], SLOW: batch[400:]}
+        )
         for sock in socks.values():
             if rnd.random() < 0.5:
                 sock.unblock()
@@ -221,4 +223,3 @@ def test_two_concerns_for_one_command_is_an_error(path_factory) -> None:  # type
     p: Path = path_factory([b"x"])
     with pytest.raises(ConfigurationError, match="already has a Concern"):
         p.sender.add_concern(Recording, book=p.book)
-
