@@ -229,16 +229,19 @@ class PeerConnection(pykka.ThreadingActor):
             self._medium.clear()
         self._tell_scheduler(PeerFailed(self.peer.uuid, error))
 
-    def __repr__(self) -> str:
+    @property
+    def state(self) -> str:
+        """READY, BLOCKED (not writable), REFUSED (handshake failed) or CLOSED."""
         if self._closed:
-            state = "CLOSED"
-        elif self._blocked_since is not None and isinstance(self._last_error, PeerRefusedError):
-            state = "REFUSED"
-        elif self._blocked_since is not None:
-            state = "BLOCKED"
-        else:
-            state = "READY"
+            return "CLOSED"
+        if self._blocked_since is None:
+            return "READY"
+        if isinstance(self._last_error, PeerRefusedError):
+            return "REFUSED"
+        return "BLOCKED"
+
+    def __repr__(self) -> str:
         return (
-            f"<PeerConnection {self.peer.uuid!r} {self.peer.endpoint} {state} "
+            f"<PeerConnection {self.peer.uuid!r} {self.peer.endpoint} {self.state} "
             f"medium={len(self._medium)} sent={self.sent_count}>"
         )

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pykka
+
 from ..concerns.base import Concern
 from ..core.errors import SendError
 from ..core.message import Message
@@ -79,3 +81,62 @@ class RecordingConcern(Concern):
 
     def on_dropped(self, message: Message, reason: str) -> None:
         self.book.record("dropped", [(message, reason)])
+
+
+class MessageLog:
+    """A thread-safe list of what a ``Recorder`` was told, with a bounded wait."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._items: list[Any] = []
+
+    def append(self, item: Any) -> None:
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def items(self) -> list[Any]:
+        """Everything recorded so far, in order."""
+        with self._cond:
+            return list(self._items)
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[Any]:
+        """Block until ``count`` items were recorded; returns them all.
+
+        Raises:
+            TimeoutError: fewer arrived within ``timeout`` seconds (the message
+                lists what did arrive).
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._items) >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} messages within {timeout} s, saw "
+                    f"{len(self._items)}: {self._items!r}"
+                )
+            return list(self._items)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+class Recorder(pykka.ThreadingActor):
+    """An actor that records every message told to it in a ``MessageLog``: a
+    stand-in for the Scheduler (or a peer) when a test drives one actor alone.
+
+    Example::
+
+        log = MessageLog()
+        scheduler = Recorder.start(log)
+        concern = MyConcern.start(scheduler=scheduler, clock=manual_clock)
+        concern.tell(Failed(((message, error),)))
+        (retry,) = log.wait_for(1)
+    """
+
+    def __init__(self, log: MessageLog) -> None:
+        super().__init__()
+        self.log = log
+
+    def on_receive(self, message: Any) -> Any:
+        self.log.append(message)
+        return None

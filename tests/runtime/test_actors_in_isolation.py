@@ -1,0 +1,242 @@
+"""Each actor alone: its neighbours are Recorders, its socket a FakeSocket,
+its clock a ManualClock."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sendpath_kit import KEY, Recording, make
+
+from p2p0mq_actors.core.codec import encode
+from p2p0mq_actors.core.errors import (
+    NoPeerError,
+    PeerRefusedError,
+    PeerUnreachableError,
+    TransportError,
+)
+from p2p0mq_actors.core.fairness import Plan, PlanResult, SlowItem
+from p2p0mq_actors.core.message import Priority
+from p2p0mq_actors.core.ports import PeerAddress, SocketEvent
+from p2p0mq_actors.runtime.messages import (
+    AddPeer,
+    Enqueue,
+    Failed,
+    PeerFailed,
+    PeerWritable,
+    Retry,
+    Sent,
+)
+from p2p0mq_actors.runtime.outcomes import ConcernRegistry
+from p2p0mq_actors.runtime.peer import PeerConnection
+from p2p0mq_actors.runtime.scheduler import Scheduler
+from p2p0mq_actors.testing.clock import ManualClock
+from p2p0mq_actors.testing.fake_socket import FakeSocketFactory
+from p2p0mq_actors.testing.recorder import MessageLog, OutcomeBook, Recorder
+
+FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
+
+
+class Kit:
+    def __init__(self) -> None:
+        self.clock = ManualClock()
+        self.factory = FakeSocketFactory()
+        self.log = MessageLog()
+        self.recorder = Recorder.start(self.log)
+        self.book = OutcomeBook()
+        self.registry = ConcernRegistry()
+        self.concern = Recording.start(book=self.book, scheduler=self.recorder, clock=self.clock)
+        self.registry.add(b"t", self.concern)
+
+    def peer(self, uuid: bytes = b"x", **options: Any) -> Any:
+        return PeerConnection.start(
+            PeerAddress(uuid, "tcp://127.0.0.1:1", KEY),
+            scheduler=self.recorder,
+            concerns=self.registry,
+            sockets=self.factory,
+            clock=self.clock,
+            **options,
+        )
+
+
+@pytest.fixture
+def kit() -> Iterator[Kit]:
+    yield Kit()
+
+
+# -- PeerConnection ---------------------------------------------------------------
+
+
+def test_a_peer_connection_carries_out_a_plan_and_reports_to_scheduler_and_concern(
+    kit: Kit,
+) -> None:
+    peer = kit.peer()
+    f = make(kit.clock, b"x", prio=FAST)
+    m1, m2, m3 = (make(kit.clock, b"x") for _ in range(3))
+    s = make(kit.clock, b"x", prio=SLOW)
+    peer.tell(
+        Plan(
+            peer=b"x",
+            epoch=4,
+            rounds=2,
+            fast=(f,),
+            new_medium=(m1, m2, m3),
+            slow=(SlowItem(0, s, 1),),
+        )
+    )
+    assert kit.log.wait_for(1) == [PlanResult(peer=b"x", epoch=4, medium_len=1)]
+    kit.book.wait_for(lambda b: len(b.sent) == 4)
+    assert kit.factory.sockets[b"x"].sent == [encode(m) for m in (f, m1, m2, s)]
+    assert kit.book.sent == [f, m1, m2, s]
+
+
+def test_a_blocked_peer_returns_the_plan_and_says_when_it_is_writable_again(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    sock.block()
+    peer = kit.peer()
+    f = make(kit.clock, b"x", prio=FAST)
+    m = make(kit.clock, b"x")
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=1, fast=(f,), new_medium=(m,)))
+    assert kit.log.wait_for(1) == [
+        PlanResult(peer=b"x", epoch=1, medium_len=1, unsent_fast=(f,), blocked=True)
+    ]
+    sock.unblock()
+    assert kit.log.wait_for(2)[1] == PeerWritable(b"x", 1)
+    assert sock.sent == [] and kit.book.failed == []
+
+
+def test_a_refused_handshake_fails_what_the_peer_holds(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    sock.block()
+    peer = kit.peer()
+    m = make(kit.clock, b"x")
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=1, new_medium=(m,)))
+    kit.log.wait_for(1)
+    sock.emit(SocketEvent.HANDSHAKE_FAILED)
+    failed = kit.log.wait_for(2)[1]
+    assert isinstance(failed, PeerFailed) and isinstance(failed.error, PeerRefusedError)
+    kit.book.wait_for(lambda b: len(b.failed) == 1)
+    assert kit.book.failed == [(m, failed.error)]
+    assert peer.proxy().state.get(timeout=5) == "REFUSED"
+
+
+def test_a_peer_unwritable_for_too_long_is_unreachable(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    sock.block()
+    peer = kit.peer(unreachable_after=10.0)
+    m = make(kit.clock, b"x", ttl=60)
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=1, new_medium=(m,)))
+    kit.log.wait_for(1)
+    kit.clock.advance(10.0)
+    failed = kit.log.wait_for(2)[1]
+    assert isinstance(failed, PeerFailed) and isinstance(failed.error, PeerUnreachableError)
+    kit.book.wait_for(lambda b: len(b.failed) == 1)
+    assert kit.book.failed[0][0] == m
+
+
+def test_a_peer_connection_closes_its_socket_when_stopped(kit: Kit) -> None:
+    peer = kit.peer()
+    sock = kit.factory.wait_for_socket(b"x")
+    peer.stop()
+    assert sock.closed
+
+
+# -- Scheduler --------------------------------------------------------------------
+
+
+def scheduler_with(kit: Kit, *peers: bytes, **options: Any) -> tuple[Any, dict[bytes, MessageLog]]:
+    sched = Scheduler.start(
+        concerns=kit.registry, clock=kit.clock, shuffle=lambda order: None, **options
+    )
+    logs = {}
+    for uuid in peers:
+        logs[uuid] = MessageLog()
+        sched.tell(AddPeer(uuid, Recorder.start(logs[uuid])))
+    return sched, logs
+
+
+def test_the_scheduler_plans_an_epoch_then_grows_it_when_results_come_back(kit: Kit) -> None:
+    sched, logs = scheduler_with(kit, b"x", b"y")
+    xs = [make(kit.clock, b"x") for _ in range(3)]
+    y = make(kit.clock, b"y")
+    sched.tell(Enqueue((*xs, y)))
+    (px,) = logs[b"x"].wait_for(1)
+    (py,) = logs[b"y"].wait_for(1)
+    assert (px.rounds, px.new_medium, py.new_medium) == (1, tuple(xs), (y,))
+    sched.tell(PlanResult(peer=b"x", epoch=px.epoch, medium_len=2))
+    sched.tell(PlanResult(peer=b"y", epoch=py.epoch, medium_len=0))
+    px2 = logs[b"x"].wait_for(2)[1]
+    assert (px2.rounds, px2.new_medium, px2.epoch) == (2, (), px.epoch + 1)
+    assert len(logs[b"y"]) == 1
+
+
+def test_new_work_for_another_peer_preempts_the_epoch_in_flight(kit: Kit) -> None:
+    sched, logs = scheduler_with(kit, b"x", b"y")
+    sched.tell(Enqueue(tuple(make(kit.clock, b"x") for _ in range(100))))
+    plan = logs[b"x"].wait_for(1)[0]
+    sched.tell(PlanResult(peer=b"x", epoch=plan.epoch, medium_len=99))
+    plan = logs[b"x"].wait_for(2)[1]
+    assert plan.rounds == 2 and not plan.preemption.requested
+    sched.tell(Enqueue((make(kit.clock, b"y"),)))
+    sched.tell(PlanResult(peer=b"x", epoch=plan.epoch, medium_len=98))
+    sync_x = logs[b"x"].wait_for(3)[2]
+    sync_y = logs[b"y"].wait_for(1)[0]
+    assert plan.preemption.requested
+    assert (sync_x.rounds, sync_y.rounds) == (1, 1)
+
+
+def test_a_fast_message_for_an_idle_peer_goes_out_at_once(kit: Kit) -> None:
+    sched, logs = scheduler_with(kit, b"x", b"y")
+    sched.tell(Enqueue(tuple(make(kit.clock, b"x") for _ in range(10))))
+    logs[b"x"].wait_for(1)
+    f = make(kit.clock, b"y", prio=FAST)
+    sched.tell(Enqueue((f,)))
+    assert logs[b"y"].wait_for(1) == [Plan(peer=b"y", epoch=0, rounds=0, fast=(f,))]
+
+
+def test_messages_for_an_unknown_peer_fail_to_their_concern(kit: Kit) -> None:
+    sched, _ = scheduler_with(kit)
+    m = make(kit.clock, b"ghost")
+    sched.tell(Enqueue((m,)))
+    kit.book.wait_for(lambda b: len(b.failed) == 1)
+    ((failed, error),) = kit.book.failed
+    assert failed == m and isinstance(error, NoPeerError)
+
+
+def test_a_delayed_retry_waits_for_the_clock(kit: Kit) -> None:
+    sched, logs = scheduler_with(kit, b"x")
+    m = make(kit.clock, b"x")
+    sched.tell(Retry(later=((m, kit.clock.now() + 1.0),)))
+    kit.clock.advance(0.5)
+    sched.ask(Enqueue(()))  # handled: nothing planned yet
+    assert len(logs[b"x"]) == 0
+    kit.clock.advance(0.5)
+    assert logs[b"x"].wait_for(1)[0].new_medium == (m,)
+
+
+def test_an_idle_scheduler_has_no_timer(kit: Kit) -> None:
+    sched, _ = scheduler_with(kit, b"x")
+    sched.ask(Enqueue(()))
+    assert kit.clock.pending == 0
+
+
+# -- Concern ----------------------------------------------------------------------
+
+
+def test_a_concern_asks_for_a_retry_after_the_backoff(kit: Kit) -> None:
+    m = make(kit.clock, b"x")
+    kit.concern.tell(Failed(((m, TransportError("no", errno=errno.EHOSTUNREACH)),)))
+    (retry,) = kit.log.wait_for(1)
+    assert retry == Retry(later=((m.retried(), kit.clock.now() + 0.05),))
+
+
+def test_a_concern_drops_an_expired_message_instead_of_retrying(kit: Kit) -> None:
+    m = make(kit.clock, b"x", ttl=1)
+    kit.clock.advance(2)
+    kit.concern.tell(Failed(((m, TransportError("no", errno=errno.EHOSTUNREACH)),)))
+    kit.book.wait_for(lambda b: len(b.dropped) == 1)
+    assert kit.book.dropped == [(m, "ttl")]
+    kit.concern.ask(Sent(()))
+    assert len(kit.log) == 0
