@@ -54,6 +54,8 @@ class PeerConnection(pykka.ThreadingActor):
             queued fails with ``PeerUnreachableError``.
         poll_interval: the longest single wait for writability (keeps
             ``stop`` and other messages responsive).
+        renew_after: seconds after a refused handshake before a new socket
+            is opened (libzmq does not retry a socket our key was refused on).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class PeerConnection(pykka.ThreadingActor):
         shape: WireShape = WireShape.V011,
         unreachable_after: float = 10.0,
         poll_interval: float = 0.02,
+        renew_after: float = 2.0,
     ) -> None:
         super().__init__()
         self.peer = peer
@@ -77,6 +80,8 @@ class PeerConnection(pykka.ThreadingActor):
         self._shape = shape
         self._unreachable_after = unreachable_after
         self._poll_interval = poll_interval
+        self._renew_after = renew_after
+        self._renew_at: float | None = None
         self._socket: PeerSocket | None = None
         self._medium: deque[Message] = deque()
         self._blocked_since: float | None = None
@@ -195,11 +200,25 @@ class PeerConnection(pykka.ThreadingActor):
             self._tell_scheduler(PeerWritable(self.peer.uuid, len(self._medium)))
             return
         if self._refused or now - self._blocked_since >= self._unreachable_after:
+            if self._refused:
+                # libzmq never reconnects a socket whose key the server's ZAP
+                # refused: only a new socket tries again (the key may be added).
+                self._renew_at = now + self._renew_after
             self._fail_all(now)
-            # The next wave: after another handshake failure (libzmq retries the
-            # connection on its own) or another ``unreachable_after``.
+            # The next wave: after another handshake failure (libzmq retries a
+            # wrong server key on its own) or another ``unreachable_after``.
             self._blocked_since, self._refused = now, False
+        elif self._renew_at is not None and now >= self._renew_at:
+            self._renew_socket()
         self.actor_ref.tell(_POLL)
+
+    def _renew_socket(self) -> None:
+        assert self._socket is not None
+        log.info("%r: opening a new socket after a refused handshake", self)
+        self._socket.close()
+        self._socket = None
+        self._renew_at = None
+        self._socket = self._sockets.connect(self.peer)
 
     def _expire(self, now: float) -> None:
         if any(m.deadline <= now for m in self._medium):

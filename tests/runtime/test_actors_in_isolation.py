@@ -240,3 +240,20 @@ def test_a_concern_drops_an_expired_message_instead_of_retrying(kit: Kit) -> Non
     assert kit.book.dropped == [(m, "ttl")]
     kit.concern.ask(Sent(()))
     assert len(kit.log) == 0
+
+
+def test_after_a_refused_handshake_a_new_socket_is_opened(kit: Kit) -> None:
+    first = kit.factory.prepare(b"x")
+    first.block()
+    peer = kit.peer(renew_after=2.0)
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=1, new_medium=(make(kit.clock, b"x"),)))
+    kit.log.wait_for(1)
+    second = kit.factory.prepare(b"x")  # what the next connect hands out: writable
+    first.emit(SocketEvent.HANDSHAKE_FAILED)
+    kit.log.wait_for(2)  # PeerFailed
+    kit.clock.advance(2.0)
+    seen = kit.log.wait_for(4)  # + the Concern's Retry of the failed message
+    assert PeerWritable(b"x", 0) in seen
+    assert first.closed and not second.closed
+    assert kit.factory.connected == [b"x", b"x"]
+    assert peer.proxy().state.get(timeout=5) == "READY"

@@ -1,0 +1,129 @@
+"""The one place where zmq errors become library errors.
+
+Rules:
+- Every ``zmq.ZMQError`` caught anywhere in the library goes through this
+  module; callers write ``raise translate(exc, peer=...) from exc``.
+- ``zmq.Again`` (EAGAIN) is ``WouldBlock``: the socket is not writable *yet*
+  (CURVE handshake pending, or high-water mark reached). It is never a failure.
+- ETERM (the context was terminated) and ENOTSOCK (the socket was closed) are
+  ``SocketClosedError``: ``retryable`` is False, since no send on that socket
+  can ever succeed again.
+- Any other errno is a plain, retryable ``TransportError`` carrying ``errno``.
+- Messages name the peer, zmq's own text for the errno and, where a user can
+  act on it, what to do. They never contain key material.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+import zmq
+
+from ..core.errors import ConfigurationError, SendError, TransportError, WouldBlock
+
+__all__ = [
+    "EAGAIN",
+    "ENOTSOCK",
+    "ETERM",
+    "SocketClosedError",
+    "configuration_error",
+    "error_for_errno",
+    "translate",
+]
+
+EAGAIN: int = int(zmq.EAGAIN)
+"""zmq's errno behind ``zmq.Again``: not writable now."""
+ETERM: int = int(zmq.ETERM)
+"""zmq's errno for "context was terminated", for code that cannot import zmq."""
+ENOTSOCK: int = int(zmq.ENOTSOCK)
+"""zmq's errno for "socket operation on non-socket" (a closed socket)."""
+
+_CLOSED_ERRNOS = frozenset({ETERM, ENOTSOCK})
+
+# Trap 3 of PERFORMANCE.md: a context refuses its 1,024th socket with EMFILE
+# whatever the process's file limit, which reads like a leak unless explained.
+_EMFILE_HINT = (
+    "; a zmq context holds at most ctx.MAX_SOCKETS sockets (1,023 by default) and each "
+    "monitored peer uses 3: raise ctx.MAX_SOCKETS and RLIMIT_NOFILE, or connect to fewer peers"
+)
+
+
+class SocketClosedError(TransportError):
+    """The socket was closed or its zmq context terminated; retrying cannot help.
+
+    Raised for ETERM and ENOTSOCK. The node is usually stopping; otherwise the
+    connection to the peer must be made again with a new socket.
+    """
+
+    retryable = False
+    reason = "stopped"
+
+
+def translate(exc: zmq.ZMQError, *, peer: bytes | None = None) -> SendError:
+    """The library error for a zmq error raised while talking to ``peer``.
+
+    Args:
+        exc: The error pyzmq raised.
+        peer: The uuid of the remote peer the socket talks to, if any.
+
+    Returns:
+        ``WouldBlock`` for ``zmq.Again``; ``SocketClosedError`` for ETERM and
+        ENOTSOCK; a ``TransportError`` with ``errno`` set for anything else.
+        Use it as ``raise translate(exc, peer=uuid) from exc``.
+    """
+    code = exc.errno
+    if code is None:  # pyzmq always sets it; keep the error total anyway
+        return TransportError(f"zmq error with peer {_name(peer)}: {exc}", peer=peer)
+    return error_for_errno(code, peer=peer)
+
+
+def error_for_errno(errno: int, *, peer: bytes | None = None) -> SendError:
+    """The error ``translate`` gives for a zmq error with this ``errno``.
+
+    The test kit uses it to make a fake socket fail exactly like a real one.
+
+    Args:
+        errno: A zmq or OS error number (e.g. ``errno.EHOSTUNREACH``, ``zmq.ETERM``).
+        peer: The uuid of the remote peer, named in the message.
+    """
+    errno = int(errno)  # a zmq.Errno member prints as its name on Python 3.10
+    who = _name(peer)
+    if errno == EAGAIN:
+        return WouldBlock(
+            f"socket to peer {who} is not writable yet (CURVE handshake pending or "
+            "high-water mark reached); wait until it is writable, then send again",
+            peer=peer,
+        )
+    text = zmq.strerror(errno)
+    if errno in _CLOSED_ERRNOS:
+        return SocketClosedError(
+            f"socket to peer {who} is closed: {text} (errno {errno}); "
+            "a new connection is needed to reach this peer",
+            errno=errno,
+            peer=peer,
+        )
+    hint = _EMFILE_HINT if errno == _errno.EMFILE else ""
+    return TransportError(
+        f"zmq error with peer {who}: {text} (errno {errno}){hint}", errno=errno, peer=peer
+    )
+
+
+def configuration_error(
+    exc: zmq.ZMQError, *, peer: bytes, endpoint: str, what: str
+) -> ConfigurationError:
+    """The ``ConfigurationError`` for a zmq call rejecting a setting for ``peer``.
+
+    Args:
+        exc: The error pyzmq raised (e.g. EINVAL from ``connect``).
+        peer: The uuid of the peer being connected.
+        endpoint: The peer's endpoint, named in the message.
+        what: The setting zmq refused, e.g. ``"endpoint"``.
+    """
+    text = zmq.strerror(exc.errno) if exc.errno is not None else str(exc)
+    return ConfigurationError(
+        f"cannot connect to peer {peer!r} at {endpoint!r}: zmq refused the {what}: {text}"
+    )
+
+
+def _name(peer: bytes | None) -> str:
+    return "<unnamed>" if peer is None else repr(peer)

@@ -1,0 +1,342 @@
+"""The sending socket to one peer: a DEALER configured as a CURVE client.
+
+Rules:
+- One ``CurveDealerSocket`` per remote peer, created by ``CurveDealerFactory``
+  in the thread of the actor that owns it and used by that thread only.
+- ``send_frames`` never blocks. ``WouldBlock`` (from ``zmq.Again``) means "not
+  writable yet": right after connect, with IMMEDIATE=1, sends are refused until
+  the CURVE handshake (and the server's ZAP check) completes, and again
+  whenever the high-water mark is reached. ``wait_writable`` ends both waits.
+- Frames go out one ``send`` call each, with plain integer flags computed once:
+  pyzmq's ``send_multipart`` does enum arithmetic per frame. Only the first
+  frame can raise ``Again``: libzmq queues a multipart message atomically.
+- The monitor reports only the events the peer state machine needs; what a
+  failed handshake looks like from this side (measured on libzmq 4.3.5):
+  * wrong server key: CONNECTED, HANDSHAKE_FAILED, DISCONNECTED about 1 ms
+    after connect, then the same again on every reconnect (every 100-200 ms),
+    forever; the socket never becomes writable;
+  * our key refused by the server's ZAP handler: CONNECTED, HANDSHAKE_FAILED,
+    DISCONNECTED once (about 2 ms), then nothing: libzmq does not reconnect,
+    even once the server admits the key. Only a new socket can try again;
+  * nobody listening: no event at all (libzmq retries the TCP connect quietly).
+
+Socket budget (trap 3 of PERFORMANCE.md): a zmq context opens at most
+``ctx.MAX_SOCKETS`` sockets (1,023 by default) whatever the file limit, and a
+monitored peer costs three (the DEALER, our PAIR end of the monitor and the
+PAIR libzmq creates for it): about 341 monitored peers per context. The
+factory does not manage this; raise ``ctx.MAX_SOCKETS`` (and RLIMIT_NOFILE)
+before connecting more peers, or pass ``monitor=False``. Running out is
+reported as a ``TransportError`` that says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import operator
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from ..core.errors import ConfigurationError
+from ..core.ports import KeyPair, PeerAddress, SocketEvent
+from .errors import ETERM, configuration_error, error_for_errno, translate
+from .keys import check_key_pair, check_public_key
+
+__all__ = ["CurveDealerFactory", "CurveDealerSocket"]
+
+log = logging.getLogger("p2p0mq_actors.transport")
+
+# Plain ints, computed once: a flag enum costs an arithmetic call per frame.
+_MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
+_LAST = int(zmq.NOBLOCK)
+_NOBLOCK = int(zmq.NOBLOCK)
+_POLLOUT = int(zmq.POLLOUT)
+
+_EVENTS: dict[int, SocketEvent] = {
+    int(zmq.EVENT_CONNECTED): SocketEvent.CONNECTED,
+    int(zmq.EVENT_DISCONNECTED): SocketEvent.DISCONNECTED,
+    int(zmq.EVENT_HANDSHAKE_SUCCEEDED): SocketEvent.HANDSHAKE_SUCCEEDED,
+    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): SocketEvent.HANDSHAKE_FAILED,
+    int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): SocketEvent.HANDSHAKE_FAILED,
+    int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): SocketEvent.HANDSHAKE_FAILED,
+}
+# Ask libzmq for these only: the others (connect delayed/retried, closed...)
+# would fill the monitor queue with nothing we use.
+_EVENT_MASK = functools.reduce(operator.or_, _EVENTS, 0)
+
+MAX_BUFFERED_EVENTS = 1024
+"""Events kept between two ``events()`` calls; the oldest go first beyond that."""
+
+MAX_IDENTITY_LEN = 255
+
+_Socket = zmq.Socket[Any]
+_Context = zmq.Context[Any]
+
+
+class CurveDealerSocket:
+    """A connected DEALER sending to one peer over CURVE (implements ``PeerSocket``).
+
+    Made by ``CurveDealerFactory.connect``; use it from the creating thread only.
+    """
+
+    def __init__(self, peer: PeerAddress, socket: _Socket, monitor: _Socket | None) -> None:
+        """Wrap a socket already configured and connected to ``peer``.
+
+        Args:
+            peer: The peer the socket is connected to.
+            socket: The connected DEALER; this object owns it from now on.
+            monitor: The PAIR socket from ``socket.get_monitor_socket()``, or
+                None when not monitoring.
+        """
+        self.peer = peer
+        self._uuid = peer.uuid
+        self._sock = socket
+        self._monitor = monitor
+        self._poller = zmq.Poller()
+        self._poller.register(socket, zmq.POLLOUT)
+        if monitor is not None:
+            self._poller.register(monitor, zmq.POLLIN)
+        self._pending: deque[SocketEvent] = deque(maxlen=MAX_BUFFERED_EVENTS)
+        self._last_event: SocketEvent | None = None
+        self._closed = False
+        # The backend's send, bound once: pyzmq's Python-level Socket.send only
+        # adds DRAFT routing_id/group handling on top of it, and skipping that
+        # frame roughly doubles the Python-side send rate (measured, 6 frames).
+        self._send = super(zmq.Socket, socket).send
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
+
+    def send_frames(self, frames: Sequence[bytes]) -> None:
+        """Send one message of ``frames`` (at least one) without blocking.
+
+        Raises:
+            WouldBlock: not writable now (handshake pending or high-water mark);
+                nothing was sent. Call ``wait_writable`` and send again.
+            SocketClosedError: the socket or its context was closed.
+            TransportError: any other zmq failure.
+            ValueError: ``frames`` is empty.
+        """
+        if not frames:
+            raise ValueError(f"a message to peer {self._uuid!r} needs at least one frame")
+        send = self._send
+        try:
+            for frame in frames[:-1]:
+                send(frame, _MORE)
+            send(frames[-1], _LAST)
+        except zmq.ZMQError as exc:
+            raise translate(exc, peer=self._uuid) from exc
+
+    def wait_writable(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the socket to accept a message.
+
+        Monitor events that arrive meanwhile are kept for ``events()``, so the
+        monitor queue never fills while an actor waits.
+
+        Returns:
+            True as soon as a send would not block; False after ``timeout``, or
+            at once if the socket is closed.
+
+        Raises:
+            SocketClosedError: the zmq context was terminated.
+        """
+        if self._closed:
+            return False
+        deadline = time.monotonic() + timeout
+        sock = self._sock
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                ready = dict(self._poller.poll(max(0, math.ceil(remaining * 1000))))
+                if self._monitor is not None and self._monitor in ready:
+                    self._drain_monitor()
+            except zmq.ZMQError as exc:
+                raise translate(exc, peer=self._uuid) from exc
+            if ready.get(sock, 0) & _POLLOUT:
+                return True
+            if remaining <= 0:
+                return False
+
+    def events(self) -> list[SocketEvent]:
+        """Connection events seen since the last call, oldest first, without blocking.
+
+        Always empty when the factory was made with ``monitor=False``.
+
+        Raises:
+            SocketClosedError: the zmq context was terminated.
+        """
+        if self._monitor is not None and not self._closed:
+            try:
+                self._drain_monitor()
+            except zmq.ZMQError as exc:
+                raise translate(exc, peer=self._uuid) from exc
+        seen = list(self._pending)
+        self._pending.clear()
+        return seen
+
+    def close(self) -> None:
+        """Close the monitor and the socket at once (linger 0).
+
+        Idempotent, and safe after the zmq context was terminated.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        _close_quietly(self._sock, self._monitor)
+        log.debug("closed socket to peer %r at %s", self._uuid, self.peer.endpoint)
+
+    def _drain_monitor(self) -> None:
+        monitor = self._monitor
+        assert monitor is not None
+        while True:
+            try:
+                message = recv_monitor_message(monitor, _NOBLOCK)
+            except zmq.Again:
+                return
+            event = _EVENTS.get(int(message["event"]))
+            if event is None:
+                continue
+            if event is SocketEvent.HANDSHAKE_FAILED:
+                log.debug(
+                    "CURVE handshake with peer %r at %s failed: %s (value %s)",
+                    self._uuid,
+                    self.peer.endpoint,
+                    zmq.Event(message["event"]).name,
+                    int(message["value"]),
+                )
+            self._pending.append(event)
+            self._last_event = event
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        last = "none" if self._last_event is None else self._last_event.value
+        return f"<CurveDealerSocket {self._uuid!r} {self.peer.endpoint} {state} last_event={last}>"
+
+
+class CurveDealerFactory:
+    """Connects CURVE DEALER sockets to peers (implements ``SocketFactory``).
+
+    Example:
+        >>> factory = CurveDealerFactory(ctx, b"my-uuid", generate_keypair())
+        >>> sock = factory.connect(PeerAddress(b"peer", "tcp://10.0.0.2:5555", key))
+        >>> if sock.wait_writable(5.0):
+        ...     sock.send_frames([b"hello"])
+    """
+
+    def __init__(
+        self,
+        context: _Context,
+        identity: bytes,
+        keys: KeyPair,
+        *,
+        sndhwm: int = 10_000,
+        monitor: bool = True,
+    ) -> None:
+        """Check the settings every socket will share.
+
+        Args:
+            context: The zmq context that will hold the sockets (see the module
+                note on its socket limit).
+            identity: Our uuid, sent to peers as the DEALER's IDENTITY (1 to
+                255 bytes, not starting with a zero byte).
+            keys: Our CURVE key pair, in Z85.
+            sndhwm: Messages queued per peer before sends raise ``WouldBlock``.
+            monitor: Attach a socket monitor so ``events()`` reports connection
+                events; costs two more sockets per peer.
+
+        Raises:
+            ConfigurationError: a malformed identity, key pair or ``sndhwm``.
+        """
+        if not isinstance(identity, bytes) or not 0 < len(identity) <= MAX_IDENTITY_LEN:
+            raise ConfigurationError(
+                f"identity must be 1..{MAX_IDENTITY_LEN} bytes, got {identity!r}"
+            )
+        if identity[0] == 0:
+            raise ConfigurationError(
+                f"identity {identity!r} must not start with a zero byte (zmq reserves it)"
+            )
+        if isinstance(sndhwm, bool) or not isinstance(sndhwm, int) or sndhwm < 0:
+            raise ConfigurationError(f"sndhwm must be an int >= 0 (0 = no limit), got {sndhwm!r}")
+        self._context = context
+        self._identity = identity
+        self._keys = check_key_pair(keys)
+        self._sndhwm = sndhwm
+        self._monitor = monitor
+
+    def connect(self, peer: PeerAddress) -> CurveDealerSocket:
+        """A DEALER connected to ``peer`` as a CURVE client.
+
+        The connection completes in the background: sends raise ``WouldBlock``
+        until the handshake succeeds (use ``wait_writable``).
+
+        Raises:
+            ConfigurationError: the peer's public key or endpoint is malformed;
+                the message names the peer and the endpoint.
+            TransportError: zmq could not make a socket (e.g. the context's
+                socket limit); ``SocketClosedError`` if the context was terminated.
+        """
+        try:
+            server_key = check_public_key(peer.public_key)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"cannot connect to peer {peer.uuid!r} at {peer.endpoint!r}: {exc}"
+            ) from exc
+        if self._context.closed:  # pyzmq would say ENOTSUP, which hides the cause
+            raise error_for_errno(ETERM, peer=peer.uuid)
+        try:
+            sock: _Socket = self._context.socket(zmq.DEALER)
+        except zmq.ZMQError as exc:
+            raise translate(exc, peer=peer.uuid) from exc
+        monitor: _Socket | None = None
+        try:
+            self._configure(sock, server_key)
+            if self._monitor:  # before connect, so CONNECTED is not missed
+                monitor = sock.get_monitor_socket(_EVENT_MASK)
+        except zmq.ZMQError as exc:
+            _close_quietly(sock, monitor)
+            raise translate(exc, peer=peer.uuid) from exc
+        try:
+            sock.connect(peer.endpoint)
+        except zmq.ZMQError as exc:
+            _close_quietly(sock, monitor)
+            raise configuration_error(
+                exc, peer=peer.uuid, endpoint=peer.endpoint, what="endpoint"
+            ) from exc
+        log.debug("connecting to peer %r at %s", peer.uuid, peer.endpoint)
+        return CurveDealerSocket(peer, sock, monitor)
+
+    def _configure(self, sock: _Socket, server_key: bytes) -> None:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.SNDHWM, self._sndhwm)
+        sock.setsockopt(zmq.IDENTITY, self._identity)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, self._keys.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self._keys.secret)
+        sock.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+
+    def __repr__(self) -> str:
+        return (
+            f"<CurveDealerFactory identity={self._identity!r} public_key={self._keys.public!r} "
+            f"sndhwm={self._sndhwm} monitor={self._monitor}>"
+        )
+
+
+def _close_quietly(sock: _Socket, monitor: _Socket | None) -> None:
+    """Close ``monitor`` and ``sock`` with linger 0, whatever state the context is in."""
+    if monitor is not None:
+        if not sock.closed:
+            # A terminating context refuses this; libzmq then stops the
+            # monitor together with the socket.
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+        monitor.close(linger=0)
+    sock.close(linger=0)
