@@ -127,3 +127,12 @@ def configuration_error(
 
 def _name(peer: bytes | None) -> str:
     return "<unnamed>" if peer is None else repr(peer)
+
+
+def bind_error(exc: zmq.ZMQError, *, endpoint: str) -> ConfigurationError:
+    """The ``ConfigurationError`` for a listen endpoint zmq cannot bind."""
+    text = zmq.strerror(exc.errno) if exc.errno is not None else str(exc)
+    return ConfigurationError(
+        f"cannot listen on {endpoint!r}: {text} (is the port taken? use tcp://127.0.0.1:* "
+        "for any free port)"
+    )

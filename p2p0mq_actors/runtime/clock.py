@@ -1,0 +1,240 @@
+"""The real clock: monotonic time and delayed callbacks on one timer thread.
+
+``MonotonicClock`` is what a node uses in production; tests use
+``p2p0mq_actors.testing.ManualClock``, which has the same two methods.
+
+How it works: pending timers sit in a heap ordered by due time (ties in call
+order). One thread, ``p2p0mq-timer``, started by the first ``call_later``,
+waits on a condition until the earliest due time, or without a timeout when
+nothing is pending, so an idle clock costs no CPU. Callbacks run one after
+another on that thread, outside the lock: they must be quick and thread-safe
+(typically an actor ``tell``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+from ..core.errors import ConfigurationError
+from ..core.ports import TimerHandle
+
+logger = logging.getLogger(__name__)
+
+THREAD_NAME = "p2p0mq-timer"
+
+_PENDING = "pending"
+_CANCELLED = "cancelled"
+_FIRED = "fired"
+
+# Cancelled timers stay in the heap until they reach its head; rebuild the heap
+# when they are this many and the majority, so cancel-heavy use stays bounded.
+_COMPACT_AT = 64
+
+
+class _Timer:
+    """One ``call_later``: the handle the caller gets back."""
+
+    __slots__ = ("_clock", "callback", "due", "state")
+
+    def __init__(self, clock: MonotonicClock, due: float, callback: Callable[[], None]) -> None:
+        self._clock = clock
+        self.due = due
+        self.callback = callback
+        self.state = _PENDING
+
+    def cancel(self) -> None:
+        """Stop the callback from running; no effect once it has started or run."""
+        self._clock._cancel(self)
+
+    def __repr__(self) -> str:
+        return f"<TimerHandle due={self.due:.6f} {self.state}>"
+
+
+class MonotonicClock:
+    """``time.monotonic()`` and ``call_later`` callbacks on one timer thread.
+
+    Example::
+
+        clock = MonotonicClock()
+        handle = clock.call_later(0.5, lambda: actor_ref.tell(Tick()))
+        handle.cancel()  # if it is no longer wanted
+        clock.close()  # stops the timer thread; pending callbacks are dropped
+
+    It is also a context manager that closes itself on exit.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Timer]] = []
+        self._order = itertools.count()
+        self._live = 0
+        self._stale = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def now(self) -> float:
+        """Seconds on the monotonic clock (``time.monotonic()``)."""
+        return time.monotonic()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` on the timer thread ``delay`` seconds from now.
+
+        A negative delay counts as zero. Callbacks due at the same time run in
+        the order they were scheduled. An exception from a callback is logged
+        and the clock goes on.
+
+        Args:
+            delay: Seconds from now.
+            callback: Called with no arguments on the timer thread; it must be
+                quick and thread-safe (typically an actor ``tell``).
+
+        Returns:
+            A handle whose ``cancel()`` stops the callback if it has not started.
+
+        Raises:
+            ConfigurationError: ``delay`` is not a finite number, ``callback``
+                is not callable, or the clock is closed.
+        """
+        due = time.monotonic() + _delay_seconds(delay)
+        if not callable(callback):
+            raise ConfigurationError(f"invalid callback={callback!r}: must be callable")
+        with self._cond:
+            if self._closed:
+                raise ConfigurationError(
+                    f"call_later({delay!r}, {callback!r}) on a closed MonotonicClock: "
+                    "create a new clock, or close it only after its last use"
+                )
+            timer = _Timer(self, due, callback)
+            heapq.heappush(self._heap, (due, next(self._order), timer))
+            self._live += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=THREAD_NAME)
+                # A clock that nobody closed must not keep the interpreter alive;
+                # the test kit's thread-leak check still catches it.
+                self._thread.daemon = True
+                self._thread.start()
+            elif self._heap[0][2] is timer:
+                self._cond.notify()
+        return timer
+
+    @property
+    def pending(self) -> int:
+        """How many callbacks are scheduled and neither cancelled nor started."""
+        with self._cond:
+            return self._live
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
+
+    def close(self, timeout: float = 2.0) -> int:
+        """Stop the timer thread and drop every pending callback. Idempotent.
+
+        A callback already running is allowed to finish: the thread is joined
+        for up to ``timeout`` seconds (not when called from a callback itself).
+
+        Args:
+            timeout: Seconds to wait for the timer thread to end.
+
+        Returns:
+            How many pending callbacks were dropped (0 on later calls).
+        """
+        with self._cond:
+            dropped = 0 if self._closed else self._drop_all()
+            self._closed = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning(
+                    "timer thread %s still runs a callback %.1f s after close()",
+                    thread.name,
+                    timeout,
+                )
+        return dropped
+
+    def __enter__(self) -> MonotonicClock:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "closed"
+        elif self._thread is None:
+            state = "idle"
+        else:
+            state = "running"
+        return f"<MonotonicClock {state} pending={self._live}>"
+
+    def _cancel(self, timer: _Timer) -> None:
+        with self._cond:
+            if timer.state is not _PENDING:
+                return
+            timer.state = _CANCELLED
+            self._live -= 1
+            self._stale += 1
+            if self._stale >= _COMPACT_AT and self._stale * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2].state is _PENDING]
+                heapq.heapify(self._heap)
+                self._stale = 0
+
+    def _drop_all(self) -> int:
+        dropped = self._live
+        for _, _, timer in self._heap:
+            if timer.state is _PENDING:
+                timer.state = _CANCELLED
+        self._heap.clear()
+        self._live = self._stale = 0
+        return dropped
+
+    def _run(self) -> None:
+        while (timer := self._next_due()) is not None:
+            try:
+                timer.callback()
+            except Exception:
+                logger.exception("timer callback %r raised; the clock goes on", timer.callback)
+
+    def _next_due(self) -> _Timer | None:
+        """Wait for the earliest pending timer to fall due and take it; None once closed."""
+        with self._cond:
+            while not self._closed:
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                due, _, timer = self._heap[0]
+                if timer.state is not _PENDING:
+                    heapq.heappop(self._heap)
+                    self._stale -= 1
+                    continue
+                wait = due - time.monotonic()
+                if wait > 0:
+                    # a finite but huge delay would overflow the lock's timeout
+                    self._cond.wait(min(wait, threading.TIMEOUT_MAX))
+                    continue
+                heapq.heappop(self._heap)
+                timer.state = _FIRED
+                self._live -= 1
+                return timer
+            return None
+
+
+def _delay_seconds(delay: object) -> float:
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay):
+        raise ConfigurationError(f"invalid delay={delay!r}: must be a finite number of seconds")
+    return max(0.0, float(delay))

@@ -1,0 +1,204 @@
+"""A clock that moves only when the test says so.
+
+``ManualClock`` implements the same ``Clock`` protocol as the real
+``MonotonicClock``: give it to the actors under test instead, then move time
+with ``advance`` or ``set``. Due callbacks run in the test's own thread, in
+due-time order, so a test needs no sleeps and no timer thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import threading
+from collections.abc import Callable
+
+from ..core.errors import ConfigurationError
+from ..core.ports import TimerHandle
+
+_PENDING = "pending"
+_CANCELLED = "cancelled"
+_FIRED = "fired"
+
+
+class _ManualTimer:
+    """One ``call_later`` on a ``ManualClock``: the handle the caller gets back."""
+
+    __slots__ = ("_clock", "callback", "due", "state")
+
+    def __init__(self, clock: ManualClock, due: float, callback: Callable[[], None]) -> None:
+        self._clock = clock
+        self.due = due
+        self.callback = callback
+        self.state = _PENDING
+
+    def cancel(self) -> None:
+        """Stop the callback from running; no effect once it has run."""
+        self._clock._cancel(self)
+
+    def __repr__(self) -> str:
+        return f"<TimerHandle due={self.due:.6f} {self.state}>"
+
+
+class ManualClock:
+    """A ``Clock`` for tests: time stands still until ``advance`` or ``set`` moves it.
+
+    ``now()`` is safe to call from any thread (actors read it from theirs), and
+    so are ``call_later`` and ``cancel``. Callbacks never run on their own:
+    ``advance(seconds)`` moves time forward and runs, in the calling thread,
+    every callback that falls due within the window, in due-time order (ties in
+    the order they were scheduled), including callbacks that those callbacks
+    schedule inside the window. While a callback runs, ``now()`` is its due time.
+
+    Example::
+
+        def test_a_failed_send_is_retried_after_the_backoff(manual_clock):
+            sender = Sender.start(clock=manual_clock, ...)
+            ...  # make a send fail
+            assert manual_clock.pending == 1  # the retry is scheduled
+            manual_clock.advance(0.05)  # the retry runs, here and now
+            ...
+
+    (The ``manual_clock`` pytest fixture gives a fresh ``ManualClock()``.)
+
+    Args:
+        start: The time ``now()`` returns until the clock is moved.
+
+    Raises:
+        ConfigurationError: ``start`` is not a finite number.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = float(_finite("start", start))
+        self._lock = threading.Lock()
+        self._heap: list[tuple[float, int, _ManualTimer]] = []
+        self._order = itertools.count()
+        self._live = 0
+
+    def now(self) -> float:
+        """The current manual time, in seconds."""
+        with self._lock:
+            return self._now
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        """Schedule ``callback`` for ``now() + delay``; it runs in a later ``advance``/``set``.
+
+        A negative delay counts as zero; a zero delay runs on the next
+        ``advance``, even ``advance(0)``, never inside ``call_later``.
+
+        Args:
+            delay: Seconds from ``now()``.
+            callback: Called with no arguments by the thread that moves the clock.
+
+        Returns:
+            A handle whose ``cancel()`` stops the callback if it has not run.
+
+        Raises:
+            ConfigurationError: ``delay`` is not a finite number or
+                ``callback`` is not callable.
+        """
+        delay = max(0.0, _finite("delay", delay))
+        if not callable(callback):
+            raise ConfigurationError(f"invalid callback={callback!r}: must be callable")
+        with self._lock:
+            timer = _ManualTimer(self, self._now + delay, callback)
+            heapq.heappush(self._heap, (timer.due, next(self._order), timer))
+            self._live += 1
+        return timer
+
+    @property
+    def pending(self) -> int:
+        """How many callbacks are scheduled and neither cancelled nor run."""
+        with self._lock:
+            return self._live
+
+    def advance(self, seconds: float) -> int:
+        """Move time forward by ``seconds`` and run every callback due by then.
+
+        Callbacks run in this thread. If one raises, the exception propagates,
+        time stays at that callback's due time, and the callbacks after it stay
+        pending (a further ``advance(0)`` runs them).
+
+        Args:
+            seconds: How far to move, at least 0.
+
+        Returns:
+            How many callbacks ran.
+
+        Raises:
+            ConfigurationError: ``seconds`` is negative or not a finite number.
+        """
+        seconds = _finite("seconds", seconds)
+        if seconds < 0:
+            raise ConfigurationError(
+                f"invalid seconds={seconds!r}: a monotonic clock cannot go back"
+            )
+        with self._lock:
+            target = self._now + seconds
+        return self._run_until(target)
+
+    def set(self, t: float) -> int:
+        """Move time forward to ``t`` and run every callback due by then.
+
+        Works as ``advance(t - now())``, without rounding.
+
+        Args:
+            t: The new time, not earlier than ``now()``.
+
+        Returns:
+            How many callbacks ran.
+
+        Raises:
+            ConfigurationError: ``t`` is earlier than ``now()`` or not a finite number.
+        """
+        t = float(_finite("t", t))
+        with self._lock:
+            if t < self._now:
+                raise ConfigurationError(
+                    f"invalid t={t!r}: earlier than now={self._now!r}; "
+                    "a monotonic clock cannot go back"
+                )
+        return self._run_until(t)
+
+    def __repr__(self) -> str:
+        return f"<ManualClock now={self._now:.6f} pending={self._live}>"
+
+    def _cancel(self, timer: _ManualTimer) -> None:
+        with self._lock:
+            if timer.state is _PENDING:
+                timer.state = _CANCELLED
+                self._live -= 1
+
+    def _run_until(self, target: float) -> int:
+        ran = 0
+        while (timer := self._take_due(target)) is not None:
+            timer.callback()
+            ran += 1
+        return ran
+
+    def _take_due(self, target: float) -> _ManualTimer | None:
+        """Pop the earliest live timer due by ``target`` and move time to it; else move to
+        ``target`` and return None."""
+        with self._lock:
+            while self._heap:
+                due, _, timer = self._heap[0]
+                if timer.state is not _PENDING:
+                    heapq.heappop(self._heap)
+                    continue
+                if due > target:
+                    break
+                heapq.heappop(self._heap)
+                timer.state = _FIRED
+                self._live -= 1
+                self._now = max(self._now, due)
+                return timer
+            # max: a callback may itself have advanced the clock past target
+            self._now = max(self._now, target)
+            return None
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigurationError(f"invalid {name}={value!r}: must be a finite number of seconds")
+    return value

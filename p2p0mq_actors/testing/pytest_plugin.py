@@ -1,0 +1,113 @@
+"""pytest fixtures for code built on p2p0mq-actors.
+
+Installing p2p0mq-actors registers this module as a pytest plugin (the
+``pytest11`` entry point ``p2p0mq_actors``), so these fixtures are available
+in every test without an import:
+
+- ``manual_clock``: a fresh ``ManualClock`` (time moves only when the test says).
+- ``actor_cleanup``: after the test, stops every Pykka actor still running.
+- ``no_thread_leak``: fails the test if it leaves a thread running.
+- ``actor_test``: both, in the right order (stop the actors, then look for threads).
+
+To guard every test of a suite, add to its root ``conftest.py``::
+
+    @pytest.fixture(autouse=True)
+    def _no_leftovers(actor_test: None) -> None:
+        pass
+
+When the package is installed, do not also list this module in
+``pytest_plugins``: pytest refuses to register one plugin under two names.
+Without the entry point (e.g. ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``), load it
+with ``-p p2p0mq_actors.testing.pytest_plugin``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pykka
+import pytest
+
+from .clock import ManualClock
+
+ACTOR_STOP_TIMEOUT = 5.0
+"""Seconds each leftover actor gets to stop."""
+
+THREAD_LEAK_TIMEOUT = 2.0
+"""Seconds the threads a test started get, all together, to end after it."""
+
+
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    """A ``ManualClock`` starting at 1000.0; move it with ``advance`` or ``set``."""
+    return ManualClock()
+
+
+@pytest.fixture
+def actor_cleanup() -> Iterator[None]:
+    """After the test, stop every running Pykka actor, last started first."""
+    yield
+    stop_all_actors()
+
+
+@pytest.fixture
+def no_thread_leak() -> Iterator[None]:
+    """Fail the test if a thread it started is still running shortly after it.
+
+    The threads alive before the test are remembered; after the test, every
+    new thread is joined for up to ``THREAD_LEAK_TIMEOUT`` seconds in all, and
+    the test errors in teardown naming those still running.
+    """
+    before = set(threading.enumerate())
+    yield
+    check_no_new_threads(before)
+
+
+@pytest.fixture
+def actor_test() -> Iterator[None]:
+    """``actor_cleanup`` then ``no_thread_leak``: stop leftover actors, then check threads.
+
+    The order matters: a leftover actor's thread is only gone once the actor
+    has been stopped.
+    """
+    before = set(threading.enumerate())
+    yield
+    stop_all_actors()
+    check_no_new_threads(before)
+
+
+def stop_all_actors(timeout: float = ACTOR_STOP_TIMEOUT) -> None:
+    """Stop every running Pykka actor, last started first, each within ``timeout`` s."""
+    pykka.ActorRegistry.stop_all(timeout=timeout)
+
+
+def check_no_new_threads(
+    before: set[threading.Thread], timeout: float = THREAD_LEAK_TIMEOUT
+) -> None:
+    """Fail the current test if threads not in ``before`` outlive ``timeout`` seconds.
+
+    New threads are joined (not polled) until the shared deadline. Dummy
+    threads (foreign threads that once called into Python) are skipped: they
+    can be neither joined nor told apart from finished ones.
+    """
+    deadline = time.monotonic() + timeout
+    left: list[threading.Thread] = []
+    for thread in threading.enumerate():
+        if thread in before or thread is threading.current_thread():
+            continue
+        if isinstance(thread, threading._DummyThread):
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            left.append(thread)
+    if left:
+        names = ", ".join(sorted(repr(thread.name) for thread in left))
+        count = f"{len(left)} thread{'s' if len(left) > 1 else ''}"
+        pytest.fail(
+            f"the test left {count} running {timeout:g} s after it ended: {names}. "
+            "Stop every actor, close every clock and socket, and join every thread "
+            "the test starts.",
+            pytrace=False,
+        )
