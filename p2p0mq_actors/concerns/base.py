@@ -9,16 +9,17 @@ instead. Decisions go back to the Scheduler with one ``tell`` per batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import pykka
 
-from ..core.errors import SendError
-from ..core.message import Message
+from ..core.errors import MessageError, SendError
+from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy
 from ..core.ports import Clock
-from ..runtime.messages import FLUSH, Dropped, Failed, Flush, Retry, Sent
+from ..runtime.messages import FLUSH, Dropped, Enqueue, Failed, Flush, Received, Retry, Sent
 
 log = logging.getLogger("p2p0mq_actors.concerns")
 
@@ -57,7 +58,14 @@ class Concern(pykka.ThreadingActor):
         self.scheduler = scheduler
         self.clock = clock
         self.policy = policy or FailurePolicy()
-        self.counts = {"sent": 0, "failed": 0, "retried": 0, "dropped": 0, "errors": 0}
+        self.counts = {
+            "sent": 0,
+            "failed": 0,
+            "retried": 0,
+            "dropped": 0,
+            "received": 0,
+            "errors": 0,
+        }
 
     # -- hooks: override these -----------------------------------------------
 
@@ -71,6 +79,15 @@ class Concern(pykka.ThreadingActor):
     def on_dropped(self, message: Message, reason: str) -> None:
         """``message`` is gone for good (``"ttl"``, ``"stopped"``, a give-up reason...)."""
 
+    def on_request(self, message: Message) -> Message | Mapping[str, Any] | None:
+        """A request for us arrived. Return a reply payload (a mapping), a reply
+        ``Message`` (build it with ``message.reply(...)``), or None for no reply.
+        Replies go out on the fast lane."""
+        return None
+
+    def on_reply(self, message: Message) -> None:
+        """A reply for us arrived that no ``Node.request`` future was waiting for."""
+
     # -- plumbing --------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
@@ -81,6 +98,8 @@ class Concern(pykka.ThreadingActor):
             self._decide(message.items)
         elif isinstance(message, Dropped):
             self._drop(message.items)
+        elif isinstance(message, Received):
+            self._received(message.messages)
         elif isinstance(message, Flush):
             return FLUSH
         else:
@@ -93,7 +112,7 @@ class Concern(pykka.ThreadingActor):
         return None
 
     def stats(self) -> dict[str, int]:
-        """Counters: sent, failed, retried, dropped, errors (hooks that raised)."""
+        """Counters: sent, failed, retried, dropped, received, errors (hooks that raised)."""
         return dict(self.counts)
 
     def _now(self) -> float:
@@ -129,20 +148,58 @@ class Concern(pykka.ThreadingActor):
             self._tell_scheduler(Retry(tuple(now_list), tuple(later)))
         self._drop(drops)
 
+    def _received(self, messages: Sequence[Message]) -> None:
+        self.counts["received"] += len(messages)
+        replies: list[Message] = []
+        for message in messages:
+            if message.kind is Kind.REPLY:
+                self._guard(self.on_reply, message)
+                continue
+            answer = self._guard(self.on_request, message)
+            reply = self._as_reply(message, answer)
+            if reply is not None:
+                replies.append(reply)
+        if replies:
+            self._tell_scheduler(Enqueue(tuple(replies)))
+
+    def _as_reply(self, request: Message, answer: object) -> Message | None:
+        if answer is None:
+            return None
+        if isinstance(answer, Message):
+            reply = answer
+        elif isinstance(answer, Mapping):
+            try:
+                reply = request.reply(answer, now=self._now(), priority=Priority.FAST)
+            except MessageError:
+                self.counts["errors"] += 1
+                log.exception("%r: on_request returned a bad reply payload", self)
+                return None
+        else:
+            self.counts["errors"] += 1
+            log.error(
+                "%r: on_request returned %r; expected a mapping, a Message or None", self, answer
+            )
+            return None
+        return reply if reply.priority is Priority.FAST else replace(reply, priority=Priority.FAST)
+
     def _drop(self, items: Sequence[tuple[Message, str]]) -> None:
         self.counts["dropped"] += len(items)
         for message, reason in items:
             self._guard(self.on_dropped, message, reason)
 
-    def _tell_scheduler(self, retry: Retry) -> None:
+    def _tell_scheduler(self, work: Retry | Enqueue) -> None:
+        if isinstance(work, Retry):
+            held = [*work.now, *(m for m, _ in work.later)]
+        else:
+            held = list(work.messages)
         if self.scheduler is None:
-            log.warning("%r: no scheduler; %d retries dropped", self, len(retry.now))
-            self._drop([(m, "stopped") for m in (*retry.now, *(m for m, _ in retry.later))])
+            log.warning("%r: no scheduler; %d messages dropped", self, len(held))
+            self._drop([(m, "stopped") for m in held])
             return
         try:
-            self.scheduler.tell(retry)
+            self.scheduler.tell(work)
         except pykka.ActorDeadError:
-            self._drop([(m, "stopped") for m in (*retry.now, *(m for m, _ in retry.later))])
+            self._drop([(m, "stopped") for m in held])
 
     def __repr__(self) -> str:
         c = self.counts

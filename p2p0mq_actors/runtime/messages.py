@@ -79,6 +79,13 @@ class Dropped:
 
 
 @dataclass(frozen=True, slots=True)
+class Received:
+    """Concern: requests and replies for us that arrived, in arrival order."""
+
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Scheduler or PeerConnection: drop everything held with reason
     ``"stopped"`` and refuse new work from now on (asked before ``stop``)."""

@@ -257,3 +257,48 @@ def test_after_a_refused_handshake_a_new_socket_is_opened(kit: Kit) -> None:
     assert first.closed and not second.closed
     assert kit.factory.connected == [b"x", b"x"]
     assert peer.proxy().state.get(timeout=5) == "READY"
+
+
+def test_a_pacing_interval_caps_the_rate_of_epochs(kit: Kit) -> None:
+    sched, logs = scheduler_with(kit, b"x", pacing=1.0)
+    sched.tell(Enqueue(tuple(make(kit.clock, b"x") for _ in range(5))))
+    first = logs[b"x"].wait_for(1)[0]
+    sched.ask(PlanResult(peer=b"x", epoch=first.epoch, medium_len=4))
+    assert len(logs[b"x"]) == 1 and kit.clock.pending == 1  # waits for its turn
+    kit.clock.advance(0.5)
+    sched.ask(Enqueue(()))
+    assert len(logs[b"x"]) == 1
+    kit.clock.advance(0.5)
+    assert logs[b"x"].wait_for(2)[1].epoch == first.epoch + 1
+
+
+def test_a_peer_connection_survives_odd_messages_and_drops_what_a_closed_socket_refuses(
+    kit: Kit,
+) -> None:
+    peer = kit.peer()
+    sock = kit.factory.wait_for_socket(b"x")
+    peer.tell("not a message it knows")  # logged, not fatal
+    peer.ask(PeerWritable(b"x", 0))  # an unexpected message: logged, the actor lives on
+    assert peer.is_alive() and not sock.closed
+    sock.fail_next(1, errno.ENOTSOCK)
+    f = make(kit.clock, b"x", prio=FAST)
+    peer.tell(Plan(peer=b"x", epoch=0, rounds=0, fast=(f,)))
+    kit.book.wait_for(lambda b: len(b.dropped) == 1)
+    assert kit.book.dropped == [(f, "stopped")]  # socket gone: not retryable
+
+
+def test_a_peer_connection_that_crashes_closes_its_socket_and_drops_its_queue(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+
+    def broken() -> list[SocketEvent]:
+        raise RuntimeError("monitor exploded")
+
+    sock.events = broken  # type: ignore[method-assign]
+    peer = kit.peer()
+    queued = [make(kit.clock, b"x") for _ in range(3)]
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=1, new_medium=tuple(queued)))
+    kit.book.wait_for(lambda b: len(b.dropped) == 2)
+    assert kit.book.sent == queued[:1]
+    assert kit.book.dropped == [(m, "stopped") for m in queued[1:]]
+    assert sock.closed
+    assert peer.actor_stopped.wait(5)

@@ -1,0 +1,159 @@
+"""The message model: validated when built, replies as p2p0mq builds them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from p2p0mq_actors.core.errors import MessageError
+from p2p0mq_actors.core.message import (
+    DEFAULT_TTL,
+    Kind,
+    Message,
+    Priority,
+    next_message_id,
+)
+
+
+def test_create_computes_the_deadline_from_the_ttl_and_fills_the_hops() -> None:
+    m = Message.create(b"alice", b"bob", b"chat", {"t": "hi"}, now=100.0, message_id=7)
+    assert m == Message(
+        source=b"alice",
+        destination=b"bob",
+        command=b"chat",
+        deadline=100.0 + DEFAULT_TTL,
+        kind=Kind.REQUEST,
+        payload={"t": "hi"},
+        message_id=7,
+        priority=Priority.MEDIUM,
+        previous_hop=b"alice",
+        next_hop=b"bob",
+        attempts=0,
+    )
+    assert DEFAULT_TTL == 30.0
+
+
+def test_a_reply_swaps_the_ends_keeps_id_and_command_and_goes_back_the_way_it_came() -> None:
+    request = Message(
+        source=b"alice",
+        destination=b"bob",
+        command=b"echo",
+        deadline=50.0,
+        message_id=42,
+        previous_hop=b"relay",
+        next_hop=b"bob",
+        priority=Priority.SLOW,
+    )
+    reply = request.reply({"ok": True}, now=10.0, ttl=5.0)
+    assert reply == Message(
+        source=b"bob",
+        destination=b"alice",
+        command=b"echo",
+        deadline=15.0,
+        kind=Kind.REPLY,
+        payload={"ok": True},
+        message_id=42,
+        priority=Priority.SLOW,
+        previous_hop=b"bob",
+        next_hop=b"relay",
+    )
+    assert request.reply(now=0.0, priority=Priority.FAST).priority is Priority.FAST
+
+
+def test_retried_counts_one_more_attempt_and_changes_nothing_else() -> None:
+    m = Message.create(b"a", b"b", b"c", now=0.0)
+    again = m.retried().retried()
+    assert again.attempts == 2
+    assert again == Message(**{**_fields(m), "attempts": 2})
+
+
+def test_expired_is_true_from_the_deadline_on() -> None:
+    m = Message.create(b"a", b"b", b"c", now=0.0, ttl=2.0)
+    assert [m.expired(t) for t in (1.999, 2.0, 3.0)] == [False, True, True]
+
+
+def test_kind_and_priority_accept_their_integer_values() -> None:
+    m = Message(source=b"a", destination=b"b", command=b"c", deadline=1.0, kind=2, priority=0)  # type: ignore[arg-type]
+    assert (m.kind, m.priority) == (Kind.REPLY, Priority.FAST)
+
+
+def test_the_repr_shows_what_a_reader_needs() -> None:
+    m = Message.create(b"a", b"b", b"hb", now=0.0, message_id=3, next_hop=b"r")
+    assert repr(m) == "<Message request b'hb' #3 b'a'->b'b' via b'r' MEDIUM attempts=0>"
+
+
+def test_messages_hash_by_identity_fields_and_equal_messages_hash_equal() -> None:
+    a = Message.create(b"a", b"b", b"c", {"x": [1]}, now=0.0, message_id=5)
+    b = Message.create(b"a", b"b", b"c", {"x": [1]}, now=0.0, message_id=5)
+    assert a == b and hash(a) == hash(b)
+    assert len({a, b}) == 1
+
+
+def test_message_ids_are_unique_and_increasing() -> None:
+    ids = [next_message_id() for _ in range(1000)]
+    assert ids == sorted(set(ids))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("source", b"", "must be 1..255 bytes long"),
+        ("source", "alice", "must be bytes"),
+        ("source", b"\x00x", "must not start with a zero byte (zmq reserves it)"),
+        ("destination", b"x" * 256, "must be 1..255 bytes long"),
+        ("previous_hop", bytearray(b"x"), "must be bytes"),
+        ("next_hop", b"\x00", "must not start with a zero byte (zmq reserves it)"),
+        ("command", b"", "must be 1..255 bytes long"),
+        ("command", "hello", "must be bytes"),
+        ("deadline", math.nan, "must be finite"),
+        ("deadline", math.inf, "must be finite"),
+        ("deadline", "soon", "must be a number of seconds"),
+        ("deadline", True, "must be a number of seconds"),
+        ("message_id", -1, "must be an int in 0..18446744073709551615"),
+        ("message_id", 2**64, "must be an int in 0..18446744073709551615"),
+        ("message_id", 1.0, "must be an int in 0..18446744073709551615"),
+        ("attempts", -1, "must be an int >= 0"),
+        ("kind", 3, "must be one of REQUEST=1, REPLY=2"),
+        ("priority", "fast", "must be one of FAST=0, MEDIUM=1, SLOW=2"),
+        ("payload", [1, 2], "must be a mapping with str keys"),
+        ("payload", {b"k": 1}, "key b'k' is not a str"),
+    ],
+)
+def test_a_bad_field_raises_a_message_error_naming_the_field_and_the_value(
+    field: str, value: object, why: str
+) -> None:
+    good = {"source": b"a", "destination": b"b", "command": b"c", "deadline": 1.0}
+    with pytest.raises(MessageError) as caught:
+        Message(**{**good, field: value})  # type: ignore[arg-type]
+    assert caught.value.field == field
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    assert str(caught.value) == f"invalid message field {field}={shown}: {why}"
+
+
+@pytest.mark.parametrize("ttl", [0, -1, math.nan, "30", True])
+def test_a_bad_ttl_is_refused(ttl: object) -> None:
+    with pytest.raises(MessageError, match="ttl"):
+        Message.create(b"a", b"b", b"c", now=0.0, ttl=ttl)  # type: ignore[arg-type]
+
+
+def test_a_long_value_is_shortened_in_the_error() -> None:
+    with pytest.raises(MessageError) as caught:
+        Message(source=b"a" * 300, destination=b"b", command=b"c", deadline=1.0)
+    assert len(str(caught.value)) < 160
+
+
+@given(st.binary(max_size=300), st.binary(max_size=300))
+def test_any_uuid_either_builds_or_raises_a_message_error(src: bytes, cmd: bytes) -> None:
+    try:
+        m = Message(source=src, destination=b"b", command=cmd, deadline=0.0)
+    except MessageError:
+        assert not (0 < len(src) <= 255 and src[0] != 0 and 0 < len(cmd) <= 255)
+    else:
+        assert (m.source, m.command) == (src, cmd)
+
+
+def _fields(m: Message) -> dict[str, object]:
+    return {name: getattr(m, name) for name in Message.__dataclass_fields__}
