@@ -3,18 +3,17 @@
 ``MonotonicClock`` is what a node uses in production; tests use
 ``p2p0mq_actors.testing.ManualClock``, which has the same two methods.
 
-How it works: pending timers sit in a heap ordered by due time (ties in call
-order). One thread, ``p2p0mq-timer``, started by the first ``call_later``,
-waits on a condition until the earliest due time, or without a timeout when
-nothing is pending, so an idle clock costs no CPU. Callbacks run one after
+How it works: pending timers sit in a ``core.timers.TimerQueue``, ordered by
+due time (ties in call order) and guarded by one condition. One thread,
+``p2p0mq-timer``, started by the first ``call_later``, waits on that condition
+until the earliest due time, or without a timeout when nothing is pending, so
+an idle clock costs no CPU. Callbacks run one after
 another on that thread, outside the lock: they must be quick and thread-safe
 (typically an actor ``tell``).
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import threading
@@ -24,37 +23,11 @@ from types import TracebackType
 
 from ..core.errors import ConfigurationError
 from ..core.ports import TimerHandle
+from ..core.timers import Timer, TimerQueue
 
 logger = logging.getLogger(__name__)
 
 THREAD_NAME = "p2p0mq-timer"
-
-_PENDING = "pending"
-_CANCELLED = "cancelled"
-_FIRED = "fired"
-
-# Cancelled timers stay in the heap until they reach its head; rebuild the heap
-# when they are this many and the majority, so cancel-heavy use stays bounded.
-_COMPACT_AT = 64
-
-
-class _Timer:
-    """One ``call_later``: the handle the caller gets back."""
-
-    __slots__ = ("_clock", "callback", "due", "state")
-
-    def __init__(self, clock: MonotonicClock, due: float, callback: Callable[[], None]) -> None:
-        self._clock = clock
-        self.due = due
-        self.callback = callback
-        self.state = _PENDING
-
-    def cancel(self) -> None:
-        """Stop the callback from running; no effect once it has started or run."""
-        self._clock._cancel(self)
-
-    def __repr__(self) -> str:
-        return f"<TimerHandle due={self.due:.6f} {self.state}>"
 
 
 class MonotonicClock:
@@ -72,10 +45,7 @@ class MonotonicClock:
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, _Timer]] = []
-        self._order = itertools.count()
-        self._live = 0
-        self._stale = 0
+        self._timers = TimerQueue(on_cancel=self._cancel)
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -111,16 +81,14 @@ class MonotonicClock:
                     f"call_later({delay!r}, {callback!r}) on a closed MonotonicClock: "
                     "create a new clock, or close it only after its last use"
                 )
-            timer = _Timer(self, due, callback)
-            heapq.heappush(self._heap, (due, next(self._order), timer))
-            self._live += 1
+            timer = self._timers.push(due, callback)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=THREAD_NAME)
                 # A clock that nobody closed must not keep the interpreter alive;
                 # the test kit's thread-leak check still catches it.
                 self._thread.daemon = True
                 self._thread.start()
-            elif self._heap[0][2] is timer:
+            elif self._timers.peek() is timer:
                 self._cond.notify()
         return timer
 
@@ -128,7 +96,7 @@ class MonotonicClock:
     def pending(self) -> int:
         """How many callbacks are scheduled and neither cancelled nor started."""
         with self._cond:
-            return self._live
+            return len(self._timers)
 
     @property
     def closed(self) -> bool:
@@ -148,7 +116,7 @@ class MonotonicClock:
             How many pending callbacks were dropped (0 on later calls).
         """
         with self._cond:
-            dropped = 0 if self._closed else self._drop_all()
+            dropped = 0 if self._closed else self._timers.clear()
             self._closed = True
             thread = self._thread
             self._cond.notify_all()
@@ -180,28 +148,11 @@ class MonotonicClock:
             state = "idle"
         else:
             state = "running"
-        return f"<MonotonicClock {state} pending={self._live}>"
+        return f"<MonotonicClock {state} pending={len(self._timers)}>"
 
-    def _cancel(self, timer: _Timer) -> None:
+    def _cancel(self, timer: Timer) -> None:
         with self._cond:
-            if timer.state is not _PENDING:
-                return
-            timer.state = _CANCELLED
-            self._live -= 1
-            self._stale += 1
-            if self._stale >= _COMPACT_AT and self._stale * 2 > len(self._heap):
-                self._heap = [entry for entry in self._heap if entry[2].state is _PENDING]
-                heapq.heapify(self._heap)
-                self._stale = 0
-
-    def _drop_all(self) -> int:
-        dropped = self._live
-        for _, _, timer in self._heap:
-            if timer.state is _PENDING:
-                timer.state = _CANCELLED
-        self._heap.clear()
-        self._live = self._stale = 0
-        return dropped
+            self._timers.cancel(timer)
 
     def _run(self) -> None:
         while (timer := self._next_due()) is not None:
@@ -210,27 +161,17 @@ class MonotonicClock:
             except Exception:
                 logger.exception("timer callback %r raised; the clock goes on", timer.callback)
 
-    def _next_due(self) -> _Timer | None:
+    def _next_due(self) -> Timer | None:
         """Wait for the earliest pending timer to fall due and take it; None once closed."""
         with self._cond:
             while not self._closed:
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                due, _, timer = self._heap[0]
-                if timer.state is not _PENDING:
-                    heapq.heappop(self._heap)
-                    self._stale -= 1
-                    continue
-                wait = due - time.monotonic()
-                if wait > 0:
-                    # a finite but huge delay would overflow the lock's timeout
-                    self._cond.wait(min(wait, threading.TIMEOUT_MAX))
-                    continue
-                heapq.heappop(self._heap)
-                timer.state = _FIRED
-                self._live -= 1
-                return timer
+                now = time.monotonic()
+                timer = self._timers.pop_due(now)
+                if timer is not None:
+                    return timer
+                due = self._timers.next_due()
+                # a finite but huge delay would overflow the lock's timeout
+                self._cond.wait(None if due is None else min(due - now, threading.TIMEOUT_MAX))
             return None
 
 

@@ -8,37 +8,13 @@ due-time order, so a test needs no sleeps and no timer thread.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 import threading
 from collections.abc import Callable
 
 from ..core.errors import ConfigurationError
 from ..core.ports import TimerHandle
-
-_PENDING = "pending"
-_CANCELLED = "cancelled"
-_FIRED = "fired"
-
-
-class _ManualTimer:
-    """One ``call_later`` on a ``ManualClock``: the handle the caller gets back."""
-
-    __slots__ = ("_clock", "callback", "due", "state")
-
-    def __init__(self, clock: ManualClock, due: float, callback: Callable[[], None]) -> None:
-        self._clock = clock
-        self.due = due
-        self.callback = callback
-        self.state = _PENDING
-
-    def cancel(self) -> None:
-        """Stop the callback from running; no effect once it has run."""
-        self._clock._cancel(self)
-
-    def __repr__(self) -> str:
-        return f"<TimerHandle due={self.due:.6f} {self.state}>"
+from ..core.timers import Timer, TimerQueue
 
 
 class ManualClock:
@@ -72,9 +48,7 @@ class ManualClock:
     def __init__(self, start: float = 1000.0) -> None:
         self._now = float(_finite("start", start))
         self._lock = threading.Lock()
-        self._heap: list[tuple[float, int, _ManualTimer]] = []
-        self._order = itertools.count()
-        self._live = 0
+        self._timers = TimerQueue(on_cancel=self._cancel)
 
     def now(self) -> float:
         """The current manual time, in seconds."""
@@ -102,16 +76,13 @@ class ManualClock:
         if not callable(callback):
             raise ConfigurationError(f"invalid callback={callback!r}: must be callable")
         with self._lock:
-            timer = _ManualTimer(self, self._now + delay, callback)
-            heapq.heappush(self._heap, (timer.due, next(self._order), timer))
-            self._live += 1
-        return timer
+            return self._timers.push(self._now + delay, callback)
 
     @property
     def pending(self) -> int:
         """How many callbacks are scheduled and neither cancelled nor run."""
         with self._lock:
-            return self._live
+            return len(self._timers)
 
     def advance(self, seconds: float) -> int:
         """Move time forward by ``seconds`` and run every callback due by then.
@@ -162,13 +133,11 @@ class ManualClock:
         return self._run_until(t)
 
     def __repr__(self) -> str:
-        return f"<ManualClock now={self._now:.6f} pending={self._live}>"
+        return f"<ManualClock now={self._now:.6f} pending={len(self._timers)}>"
 
-    def _cancel(self, timer: _ManualTimer) -> None:
+    def _cancel(self, timer: Timer) -> None:
         with self._lock:
-            if timer.state is _PENDING:
-                timer.state = _CANCELLED
-                self._live -= 1
+            self._timers.cancel(timer)
 
     def _run_until(self, target: float) -> int:
         ran = 0
@@ -177,25 +146,14 @@ class ManualClock:
             ran += 1
         return ran
 
-    def _take_due(self, target: float) -> _ManualTimer | None:
+    def _take_due(self, target: float) -> Timer | None:
         """Pop the earliest live timer due by ``target`` and move time to it; else move to
         ``target`` and return None."""
         with self._lock:
-            while self._heap:
-                due, _, timer = self._heap[0]
-                if timer.state is not _PENDING:
-                    heapq.heappop(self._heap)
-                    continue
-                if due > target:
-                    break
-                heapq.heappop(self._heap)
-                timer.state = _FIRED
-                self._live -= 1
-                self._now = max(self._now, due)
-                return timer
+            timer = self._timers.pop_due(target)
             # max: a callback may itself have advanced the clock past target
-            self._now = max(self._now, target)
-            return None
+            self._now = max(self._now, target if timer is None else timer.due)
+            return timer
 
 
 def _finite(name: str, value: object) -> float:
