@@ -14,6 +14,7 @@ from .errors import (
     translate,
 )
 from .keys import check_key_pair, check_public_key, generate_keypair
+from .keystore import KeyStore
 from .sockets import CurveDealerFactory, CurveDealerSocket
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "ETERM",
     "CurveDealerFactory",
     "CurveDealerSocket",
+    "KeyStore",
     "SocketClosedError",
     "check_key_pair",
     "check_public_key",

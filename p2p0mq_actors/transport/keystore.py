@@ -1,0 +1,525 @@
+"""CURVE key files on disk, in p2p0mq's layout.
+
+Rules:
+- Layout: ``<path>/<public_dir>/<uuid>.key`` holds a peer's public key (ours
+  too: a ZAP handler pointed at the folder then admits every listed key) and
+  ``<path>/<private_dir>/<uuid>.key_secret`` holds our own key pair. Both are
+  zmq certificates as ``zmq.auth.create_certificates`` writes them, read back
+  with ``zmq.auth.load_certificate``.
+- A uuid names a file only if it cannot escape its folder or hide in it:
+  non-empty UTF-8, no ``/``, ``\\`` or NUL, no leading ``.``, short enough for
+  a file name. Anything else is a ``ConfigurationError`` before any I/O.
+- Every file is written to a temporary file in its own folder, then renamed
+  into place: a reader sees the old file or the new one, never half of one.
+  Temporary names start with ``.``, which no uuid may, so listings skip them.
+- A secret file is created with mode 0600 (``O_EXCL``, mode given at creation:
+  it is never readable by others, not even for an instant) inside a 0700
+  folder. A secret key never appears in a log line, a repr or an error.
+- Failing to load a key is a ``ConfigurationError`` naming the file, what is
+  wrong and what to do; there is no fallback to plaintext.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import secrets
+import stat
+from contextlib import suppress
+from pathlib import Path
+
+import zmq.auth
+
+from ..core.errors import ConfigurationError
+from ..core.ports import KeyPair
+from .keys import check_key_pair, check_public_key, generate_keypair
+
+__all__ = ["MAX_UUID_LEN", "KeyStore"]
+
+log = logging.getLogger("p2p0mq_actors.transport")
+
+PUBLIC_SUFFIX = ".key"
+SECRET_SUFFIX = ".key_secret"
+_NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+MAX_UUID_LEN = _NAME_MAX - len(SECRET_SUFFIX)
+"""The longest uuid (in bytes) that still fits in a secret key file's name."""
+
+_SECRET_MODE = 0o600
+_PUBLIC_MODE = 0o644
+_PRIVATE_DIR_MODE = 0o700
+_NOT_OWNER_ONLY = 0o077
+
+# The banners pyzmq writes, so our files read like the ones p2p0mq makes.
+_SECRET_BANNER = (
+    "#   ****  Generated on {now} by p2p0mq-actors  ****\n"
+    "#   ZeroMQ CURVE **Secret** Certificate\n"
+    "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n\n"
+)
+_PUBLIC_BANNER = (
+    "#   ****  Generated on {now} by p2p0mq-actors  ****\n"
+    "#   ZeroMQ CURVE Public Certificate\n"
+    "#   Exchange securely, or use a secure mechanism to verify the contents\n"
+    "#   of this file after exchange.\n\n"
+)
+
+
+class KeyStore:
+    """CURVE key pairs and peers' public keys in p2p0mq's folders.
+
+    Usage::
+
+        store = KeyStore(Path.home() / ".p2p0mq")
+        keys = store.ensure(b"1~1~1~1")          # our pair, made on first use
+        store.add_public_key(b"2~2~2~2", their_public_key)
+        server_key = store.public_key(b"2~2~2~2")
+
+    The files interoperate with p2p0mq: a pair made by
+    ``zmq.auth.create_certificates(dir, uuid)`` loads once its ``.key`` file
+    is in the public folder and its ``.key_secret`` in the private one.
+
+    Args:
+        path: The base folder.
+        public_dir: The public folder's name inside ``path``.
+        private_dir: The private folder's name inside ``path``.
+        create: Create missing folders (the private one with mode 0700).
+            With False, missing folders are a ``ConfigurationError``.
+
+    Raises:
+        ConfigurationError: a folder name is not a plain name, or the folders
+            cannot be created (``create=True``) or do not exist (``create=False``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        public_dir: str = "public_keys",
+        private_dir: str = "private_keys",
+        create: bool = True,
+    ) -> None:
+        _check_folder_name(public_dir, "public_dir")
+        _check_folder_name(private_dir, "private_dir")
+        if public_dir == private_dir:
+            raise ConfigurationError(
+                f"public_dir and private_dir are both {public_dir!r}: secret keys must not "
+                "sit with public ones; give the folders different names"
+            )
+        self._path = Path(path)
+        self._public_path = self._path / public_dir
+        self._private_path = self._path / private_dir
+        if create:
+            self._make_folders()
+        else:
+            self._require_folders()
+
+    @property
+    def path(self) -> Path:
+        """The base folder."""
+        return self._path
+
+    @property
+    def public_path(self) -> Path:
+        """The folder of ``<uuid>.key`` public certificates."""
+        return self._public_path
+
+    @property
+    def private_path(self) -> Path:
+        """The folder of ``<uuid>.key_secret`` secret certificates (mode 0700)."""
+        return self._private_path
+
+    def create(self, uuid: bytes, *, overwrite: bool = False) -> KeyPair:
+        """Make a new key pair for ``uuid``, write both files and return it.
+
+        The secret file is created with mode 0600 in the private folder
+        (made 0700 if it was looser); the public file goes to the public folder,
+        replacing any public file already there for ``uuid``.
+
+        Raises:
+            ConfigurationError: ``uuid`` cannot name a file, a secret file for
+                it exists and ``overwrite`` is False, or a file cannot be written.
+        """
+        stem = _file_stem(uuid)
+        secret_file = self._private_path / (stem + SECRET_SUFFIX)
+        if not overwrite and _exists(secret_file):
+            raise _pair_exists(uuid, secret_file)
+        self._secure_private_folder()
+        keys = generate_keypair()
+        try:
+            _write_file(secret_file, _certificate(keys), _SECRET_MODE, replace=overwrite)
+        except FileExistsError:  # another process created it since we looked
+            raise _pair_exists(uuid, secret_file) from None
+        self._write_public(uuid, stem, keys.public)
+        log.info("created a key pair for %r in %s", uuid, secret_file)
+        return keys
+
+    def ensure(self, uuid: bytes) -> KeyPair:
+        """Our key pair for ``uuid``: loaded if its secret file exists, else created."""
+        secret_file = self._private_path / (_file_stem(uuid) + SECRET_SUFFIX)
+        if not _exists(secret_file):
+            try:
+                return self.create(uuid)
+            except _KeyPairExistsError:  # created concurrently: use that one
+                pass
+        return self.load(uuid)
+
+    def load(self, uuid: bytes) -> KeyPair:
+        """Our key pair for ``uuid``, from ``<private>/<uuid>.key_secret``.
+
+        Logs a warning when the file is accessible by group or others.
+
+        Raises:
+            ConfigurationError: the file is missing, unreadable or malformed,
+                or its public key is not the one derived from its secret key.
+                The message names the file and says what to do.
+        """
+        path = self._private_path / (_file_stem(uuid) + SECRET_SUFFIX)
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise ConfigurationError(
+                f"no key pair for uuid {_show(uuid)}: the secret key file {path} does not "
+                f"exist; create a key pair with KeyStore.create({_show(uuid)}) or "
+                "KeyStore.ensure, or move the .key_secret file written by "
+                f"zmq.auth.create_certificates into {self._private_path}"
+            ) from None
+        except OSError as exc:
+            raise _unreadable("secret key", path, exc) from exc
+        if mode & _NOT_OWNER_ONLY:
+            log.warning(
+                "secret key file %s is accessible by group or others (mode %03o); "
+                "restrict it with: chmod 600 %s",
+                path,
+                stat.S_IMODE(mode),
+                path,
+            )
+        public, secret = _read_certificate(path, "secret key")
+        if not secret:
+            raise ConfigurationError(
+                f"secret key file {path} has no secret-key line (it holds a public key "
+                "only); put the .key_secret file of the pair there, not the .key file"
+            )
+        keys = _checked_pair(path, uuid, KeyPair(public=public, secret=secret))
+        log.debug("loaded the key pair for %r from %s", uuid, path)
+        return keys
+
+    def public_key(self, uuid: bytes) -> bytes:
+        """A peer's public key (Z85), from ``<public>/<uuid>.key``.
+
+        Raises:
+            ConfigurationError: the file is missing, unreadable or malformed.
+        """
+        path = self._public_path / (_file_stem(uuid) + PUBLIC_SUFFIX)
+        if not _exists(path):
+            raise ConfigurationError(
+                f"no public key for peer {_show(uuid)}: {path} does not exist; add it with "
+                "KeyStore.add_public_key or copy the peer's .key file (written by "
+                f"zmq.auth.create_certificates) into {self._public_path}"
+            )
+        public, secret = _read_certificate(path, "public key")
+        if secret:
+            log.warning(
+                "public key file %s also holds a secret key; the public folder is meant "
+                "to be shared: replace the file with the pair's .key file",
+                path,
+            )
+        try:
+            return check_public_key(public)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"public key file {path} is unusable: {exc}; replace it with the peer's .key file"
+            ) from exc
+
+    def add_public_key(self, uuid: bytes, key: bytes) -> None:
+        """Write (or replace) ``<public>/<uuid>.key`` holding ``key`` (Z85).
+
+        Raises:
+            ConfigurationError: ``uuid`` cannot name a file, ``key`` is not a
+                Z85 public key, or the file cannot be written.
+        """
+        stem = _file_stem(uuid)
+        self._write_public(uuid, stem, check_public_key(key))
+
+    def remove_public_key(self, uuid: bytes) -> bool:
+        """Delete ``<public>/<uuid>.key``; False if there was none."""
+        path = self._public_path / (_file_stem(uuid) + PUBLIC_SUFFIX)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot remove public key file {path}: {_reason(exc)}; check the "
+                "folder's permissions"
+            ) from exc
+        log.info("removed the public key of %r (%s)", uuid, path)
+        return True
+
+    def public_keys(self) -> dict[bytes, bytes]:
+        """Every uuid -> public key in the public folder.
+
+        Files that do not parse (or whose names are not valid uuids) are
+        skipped with a warning; hidden files and other suffixes are ignored.
+        """
+        keys: dict[bytes, bytes] = {}
+        for name in self._names(self._public_path, PUBLIC_SUFFIX):
+            uuid = os.fsencode(name[: -len(PUBLIC_SUFFIX)])
+            try:
+                keys[uuid] = self.public_key(uuid)
+            except ConfigurationError as exc:
+                log.warning("skipping %s: %s", self._public_path / name, exc)
+        return keys
+
+    def __repr__(self) -> str:
+        public = self._count(self._public_path, PUBLIC_SUFFIX)
+        private = self._count(self._private_path, SECRET_SUFFIX)
+        return f"<KeyStore {str(self._path)!r} public={public} private={private}>"
+
+    # -- helpers ------------------------------------------------------------
+
+    def _write_public(self, uuid: bytes, stem: str, key: bytes) -> None:
+        path = self._public_path / (stem + PUBLIC_SUFFIX)
+        _write_file(path, _certificate(KeyPair(public=key, secret=b"")), _PUBLIC_MODE)
+        log.info("stored the public key of %r in %s", uuid, path)
+
+    def _make_folders(self) -> None:
+        try:
+            self._path.mkdir(parents=True, exist_ok=True)
+            self._public_path.mkdir(exist_ok=True)
+            if not self._private_path.is_dir():
+                # Created 0700 & ~umask, never looser, then exactly 0700.
+                self._private_path.mkdir(mode=_PRIVATE_DIR_MODE)
+                self._private_path.chmod(_PRIVATE_DIR_MODE)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the key store folders in {self._path}: {_reason(exc)}; "
+                "choose a path where this user can create folders"
+            ) from exc
+
+    def _require_folders(self) -> None:
+        for folder in (self._public_path, self._private_path):
+            if not folder.is_dir():
+                raise ConfigurationError(
+                    f"key store folder {folder} does not exist; create it, or pass "
+                    "create=True to KeyStore"
+                )
+
+    def _secure_private_folder(self) -> None:
+        try:
+            mode = stat.S_IMODE(self._private_path.stat().st_mode)
+            if mode & _NOT_OWNER_ONLY:
+                log.warning(
+                    "private key folder %s was accessible by group or others (mode %03o); "
+                    "setting it to 0700 before writing a secret key",
+                    self._private_path,
+                    mode,
+                )
+                self._private_path.chmod(_PRIVATE_DIR_MODE)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot use private key folder {self._private_path}: {_reason(exc)}; "
+                "it must exist and belong to this user"
+            ) from exc
+
+    @staticmethod
+    def _names(folder: Path, suffix: str) -> list[str]:
+        try:
+            names = os.listdir(folder)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot list key folder {folder}: {_reason(exc)}; check that it exists "
+                "and is readable"
+            ) from exc
+        return sorted(n for n in names if n.endswith(suffix) and not n.startswith("."))
+
+    @classmethod
+    def _count(cls, folder: Path, suffix: str) -> str:
+        try:
+            return str(len(cls._names(folder, suffix)))
+        except ConfigurationError:
+            return "?"
+
+
+class _KeyPairExistsError(ConfigurationError):
+    """``create`` found a secret file already there (``ensure`` then loads it)."""
+
+
+def _file_stem(uuid: bytes) -> str:
+    """The file name (without suffix) for ``uuid``; raises ``ConfigurationError``."""
+    if not isinstance(uuid, bytes):
+        raise ConfigurationError(f"a uuid must be bytes, got {type(uuid).__name__}")
+    problem = _uuid_problem(uuid)
+    if problem:
+        raise ConfigurationError(
+            f"uuid {_show(uuid)} cannot name a key file: {problem}; use non-empty UTF-8 "
+            f"of at most {MAX_UUID_LEN} bytes, without '/', '\\' or NUL, not starting "
+            "with '.'"
+        )
+    return uuid.decode("utf-8")
+
+
+def _uuid_problem(uuid: bytes) -> str:
+    if not uuid:
+        return "it is empty"
+    if len(uuid) > MAX_UUID_LEN:
+        return f"it is {len(uuid)} bytes long"
+    try:
+        text = uuid.decode("utf-8")
+    except UnicodeDecodeError:
+        return "it is not valid UTF-8"
+    if "/" in text or "\\" in text:
+        return "it contains a path separator"
+    if "\x00" in text:
+        return "it contains a NUL byte"
+    if text.startswith("."):
+        return "it starts with '.'"
+    return ""
+
+
+def _check_folder_name(name: object, what: str) -> None:
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+    ):
+        raise ConfigurationError(
+            f"{what}={name!r} is not a folder name; give a plain name such as "
+            "'public_keys' (a sub-folder of the key store's path)"
+        )
+
+
+def _certificate(keys: KeyPair) -> bytes:
+    """A zmq certificate file's text; a public one when ``keys.secret`` is empty."""
+    now = datetime.datetime.now().isoformat(sep=" ", timespec="seconds")
+    banner = _SECRET_BANNER if keys.secret else _PUBLIC_BANNER
+    lines = [banner.format(now=now) + "metadata", "curve"]
+    lines.append(f'    public-key = "{keys.public.decode("ascii")}"')
+    if keys.secret:
+        lines.append(f'    secret-key = "{keys.secret.decode("ascii")}"')
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def _write_file(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file created with ``mode``.
+
+    With ``replace`` False an existing ``path`` is left alone and
+    ``FileExistsError`` raised (``os.link`` refuses atomically).
+    """
+    temp = path.with_name(f".tmp-{secrets.token_hex(8)}.part")
+    try:
+        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
+    try:
+        with open(fd, "wb") as file:
+            os.fchmod(fd, mode)  # the umask may have removed bits we want (never added)
+            file.write(data)
+            file.flush()
+            os.fsync(fd)
+        if replace:
+            os.replace(temp, path)
+        else:
+            os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
+    finally:
+        with suppress(OSError):
+            os.unlink(temp)
+
+
+def _unwritable(path: Path, exc: OSError) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot write key file {path}: {_reason(exc)}; check that {path.parent} exists "
+        "and this user may write to it"
+    )
+
+
+def _checked_pair(path: Path, uuid: bytes, keys: KeyPair) -> KeyPair:
+    renew = (
+        f"make a new pair with KeyStore.create({_show(uuid)}, overwrite=True) and give "
+        "peers its public key"
+    )
+    try:
+        return check_key_pair(keys)
+    except ConfigurationError as exc:
+        if not _both_z85(keys):  # the message gives lengths and reasons, never values
+            raise ConfigurationError(
+                f"secret key file {path} is unusable: {exc}; {renew}"
+            ) from exc
+    # Not check_key_pair's message: it shows the public-key line, which in a
+    # mangled file may well hold a secret key.
+    raise ConfigurationError(
+        f"secret key file {path} is unusable: its public-key line is not the public key "
+        "of its secret-key line (the file was edited, or holds halves of two pairs); "
+        f"restore the file from a backup, or {renew}"
+    )
+
+
+def _both_z85(keys: KeyPair) -> bool:
+    try:
+        check_public_key(keys.public)
+        check_public_key(keys.secret)  # the same format check, for the secret half
+    except ConfigurationError:
+        return False
+    return True
+
+
+def _read_certificate(path: Path, what: str) -> tuple[bytes, bytes | None]:
+    try:
+        return zmq.auth.load_certificate(path)
+    except OSError as exc:
+        raise _unreadable(what, path, exc) from exc
+    except ValueError as exc:  # pyzmq: "No public key found in <file>"
+        raise _malformed(what, path, "it has no public-key line") from exc
+    except IndexError as exc:  # pyzmq splits a "public-key" line on "=" and takes [1]
+        raise _malformed(what, path, "a public-key or secret-key line has no '='") from exc
+
+
+def _malformed(what: str, path: Path, why: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{what} file {path} is not a zmq certificate: {why}; replace it with a file "
+        "written by zmq.auth.create_certificates or KeyStore"
+    )
+
+
+def _unreadable(what: str, path: Path, exc: OSError) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot read {what} file {path}: {_reason(exc)}; make it a file this user can "
+        "read (chmod 600 for a secret key file)"
+    )
+
+
+def _pair_exists(uuid: bytes, secret_file: Path) -> _KeyPairExistsError:
+    return _KeyPairExistsError(
+        f"a key pair for uuid {_show(uuid)} already exists ({secret_file}); load it with "
+        "KeyStore.load, or pass overwrite=True to replace it (peers must then get the "
+        "new public key)"
+    )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot look for key file {path}: {_reason(exc)}; check that {path.parent} "
+            "is a folder this user may read"
+        ) from exc
+    return True
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _show(uuid: bytes, limit: int = 60) -> str:
+    """``uuid``'s repr, shortened: an error message need not hold 10 kB of uuid."""
+    if len(uuid) <= limit:
+        return repr(uuid)
+    return f"{uuid[:limit]!r}... ({len(uuid)} bytes)"
