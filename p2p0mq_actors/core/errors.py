@@ -113,3 +113,20 @@ class NodeStoppedError(SendError):
 def _short(value: object, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class RequestError(P2P0MQError):
+    """A ``Node.request`` that got no reply; ``reason`` says why."""
+
+    reason: str = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
+        super().__init__(message)
+
+
+class RequestTimeoutError(RequestError, TimeoutError):
+    """No reply came within the request's timeout."""
+
+    reason = "timeout"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import SendError
+from ..core.errors import ConfigurationError, SendError
 from ..core.message import Message
 
 
@@ -98,3 +98,18 @@ class Flush:
 
 SHUTDOWN = Shutdown()
 FLUSH = Flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """Receiver: listen on ``endpoint``. Ask it: the answer is the real endpoint
+    (``tcp://127.0.0.1:*`` picks a free port), or a ``ConfigurationError``
+    when zmq cannot bind it (the port is taken, the address is wrong)."""
+
+    endpoint: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.endpoint, str) or "://" not in self.endpoint:
+            raise ConfigurationError(
+                f"Bind needs an endpoint such as 'tcp://127.0.0.1:*', got {self.endpoint!r}"
+            )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import pykka
 
@@ -15,6 +15,17 @@ from ..core.message import Message
 from .messages import Dropped, Failed, Sent
 
 log = logging.getLogger("p2p0mq_actors.runtime")
+
+
+class OutcomeObserver(Protocol):
+    """Sees every batch of outcomes before the Concerns do (counters, pending
+    requests). Called from actor threads: must be thread-safe and quick."""
+
+    def sent(self, messages: list[Message]) -> None: ...
+
+    def failed(self, items: list[tuple[Message, SendError]]) -> None: ...
+
+    def dropped(self, items: list[tuple[Message, str]]) -> None: ...
 
 
 class ConcernRegistry:
@@ -29,6 +40,7 @@ class ConcernRegistry:
         self._lock = threading.Lock()
         self._owners: Mapping[bytes, Any] = {}
         self.default = default
+        self.observer: OutcomeObserver | None = None
 
     def add(self, command: bytes, ref: Any) -> None:
         """Register ``ref`` for ``command``; a second owner is an error."""
@@ -68,18 +80,33 @@ class ConcernRegistry:
 
 def report_sent(registry: ConcernRegistry, messages: Iterable[Message]) -> None:
     """Tell each owner, in one batch, which of its messages were sent."""
+    messages = list(messages)
+    if not messages:
+        return
+    if registry.observer is not None:
+        registry.observer.sent(messages)
     for ref, batch in _group(registry, messages, lambda m: m).items():
         _tell(ref, Sent(tuple(batch)), len(batch))
 
 
 def report_failed(registry: ConcernRegistry, items: Iterable[tuple[Message, SendError]]) -> None:
     """Tell each owner, in one batch, which of its messages failed and why."""
+    items = list(items)
+    if not items:
+        return
+    if registry.observer is not None:
+        registry.observer.failed(items)
     for ref, batch in _group(registry, items, lambda i: i[0]).items():
         _tell(ref, Failed(tuple(batch)), len(batch))
 
 
 def report_dropped(registry: ConcernRegistry, items: Iterable[tuple[Message, str]]) -> None:
     """Tell each owner, in one batch, which of its messages were dropped and why."""
+    items = list(items)
+    if not items:
+        return
+    if registry.observer is not None:
+        registry.observer.dropped(items)
     for ref, batch in _group(registry, items, lambda i: i[0]).items():
         _tell(ref, Dropped(tuple(batch)), len(batch))
 

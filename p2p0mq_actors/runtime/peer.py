@@ -38,6 +38,7 @@ class _Poll:
 
 
 _POLL = _Poll()
+_FIRST_RENEW = 0.1
 
 
 class PeerConnection(pykka.ThreadingActor):
@@ -54,8 +55,12 @@ class PeerConnection(pykka.ThreadingActor):
             queued fails with ``PeerUnreachableError``.
         poll_interval: the longest single wait for writability (keeps
             ``stop`` and other messages responsive).
-        renew_after: seconds after a refused handshake before a new socket
-            is opened (libzmq does not retry a socket our key was refused on).
+        renew_after: the longest wait, after a refused handshake, before a
+            new socket tries again (libzmq does not retry a socket whose key
+            was refused); the first wait is 0.1 s, doubling.
+        refused_grace: seconds the handshake may keep failing before what is
+            queued fails with ``PeerRefusedError`` (two peers that add each
+            other's keys at about the same time refuse each other briefly).
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class PeerConnection(pykka.ThreadingActor):
         unreachable_after: float = 10.0,
         poll_interval: float = 0.02,
         renew_after: float = 2.0,
+        refused_grace: float = 1.0,
     ) -> None:
         super().__init__()
         self.peer = peer
@@ -82,13 +88,13 @@ class PeerConnection(pykka.ThreadingActor):
         self._poll_interval = poll_interval
         self._renew_after = renew_after
         self._renew_at: float | None = None
+        self._renew_delay = _FIRST_RENEW
+        self._refused_grace = refused_grace
+        self._refused_since: float | None = None
         self._socket: PeerSocket | None = None
         self._medium: deque[Message] = deque()
         self._blocked_since: float | None = None
-        self._refused = False
-        self._handshaken = False
         self._closed = False
-        self._last_error: SendError | None = None
         self.sent_count = 0
 
     # -- life cycle --------------------------------------------------------
@@ -138,7 +144,8 @@ class PeerConnection(pykka.ThreadingActor):
         if self._closed or self._blocked_since is not None:
             self._return_unrun(plan)
             return
-        run = run_plan(plan, self._medium, self._send, self._clock.now())
+        now = self._clock.now()
+        run = run_plan(plan, self._medium, self._send, now)
         self._tell_scheduler(run.result)
         self.sent_count += len(run.sent)
         if run.sent:
@@ -147,9 +154,9 @@ class PeerConnection(pykka.ThreadingActor):
             report_dropped(self._concerns, [(m, "ttl") for m in run.expired])
         if run.failed:
             report_failed(self._concerns, run.failed)
-        self._read_events()
+        self._read_events(now)
         if run.result.blocked:
-            self._blocked_since = self._clock.now()
+            self._blocked_since = now
             self.actor_ref.tell(_POLL)
 
     def _return_unrun(self, plan: Plan) -> None:
@@ -180,35 +187,43 @@ class PeerConnection(pykka.ThreadingActor):
 
     # -- waiting for the socket ---------------------------------------------
 
-    def _read_events(self) -> None:
+    def _read_events(self, now: float) -> None:
         assert self._socket is not None
         for event in self._socket.events():
             if event is SocketEvent.HANDSHAKE_SUCCEEDED:
-                self._handshaken, self._refused = True, False
+                self._refused_since, self._renew_delay = None, _FIRST_RENEW
             elif event is SocketEvent.HANDSHAKE_FAILED:
-                self._refused = True
+                if self._refused_since is None:
+                    self._refused_since = now
+                if self._renew_at is None:
+                    # libzmq never reconnects a socket whose key the server's
+                    # ZAP refused: only a new socket tries again (the peer may
+                    # be adding our key right now), with a growing delay.
+                    self._renew_at = now + self._renew_delay
+                    self._renew_delay = min(2 * self._renew_delay, self._renew_after)
 
     def _poll(self) -> None:
         if self._closed or self._blocked_since is None or self._socket is None:
             return
         writable = self._socket.wait_writable(self._poll_interval)
-        self._read_events()
         now = self._clock.now()
+        self._read_events(now)
         self._expire(now)
         if writable:
-            self._blocked_since, self._last_error = None, None
+            self._blocked_since = self._refused_since = None
             self._tell_scheduler(PeerWritable(self.peer.uuid, len(self._medium)))
             return
-        if self._refused or now - self._blocked_since >= self._unreachable_after:
-            if self._refused:
-                # libzmq never reconnects a socket whose key the server's ZAP
-                # refused: only a new socket tries again (the key may be added).
-                self._renew_at = now + self._renew_after
-            self._fail_all(now)
-            # The next wave: after another handshake failure (libzmq retries a
-            # wrong server key on its own) or another ``unreachable_after``.
-            self._blocked_since, self._refused = now, False
-        elif self._renew_at is not None and now >= self._renew_at:
+        refused = self._refused_since is not None and (
+            now - self._refused_since >= self._refused_grace
+        )
+        if refused or now - self._blocked_since >= self._unreachable_after:
+            self._fail_all(now, refused=self._refused_since is not None)
+            # The next wave comes after another grace period or another
+            # ``unreachable_after``, if the peer is still not writable.
+            self._blocked_since = now
+            if refused:
+                self._refused_since = now
+        if self._renew_at is not None and now >= self._renew_at:
             self._renew_socket()
         self.actor_ref.tell(_POLL)
 
@@ -227,9 +242,9 @@ class PeerConnection(pykka.ThreadingActor):
             self._medium = deque(live)
             report_dropped(self._concerns, [(m, "ttl") for m in expired])
 
-    def _fail_all(self, now: float) -> None:
+    def _fail_all(self, now: float, *, refused: bool) -> None:
         error: SendError
-        if self._refused:
+        if refused:
             error = PeerRefusedError(
                 f"peer {self.peer.uuid!r} at {self.peer.endpoint} refused the CURVE "
                 "handshake: check its public key, and that it knows ours",
@@ -241,12 +256,16 @@ class PeerConnection(pykka.ThreadingActor):
                 f"{now - (self._blocked_since or now):.1f} s",
                 peer=self.peer.uuid,
             )
-        self._last_error = error
         log.info("%r: failing queued messages: %s", self, error)
         if self._medium:
             report_failed(self._concerns, [(m, error) for m in self._medium])
             self._medium.clear()
         self._tell_scheduler(PeerFailed(self.peer.uuid, error))
+
+    @property
+    def medium_len(self) -> int:
+        """How many medium messages wait in this peer's queue."""
+        return len(self._medium)
 
     @property
     def state(self) -> str:
@@ -255,7 +274,7 @@ class PeerConnection(pykka.ThreadingActor):
             return "CLOSED"
         if self._blocked_since is None:
             return "READY"
-        if isinstance(self._last_error, PeerRefusedError):
+        if self._refused_since is not None:
             return "REFUSED"
         return "BLOCKED"
 

@@ -133,6 +133,10 @@ class Sender:
         """The PeerConnection ref of ``uuid`` (KeyError if not connected)."""
         return self._connections[uuid]
 
+    def connections(self) -> dict[bytes, Any]:
+        """Every connected peer's PeerConnection ref."""
+        return dict(self._connections)
+
     # -- concerns ------------------------------------------------------------
 
     def add_concern(self, concern: type[Concern] | Any, *args: Any, **kwargs: Any) -> Any:

@@ -1,49 +1,113 @@
 """The receiving socket of a node: a ROUTER bound as a CURVE server, guarded
-by pyzmq's ZAP authenticator.
+by pyzmq's ZAP authenticator and watched by a socket monitor.
 
 Rules:
-- ZAP admits exactly the client public keys in ``allowed`` (Z85). Keys can be
-  added and removed while it runs: a removed key is refused from the next
-  handshake on. pyzmq's ``zmq.auth`` does the ZAP protocol; this module only
-  answers "is this key known".
+- ZAP admits exactly the client public keys in ``AllowedKeys`` (Z85). Keys can
+  be added and removed while it runs: ZAP asks on every new handshake, so an
+  added key is admitted on the next connection and a removed key is refused
+  from the next connection on (a connection already made stays up: CURVE
+  authenticates once, at the handshake). pyzmq's ``zmq.auth`` speaks ZAP; this
+  module only answers "is this key known".
 - One ZAP authenticator per zmq context (it binds ``inproc://zeromq.zap.01``),
   so a ``CurveRouter`` wants a context of its own.
-- Used by one thread only (the owner's); ``close`` stops the authenticator
-  and closes the socket with linger 0.
+- ZAP only hears of clients that got through the CURVE handshake up to their
+  key. A client using a wrong server key, or no CURVE at all, is stopped by
+  libzmq before that; only the monitor sees it. What the server side sees
+  (measured on libzmq 4.3.5), per connection attempt:
+  * unknown client key: ACCEPTED, HANDSHAKE_FAILED_AUTH (value 400, ZAP's
+    status code), DISCONNECTED; once (the client does not reconnect);
+  * wrong server key: ACCEPTED, HANDSHAKE_FAILED_PROTOCOL (value
+    PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC), DISCONNECTED; again on every
+    reconnect of the client (every 100-200 ms);
+  * plaintext (NULL mechanism) client: ACCEPTED, then HANDSHAKE_FAILED_PROTOCOL
+    (value PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) when the server notices
+    first, or HANDSHAKE_FAILED_NO_DETAIL (value EPIPE or ECONNRESET) when the
+    client does, then DISCONNECTED. The client reconnects until it is the one
+    that notices (1 to 4 attempts seen; sometimes a single NO_DETAIL).
+- Used by the creating thread only (the owning actor's); ``close`` stops the
+  authenticator and closes the monitor and the socket with linger 0.
+- Frames are received one ``recv(copy=False)`` each, following ``.more``:
+  ``recv_multipart`` costs a ``getsockopt`` per frame (trap 6 of PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import math
+import operator
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
+from ..core.errors import ConfigurationError
 from ..core.ports import KeyPair
-from .errors import bind_error
+from .errors import bind_error, translate
 from .keys import check_key_pair, check_public_key
+
+__all__ = ["AllowedKeys", "CurveRouter", "describe_handshake_failure"]
 
 log = logging.getLogger("p2p0mq_actors.transport")
 
-_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK: Final = int(zmq.NOBLOCK)
+
+# What the monitor counts, under these names (see ``counters``).
+_EVENT_NAMES: Final[dict[int, str]] = {
+    int(zmq.EVENT_ACCEPTED): "accepted",
+    int(zmq.EVENT_HANDSHAKE_SUCCEEDED): "handshake_succeeded",
+    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "handshake_failed_no_detail",
+    int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "handshake_failed_protocol",
+    int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "handshake_failed_auth",
+    int(zmq.EVENT_DISCONNECTED): "disconnected",
+}
+_FAILURES: Final = frozenset(n for n in _EVENT_NAMES.values() if n.startswith("handshake_failed"))
+# Only these events: the rest (listening, closed...) would only fill the queue.
+_EVENT_MASK: Final = functools.reduce(operator.or_, _EVENT_NAMES, 0)
+_PROTOCOL_PREFIX: Final = "PROTOCOL_ERROR_"
+_HINTS: Final = {
+    "ZMTP_CRYPTOGRAPHIC": "the client may be using a wrong server key",
+    "ZMTP_MECHANISM_MISMATCH": "the client is not using CURVE (plaintext?)",
+}
+MAX_PENDING_FAILURES = 256
+"""Handshake failures kept for ``take_failures`` when nobody takes them."""
 
 
 class AllowedKeys:
-    """The set of client keys ZAP admits; thread-safe (ZAP asks from its thread)."""
+    """The set of client public keys (Z85) ZAP admits. Thread-safe: ZAP asks
+    from its own thread, and the node may change the set from any thread.
+
+    Args:
+        keys: The keys admitted from the start.
+
+    Raises:
+        ConfigurationError: a key is not 40 bytes of Z85.
+    """
 
     def __init__(self, keys: Iterable[bytes] = ()) -> None:
         self._lock = threading.Lock()
         self._keys = {check_public_key(k) for k in keys}
         self.refused = 0
+        """How many handshakes ZAP refused because the key was unknown."""
 
     def add(self, key: bytes) -> None:
+        """Admit ``key`` from the next handshake on.
+
+        Raises:
+            ConfigurationError: ``key`` is not 40 bytes of Z85.
+        """
+        key = check_public_key(key)
         with self._lock:
-            self._keys.add(check_public_key(key))
+            self._keys.add(key)
 
     def discard(self, key: bytes) -> None:
+        """Refuse ``key`` from the next handshake on (no error if it was unknown)."""
         with self._lock:
             self._keys.discard(key)
 
@@ -54,70 +118,277 @@ class AllowedKeys:
             if not ok:
                 self.refused += 1
         if not ok:
-            log.info("ZAP refused client key %r (domain %r)", key, domain)
+            log.info("ZAP refused client key %r (domain %r): not an allowed key", key, domain)
         return ok
 
     def __contains__(self, key: object) -> bool:
         with self._lock:
             return key in self._keys
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"<AllowedKeys keys={len(self)} refused={self.refused}>"
+
 
 class CurveRouter:
     """A ROUTER socket bound as a CURVE server, admitting only ``allowed`` keys.
 
+    Create it in the thread that will use it; it starts pyzmq's ZAP
+    authenticator (a thread) on ``context`` and a monitor on the socket.
+
     Args:
-        context: a zmq context of its own (one ZAP authenticator per context).
-        keys: the server's key pair.
-        allowed: the client public keys ZAP admits.
+        context: A zmq context of its own: one ZAP authenticator per context.
+        keys: The server's key pair.
+        allowed: The client public keys ZAP admits; change it at any time.
+
+    Raises:
+        ConfigurationError: a malformed key pair, or ``context`` already has a
+            ZAP authenticator.
+
+    Example:
+        >>> router = CurveRouter(new_context(), keys, AllowedKeys([alice_public]))
+        >>> endpoint = router.bind("tcp://127.0.0.1:*")
+        >>> if router.poll(0.05):
+        ...     for frames in router.recv_batch(256):
+        ...         message = decode(frames, my_uuid, now=clock.now())
     """
 
     def __init__(self, context: zmq.Context[Any], keys: KeyPair, allowed: AllowedKeys) -> None:
         check_key_pair(keys)
         self.allowed = allowed
-        self._auth = ThreadAuthenticator(context, log=log)
-        self._auth.start()
-        self._auth.configure_curve_callback(domain="*", credentials_provider=allowed)
-        sock = context.socket(zmq.ROUTER)
-        sock.linger = 0
-        sock.curve_server = True
-        sock.curve_secretkey = keys.secret
-        sock.curve_publickey = keys.public
-        self._socket: zmq.Socket[Any] | None = sock
         self.endpoint = ""
+        self._counts = dict.fromkeys(_EVENT_NAMES.values(), 0)
+        self._failures: deque[tuple[str, str]] = deque(maxlen=MAX_PENDING_FAILURES)
+        self._auth = _start_authenticator(context, allowed)
+        self._closed = False
+        try:
+            self._socket = _server_socket(context, keys)
+        except BaseException:
+            self._auth.stop()
+            raise
+        try:
+            self._monitor = self._socket.get_monitor_socket(_EVENT_MASK)
+        except BaseException:
+            self._socket.close(linger=0)
+            self._auth.stop()
+            raise
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._recv = self._socket.recv
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._closed
 
     def bind(self, endpoint: str) -> str:
-        """Bind and return the real endpoint (``tcp://127.0.0.1:*`` works)."""
+        """Bind and return the real endpoint (``tcp://127.0.0.1:*`` picks a free port).
+
+        A failed bind leaves the socket open, so another endpoint can be tried.
+
+        Raises:
+            ConfigurationError: zmq cannot bind ``endpoint`` (port taken, bad address).
+        """
         sock = self._live()
         try:
             sock.bind(endpoint)
+            self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         except zmq.ZMQError as exc:
-            self.close()
             raise bind_error(exc, endpoint=endpoint) from exc
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        log.debug("listening on %s (CURVE, ZAP)", self.endpoint)
         return self.endpoint
 
-    def recv_frames(self, timeout: float) -> list[bytes] | None:
-        """One whole message (identity first), or None after ``timeout`` seconds."""
-        sock = self._live()
-        if not sock.poll(int(timeout * 1000)):
-            return None
-        frames = [sock.recv(_NOBLOCK)]
-        while sock.getsockopt(zmq.RCVMORE):
-            frames.append(sock.recv(_NOBLOCK))
-        return frames
+    def poll(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a message; True when one is waiting.
 
-    def _live(self) -> zmq.Socket[Any]:
-        if self._socket is None:
-            raise RuntimeError("CurveRouter is closed")
-        return self._socket
+        Monitor events that arrive meanwhile are counted and the wait goes on,
+        so an idle caller wakes once per ``timeout``, not per event.
+
+        Raises:
+            SocketClosedError: the socket was closed or its context terminated.
+            TransportError: any other zmq failure.
+        """
+        sock = self._live()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                ready = dict(self._poller.poll(max(0, math.ceil(remaining * 1000))))
+                if self._monitor in ready:
+                    self._drain_monitor()
+            except zmq.ZMQError as exc:
+                raise translate(exc) from exc
+            if sock in ready:
+                return True
+            if remaining <= 0:
+                return False
+
+    def recv_batch(self, max_messages: int) -> list[list[Any]]:
+        """Up to ``max_messages`` whole messages that are waiting, without blocking.
+
+        Each message is a list of ``zmq.Frame`` objects (bytes-like), the
+        sender's identity first; ``codec.decode`` takes them as they are.
+
+        Raises:
+            SocketClosedError: the socket was closed or its context terminated.
+            TransportError: any other zmq failure.
+        """
+        self._live()
+        recv = self._recv
+        batch: list[list[Any]] = []
+        try:
+            while len(batch) < max_messages:
+                try:
+                    frame = recv(_NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                frames = [frame]
+                while frame.more:  # libzmq delivers a message whole: the rest is here
+                    frame = recv(_NOBLOCK, copy=False)
+                    frames.append(frame)
+                batch.append(frames)
+        except zmq.ZMQError as exc:
+            raise translate(exc) from exc
+        return batch
+
+    def recv_frames(self, timeout: float) -> list[bytes] | None:
+        """One whole message as bytes (identity first), or None after ``timeout`` s.
+
+        A convenience for scripts; actors use ``poll`` and ``recv_batch``.
+        """
+        if not self.poll(timeout):
+            return None
+        batch = self.recv_batch(1)
+        return [frame.bytes for frame in batch[0]] if batch else None
+
+    def counters(self) -> dict[str, int]:
+        """Connection events seen so far, and ZAP refusals.
+
+        Keys: ``accepted``, ``handshake_succeeded``, ``handshake_failed_no_detail``,
+        ``handshake_failed_protocol``, ``handshake_failed_auth``, ``disconnected``,
+        ``zap_refused`` (unknown client keys), and one
+        ``protocol_error_<name>`` per kind of protocol failure seen (e.g.
+        ``protocol_error_zmtp_cryptographic``: a wrong server key).
+        """
+        if not self._closed:
+            with contextlib.suppress(zmq.ZMQError):
+                self._drain_monitor()
+        return {**self._counts, "zap_refused": self.allowed.refused}
+
+    def take_failures(self) -> list[tuple[str, str]]:
+        """Handshake failures since the last call, oldest first, as (counter
+        name, description); at most ``MAX_PENDING_FAILURES`` are kept."""
+        taken = list(self._failures)
+        self._failures.clear()
+        return taken
 
     def close(self) -> None:
-        """Stop ZAP and close the socket. Idempotent."""
-        if self._socket is not None:
-            self._socket.close(linger=0)
-            self._socket = None
-            self._auth.stop()
+        """Stop ZAP, close the monitor and the socket (linger 0). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        # A terminating context refuses disable_monitor; libzmq then stops the
+        # monitor together with the socket.
+        with contextlib.suppress(zmq.ZMQError):
+            self._socket.disable_monitor()
+        self._monitor.close(linger=0)
+        self._socket.close(linger=0)
+        self._auth.stop()
+
+    def _live(self) -> zmq.Socket[Any]:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        return self._socket
+
+    def _drain_monitor(self) -> None:
+        while True:
+            try:
+                message = recv_monitor_message(self._monitor, _NOBLOCK)
+            except zmq.Again:
+                return
+            self._count(int(message["event"]), int(message["value"]))
+
+    def _count(self, event: int, value: int) -> None:
+        name = _EVENT_NAMES.get(event)
+        if name is None:
+            return
+        self._counts[name] += 1
+        if name not in _FAILURES:
+            return
+        if name == "handshake_failed_protocol":
+            detail = _protocol_error_name(value)
+            key = f"protocol_error_{detail.lower()}"
+            self._counts[key] = self._counts.get(key, 0) + 1
+        self._failures.append((name, describe_handshake_failure(event, value)))
+        log.debug("%s: %s", self, self._failures[-1][1])
 
     def __repr__(self) -> str:
-        state = "closed" if self._socket is None else "open"
-        return f"<CurveRouter {self.endpoint or 'unbound'} {state} refused={self.allowed.refused}>"
+        state = "closed" if self._closed else "open"
+        c = self._counts
+        failed = sum(c[name] for name in _FAILURES)
+        return (
+            f"<CurveRouter {self.endpoint or 'unbound'} {state} accepted={c['accepted']} "
+            f"handshake_failed={failed} zap_refused={self.allowed.refused}>"
+        )
+
+
+def describe_handshake_failure(event: int, value: int) -> str:
+    """A sentence for a failed-handshake monitor event, with the likely cause."""
+    if event == int(zmq.EVENT_HANDSHAKE_FAILED_AUTH):
+        return f"ZAP refused the client's key (status {value}): not an allowed key"
+    if event == int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+        detail = _protocol_error_name(value)
+        hint = _HINTS.get(detail, "the client broke the ZMTP/CURVE protocol")
+        return f"handshake protocol error {detail}: {hint}"
+    reason = zmq.strerror(value) if value > 0 else "no detail"
+    return f"handshake failed ({reason}): the client went away during the handshake"
+
+
+def _protocol_error_name(value: int) -> str:
+    try:
+        name = zmq.Event(value).name or ""
+    except ValueError:
+        return f"0x{value:08x}"
+    if not name.startswith(_PROTOCOL_PREFIX) or "|" in name:  # not one known code
+        return f"0x{value:08x}"
+    return name[len(_PROTOCOL_PREFIX) :]
+
+
+def _start_authenticator(context: zmq.Context[Any], allowed: AllowedKeys) -> ThreadAuthenticator:
+    auth = ThreadAuthenticator(context, log=logging.getLogger("p2p0mq_actors.transport.zap"))
+    try:
+        auth.start()
+    except zmq.ZMQError as exc:
+        auth.stop()
+        if exc.errno == zmq.EADDRINUSE:
+            raise ConfigurationError(
+                "this zmq context already has a ZAP authenticator: give each receiving "
+                "socket a context of its own"
+            ) from exc
+        raise translate(exc) from exc
+    auth.configure_curve_callback(domain="*", credentials_provider=allowed)
+    return auth
+
+
+def _server_socket(context: zmq.Context[Any], keys: KeyPair) -> zmq.Socket[Any]:
+    try:
+        sock: zmq.Socket[Any] = context.socket(zmq.ROUTER)
+    except zmq.ZMQError as exc:
+        raise translate(exc) from exc
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        # A peer that reconnects (say after a restart) takes its uuid over at
+        # once; by default the ROUTER would ignore the new connection until
+        # the old one timed out.
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise translate(exc) from exc
+    return sock

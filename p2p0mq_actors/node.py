@@ -1,0 +1,332 @@
+"""Node: one local peer, wired and owned whole. ``LocalPeer`` is an alias for
+p2p0mq users.
+
+It owns a key store's pair for its uuid, a send path (``Sender``: Scheduler,
+PeerConnections, Concerns), a ``Receiver`` bound to its listen endpoint, the
+requests waiting for replies and the node's counters; ``stop`` ends them all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pykka
+
+from .concerns.base import Concern
+from .core.codec import WireShape
+from .core.errors import ConfigurationError, P2P0MQError
+from .core.message import DEFAULT_TTL, Kind, Message, Priority
+from .core.policy import FailurePolicy
+from .core.ports import Clock
+from .runtime.clock import MonotonicClock
+from .runtime.messages import Bind
+from .runtime.receiver import Receiver
+from .runtime.requests import NodeObserver, PendingRequests
+from .runtime.sender import Sender
+from .transport.context import end_context, new_context
+from .transport.keystore import KeyStore
+from .transport.router import AllowedKeys
+from .transport.sockets import CurveDealerFactory
+
+log = logging.getLogger("p2p0mq_actors.node")
+
+
+class Node:
+    """One local peer: send, request, receive; every actor and socket it owns.
+
+    Args:
+        uuid: this node's uuid (bytes).
+        listen: where to listen; ``tcp://127.0.0.1:*`` picks a free port
+            (read ``node.endpoint`` after start).
+        keys: the key store holding our key pair (created if missing) and the
+            public keys of the peers we admit.
+        clock: time source (a ``ManualClock`` in tests); by default a
+            ``MonotonicClock`` the node owns.
+        policy: the default failure policy of Concerns started by the node.
+        shape: the wire shape peers get unless ``add_peer`` says otherwise.
+        max_rounds, pacing, unreachable_after: see ``Sender``.
+        poll_interval: the Receiver's longest wait (bounds stop latency).
+        max_sockets: raise the zmq context's socket limit (1,023 by default;
+            a peer costs three sockets with its monitor).
+        timeout: how long start-up and ``stop`` wait for each actor.
+
+    Example::
+
+        with Node(uuid=b"alice", listen="tcp://127.0.0.1:*", keys=KeyStore(path)) as alice:
+            alice.add_concern(Echo)
+            alice.add_peer(b"bob", bob_endpoint, public_key=bob_public)
+            alice.send(b"bob", b"chat", {"text": "hi"}, priority=Priority.FAST)
+            reply = alice.request(b"bob", b"echo", {"n": 1}, timeout=5).get()
+    """
+
+    def __init__(
+        self,
+        uuid: bytes,
+        *,
+        keys: KeyStore,
+        listen: str = "tcp://127.0.0.1:*",
+        clock: Clock | None = None,
+        policy: FailurePolicy | None = None,
+        shape: WireShape = WireShape.V011,
+        max_rounds: int = 16,
+        pacing: float = 0.0,
+        unreachable_after: float = 10.0,
+        poll_interval: float = 0.05,
+        max_sockets: int | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        if type(uuid) is not bytes or not uuid:
+            raise ConfigurationError(f"a node's uuid must be non-empty bytes, not {uuid!r}")
+        self.uuid = uuid
+        self.keys = keys
+        self._timeout = timeout
+        self._policy = policy
+        self._stopped = False
+        self._own_clock = clock is None
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        self.pending = PendingRequests(self.clock)
+        self._observer = NodeObserver(self.pending)
+        self._context: Any = None
+        self._sender: Sender | None = None
+        self._receiver: Any = None
+        try:
+            self._start(
+                listen=listen,
+                shape=shape,
+                max_rounds=max_rounds,
+                pacing=pacing,
+                unreachable_after=unreachable_after,
+                poll_interval=poll_interval,
+                max_sockets=max_sockets,
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(
+        self,
+        *,
+        listen: str,
+        shape: WireShape,
+        max_rounds: int,
+        pacing: float,
+        unreachable_after: float,
+        poll_interval: float,
+        max_sockets: int | None,
+    ) -> None:
+        pair = self.keys.ensure(self.uuid)
+        self.allowed = AllowedKeys(self.keys.public_keys().values())
+        self._context = new_context(max_sockets)
+        self._sender = Sender(
+            self.uuid,
+            sockets=CurveDealerFactory(self._context, self.uuid, pair),
+            clock=self.clock,
+            max_rounds=max_rounds,
+            pacing=pacing,
+            policy=self._policy,
+            shape=shape,
+            unreachable_after=unreachable_after,
+            timeout=self._timeout,
+        )
+        self._sender.concerns.observer = self._observer
+        self._receiver = Receiver.start(
+            uuid=self.uuid,
+            keys=pair,
+            allowed=self.allowed,
+            concerns=self._sender.concerns,
+            clock=self.clock,
+            on_reply=self.pending.resolve,
+            poll_interval=poll_interval,
+        )
+        self.endpoint: str = self._receiver.ask(Bind(listen), timeout=self._timeout)
+
+    # -- concerns -------------------------------------------------------------
+
+    def add_concern(self, concern: type[Concern] | Any, *args: Any, **kwargs: Any) -> Any:
+        """Start (if a class) and register a Concern for its command; returns its ref.
+
+        Raises ConfigurationError when the command already has a Concern.
+        """
+        if self._policy is not None:
+            kwargs.setdefault("policy", self._policy)
+        return self._running().add_concern(concern, *args, **kwargs)
+
+    def remove_concern(self, command: bytes) -> None:
+        """Stop and unregister the Concern of ``command``."""
+        self._running().remove_concern(command)
+
+    # -- peers ----------------------------------------------------------------
+
+    def add_peer(
+        self,
+        uuid: bytes,
+        endpoint: str,
+        public_key: bytes | None = None,
+        *,
+        shape: WireShape | None = None,
+    ) -> None:
+        """Know ``uuid`` at ``endpoint``, admit its key, and connect to it.
+
+        ``public_key`` defaults to the one in the key store; a given key is
+        saved there.
+        """
+        sender = self._running()
+        if public_key is None:
+            public_key = self.keys.public_key(uuid)
+        else:
+            self.keys.add_public_key(uuid, public_key)
+        self.allowed.add(public_key)
+        sender.add_peer(uuid, endpoint, public_key, shape=shape)
+        sender.connect_peers()
+
+    def remove_peer(self, uuid: bytes, *, revoke: bool = False) -> None:
+        """Close the connection to ``uuid``; with ``revoke`` also refuse its key
+        from now on and remove it from the key store."""
+        self._running().remove_peer(uuid)
+        if revoke:
+            try:
+                key = self.keys.public_key(uuid)
+            except ConfigurationError:
+                return
+            self.allowed.discard(key)
+            self.keys.remove_public_key(uuid)
+
+    # -- sending --------------------------------------------------------------
+
+    def message(
+        self,
+        peer: bytes,
+        command: bytes,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        priority: Priority = Priority.MEDIUM,
+        ttl: float = DEFAULT_TTL,
+        kind: Kind = Kind.REQUEST,
+    ) -> Message:
+        """A message from this node to ``peer`` (validated; raises MessageError)."""
+        return Message.create(
+            self.uuid,
+            peer,
+            command,
+            payload,
+            now=self.clock.now(),
+            ttl=ttl,
+            priority=priority,
+            kind=kind,
+        )
+
+    def send(
+        self,
+        peer: bytes,
+        command: bytes,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        priority: Priority = Priority.MEDIUM,
+        ttl: float = DEFAULT_TTL,
+    ) -> Message:
+        """Queue a request to ``peer``; returns the message (its outcome goes
+        to the command's Concern)."""
+        message = self.message(peer, command, payload, priority=priority, ttl=ttl)
+        self._running().enqueue(message, priority)
+        return message
+
+    def send_message(self, message: Message) -> None:
+        """Queue a message built elsewhere, on the lane its priority names."""
+        self._running().enqueue(message, message.priority)
+
+    def request(
+        self,
+        peer: bytes,
+        command: bytes,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = 5.0,
+        priority: Priority = Priority.FAST,
+        ttl: float | None = None,
+    ) -> pykka.Future[Message]:
+        """Send a request; the future resolves with the reply ``Message``.
+
+        It fails with ``RequestTimeoutError`` after ``timeout`` seconds, with
+        ``RequestError`` (``reason`` says why) if the request is dropped, with
+        ``PeerRefusedError`` if the peer refuses our key, and with
+        ``NodeStoppedError`` if the node stops first.
+        """
+        message = self.message(
+            peer, command, payload, priority=priority, ttl=timeout if ttl is None else ttl
+        )
+        future = self.pending.register(message, timeout)
+        self._running().enqueue(message, priority)
+        return future
+
+    # -- looking in ------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: sent, received, dropped by reason, refused, queue depths,
+        and per peer its state, medium queue and messages sent."""
+        sender = self._running()
+        out = self._observer.snapshot()
+        out["uuid"] = self.uuid
+        out["endpoint"] = self.endpoint
+        receiver = self._receiver.proxy().stats().get(timeout=self._timeout)
+        out["received"] = receiver.get("received", 0)
+        out["receiver"] = receiver
+        out["queues"] = sender.scheduler.proxy().depths().get(timeout=self._timeout)
+        out["peers"] = {
+            uuid: _peer_stats(ref, self._timeout) for uuid, ref in sender.connections().items()
+        }
+        out["requests"] = {
+            "pending": len(self.pending),
+            "resolved": self.pending.resolved,
+            "failed": dict(self.pending.failed),
+        }
+        return out
+
+    def _running(self) -> Sender:
+        if self._stopped or self._sender is None:
+            raise ConfigurationError(f"{self!r} is stopped")
+        return self._sender
+
+    # -- stopping -------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every actor, close every socket, end the zmq contexts, fail
+        the pending requests. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._receiver is not None:
+            self._receiver.stop(timeout=self._timeout)
+        if self._sender is not None:
+            self._sender.stop()
+        self.pending.fail_all()
+        if self._context is not None:
+            end_context(self._context, self._timeout)
+        if self._own_clock and isinstance(self.clock, MonotonicClock):
+            self.clock.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running"
+        return f"<Node {self.uuid!r} {getattr(self, 'endpoint', 'unbound')} {state}>"
+
+
+LocalPeer = Node
+
+
+def _peer_stats(ref: Any, timeout: float) -> dict[str, Any]:
+    try:
+        proxy = ref.proxy()
+        return {
+            "state": proxy.state.get(timeout=timeout),
+            "medium": proxy.medium_len.get(timeout=timeout),
+            "sent": proxy.sent_count.get(timeout=timeout),
+        }
+    except (pykka.ActorDeadError, pykka.Timeout, P2P0MQError):
+        return {"state": "GONE", "medium": 0, "sent": 0}

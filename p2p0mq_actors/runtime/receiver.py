@@ -1,0 +1,443 @@
+"""Receiver: the actor that owns a node's listening socket.
+
+Rules:
+- The socket (a ROUTER bound as a CURVE server, guarded by ZAP:
+  ``transport.router.CurveRouter``) lives in this actor's thread, from
+  ``on_start`` until ``on_stop`` / ``on_failure``, in a zmq context of its own
+  (one ZAP authenticator per context), which it ends when it stops.
+- A pykka actor blocks on its inbox, so the Receiver works in steps: a
+  ``poll(poll_interval)``, a non-blocking drain of up to ``batch`` messages,
+  then a tell to itself for the next step. Other messages (stop, ``stats``,
+  ``Bind``) are handled between two steps, so ``stop`` waits at most one poll
+  (trap 4 of PERFORMANCE.md: keep ``poll_interval`` short). The poll's timeout
+  is the idle wait: an idle Receiver wakes once per ``poll_interval``.
+- One tell per Concern per step: the messages of a step that are for us go to
+  their Concerns as one ``Received`` each, in arrival order; replies are first
+  offered to ``on_reply`` (pending ``Node.request`` futures).
+- Nothing that arrives stops the Receiver: frames that do not decode are
+  counted by reason and logged at WARNING, at most one line per reason per
+  ``warn_every`` seconds (with the number left out since); anything
+  unexpected is logged and counted, and the next step runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeGuard
+
+import pykka
+
+from ..core.codec import decode
+from ..core.errors import ConfigurationError, ProtocolError
+from ..core.message import MAX_UUID_LEN, Kind, Message
+from ..core.ports import Clock, KeyPair
+from ..transport.context import end_context, new_context
+from ..transport.errors import SocketClosedError
+from ..transport.keys import check_key_pair
+from ..transport.router import AllowedKeys, CurveRouter
+from .messages import FLUSH, Bind, Flush, Received
+from .outcomes import ConcernRegistry
+
+log = logging.getLogger("p2p0mq_actors.runtime.receiver")
+
+REJECT_REASONS: Final = ("frames", "address", "kind", "command", "id", "payload", "other")
+"""How refused messages are counted in ``stats()["rejected"]``."""
+
+DROP_REASONS: Final = ("no-route", "route-failed", "concern-stopped")
+"""How decoded messages that reached no one are counted in ``stats()["dropped"]``."""
+
+_COUNTERS: Final = (
+    "received", "dispatched", "replies_consumed", "routed", "unknown_command", "errors"
+)  # fmt: skip
+
+CONTEXT_END_TIMEOUT = 5.0
+"""Seconds the Receiver's zmq context gets to end when it stops."""
+
+# The codec names the frame at fault in its error text ("frame 3 (kind): ...").
+_REASON_MARKERS: Final = (
+    ("(kind)", "kind"),
+    ("(message id)", "id"),
+    ("(payload)", "payload"),
+    ("(command)", "command"),
+    ("(previous hop)", "address"),
+    ("(source)", "address"),
+    ("(destination)", "address"),
+    ("bytes-like", "frames"),
+)
+
+
+def reject_reason(frames: object, error: ProtocolError) -> str:
+    """The class (one of ``REJECT_REASONS``) of frames ``decode`` refused with ``error``."""
+    if not isinstance(frames, (list, tuple)) or len(frames) not in (6, 7):
+        return "frames"
+    text = str(error)
+    for marker, reason in _REASON_MARKERS:
+        if marker in text:
+            return reason
+    return "other"
+
+
+class _Step:
+    """Self-message: poll, drain, dispatch, once."""
+
+
+_STEP = _Step()
+
+
+class _Throttle:
+    """WARNING lines, at most one per key per ``every`` seconds; counts the rest."""
+
+    def __init__(self, clock: Clock, every: float) -> None:
+        self._clock = clock
+        self._every = every
+        self._last: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def warning(self, key: str, text: str, *args: object, exc_info: bool = False) -> None:
+        now = self._clock.now()
+        last = self._last.get(key)
+        if last is not None and now - last < self._every:
+            self._left_out[key] = self._left_out.get(key, 0) + 1
+            return
+        self._last[key] = now
+        left_out = self._left_out.pop(key, 0)
+        if left_out:
+            text += " (%d more like it since the last such line)"
+            args = (*args, left_out)
+        log.warning(text, *args, exc_info=exc_info)
+
+
+class Receiver(pykka.ThreadingActor):
+    """Receives what peers send to this node and hands it on in batches.
+
+    Start it, then ask it to listen; ask ``stats()`` through a proxy::
+
+        receiver = Receiver.start(uuid=b"bob", keys=keys, allowed=AllowedKeys([alice]),
+                                  concerns=registry, clock=MonotonicClock())
+        endpoint = receiver.ask(Bind("tcp://127.0.0.1:*"), timeout=5)
+        receiver.proxy().stats().get(timeout=5)
+
+    Args:
+        uuid: This node's uuid: messages whose destination it is are ours.
+        keys: The node's CURVE key pair (the server's, for CURVE).
+        allowed: The client keys ZAP admits. It is thread-safe and read on
+            every handshake: change it directly, or through ``allow`` / ``deny``
+            (ordered with the Receiver's other messages).
+        concerns: Who owns each command; a command without an owner is
+            counted as ``unknown_command`` and not dispatched.
+        clock: Time source (deadlines of received messages, log throttling).
+        context_factory: Makes the zmq context the Receiver owns and ends
+            (default ``transport.context.new_context``).
+        on_reply: Offered each reply for us first; returns True when it took
+            the reply (a pending request), else the reply goes to its Concern.
+            Runs in the Receiver's thread: it must be quick and thread-safe.
+        route: Takes the messages of a step that are for other uuids; without
+            it they are dropped (``dropped["no-route"]``). Same rules as ``on_reply``.
+        poll_interval: The longest wait of one step, in seconds: bounds the
+            latency of ``stop`` and of asks such as ``stats``.
+        batch: The most messages drained in one step.
+        ttl: Seconds a received message may live (its deadline is arrival + ttl).
+        warn_every: Seconds between two WARNING lines of the same kind.
+
+    Raises:
+        ConfigurationError: a malformed uuid, key pair or setting.
+    """
+
+    def __init__(
+        self,
+        *,
+        uuid: bytes,
+        keys: KeyPair,
+        allowed: AllowedKeys,
+        concerns: ConcernRegistry,
+        clock: Clock,
+        context_factory: Callable[[], Any] | None = None,
+        on_reply: Callable[[Message], bool] | None = None,
+        route: Callable[[list[Message]], None] | None = None,
+        poll_interval: float = 0.05,
+        batch: int = 256,
+        ttl: float = 30.0,
+        warn_every: float = 10.0,
+    ) -> None:
+        super().__init__()
+        _check_settings(uuid, poll_interval, batch, ttl, warn_every)
+        self._uuid = uuid
+        self._keys = check_key_pair(keys)
+        self._allowed = allowed
+        self._concerns = concerns
+        self._clock = clock
+        self._context_factory = context_factory or new_context
+        self._on_reply = on_reply
+        self._route = route
+        self._poll_interval = poll_interval
+        self._batch = batch
+        self._ttl = ttl
+        self._throttle = _Throttle(clock, warn_every)
+        self._context: Any = None
+        self._router: CurveRouter | None = None
+        self._endpoint = ""
+        self._state = "NEW"  # -> READY (socket made) -> LISTENING -> CLOSED (or BROKEN)
+        self._steps = 0
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._rejected = dict.fromkeys(REJECT_REASONS, 0)
+        self._dropped = dict.fromkeys(DROP_REASONS, 0)
+
+    # -- life cycle --------------------------------------------------------
+
+    def on_start(self) -> None:
+        context = self._context_factory()
+        try:
+            self._router = CurveRouter(context, self._keys, self._allowed)
+        except BaseException:
+            # pykka calls neither on_stop nor on_failure after on_start fails.
+            end_context(context, CONTEXT_END_TIMEOUT)
+            raise
+        self._context = context
+        self._state = "READY"
+
+    def on_stop(self) -> None:
+        self._shutdown()
+
+    def on_failure(self, *_exc_info: object) -> None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._state = "CLOSED"
+        if self._router is not None:
+            try:
+                self._router.close()
+            except Exception:
+                log.exception("%r: closing the listening socket failed", self)
+        context, self._context = self._context, None
+        if context is not None and not end_context(context, CONTEXT_END_TIMEOUT):
+            log.warning("%r: its zmq context had to be destroyed", self)
+
+    # -- messages ----------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if message is _STEP:
+            self._step()
+        elif isinstance(message, Bind):
+            return self._bind(message.endpoint)
+        elif isinstance(message, Flush):
+            return FLUSH
+        else:
+            log.warning("%r: unexpected message %r", self, message)
+        return None
+
+    def _bind(self, endpoint: str) -> str:
+        if self._router is None or self._state in ("CLOSED", "BROKEN"):
+            raise ConfigurationError(
+                f"{self!r} cannot listen on {endpoint!r}: it is {self._state}"
+            )
+        self._endpoint = self._router.bind(endpoint)
+        log.info("%r: listening", self)
+        if self._state != "LISTENING":
+            self._state = "LISTENING"
+            self.actor_ref.tell(_STEP)
+        return self._endpoint
+
+    def _step(self) -> None:
+        router = self._router
+        if router is None or self._state != "LISTENING":
+            return
+        self._steps += 1
+        try:
+            batch = router.recv_batch(self._batch) if router.poll(self._poll_interval) else []
+        except SocketClosedError as exc:
+            self._state = "BROKEN"
+            log.error("%r: the listening socket is gone (%s); no longer receiving", self, exc)
+            return
+        except Exception:
+            self._unexpected("receiving")
+            batch = []
+        try:
+            if batch:
+                self._handle(batch)
+            for name, text in router.take_failures():
+                self._warn(f"handshake:{name}", "refused a client: %s", text)
+        except Exception:
+            self._unexpected("dispatching")
+        self.actor_ref.tell(_STEP)
+
+    def _unexpected(self, doing: str) -> None:
+        self._counts["errors"] += 1
+        self._warn(f"error:{doing}", "error while %s", doing, exc_info=True)
+
+    def _warn(self, key: str, text: str, *args: object, exc_info: bool = False) -> None:
+        self._throttle.warning(key, "%r: " + text, self, *args, exc_info=exc_info)
+
+    # -- one batch ---------------------------------------------------------
+
+    def _handle(self, batch: list[list[Any]]) -> None:
+        now = self._clock.now()
+        ours: list[Message] = []
+        others: list[Message] = []
+        for frames in batch:
+            message = self._decode(frames, now)
+            if message is not None:
+                (ours if message.destination == self._uuid else others).append(message)
+        self._counts["received"] += len(ours) + len(others)
+        if ours:
+            self._dispatch(ours)
+        if others:
+            self._forward(others)
+
+    def _decode(self, frames: list[Any], now: float) -> Message | None:
+        try:
+            return decode(frames, self._uuid, now=now, ttl=self._ttl)
+        except ProtocolError as exc:
+            reason = reject_reason(frames, exc)
+            self._rejected[reason] += 1
+            sender = _sender(frames)
+            self._warn(
+                f"rejected:{reason}", "rejected a message from %r (%s): %s", sender, reason, exc
+            )
+        except Exception:  # decode is total: a bug, yet no reason to stop receiving
+            self._rejected["other"] += 1
+            self._unexpected("decoding")
+        return None
+
+    def _dispatch(self, messages: list[Message]) -> None:
+        owners: dict[bytes, Any] = {}  # one registry lookup per command per step
+        groups: dict[int, tuple[Any, list[Message]]] = {}  # by id: refs need not hash
+        for message in messages:
+            if message.kind is Kind.REPLY and self._taken_as_reply(message):
+                continue
+            command = message.command
+            if command not in owners:
+                # A command removed between these two reads goes to the
+                # default Concern: harmless, and the registry has no lock-free
+                # read that tells "absent" from "default".
+                owners[command] = (
+                    self._concerns.get(command) if command in self._concerns else None
+                )
+            ref = owners[command]
+            if ref is None:
+                self._counts["unknown_command"] += 1
+                self._warn("unknown-command", "no Concern for %r; dropped %r", command, message)
+                continue
+            groups.setdefault(id(ref), (ref, []))[1].append(message)
+        for ref, group in groups.values():
+            self._tell(ref, group)
+
+    def _taken_as_reply(self, message: Message) -> bool:
+        if self._on_reply is None:
+            return False
+        try:
+            taken = bool(self._on_reply(message))
+        except Exception:
+            self._counts["errors"] += 1
+            self._warn(
+                "on-reply", "on_reply raised; %r goes to its Concern", message, exc_info=True
+            )
+            return False
+        if taken:
+            self._counts["replies_consumed"] += 1
+        return taken
+
+    def _tell(self, ref: Any, group: list[Message]) -> None:
+        try:
+            ref.tell(Received(tuple(group)))
+        except pykka.ActorDeadError:
+            self._dropped["concern-stopped"] += len(group)
+            count, command = len(group), group[0].command
+            self._warn("concern-stopped", "Concern of %r stopped; dropped %d", command, count)
+            return
+        self._counts["dispatched"] += len(group)
+
+    def _forward(self, messages: list[Message]) -> None:
+        if self._route is None:
+            self._dropped["no-route"] += len(messages)
+            count, first = len(messages), messages[0]
+            self._warn("no-route", "no route; dropped %d for other peers, e.g. %r", count, first)
+            return
+        try:
+            self._route(messages)
+        except Exception:
+            self._counts["errors"] += 1
+            self._dropped["route-failed"] += len(messages)
+            self._warn("route-failed", "route raised; dropped %d", len(messages), exc_info=True)
+            return
+        self._counts["routed"] += len(messages)
+
+    # -- public, through a proxy -------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, as of the last step. Ask it through a proxy:
+        ``receiver.proxy().stats().get(timeout=5)``.
+
+        Returns:
+            ``received`` (decoded), ``dispatched`` (told to Concerns),
+            ``replies_consumed`` (taken by ``on_reply``), ``routed`` (given to
+            ``route``), ``unknown_command``, ``errors`` (unexpected failures);
+            ``rejected`` and ``dropped``: counts by reason (``REJECT_REASONS``,
+            ``DROP_REASONS``); the socket's ``CurveRouter.counters()``
+            (``accepted``, ``handshake_failed_*``, ``zap_refused``...);
+            ``endpoint`` (empty until bound), ``state`` and ``steps`` (polls so far).
+        """
+        out: dict[str, Any] = dict(self._counts)
+        out["rejected"] = dict(self._rejected)
+        out["dropped"] = dict(self._dropped)
+        if self._router is not None:
+            out.update(self._router.counters())
+        out["endpoint"] = self._endpoint
+        out["state"] = self._state
+        out["steps"] = self._steps
+        return out
+
+    def allow(self, key: bytes) -> None:
+        """Admit the client key ``key`` (Z85) from its next handshake on.
+
+        Raises:
+            ConfigurationError: ``key`` is not a CURVE public key in Z85.
+        """
+        self._allowed.add(key)
+
+    def deny(self, key: bytes) -> None:
+        """Refuse ``key`` from its next handshake on; a connection it already
+        made stays up (CURVE authenticates only at the handshake)."""
+        self._allowed.discard(key)
+
+    def __repr__(self) -> str:
+        c = self._counts
+        return (
+            f"<Receiver {self._uuid!r} {self._state} {self._endpoint or 'unbound'} "
+            f"received={c['received']} dispatched={c['dispatched']} "
+            f"rejected={sum(self._rejected.values())} dropped={sum(self._dropped.values())} "
+            f"unknown_command={c['unknown_command']} steps={self._steps}>"
+        )
+
+
+def _sender(frames: Sequence[Any]) -> bytes:
+    """The sender's identity (frame 0), cut short, for log lines."""
+    try:
+        return memoryview(frames[0]).tobytes()[:32]
+    except Exception:
+        return b"?"
+
+
+def _check_settings(
+    uuid: object, poll_interval: object, batch: object, ttl: object, warn_every: object
+) -> None:
+    if not isinstance(uuid, bytes) or not 0 < len(uuid) <= MAX_UUID_LEN or uuid[0] == 0:
+        raise ConfigurationError(
+            f"uuid must be 1..{MAX_UUID_LEN} bytes not starting with a zero byte, got {uuid!r}"
+        )
+    for name, value in (("poll_interval", poll_interval), ("ttl", ttl)):
+        if not _seconds(value) or not value > 0:
+            raise ConfigurationError(
+                f"{name} must be a finite number of seconds > 0, got {value!r}"
+            )
+    if not _seconds(warn_every) or warn_every < 0:
+        raise ConfigurationError(
+            f"warn_every must be a number of seconds >= 0, got {warn_every!r}"
+        )
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigurationError(f"batch must be an int >= 1, got {batch!r}")
+
+
+def _seconds(value: object) -> TypeGuard[float]:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,227 @@
+"""Nodes end to end over real CURVE sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from node_kit import LANES, PER_LANE, REQUESTS, Chat, Echo, Inbox, exchange, run_peer
+
+from p2p0mq_actors.core.errors import (
+    ConfigurationError,
+    NodeStoppedError,
+    PeerRefusedError,
+    RequestError,
+    RequestTimeoutError,
+)
+from p2p0mq_actors.core.message import Kind, Priority
+from p2p0mq_actors.node import LocalPeer, Node
+from p2p0mq_actors.transport.keystore import KeyStore
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    alice_keys = KeyStore(tmp_path / "alice")
+    bob_keys = KeyStore(tmp_path / "bob")
+    alice = Node(b"alice", keys=alice_keys)
+    bob = Node(b"bob", keys=bob_keys)
+    try:
+        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public)
+        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public)
+        yield alice, bob
+    finally:
+        alice.stop()
+        bob.stop()
+
+
+def test_a_request_gets_its_reply(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    inbox = Inbox()
+    bob.add_concern(Echo, inbox=inbox)
+    reply = alice.request(b"bob", b"echo", {"n": 1}, timeout=5).get(timeout=10)
+    assert (reply.kind, reply.source, reply.destination, reply.payload) == (
+        Kind.REPLY,
+        b"bob",
+        b"alice",
+        {"n": 1},
+    )
+    (request,) = inbox.wait_for(1)
+    assert request.message_id == reply.message_id
+    assert alice.stats()["requests"]["resolved"] == 1
+
+
+def test_each_side_sees_what_the_other_sent_in_fifo_order_per_lane(
+    pair: tuple[Node, Node],
+) -> None:
+    alice, bob = pair
+    at_alice, at_bob = Inbox(), Inbox()
+    alice.add_concern(Chat, inbox=at_alice)
+    bob.add_concern(Chat, inbox=at_bob)
+    lanes = (Priority.FAST, Priority.MEDIUM, Priority.SLOW)
+    for i in range(30):
+        for lane in lanes:
+            alice.send(b"bob", b"chat", {"lane": lane.name, "i": i}, priority=lane)
+            bob.send(b"alice", b"chat", {"lane": lane.name, "i": i}, priority=lane)
+    for inbox, source in ((at_bob, b"alice"), (at_alice, b"bob")):
+        got = inbox.wait_for(90)
+        assert {m.source for m in got} == {source}
+        for lane in lanes:
+            assert [m.payload["i"] for m in got if m.payload["lane"] == lane.name] == list(
+                range(30)
+            )
+
+
+def test_a_request_times_out_when_no_reply_comes(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    bob.add_concern(Chat, inbox=Inbox())  # never replies
+    future = alice.request(b"bob", b"chat", {}, timeout=0.2)
+    with pytest.raises(RequestTimeoutError):
+        future.get(timeout=5)
+
+
+def test_a_request_to_a_peer_with_the_wrong_key_fails_as_refused(tmp_path: Path) -> None:
+    with (
+        Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice,
+        Node(b"bob", keys=KeyStore(tmp_path / "b")) as bob,
+    ):
+        wrong = KeyStore(tmp_path / "x").create(b"x").public
+        alice.add_peer(b"bob", bob.endpoint, wrong)
+        with pytest.raises(PeerRefusedError):
+            alice.request(b"bob", b"echo", {}, timeout=5).get(timeout=10)
+
+
+def test_a_request_for_an_unknown_peer_fails_when_it_is_dropped(tmp_path: Path) -> None:
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
+        future = alice.request(b"nobody", b"echo", {}, timeout=0.3, ttl=0.3)
+        with pytest.raises((RequestError, RequestTimeoutError)):
+            future.get(timeout=5)
+
+
+def test_stopping_fails_pending_requests(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    bob.add_concern(Chat, inbox=Inbox())
+    future = alice.request(b"bob", b"chat", {}, timeout=30)
+    alice.stop()
+    with pytest.raises(NodeStoppedError):
+        future.get(timeout=5)
+    alice.stop()  # idempotent
+
+
+def test_concerns_come_and_go_while_the_node_runs(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    inbox = Inbox()
+    bob.add_concern(Echo, inbox=inbox)
+    with pytest.raises(ConfigurationError, match="already has a Concern"):
+        bob.add_concern(Echo, inbox=inbox)
+    assert alice.request(b"bob", b"echo", {"n": 1}).get(timeout=10).payload == {"n": 1}
+    bob.remove_concern(b"echo")
+    with pytest.raises(RequestTimeoutError):
+        alice.request(b"bob", b"echo", {"n": 2}, timeout=0.3).get(timeout=5)
+    bob.add_concern(Echo, inbox=inbox)
+    assert alice.request(b"bob", b"echo", {"n": 3}).get(timeout=10).payload == {"n": 3}
+
+
+def test_stats_count_what_moved(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    bob.add_concern(Echo, inbox=Inbox())
+    for n in range(5):
+        alice.request(b"bob", b"echo", {"n": n}).get(timeout=10)
+    stats = alice.stats()
+    assert stats["sent"] == 5 and stats["received"] == 5
+    assert stats["peers"][b"bob"]["state"] == "READY"
+    assert stats["peers"][b"bob"]["sent"] == 5
+    assert stats["queues"] == {"fast": 0, "medium": 0, "slow": 0, "delayed": 0}
+    assert bob.stats()["sent"] == 5
+
+
+def test_a_node_whose_port_is_taken_raises_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    threads = set(threading.enumerate())
+    with (
+        Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice,
+        pytest.raises(ConfigurationError, match="cannot listen"),
+    ):
+        Node(b"bob", keys=KeyStore(tmp_path / "b"), listen=alice.endpoint)
+    assert _wait_threads(threads)
+
+
+def test_a_node_with_a_broken_secret_key_raises_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    store = KeyStore(tmp_path / "a")
+    store.create(b"alice")
+    secret = next(store.private_path.iterdir())
+    secret.write_text("not a certificate")
+    threads = set(threading.enumerate())
+    with pytest.raises(ConfigurationError):
+        Node(b"alice", keys=store)
+    assert _wait_threads(threads)
+
+
+def test_local_peer_is_the_node() -> None:
+    assert LocalPeer is Node
+
+
+def test_starting_and_stopping_fifty_nodes_leaks_no_thread_and_no_file(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "k")
+    Node(b"warm", keys=store).stop()  # imports, lazy singletons
+    threads = len(threading.enumerate())
+    fds = len(os.listdir("/proc/self/fd"))
+    for i in range(50):
+        node = Node(b"n%d" % i, keys=store)
+        node.stop()
+    assert _wait_threads(set(threading.enumerate()), count=threads)
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def _wait_threads(before: set[threading.Thread], count: int | None = None) -> bool:
+    """True once only the ``before`` threads (or ``count`` threads) are left."""
+    for thread in threading.enumerate():
+        if thread not in before:
+            thread.join(timeout=5)
+    alive = threading.enumerate()
+    return len(alive) <= count if count is not None else set(alive) <= before
+
+
+def test_two_nodes_in_two_processes_exchange_on_all_three_lanes(tmp_path: Path) -> None:
+    alice_store, bob_store = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    alice_store.add_public_key(b"bob", bob_store.create(b"bob").public)
+    bob_store.add_public_key(b"alice", alice_store.create(b"alice").public)
+    ctx = multiprocessing.get_context("spawn")
+    here, there = ctx.Pipe()
+    child = ctx.Process(target=run_peer, args=(b"bob", str(tmp_path / "b"), b"alice", there))
+    child.start()
+    try:
+        chat = Inbox()
+        with Node(b"alice", keys=alice_store) as alice:
+            alice.add_concern(Echo, inbox=Inbox())
+            alice.add_concern(Chat, inbox=chat)
+            assert here.poll(30), "bob did not start"
+            bob_endpoint = here.recv()
+            here.send(alice.endpoint)
+            alice.add_peer(b"bob", bob_endpoint)
+            mine = exchange(alice, b"bob", chat, here)
+            assert here.poll(30), "bob did not report"
+            theirs = here.recv()
+            here.send("done")
+        for report, source in ((mine, b"bob"), (theirs, b"alice")):
+            assert report["replies"] == [{"r": r} for r in range(REQUESTS)]
+            assert {s for s, _, _ in report["chat"]} == {source}
+            for lane in LANES:
+                seen = [i for _, ln, i in report["chat"] if ln == lane]
+                assert seen == list(range(PER_LANE))
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.terminate()
+            child.join(5)
+        here.close()
+        there.close()
+    assert child.exitcode == 0

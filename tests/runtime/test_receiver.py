@@ -1,0 +1,353 @@
+"""The Receiver alone: a real CURVE ROUTER on 127.0.0.1, fed by raw DEALER
+clients made here, with a ``Recorder`` as the Concern of ``b"cmd"``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+from receiver_rig import ALICE, BOB, TIMEOUT, Rig
+
+from p2p0mq_actors.core.codec import decode
+from p2p0mq_actors.core.errors import ConfigurationError, ProtocolError
+from p2p0mq_actors.core.message import Kind, Message
+from p2p0mq_actors.runtime.clock import MonotonicClock
+from p2p0mq_actors.runtime.messages import Bind, Received
+from p2p0mq_actors.runtime.outcomes import ConcernRegistry
+from p2p0mq_actors.runtime.receiver import REJECT_REASONS, Receiver, reject_reason
+from p2p0mq_actors.testing import MessageLog, Recorder
+from p2p0mq_actors.transport.keys import generate_keypair
+from p2p0mq_actors.transport.router import AllowedKeys
+
+NO_REJECTS = dict.fromkeys(REJECT_REASONS, 0)
+
+
+@pytest.fixture
+def rig_factory() -> Iterator[Any]:
+    made: list[Rig] = []
+
+    def build(**options: Any) -> Rig:
+        rig = Rig(**options)
+        made.append(rig)
+        return rig
+
+    yield build
+    for rig in made:
+        rig.close()
+
+
+@pytest.fixture
+def rig(rig_factory: Any) -> Rig:
+    return rig_factory()
+
+
+# -- dispatching ----------------------------------------------------------------
+
+
+def test_messages_that_arrive_together_reach_their_concern_in_one_tell_in_order(rig: Rig) -> None:
+    # Sent right after connect, they wait at the client for the handshake;
+    # libzmq then writes them in one go and the ROUTER makes them visible at
+    # once, so the Receiver's first drain takes all ten.
+    client = rig.client()
+    sent = [rig.message(n) for n in range(1, 11)]
+    rig.send(client, *sent)
+    rig.wait_stats(lambda s: s["dispatched"] == 10)
+    assert rig.received() == [Received(tuple(sent))]
+
+
+def test_each_concern_gets_one_tell_per_step_with_its_own_messages(rig: Rig) -> None:
+    other_log = MessageLog()
+    rig.concerns.add(b"other", Recorder.start(other_log))
+    client = rig.client()
+    mine = [rig.message(1), rig.message(3)]
+    theirs = [rig.message(2, command=b"other"), rig.message(4, command=b"other")]
+    rig.send(client, mine[0], theirs[0], mine[1], theirs[1])
+    rig.wait_stats(lambda s: s["dispatched"] == 4)
+    assert rig.received() == [Received(tuple(mine))]
+    assert other_log.wait_for(1) == [Received(tuple(theirs))]
+
+
+def test_a_reply_taken_by_on_reply_does_not_reach_its_concern(rig_factory: Any) -> None:
+    offered: list[Message] = []
+    lock = threading.Lock()
+
+    def on_reply(message: Message) -> bool:
+        with lock:
+            offered.append(message)
+        return message.message_id == 7  # the one a request future waits for
+
+    rig = rig_factory(on_reply=on_reply)
+    client = rig.client()
+    taken, untaken = rig.message(7, kind=Kind.REPLY), rig.message(8, kind=Kind.REPLY)
+    request = rig.message(9)
+    rig.send(client, taken, untaken, request)
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 2)
+    assert stats["replies_consumed"] == 1
+    assert stats["received"] == 3
+    assert rig.delivered() == [untaken, request]
+    assert offered == [taken, untaken]
+
+
+def test_a_command_without_a_concern_is_counted_and_not_dispatched(rig: Rig) -> None:
+    client = rig.client()
+    good = rig.message(2)
+    rig.send(client, rig.message(1, command=b"nobody"), good)
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 1)
+    assert stats["unknown_command"] == 1
+    assert stats["received"] == 2
+    assert rig.delivered() == [good]
+
+
+def test_messages_for_other_uuids_go_to_the_route_hook(rig_factory: Any) -> None:
+    routed: list[list[Message]] = []
+    rig = rig_factory(route=routed.append)
+    client = rig.client()
+    # Alice sends it through Bob: the destination frame names Carol.
+    for_carol = rig.message(1, destination=b"carol", next_hop=BOB)
+    rig.send(client, for_carol, rig.message(2))
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 1)
+    assert stats["routed"] == 1
+    assert stats["dropped"] == {"no-route": 0, "route-failed": 0, "concern-stopped": 0}
+    assert routed == [[for_carol]]
+    assert (routed[0][0].previous_hop, routed[0][0].next_hop) == (ALICE, BOB)
+
+
+def test_without_a_route_hook_messages_for_other_uuids_are_dropped_as_no_route(rig: Rig) -> None:
+    client = rig.client()
+    rig.send(client, rig.message(1, destination=b"carol", next_hop=BOB), rig.message(2))
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 1)
+    assert stats["dropped"] == {"no-route": 1, "route-failed": 0, "concern-stopped": 0}
+    assert stats["routed"] == 0
+    assert rig.delivered() == [rig.message(2)]
+
+
+def test_a_stopped_concern_counts_its_messages_as_dropped(rig: Rig) -> None:
+    rig.recorder.stop(timeout=TIMEOUT)
+    rig.send(rig.client(), rig.message(1), rig.message(2))
+    stats = rig.wait_stats(lambda s: s["received"] == 2)
+    assert stats["dropped"] == {"no-route": 0, "route-failed": 0, "concern-stopped": 2}
+    assert stats["dispatched"] == 0
+
+
+def test_hooks_that_raise_are_counted_and_receiving_goes_on(rig_factory: Any) -> None:
+    def broken(_: Any) -> bool:
+        raise RuntimeError("boom")
+
+    rig = rig_factory(on_reply=broken, route=broken)
+    client = rig.client()
+    reply = rig.message(1, kind=Kind.REPLY)
+    rig.send(client, reply, rig.message(2, destination=b"carol", next_hop=BOB))
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 1)
+    assert stats["errors"] == 2
+    assert stats["dropped"]["route-failed"] == 1
+    assert rig.delivered() == [reply]  # on_reply failed: the Concern gets the reply
+    rig.send(client, rig.message(3))
+    rig.wait_stats(lambda s: s["dispatched"] == 2)
+
+
+# -- refusing frames ---------------------------------------------------------------
+
+
+def test_malformed_frames_are_counted_by_reason_and_the_next_message_is_served(rig: Rig) -> None:
+    client = rig.client()
+    rig.send(
+        client,
+        [b"just one frame"],  # 2 frames with the identity
+        [b"", b"", b"\x07", b"cmd", b"\x80"],  # kind 7
+        [b"", b"", b"\x01", b"cmd", b"\xc1", b"\x80"],  # 0xc1 is never MessagePack
+        [b"", b"", b"\x01", b"cmd", b"\x81\xa1"],  # truncated map
+        [b"", b"", b"\x01", b"", b"\x80"],  # empty command
+        [b"", b"\x00x", b"\x01", b"cmd", b"\x80"],  # source starts with a zero byte
+    )
+    good = rig.message(1)
+    rig.send(client, good)
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 1)
+    assert stats["rejected"] == {
+        **NO_REJECTS,
+        "frames": 1,
+        "kind": 1,
+        "id": 1,
+        "payload": 1,
+        "command": 1,
+        "address": 1,
+    }
+    assert stats["received"] == 1
+    assert rig.delivered() == [good]
+
+
+def test_a_client_without_an_identity_is_refused_as_address(rig: Rig) -> None:
+    # The ROUTER names such a client with 5 bytes starting with a zero byte,
+    # which is not a valid uuid.
+    rig.send(rig.client(identity=None), rig.message(1))
+    stats = rig.wait_stats(lambda s: s["rejected"]["address"] == 1)
+    assert stats["received"] == 0
+
+
+def test_rejections_are_logged_once_per_reason_per_warn_every_seconds(
+    rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="p2p0mq_actors.runtime.receiver")
+    rig = rig_factory(warn_every=10.0)
+    client = rig.client()
+    bad_kind = [b"", b"", b"\x07", b"cmd", b"\x80"]
+    rig.send(client, bad_kind, bad_kind, bad_kind, rig.message(1))
+    rig.wait_stats(lambda s: s["dispatched"] == 1)
+    rig.clock.advance(10.0)
+    rig.send(client, bad_kind, rig.message(2))
+    rig.wait_stats(lambda s: s["dispatched"] == 2)
+    lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(lines) == 2, lines
+    pattern = (
+        r"<Receiver b'bob' LISTENING tcp://127\.0\.0\.1:\d+ received=\d+ dispatched=\d+ "
+        r"rejected=\d+ dropped=0 unknown_command=0 steps=\d+>: rejected a message from "
+        r"b'alice' \(kind\): frame 3 \(kind\): must be b'\\x01' \(request\) or b'\\x02' "
+        r"\(reply\), not b'\\x07'"
+    )
+    assert re.fullmatch(pattern, lines[0]), lines[0]
+    assert re.fullmatch(pattern + r" \(2 more like it since the last such line\)", lines[1])
+
+
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        ([b"a"] * 5, "frames"),
+        ([b"a", b"", b"", b"\x01", b"c", b"\x80", b"\x01", b"\x80"], "frames"),
+        ([b"", b"", b"", b"\x01", b"c", b"\x80"], "address"),
+        ([b"a", b"\x00", b"", b"\x01", b"c", b"\x80"], "address"),
+        ([b"a", b"", b"\x00", b"\x01", b"c", b"\x80"], "address"),
+        ([b"a", b"", b"", b"\x03", b"c", b"\x80"], "kind"),
+        ([b"a", b"", b"", b"\x01", b"", b"\x80"], "command"),
+        ([b"a", b"", b"", b"\x01", b"c", b"\xff", b"\x80"], "id"),
+        ([b"a", b"", b"", b"\x01", b"c", b"\x01", b"\x90"], "payload"),
+        ([b"a", b"", b"", b"\x01", b"c", b"\x81\x01\x01"], "payload"),
+        ([b"a", b"", b"", b"\x01", b"c", 42], "frames"),
+    ],
+)
+def test_each_refusal_of_the_codec_has_a_reason(frames: list[Any], reason: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode(frames, BOB, now=0.0)
+    assert reject_reason(frames, caught.value) == reason
+
+
+# -- control -------------------------------------------------------------------------
+
+
+def test_a_fresh_receiver_reports_zero_everywhere(rig: Rig) -> None:
+    stats = rig.stats()
+    assert stats.pop("steps") >= 1
+    assert stats == {
+        "received": 0,
+        "dispatched": 0,
+        "replies_consumed": 0,
+        "routed": 0,
+        "unknown_command": 0,
+        "errors": 0,
+        "rejected": NO_REJECTS,
+        "dropped": {"no-route": 0, "route-failed": 0, "concern-stopped": 0},
+        "accepted": 0,
+        "handshake_succeeded": 0,
+        "handshake_failed_no_detail": 0,
+        "handshake_failed_protocol": 0,
+        "handshake_failed_auth": 0,
+        "disconnected": 0,
+        "zap_refused": 0,
+        "endpoint": rig.endpoint,
+        "state": "LISTENING",
+    }
+    assert re.fullmatch(r"tcp://127\.0\.0\.1:\d+", rig.endpoint)
+
+
+def test_binding_a_taken_port_raises_configuration_error_to_the_asker(rig_factory: Any) -> None:
+    first, second = rig_factory(), rig_factory()
+    with pytest.raises(ConfigurationError, match=r"cannot listen on 'tcp://127\.0\.0\.1:\d+'"):
+        second.ref.ask(Bind(first.endpoint), timeout=TIMEOUT)
+    assert second.stats()["state"] == "LISTENING"  # it carries on with its own endpoint
+    second.send(second.client(), second.message(1))
+    second.wait_stats(lambda s: s["dispatched"] == 1)
+
+
+def test_bind_refuses_what_is_not_an_endpoint() -> None:
+    with pytest.raises(ConfigurationError, match="Bind needs an endpoint"):
+        Bind("127.0.0.1:5555")
+
+
+def test_allow_and_deny_change_the_shared_allowed_keys(rig: Rig) -> None:
+    carol = generate_keypair().public
+    rig.proxy.allow(carol).get(timeout=TIMEOUT)
+    assert carol in rig.allowed
+    rig.proxy.deny(carol).get(timeout=TIMEOUT)
+    assert carol not in rig.allowed
+    with pytest.raises(ConfigurationError):
+        rig.proxy.allow(b"not a key").get(timeout=TIMEOUT)
+
+
+def test_the_repr_shows_the_live_state() -> None:
+    receiver = _receiver()
+    assert repr(receiver) == (
+        "<Receiver b'bob' NEW unbound received=0 dispatched=0 rejected=0 dropped=0 "
+        "unknown_command=0 steps=0>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [
+        ("uuid", b"", "uuid must be"),
+        ("uuid", b"\x00bob", "uuid must be"),
+        ("uuid", "bob", "uuid must be"),
+        ("poll_interval", 0, "poll_interval must be"),
+        ("poll_interval", float("inf"), "poll_interval must be"),
+        ("ttl", -1.0, "ttl must be"),
+        ("warn_every", -1, "warn_every must be"),
+        ("batch", 0, "batch must be"),
+        ("batch", True, "batch must be"),
+    ],
+)
+def test_bad_settings_are_refused_when_built(option: str, value: object, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        _receiver(**{option: value})
+
+
+def test_a_mismatched_key_pair_is_refused_when_built() -> None:
+    keys = generate_keypair()
+    with pytest.raises(ConfigurationError, match="does not match"):
+        _receiver(keys=type(keys)(generate_keypair().public, keys.secret))
+
+
+def _receiver(**options: Any) -> Receiver:
+    """A Receiver object that is never started (no thread, no socket)."""
+    settings: dict[str, Any] = {
+        "uuid": BOB,
+        "keys": generate_keypair(),
+        "allowed": AllowedKeys(),
+        "concerns": ConcernRegistry(),
+        "clock": MonotonicClock(),
+    }
+    settings.update(options)
+    return Receiver(**settings)
+
+
+def test_a_failing_bind_that_was_told_not_asked_stops_the_receiver_cleanly(
+    rig_factory: Any,
+) -> None:
+    first = rig_factory()
+    before = set(threading.enumerate())
+    contexts: list[Any] = []
+
+    def context() -> Any:
+        contexts.append(zmq.Context())
+        return contexts[-1]
+
+    second = rig_factory(context_factory=context)
+    started = set(threading.enumerate()) - before
+    second.ref.tell(Bind(first.endpoint))  # nobody to raise to: the actor fails
+    assert second.ref.actor_stopped.wait(TIMEOUT)
+    for thread in started - {t for t in started if t.name.startswith("Recorder")}:
+        thread.join(TIMEOUT)  # the Receiver's own thread and its ZAP authenticator
+        assert not thread.is_alive(), thread
+    assert contexts[0].closed  # on_failure closed the socket and ended the context

@@ -1,0 +1,172 @@
+"""CurveRouter and AllowedKeys on their own, with real sockets in this thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+
+from p2p0mq_actors.core.errors import ConfigurationError
+from p2p0mq_actors.transport.context import end_context, new_context
+from p2p0mq_actors.transport.keys import generate_keypair
+from p2p0mq_actors.transport.router import AllowedKeys, CurveRouter, describe_handshake_failure
+
+ALICE = generate_keypair()
+SERVER = generate_keypair()
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context[Any]]:
+    ctx = new_context()
+    yield ctx
+    assert end_context(ctx, timeout=5)
+
+
+@pytest.fixture
+def router(context: zmq.Context[Any]) -> Iterator[CurveRouter]:
+    r = CurveRouter(context, SERVER, AllowedKeys([ALICE.public]))
+    yield r
+    r.close()
+
+
+def test_allowed_keys_admit_added_keys_and_count_refusals() -> None:
+    allowed = AllowedKeys([ALICE.public])
+    carol = generate_keypair().public
+    assert allowed.callback("*", ALICE.public) is True
+    assert allowed.callback("*", carol) is False
+    allowed.add(carol)
+    assert allowed.callback("*", carol) is True
+    allowed.discard(carol)
+    allowed.discard(carol)  # no error for an unknown key
+    assert allowed.callback("*", carol) is False
+    assert (len(allowed), allowed.refused, repr(allowed)) == (
+        1,
+        2,
+        "<AllowedKeys keys=1 refused=2>",
+    )
+
+
+def test_allowed_keys_refuse_what_is_not_a_z85_public_key() -> None:
+    with pytest.raises(ConfigurationError, match="40 bytes of Z85"):
+        AllowedKeys([b"short"])
+    with pytest.raises(ConfigurationError, match="40 bytes of Z85"):
+        AllowedKeys().add(b"x" * 39)
+
+
+def test_bind_returns_the_real_endpoint_and_a_taken_port_is_a_configuration_error(
+    router: CurveRouter, context: zmq.Context[Any]
+) -> None:
+    endpoint = router.bind("tcp://127.0.0.1:*")
+    assert endpoint.startswith("tcp://127.0.0.1:") and not endpoint.endswith(":*")
+    other_context = new_context()
+    other = CurveRouter(other_context, generate_keypair(), AllowedKeys())
+    try:
+        with pytest.raises(ConfigurationError, match="is the port taken"):
+            other.bind(endpoint)
+        assert other.bind("tcp://127.0.0.1:*") != endpoint  # still usable after a failed bind
+    finally:
+        other.close()
+        end_context(other_context)
+
+
+def test_a_second_router_on_one_context_is_refused(
+    router: CurveRouter, context: zmq.Context[Any]
+) -> None:
+    with pytest.raises(ConfigurationError, match="already has a ZAP authenticator"):
+        CurveRouter(context, generate_keypair(), AllowedKeys())
+
+
+def test_poll_waits_its_timeout_and_recv_batch_never_blocks(router: CurveRouter) -> None:
+    router.bind("tcp://127.0.0.1:*")
+    start = time.monotonic()
+    assert router.poll(0.05) is False
+    assert time.monotonic() - start >= 0.045
+    assert router.recv_batch(10) == []
+    assert router.recv_frames(0.0) is None
+
+
+def test_recv_batch_returns_whole_messages_as_frames(router: CurveRouter) -> None:
+    endpoint = router.bind("tcp://127.0.0.1:*")
+    ctx = zmq.Context()
+    client = ctx.socket(zmq.DEALER)
+    client.linger = 0
+    client.identity = b"alice"
+    client.curve_publickey, client.curve_secretkey = ALICE.public, ALICE.secret
+    client.curve_serverkey = SERVER.public
+    try:
+        client.connect(endpoint)
+        for n in range(3):
+            client.send_multipart([b"x", bytes([n])])
+        batch: list[list[Any]] = []
+        deadline = time.monotonic() + 5
+        while len(batch) < 3 and time.monotonic() < deadline:
+            if router.poll(0.1):
+                batch += router.recv_batch(2)
+        assert [[f.bytes for f in m] for m in batch] == [
+            [b"alice", b"x", bytes([n])] for n in range(3)
+        ]
+        assert all(isinstance(f, zmq.Frame) for m in batch for f in m)
+        counts = router.counters()
+        assert (counts["accepted"], counts["handshake_succeeded"]) == (1, 1)
+    finally:
+        client.close()
+        ctx.term()
+
+
+def test_close_is_idempotent_stops_zap_and_refuses_further_use(
+    context: zmq.Context[Any],
+) -> None:
+    before = set(threading.enumerate())
+    router = CurveRouter(context, generate_keypair(), AllowedKeys())
+    assert len(set(threading.enumerate()) - before) == 1  # the ZAP authenticator
+    router.close()
+    router.close()
+    assert router.closed
+    assert set(threading.enumerate()) - before == set()
+    assert repr(router) == (
+        "<CurveRouter unbound closed accepted=0 handshake_failed=0 zap_refused=0>"
+    )
+    with pytest.raises(RuntimeError, match="is closed"):
+        router.poll(0.0)
+
+
+@pytest.mark.parametrize(
+    ("event", "value", "text"),
+    [
+        (
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+            400,
+            "ZAP refused the client's key (status 400): not an allowed key",
+        ),
+        (
+            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+            zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC,
+            "handshake protocol error ZMTP_CRYPTOGRAPHIC: the client may be using a wrong "
+            "server key",
+        ),
+        (
+            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+            zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH,
+            "handshake protocol error ZMTP_MECHANISM_MISMATCH: the client is not using CURVE "
+            "(plaintext?)",
+        ),
+        (
+            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+            0x7,
+            "handshake protocol error 0x00000007: the client broke the ZMTP/CURVE protocol",
+        ),
+        (
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+            32,
+            "handshake failed (Broken pipe): the client went away during the handshake",
+        ),
+    ],
+)
+def test_each_handshake_failure_is_described_with_its_likely_cause(
+    event: int, value: int, text: str
+) -> None:
+    assert describe_handshake_failure(int(event), int(value)) == text
