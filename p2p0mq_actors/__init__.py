@@ -1,17 +1,15 @@
 """p2p0mq-actors: an encrypted peer-to-peer message router built from Pykka
 actors on ZeroMQ, wire-compatible with p2p0mq.
 
-The send path in a few lines::
+In a few lines::
 
-    import zmq
-    from p2p0mq_actors import CurveDealerFactory, Message, Priority, Sender, generate_keypair
+    from p2p0mq_actors import KeyStore, Node, Priority
 
-    keys = generate_keypair()
-    with Sender(b"alice", sockets=CurveDealerFactory(zmq.Context(), b"alice", keys)) as sender:
-        sender.add_peer(b"bob", "tcp://127.0.0.1:5555", bob_public_key)
-        sender.connect_peers()
-        sender.enqueue_fast(Message.create(b"alice", b"bob", b"chat", {"text": "hi"},
-                                           now=sender.clock.now()))
+    with Node(b"alice", listen="tcp://127.0.0.1:*", keys=KeyStore("keys")) as alice:
+        alice.add_concern(MyConcern)
+        alice.add_peer(b"bob", "tcp://127.0.0.1:5555", public_key=bob_public)
+        alice.send(b"bob", b"chat", {"text": "hi"}, priority=Priority.FAST)
+        reply = alice.request(b"bob", b"echo", {"n": 1}, timeout=5).get()
 """
 
 from .concerns.base import Concern, DefaultConcern
@@ -27,6 +25,8 @@ from .core.errors import (
     PeerRefusedError,
     PeerUnreachableError,
     ProtocolError,
+    RequestError,
+    RequestTimeoutError,
     SendError,
     TransportError,
     UnencodableError,
@@ -36,11 +36,14 @@ from .core.errors import (
 from .core.message import DEFAULT_TTL, Kind, Message, Priority, next_message_id
 from .core.policy import Action, Decision, FailurePolicy
 from .core.ports import Clock, KeyPair, PeerAddress, PeerSocket, SocketEvent, SocketFactory
+from .node import LocalPeer, Node
 from .runtime.clock import MonotonicClock
 from .runtime.peer import PeerConnection
+from .runtime.receiver import Receiver
 from .runtime.scheduler import Scheduler
 from .runtime.sender import Sender
 from .transport.keys import generate_keypair
+from .transport.keystore import KeyStore
 from .transport.sockets import CurveDealerFactory
 
 __version__ = "0.1.0"
@@ -55,10 +58,15 @@ __all__ = [  # noqa: RUF022 - grouped by topic, as STYLE.md asks
     "decode",
     "encode",
     "next_message_id",
-    # the send path
+    # the node
+    "KeyStore",
+    "LocalPeer",
+    "Node",
+    # the actors
     "Concern",
     "DefaultConcern",
     "PeerConnection",
+    "Receiver",
     "Scheduler",
     "Sender",
     # failure handling
@@ -86,6 +94,8 @@ __all__ = [  # noqa: RUF022 - grouped by topic, as STYLE.md asks
     "PeerRefusedError",
     "PeerUnreachableError",
     "ProtocolError",
+    "RequestError",
+    "RequestTimeoutError",
     "SendError",
     "TransportError",
     "UnencodableError",

@@ -1,46 +1,51 @@
-"""A small demonstration of the send path over real CURVE sockets.
+"""A small demonstration: two nodes over real CURVE sockets on 127.0.0.1.
 
-Alice's node sends messages on the three lanes to Bob, who listens on a
-ZAP-guarded CURVE ROUTER on 127.0.0.1, and to Carol, whose public key Alice
-has wrong. Bob prints what arrives, in order; Alice's Concern prints what it
-hears: every message ends sent or dropped, with a reason.
+Alice sends Bob chat messages on the three lanes and asks him for an echo;
+Bob's Concern prints what arrives, in order, and answers the echo. Alice also
+writes to Carol with the wrong public key for her: the handshake is refused
+and Alice's Concern hears that the message was dropped. Every message ends
+sent or dropped, with a reason.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from .concerns.base import Concern
-from .core.codec import decode
 from .core.errors import SendError
 from .core.message import Message, Priority
 from .core.policy import Decision, FailurePolicy
-from .runtime.sender import Sender
-from .transport.context import end_context, new_context
-from .transport.keys import generate_keypair
-from .transport.router import AllowedKeys, CurveRouter
-from .transport.sockets import CurveDealerFactory
+from .node import Node
+from .transport.keystore import KeyStore
 
 
 class Chat(Concern):
-    """Alice's Concern for ``chat``: reports what happens to her messages."""
+    """Prints what happens to chat messages, on both sides."""
 
     command = b"chat"
 
-    def __init__(self, *, out: TextIO, ended: threading.Event, **kwargs: Any) -> None:
+    def __init__(self, *, out: TextIO, name: str, ended: threading.Event, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.out = out
-        self.ended = ended
+        self.out, self.name, self.ended = out, name, ended
+        self.got = 0
+
+    def on_request(self, message: Message) -> None:
+        self.got += 1
+        print(f"{self.name} got from {message.source!r}: {message.payload['text']}", file=self.out)
+        if self.got == 8:
+            self.ended.set()
 
     def on_sent(self, messages: Sequence[Message]) -> None:
-        print(f"  alice: {len(messages)} sent", file=self.out)
+        print(f"  {self.name}: {len(messages)} sent", file=self.out)
 
     def on_send_failed(self, message: Message, error: SendError) -> Decision:
         print(
-            f"  alice: #{message.message_id} to {message.destination!r} failed: "
+            f"  {self.name}: #{message.message_id} to {message.destination!r} failed: "
             f"{type(error).__name__}",
             file=self.out,
         )
@@ -48,54 +53,60 @@ class Chat(Concern):
 
     def on_dropped(self, message: Message, reason: str) -> None:
         print(
-            f"  alice: #{message.message_id} to {message.destination!r} dropped: {reason}",
+            f"  {self.name}: #{message.message_id} to {message.destination!r} dropped: {reason}",
             file=self.out,
         )
         self.ended.set()
 
 
+class Echo(Concern):
+    """Answers every ``echo`` request with its payload."""
+
+    command = b"echo"
+
+    def on_request(self, message: Message) -> Mapping[str, Any]:
+        return dict(message.payload)
+
+
 def main(out: TextIO = sys.stdout) -> int:
-    alice_keys, bob_keys, carol_keys = generate_keypair(), generate_keypair(), generate_keypair()
-    bob_ctx, alice_ctx = new_context(), new_context()
-    bob = CurveRouter(bob_ctx, bob_keys, AllowedKeys([alice_keys.public]))
-    endpoint = bob.bind("tcp://127.0.0.1:*")
-    print(f"bob listens on {endpoint} (CURVE, ZAP admits alice only)", file=out)
-    sender = Sender(
-        b"alice",
-        sockets=CurveDealerFactory(alice_ctx, b"alice", alice_keys),
-    )
-    carol_ended = threading.Event()
-    try:
-        sender.add_concern(Chat, out=out, ended=carol_ended, policy=FailurePolicy(max_attempts=0))
-        sender.add_peer(b"bob", endpoint, bob_keys.public)
-        sender.add_peer(b"carol", endpoint, carol_keys.public)  # wrong key: Bob's server
-        sender.connect_peers()
-        now = sender.clock.now()
+    with tempfile.TemporaryDirectory(prefix="p2p0mq-demo-") as tmp:
+        return _run(Path(tmp), out)
 
-        def chat(to: bytes, text: str) -> Message:
-            return Message.create(b"alice", to, b"chat", {"text": text}, now=now, ttl=5)
 
-        medium = [chat(b"bob", f"medium {i}") for i in range(4)]
-        slow = [chat(b"bob", f"slow {i}") for i in range(2)]
-        fast = [chat(b"bob", f"fast {i}") for i in range(2)]
-        sender.enqueue_all(
-            requests={Priority.MEDIUM: medium, Priority.SLOW: slow, Priority.FAST: fast}
-        )
-        sender.enqueue_fast(chat(b"carol", "hello carol"))
-        for _ in range(len(medium) + len(slow) + len(fast)):
-            frames = bob.recv_frames(timeout=5)
-            if frames is None:
-                print("bob: nothing more arrived", file=out)
-                return 1
-            m = decode(frames, b"bob", now=sender.clock.now())
-            print(f"bob got #{m.message_id} from {m.source!r}: {m.payload['text']}", file=out)
-        if not carol_ended.wait(timeout=5):
-            print("alice: heard nothing about carol's message", file=out)
+def _run(tmp: Path, out: TextIO) -> int:
+    alice_keys, bob_keys = KeyStore(tmp / "alice"), KeyStore(tmp / "bob")
+    carol_wrong = KeyStore(tmp / "elsewhere").create(b"carol").public
+    bob_heard, carol_ended = threading.Event(), threading.Event()
+    with (
+        Node(b"alice", keys=alice_keys, policy=FailurePolicy(max_attempts=0)) as alice,
+        Node(b"bob", keys=bob_keys) as bob,
+    ):
+        print(f"alice listens on {alice.endpoint}, bob on {bob.endpoint} (CURVE + ZAP)", file=out)
+        alice.add_concern(Chat, out=out, name="alice", ended=carol_ended)
+        bob.add_concern(Chat, out=out, name="bob", ended=bob_heard)
+        bob.add_concern(Echo)
+        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public)
+        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public)
+        alice.add_peer(b"carol", bob.endpoint, carol_wrong)  # bob's address, a wrong key
+        batch = [
+            *(alice.message(b"bob", b"chat", {"text": f"medium {i}"}) for i in range(4)),
+            *(
+                alice.message(b"bob", b"chat", {"text": f"slow {i}"}, priority=Priority.SLOW)
+                for i in range(2)
+            ),
+            *(
+                alice.message(b"bob", b"chat", {"text": f"fast {i}"}, priority=Priority.FAST)
+                for i in range(2)
+            ),
+        ]
+        alice.send_all(batch)
+        alice.send(b"carol", b"chat", {"text": "hello carol"}, priority=Priority.FAST)
+        reply = alice.request(b"bob", b"echo", {"ping": 1}, timeout=5).get(timeout=10)
+        print(f"alice's echo request came back: {reply.payload}", file=out)
+        if not (bob_heard.wait(10) and carol_ended.wait(10)):
+            print("demo: timed out", file=out)
             return 1
-    finally:
-        sender.stop()
-        bob.close()
-        end_context(alice_ctx)
-        end_context(bob_ctx)
+        stats = alice.stats()
+        print(f"alice: sent={stats['sent']} dropped={stats['dropped_by_reason']}", file=out)
     print("done: every message ended sent or dropped", file=out)
     return 0

@@ -9,7 +9,7 @@ requests waiting for replies and the node's counters; ``stop`` ends them all.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pykka
@@ -129,8 +129,8 @@ class Node:
             shape=shape,
             unreachable_after=unreachable_after,
             timeout=self._timeout,
+            observer=self._observer,
         )
-        self._sender.concerns.observer = self._observer
         self._receiver = Receiver.start(
             uuid=self.uuid,
             keys=pair,
@@ -236,6 +236,11 @@ class Node:
         """Queue a message built elsewhere, on the lane its priority names."""
         self._running().enqueue(message, message.priority)
 
+    def send_all(self, messages: Sequence[Message]) -> None:
+        """Queue many messages at once (one actor message), each on the lane
+        its priority names, in order."""
+        self._running().enqueue_many(messages)
+
     def request(
         self,
         peer: bytes,
@@ -263,14 +268,25 @@ class Node:
     # -- looking in ------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Counters: sent, received, dropped by reason, refused, queue depths,
-        and per peer its state, medium queue and messages sent."""
+        """Counters: sent, received, dropped by reason, refused (handshakes
+        that failed: unknown keys, wrong server keys, plaintext clients),
+        rejected (malformed messages), queue depths, and per peer its state,
+        medium queue and messages sent. ``receiver`` has the details."""
         sender = self._running()
         out = self._observer.snapshot()
         out["uuid"] = self.uuid
         out["endpoint"] = self.endpoint
         receiver = self._receiver.proxy().stats().get(timeout=self._timeout)
         out["received"] = receiver.get("received", 0)
+        out["refused"] = sum(
+            receiver.get(key, 0)
+            for key in (
+                "handshake_failed_auth",  # unknown client keys (ZAP said no)
+                "handshake_failed_no_detail",
+                "handshake_failed_protocol",  # wrong server key, plaintext
+            )
+        )
+        out["rejected"] = sum(receiver.get("rejected", {}).values())
         out["receiver"] = receiver
         out["queues"] = sender.scheduler.proxy().depths().get(timeout=self._timeout)
         out["peers"] = {

@@ -20,6 +20,7 @@ from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy
 from ..core.ports import Clock
 from ..runtime.messages import FLUSH, Dropped, Enqueue, Failed, Flush, Received, Retry, Sent
+from ..runtime.outcomes import OutcomeObserver
 
 log = logging.getLogger("p2p0mq_actors.concerns")
 
@@ -32,6 +33,8 @@ class Concern(pykka.ThreadingActor):
             passes it; in a unit test pass a ``testing.Recorder`` ref).
         clock: time source for deadlines and delays (a ``ManualClock`` in tests).
         policy: the failure policy ``on_send_failed`` applies by default.
+        observer: told of the messages this Concern gives up (the node's
+            counters and pending requests); the node passes it.
 
     A subclass with its own ``__init__`` must accept and pass on these
     keyword arguments: ``super().__init__(**kwargs)``.
@@ -53,9 +56,11 @@ class Concern(pykka.ThreadingActor):
         scheduler: Any = None,
         clock: Clock | None = None,
         policy: FailurePolicy | None = None,
+        observer: OutcomeObserver | None = None,
     ) -> None:
         super().__init__()
         self.scheduler = scheduler
+        self.observer = observer
         self.clock = clock
         self.policy = policy or FailurePolicy()
         self.counts = {
@@ -146,7 +151,13 @@ class Concern(pykka.ThreadingActor):
         if now_list or later:
             self.counts["retried"] += len(now_list) + len(later)
             self._tell_scheduler(Retry(tuple(now_list), tuple(later)))
-        self._drop(drops)
+        self._give_up(drops)
+
+    def _give_up(self, items: list[tuple[Message, str]]) -> None:
+        """Drops decided here (not reported by another actor): tell the observer too."""
+        if items and self.observer is not None:
+            self.observer.dropped(items)
+        self._drop(items)
 
     def _received(self, messages: Sequence[Message]) -> None:
         self.counts["received"] += len(messages)
@@ -194,12 +205,12 @@ class Concern(pykka.ThreadingActor):
             held = list(work.messages)
         if self.scheduler is None:
             log.warning("%r: no scheduler; %d messages dropped", self, len(held))
-            self._drop([(m, "stopped") for m in held])
+            self._give_up([(m, "stopped") for m in held])
             return
         try:
             self.scheduler.tell(work)
         except pykka.ActorDeadError:
-            self._drop([(m, "stopped") for m in held])
+            self._give_up([(m, "stopped") for m in held])
 
     def __repr__(self) -> str:
         c = self.counts

@@ -23,7 +23,7 @@ from ..core.policy import FailurePolicy
 from ..core.ports import Clock, PeerAddress, SocketFactory
 from .clock import MonotonicClock
 from .messages import FLUSH, SHUTDOWN, AddPeer, Enqueue, RemovePeer
-from .outcomes import ConcernRegistry
+from .outcomes import ConcernRegistry, OutcomeObserver
 from .peer import PeerConnection
 from .scheduler import Scheduler
 
@@ -47,6 +47,7 @@ class Sender:
             queued for it fails.
         shuffle: orders peers within a round (injectable for tests).
         timeout: how long ``stop`` waits for each actor.
+        observer: sees every outcome first (the node's counters and requests).
 
     Use it as a context manager, or call ``stop()``.
     """
@@ -64,6 +65,7 @@ class Sender:
         unreachable_after: float = 10.0,
         shuffle: Shuffle | None = None,
         timeout: float = 5.0,
+        observer: OutcomeObserver | None = None,
     ) -> None:
         self.uuid = uuid
         self._sockets = sockets
@@ -73,6 +75,7 @@ class Sender:
         self._unreachable_after = unreachable_after
         self._timeout = timeout
         self.concerns = ConcernRegistry()
+        self.concerns.observer = observer
         self._peers: dict[bytes, tuple[PeerAddress, WireShape]] = {}
         self._connections: dict[bytes, Any] = {}
         self._stopped = False
@@ -84,7 +87,7 @@ class Sender:
             shuffle=shuffle,
         )
         self.concerns.default = DefaultConcern.start(
-            scheduler=self.scheduler, clock=self.clock, policy=policy
+            scheduler=self.scheduler, clock=self.clock, policy=policy, observer=observer
         )
 
     # -- peers -------------------------------------------------------------
@@ -153,6 +156,7 @@ class Sender:
             self._check_command(command, concern)
             kwargs.setdefault("scheduler", self.scheduler)
             kwargs.setdefault("clock", self.clock)
+            kwargs.setdefault("observer", self.concerns.observer)
             ref = concern.start(*args, **kwargs)
         else:
             ref = concern
@@ -188,6 +192,14 @@ class Sender:
         """
         lane = _priority(priority)
         self._tell(_on_lane(messages, lane))
+
+    def enqueue_many(self, messages: Iterable[Message]) -> None:
+        """Queue messages each on the lane its own priority names, in one tell."""
+        batch = list(messages)
+        for m in batch:
+            if not isinstance(m, Message):
+                raise ConfigurationError(f"only Message objects can be queued, not {m!r}")
+        self._tell(batch)
 
     def enqueue_fast(self, messages: Messages) -> None:
         """Queue on the fast lane: everything, every round."""

@@ -225,3 +225,22 @@ def test_two_nodes_in_two_processes_exchange_on_all_three_lanes(tmp_path: Path) 
         here.close()
         there.close()
     assert child.exitcode == 0
+
+
+def test_refused_clients_are_counted_and_reach_no_concern(tmp_path: Path) -> None:
+    inbox = Inbox()
+    stranger = KeyStore(tmp_path / "s").create(b"stranger")
+    with Node(b"bob", keys=KeyStore(tmp_path / "b")) as bob:
+        bob.add_concern(Chat, inbox=inbox)
+        bob_public = bob.keys.load(b"bob").public
+        with Node(b"stranger", keys=KeyStore(tmp_path / "s")) as mallory:
+            mallory.add_peer(b"bob", bob.endpoint, bob_public)  # bob does not know it
+            mallory.send(b"bob", b"chat", {"hi": 1}, priority=Priority.FAST)
+            for _ in range(200):
+                stats = bob.stats()
+                if stats["refused"] >= 1:
+                    break
+                mallory.stats()  # a round trip through its actors: time passes
+        assert stats["refused"] >= 1 and stats["receiver"]["zap_refused"] >= 1
+        assert stats["received"] == 0 and inbox.messages == []
+    assert stranger.public != bob_public
