@@ -5,5 +5,7 @@ import sys
 
 from .demo import main
 
-logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="  (log) %(levelname)s %(name)s: %(message)s")
+logging.basicConfig(
+    stream=sys.stdout, level=logging.WARNING, format="  (log) %(levelname)s %(name)s: %(message)s"
+)
 raise SystemExit(main())

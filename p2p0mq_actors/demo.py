@@ -99,7 +99,7 @@ def _run(tmp: Path, out: TextIO) -> int:
                 for i in range(2)
             ),
         ]
-        alice.send_all(batch)
+        alice.send_many(batch)
         alice.send(b"carol", b"chat", {"text": "hello carol"}, priority=Priority.FAST)
         reply = alice.request(b"bob", b"echo", {"ping": 1}, timeout=5).get(timeout=10)
         print(f"alice's echo request came back: {reply.payload}", file=out)

@@ -166,12 +166,23 @@ class Node:
         public_key: bytes | None = None,
         *,
         shape: WireShape | None = None,
+        wire: str | None = None,
     ) -> None:
         """Know ``uuid`` at ``endpoint``, admit its key, and connect to it.
 
         ``public_key`` defaults to the one in the key store; a given key is
-        saved there.
+        saved there. ``wire`` (or ``shape``) picks the frames this peer gets:
+        ``"native"`` (one frame; p2p0mq-actors peers), ``"0.1.1"`` (the
+        default) or ``"0.1.0"``.
         """
+        if wire is not None:
+            try:
+                shape = WireShape(wire)
+            except ValueError:
+                choices = ", ".join(repr(w.value) for w in WireShape)
+                raise ConfigurationError(
+                    f"unknown wire {wire!r} for peer {uuid!r}: use one of {choices}"
+                ) from None
         sender = self._running()
         if public_key is None:
             public_key = self.keys.public_key(uuid)
@@ -236,7 +247,7 @@ class Node:
         """Queue a message built elsewhere, on the lane its priority names."""
         self._running().enqueue(message, message.priority)
 
-    def send_all(self, messages: Sequence[Message]) -> None:
+    def send_many(self, messages: Sequence[Message]) -> None:
         """Queue many messages at once (one actor message), each on the lane
         its priority names, in order."""
         self._running().enqueue_many(messages)

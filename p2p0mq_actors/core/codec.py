@@ -35,6 +35,7 @@ from .message import (
     Priority,
     next_message_id,
 )
+from .native import decode_native, encode_native
 
 
 class WireShape(Enum):
@@ -44,6 +45,8 @@ class WireShape(Enum):
     """6 frames as received (no message-id frame); the sender sends 5."""
     V011 = "0.1.1"
     """7 frames as received; the sender sends 6."""
+    NATIVE = "native"
+    """p2p0mq-actors' own envelope: one frame (2 as received); see ``native.py``."""
 
 
 _FRAME_COUNTS: Final = (6, 7)  # as received: 0.1.0, 0.1.1
@@ -67,17 +70,21 @@ _FIELD_ORIGINS: Final = {
 }
 
 
-def encode(message: Message, shape: WireShape = WireShape.V011) -> list[bytes]:
+def encode(message: Message, shape: WireShape = WireShape.V011, now: float = 0.0) -> list[bytes]:
     """The frames to send for ``message`` on a DEALER connected to its next hop.
 
     Args:
         message: The message; its ``previous_hop`` is the sending node.
-        shape: ``WireShape.V011`` (with the message id) or ``WireShape.V010``
-            for a p2p0mq 0.1.0 peer (without it).
+        shape: ``WireShape.V011`` (with the message id), ``WireShape.V010``
+            for a p2p0mq 0.1.0 peer (without it), or ``WireShape.NATIVE``.
+        now: The current monotonic time (the native envelope carries the
+            remaining TTL; the p2p0mq shapes carry none).
 
     Raises:
         EncodeError: the payload cannot be packed as MessagePack.
     """
+    if shape is WireShape.NATIVE:
+        return [encode_native(message, now)]
     source = b"" if message.source == message.previous_hop else message.source
     destination = b"" if message.destination == message.next_hop else message.destination
     payload = _pack_payload(message)
@@ -100,18 +107,29 @@ def decode(
     """The message in ``frames``, as a ROUTER bound by ``local_uuid`` received them.
 
     Args:
-        frames: A list (or tuple) of 6 frames (p2p0mq 0.1.0) or 7 (0.1.1),
-            each bytes-like (bytes, bytearray, memoryview, ``zmq.Frame``).
+        frames: A list (or tuple) of 6 frames (p2p0mq 0.1.0), 7 (0.1.1) or
+            2 (native), each bytes-like (bytes, bytearray, memoryview,
+            ``zmq.Frame``).
         local_uuid: This node's uuid: the next hop, and the destination when
             the destination frame is empty.
         now: The current monotonic time; the deadline is ``now + ttl``.
-        ttl: Seconds the message may live from now.
+        ttl: Seconds the message may live from now (for a native message:
+            the most it may live, whatever TTL it carries).
         new_id: Gives the message id of a 0.1.0 message, which carries none.
         priority: The lane the message will wait in.
 
     Raises:
         ProtocolError: for anything but a valid message, never another error.
     """
+    if type(frames) in (list, tuple) and len(frames) == 2:  # type: ignore[arg-type]
+        return decode_native(
+            frames[0],  # type: ignore[index]
+            frames[1],  # type: ignore[index]
+            local_uuid,
+            now=now,
+            max_ttl=ttl,
+            priority=priority,
+        )
     parts = _as_frames(frames)
     message_id = _message_id(parts[5]) if len(parts) == 7 else None
     return _build(

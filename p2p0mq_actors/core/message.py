@@ -74,6 +74,49 @@ class Message:
     attempts: int = 0
 
     def __post_init__(self) -> None:
+        if self._plainly_valid():
+            return
+        self._validate()
+
+    def _plainly_valid(self) -> bool:
+        """The common case, checked in one pass (messages are built on the hot
+        path); anything unusual takes ``_validate``, which names the problem."""
+        src, dst, prev, nxt = self.source, self.destination, self.previous_hop, self.next_hop
+        mid, deadline, payload = self.message_id, self.deadline, self.payload
+        if not (
+            type(src) is bytes
+            and type(dst) is bytes
+            and type(prev) is bytes
+            and type(nxt) is bytes
+            and type(self.command) is bytes
+            and 0 < len(src) <= MAX_UUID_LEN
+            and 0 < len(dst) <= MAX_UUID_LEN
+            and 0 < len(self.command) <= MAX_COMMAND_LEN
+            and src[0] != 0
+            and dst[0] != 0
+            and type(mid) is int
+            and 0 <= mid <= MAX_MESSAGE_ID
+            and type(self.attempts) is int
+            and self.attempts >= 0
+            and type(deadline) is float
+            and deadline - deadline == 0.0  # finite
+            and type(self.kind) is Kind
+            and type(self.priority) is Priority
+            and type(payload) is dict
+            and all(type(key) is str for key in payload)
+        ):
+            return False
+        if prev == b"":
+            object.__setattr__(self, "previous_hop", src)
+        elif not (len(prev) <= MAX_UUID_LEN and prev[0] != 0):
+            return False
+        if nxt == b"":
+            object.__setattr__(self, "next_hop", dst)
+        elif not (len(nxt) <= MAX_UUID_LEN and nxt[0] != 0):
+            return False
+        return True
+
+    def _validate(self) -> None:
         _check_uuid("source", self.source)
         _check_uuid("destination", self.destination)
         if self.previous_hop == b"":

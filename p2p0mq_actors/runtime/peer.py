@@ -95,6 +95,7 @@ class PeerConnection(pykka.ThreadingActor):
         self._medium: deque[Message] = deque()
         self._blocked_since: float | None = None
         self._closed = False
+        self._now = 0.0  # when the plan being carried out started (native TTLs)
         self.sent_count = 0
 
     # -- life cycle --------------------------------------------------------
@@ -134,7 +135,7 @@ class PeerConnection(pykka.ThreadingActor):
 
     def _send(self, message: Message) -> None:
         try:
-            frames = encode(message, self._shape)
+            frames = encode(message, self._shape, self._now)
         except EncodeError as exc:
             raise UnencodableError(str(exc), peer=self.peer.uuid) from exc
         assert self._socket is not None
@@ -144,7 +145,7 @@ class PeerConnection(pykka.ThreadingActor):
         if self._closed or self._blocked_since is not None:
             self._return_unrun(plan)
             return
-        now = self._clock.now()
+        now = self._now = self._clock.now()
         run = run_plan(plan, self._medium, self._send, now)
         self._tell_scheduler(run.result)
         self.sent_count += len(run.sent)

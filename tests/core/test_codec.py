@@ -261,7 +261,7 @@ def messages(draw: st.DrawFn) -> Message:
 @HEAVY_PROPERTY
 @given(
     message=messages(),
-    shape=st.sampled_from(WireShape),
+    shape=st.sampled_from([WireShape.V010, WireShape.V011]),
     now=st.floats(0, 1e9),
     ttl=st.floats(0.001, 1e6),
     priority=st.sampled_from(Priority),
@@ -413,8 +413,8 @@ def test_decode_of_odd_msgpack_in_the_id_and_payload_frames_gives_a_message_or_a
 # -- each refusal --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("count", [0, 1, 2, 3, 4, 5, 8])
-def test_a_frame_count_other_than_6_or_7_is_refused(count: int) -> None:
+@pytest.mark.parametrize("count", [0, 1, 3, 4, 5, 8])
+def test_a_frame_count_other_than_2_6_or_7_is_refused(count: int) -> None:
     assert refusal([b"x"] * count) == (
         f"expected 6 frames (p2p0mq 0.1.0) or 7 (0.1.1), got {count}"
     )

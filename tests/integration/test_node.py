@@ -244,3 +244,17 @@ def test_refused_clients_are_counted_and_reach_no_concern(tmp_path: Path) -> Non
         assert stats["refused"] >= 1 and stats["receiver"]["zap_refused"] >= 1
         assert stats["received"] == 0 and inbox.messages == []
     assert stranger.public != bob_public
+
+
+def test_native_peers_exchange_single_frame_messages(tmp_path: Path) -> None:
+    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
+        inbox = Inbox()
+        bob.add_concern(Echo, inbox=inbox)
+        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public, wire="native")
+        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public, wire="native")
+        replies = [alice.request(b"bob", b"echo", {"n": n}) for n in range(20)]
+        assert [f.get(timeout=10).payload for f in replies] == [{"n": n} for n in range(20)]
+        assert bob.stats()["received"] == 20
+        with pytest.raises(ConfigurationError, match="unknown wire 'json'"):
+            alice.add_peer(b"carol", bob.endpoint, bob_keys.load(b"bob").public, wire="json")
