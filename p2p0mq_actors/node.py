@@ -239,8 +239,12 @@ class Node:
     ) -> Message:
         """Queue a request to ``peer``; returns the message (its outcome goes
         to the command's Concern)."""
-        message = self.message(peer, command, payload, priority=priority, ttl=ttl)
-        self._running().enqueue(message, priority)
+        if self._stopped or self._sender is None:
+            raise ConfigurationError(f"{self!r} is stopped")
+        message = Message.create(
+            self.uuid, peer, command, payload, now=self.clock.now(), ttl=ttl, priority=priority
+        )
+        self._sender.intake.put((message,))  # one lock; the Scheduler takes batches
         return message
 
     def send_message(self, message: Message) -> None:
@@ -248,8 +252,8 @@ class Node:
         self._running().enqueue(message, message.priority)
 
     def send_many(self, messages: Sequence[Message]) -> None:
-        """Queue many messages at once (one actor message), each on the lane
-        its priority names, in order."""
+        """Queue many messages at once, each on the lane its priority names,
+        in order."""
         self._running().enqueue_many(messages)
 
     def request(

@@ -97,6 +97,14 @@ class UnencodableError(SendError):
     reason = "unencodable"
 
 
+class UnexpectedSendError(SendError):
+    """Sending raised something that is not a send failure (a bug); the
+    message fails with reason ``"error"`` and the rest goes on."""
+
+    retryable = False
+    reason = "error"
+
+
 class NoPeerError(SendError):
     """The message's next hop is not a known peer; retrying may help once it is added."""
 

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import SendError, WouldBlock
+from .errors import SendError, UnexpectedSendError, WouldBlock
 from .message import Message, Priority
 
 Shuffle = Callable[[list[bytes]], None]
@@ -153,6 +153,11 @@ class _Runner:
             return False
         except SendError as exc:
             self.failed.append((message, exc))
+            return True
+        except Exception as exc:  # a bug below us: fail this message, keep the books
+            error = UnexpectedSendError(f"sending {message!r} raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self.failed.append((message, error))
             return True
         self.sent.append(message)
         return True

@@ -103,9 +103,11 @@ class Message:
             and type(self.kind) is Kind
             and type(self.priority) is Priority
             and type(payload) is dict
-            and all(type(key) is str for key in payload)
         ):
             return False
+        for key in payload:
+            if type(key) is not str:
+                return False
         if prev == b"":
             object.__setattr__(self, "previous_hop", src)
         elif not (len(prev) <= MAX_UUID_LEN and prev[0] != 0):
@@ -164,18 +166,21 @@ class Message:
         next_hop: bytes = b"",
     ) -> Message:
         """Build a message that lives ``ttl`` seconds from ``now``."""
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        if (
+            type(ttl) is not float and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)))
+        ) or not ttl > 0:
             raise MessageError("ttl", ttl, "must be a positive number of seconds")
         return cls(
-            source=source,
-            destination=destination,
-            command=command,
-            deadline=now + ttl,
-            kind=kind,
-            payload={} if payload is None else payload,
-            message_id=next_message_id() if message_id is None else message_id,
-            priority=priority,
-            next_hop=next_hop,
+            source,
+            destination,
+            command,
+            now + ttl,
+            kind,
+            {} if payload is None else payload,
+            next(_ids) if message_id is None else message_id,
+            priority,
+            b"",
+            next_hop,
         )
 
     def reply(

@@ -361,6 +361,17 @@ class Planner:
         self._delayed.clear()
         return out
 
+    def held(self) -> int:
+        """Every message waiting: in the lanes, deferred, and (as last
+        reported) in the peers' medium queues."""
+        return (
+            sum(map(len, self._fast.values()))
+            + sum(self._medium_len.values())
+            + sum(map(len, self._pending.values()))
+            + len(self._slow)
+            + len(self._delayed)
+        )
+
     def depths(self) -> dict[str, int]:
         """Queue depths as the planner knows them (medium: last reported)."""
         return {

@@ -155,8 +155,7 @@ class PeerConnection(pykka.ThreadingActor):
             report_dropped(self._concerns, [(m, "ttl") for m in run.expired])
         if run.failed:
             report_failed(self._concerns, run.failed)
-        self._read_events(now)
-        if run.result.blocked:
+        if run.result.blocked:  # (connection events matter only while blocked)
             self._blocked_since = now
             self.actor_ref.tell(_POLL)
 

@@ -21,6 +21,7 @@ from ..core.fairness import Plan, PlanResult, Shuffle
 from ..core.message import Message
 from ..core.planner import Planner
 from ..core.ports import Clock, TimerHandle
+from .intake import Intake
 from .messages import (
     FLUSH,
     AddPeer,
@@ -44,6 +45,13 @@ class _Wake:
 _WAKE = _Wake()
 
 
+class TakeIntake:
+    """Told by the intake when it goes from empty to not empty."""
+
+
+TAKE_INTAKE = TakeIntake()
+
+
 class Scheduler(pykka.ThreadingActor):
     """Runs the fast / medium / slow rounds for one node.
 
@@ -53,6 +61,9 @@ class Scheduler(pykka.ThreadingActor):
         max_rounds: the longest plan, in rounds (Q).
         pacing: if > 0, the least time between the starts of two epochs.
         shuffle: shuffles the order of peers in each epoch (injectable for tests).
+        intake: where ``send`` puts messages; taken when ``TAKE_INTAKE`` is told.
+        max_held: the most messages the Scheduler (and the medium queues it
+            knows of) holds; the rest waits in the intake, which is bounded.
     """
 
     def __init__(
@@ -63,8 +74,12 @@ class Scheduler(pykka.ThreadingActor):
         max_rounds: int = 16,
         pacing: float = 0.0,
         shuffle: Shuffle | None = None,
+        intake: Intake | None = None,
+        max_held: int = 100_000,
     ) -> None:
         super().__init__()
+        self._intake_queue = intake
+        self._max_held = max_held
         self._concerns = concerns
         self._clock = clock
         self._planner = Planner(max_rounds=max_rounds, shuffle=shuffle or random.Random().shuffle)
@@ -78,10 +93,13 @@ class Scheduler(pykka.ThreadingActor):
         self.preemptions = 0
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Enqueue):
+        if message is TAKE_INTAKE:
+            self._take_intake()
+        elif isinstance(message, Enqueue):
             self._intake(message.messages)
         elif isinstance(message, PlanResult):
             if self._planner.complete(message):
+                self._take_intake()
                 self._pump()
         elif isinstance(message, Retry):
             self._retry(message)
@@ -125,6 +143,17 @@ class Scheduler(pykka.ThreadingActor):
             self.preemptions += 1
         if not self._planner.epoch_in_flight:
             self._pump()
+
+    def _take_intake(self) -> None:
+        """Take from the intake as much as there is room for."""
+        queue = self._intake_queue
+        if queue is None or self._closed:
+            return
+        room = self._max_held - self._planner.held()
+        if room > 0:
+            batch = queue.take(room)
+            if batch:
+                self._intake(batch)
 
     def _retry(self, retry: Retry) -> None:
         if self._closed:
@@ -218,7 +247,10 @@ class Scheduler(pykka.ThreadingActor):
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        report_dropped(self._concerns, [(m, "stopped") for m in self._planner.drain()])
+        held = self._planner.drain()
+        if self._intake_queue is not None:
+            held.extend(self._intake_queue.close())
+        report_dropped(self._concerns, [(m, "stopped") for m in held])
 
     def on_stop(self) -> None:
         self._shutdown()

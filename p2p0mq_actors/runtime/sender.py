@@ -7,6 +7,7 @@ many messages), outcomes come out at the Concerns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -22,10 +23,11 @@ from ..core.message import Message, Priority
 from ..core.policy import FailurePolicy
 from ..core.ports import Clock, PeerAddress, SocketFactory
 from .clock import MonotonicClock
-from .messages import FLUSH, SHUTDOWN, AddPeer, Enqueue, RemovePeer
+from .intake import Intake
+from .messages import FLUSH, SHUTDOWN, AddPeer, RemovePeer
 from .outcomes import ConcernRegistry, OutcomeObserver
 from .peer import PeerConnection
-from .scheduler import Scheduler
+from .scheduler import TAKE_INTAKE, Scheduler
 
 log = logging.getLogger("p2p0mq_actors.runtime.sender")
 
@@ -48,6 +50,10 @@ class Sender:
         shuffle: orders peers within a round (injectable for tests).
         timeout: how long ``stop`` waits for each actor.
         observer: sees every outcome first (the node's counters and requests).
+        intake_capacity: the most messages ``enqueue`` lets wait for the
+            Scheduler (which itself holds at most as many again).
+        intake_timeout: how long ``enqueue`` waits for room before it raises
+            ``IntakeFullError``; None waits for ever.
 
     Use it as a context manager, or call ``stop()``.
     """
@@ -66,6 +72,8 @@ class Sender:
         shuffle: Shuffle | None = None,
         timeout: float = 5.0,
         observer: OutcomeObserver | None = None,
+        intake_capacity: int = 100_000,
+        intake_timeout: float | None = 10.0,
     ) -> None:
         self.uuid = uuid
         self._sockets = sockets
@@ -79,12 +87,15 @@ class Sender:
         self._peers: dict[bytes, tuple[PeerAddress, WireShape]] = {}
         self._connections: dict[bytes, Any] = {}
         self._stopped = False
+        self.intake = Intake(intake_capacity, self._wake_scheduler, intake_timeout)
         self.scheduler = Scheduler.start(
             concerns=self.concerns,
             clock=self.clock,
             max_rounds=max_rounds,
             pacing=pacing,
             shuffle=shuffle,
+            intake=self.intake,
+            max_held=intake_capacity,
         )
         self.concerns.default = DefaultConcern.start(
             scheduler=self.scheduler, clock=self.clock, policy=policy, observer=observer
@@ -231,7 +242,13 @@ class Sender:
     def _tell(self, batch: list[Message]) -> None:
         self._check_running()
         if batch:
-            self.scheduler.tell(Enqueue(tuple(batch)))
+            self.intake.put(batch)
+
+    def _wake_scheduler(self) -> None:
+        # While stopping the Scheduler may be gone: its intake is closed then,
+        # and what was in it reported dropped ("stopped").
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.scheduler.tell(TAKE_INTAKE)
 
     def _check_running(self) -> None:
         if self._stopped:

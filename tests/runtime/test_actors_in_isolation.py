@@ -293,19 +293,39 @@ def test_a_peer_connection_survives_odd_messages_and_drops_what_a_closed_socket_
     assert kit.book.dropped == [(f, "stopped")]  # socket gone: not retryable
 
 
+def test_a_send_that_raises_a_bug_fails_that_message_and_the_peer_goes_on(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    send = sock.send_frames
+
+    def explodes_once(frames: list[bytes]) -> None:
+        if len(sock.sent) == 1 and not getattr(sock, "exploded", False):
+            sock.exploded = True  # type: ignore[attr-defined]
+            raise RuntimeError("a bug, not a send failure")
+        send(frames)
+
+    sock.send_frames = explodes_once  # type: ignore[method-assign]
+    peer = kit.peer()
+    queued = [make(kit.clock, b"x") for _ in range(3)]
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=3, new_medium=tuple(queued)))
+    kit.book.wait_for(lambda b: len(b.sent) == 2 and len(b.dropped) == 1)
+    assert kit.book.sent == [queued[0], queued[2]]
+    assert kit.book.dropped == [(queued[1], "error")]
+    assert peer.is_alive()
+
+
 def test_a_peer_connection_that_crashes_closes_its_socket_and_drops_its_queue(kit: Kit) -> None:
     sock = kit.factory.prepare(b"x")
+    sock.block()
 
-    def broken() -> list[SocketEvent]:
-        raise RuntimeError("monitor exploded")
+    def broken(timeout: float) -> bool:
+        raise RuntimeError("poll exploded")
 
-    sock.events = broken  # type: ignore[method-assign]
+    sock.wait_writable = broken  # type: ignore[method-assign]
     peer = kit.peer()
     queued = [make(kit.clock, b"x") for _ in range(3)]
     peer.tell(Plan(peer=b"x", epoch=1, rounds=1, new_medium=tuple(queued)))
-    kit.book.wait_for(lambda b: len(b.dropped) == 2)
-    assert kit.book.sent == queued[:1]
-    assert kit.book.dropped == [(m, "stopped") for m in queued[1:]]
+    kit.book.wait_for(lambda b: len(b.dropped) == 3)
+    assert kit.book.dropped == [(m, "stopped") for m in queued]
     assert sock.closed
     assert peer.actor_stopped.wait(5)
 

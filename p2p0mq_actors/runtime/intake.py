@@ -1,0 +1,123 @@
+"""The node's intake: where ``send`` puts messages for the Scheduler.
+
+Rules:
+- Many application threads put, one Scheduler takes. A put costs a lock, not
+  an actor message: the Scheduler is told once (``wake``) when the intake
+  goes from empty to not empty, and takes everything there in one batch, so
+  a loop of ``send()`` calls becomes a few large batches (PERFORMANCE.md:
+  a tell costs 6-9 us of GIL time).
+- Bounded: ``put`` waits while the intake is full, up to its timeout, then
+  raises ``IntakeFullError``; a pykka inbox would grow without limit (trap 5).
+  The Scheduler takes only what it has room for, so the bound holds through
+  the whole send path, not just this queue.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from ..core.errors import ConfigurationError, P2P0MQError
+from ..core.message import Message
+
+
+class IntakeFullError(P2P0MQError, TimeoutError):
+    """The send path stayed full for the whole timeout: peers are not keeping up."""
+
+
+class Intake:
+    """A bounded, thread-safe queue of messages with a single waking consumer.
+
+    Args:
+        capacity: the most messages waiting here at once.
+        wake: called (from the putting thread) when the Scheduler must be
+            told there is work; it must be cheap and thread-safe.
+        timeout: how long ``put`` waits for room by default.
+    """
+
+    def __init__(
+        self, capacity: int, wake: Callable[[], None], timeout: float | None = 10.0
+    ) -> None:
+        if capacity < 1:
+            raise ConfigurationError(f"intake capacity must be >= 1, not {capacity!r}")
+        self.capacity = capacity
+        self.timeout = timeout
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._queue: deque[Message] = deque()
+        self._woken = False
+        self._closed = False
+        self.puts = 0
+        self.wakes = 0
+
+    def put(self, messages: Sequence[Message], timeout: float | None = -1.0) -> None:
+        """Queue ``messages`` in order; waits while full (``timeout`` seconds,
+        the default timeout if not given, forever if None).
+
+        Raises:
+            IntakeFullError: no room came in time.
+            ConfigurationError: the node is stopped.
+        """
+        queue = self._queue
+        with self._lock:  # the common case: room, and the Scheduler already woken
+            if self._woken and len(queue) + len(messages) <= self.capacity:
+                queue.extend(messages)
+                self.puts += 1
+                return
+        wait = self.timeout if timeout == -1.0 else timeout
+        with self._cond:
+            if self._queue and len(self._queue) + len(messages) > self.capacity:
+                room = self._cond.wait_for(self._has_room(len(messages)), wait)
+                if not room:
+                    raise IntakeFullError(
+                        f"the send path stayed full ({len(self._queue)} messages waiting, "
+                        f"capacity {self.capacity}) for {wait} s: the peers are not keeping "
+                        "up; send less, or raise the node's intake capacity"
+                    )
+            if self._closed:
+                raise ConfigurationError("the node is stopped: nothing more can be sent")
+            queue.extend(messages)
+            self.puts += 1
+            wake = not self._woken
+            self._woken = True
+        if wake:
+            self.wakes += 1
+            self._wake()
+
+    def _has_room(self, n: int) -> Callable[[], bool]:
+        return lambda: self._closed or not self._queue or len(self._queue) + n <= self.capacity
+
+    def take(self, limit: int) -> list[Message]:
+        """Up to ``limit`` messages, oldest first (the Scheduler calls this).
+
+        While messages stay behind (no room downstream), the next ``put`` does
+        not wake the Scheduler again: it takes the rest when it has room.
+        """
+        with self._cond:
+            if limit >= len(self._queue):
+                batch = list(self._queue)
+                self._queue.clear()
+                self._woken = False
+            else:
+                batch = [self._queue.popleft() for _ in range(max(0, limit))]
+            self._cond.notify_all()
+            return batch
+
+    def close(self) -> list[Message]:
+        """Refuse new messages and return what was waiting."""
+        with self._cond:
+            self._closed = True
+            self._woken = False  # puts take the slow path, which refuses them
+            rest = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+            return rest
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def __repr__(self) -> str:
+        return f"<Intake {len(self)}/{self.capacity} puts={self.puts} wakes={self.wakes}>"
