@@ -51,6 +51,9 @@ class Node:
         max_sockets: raise the zmq context's socket limit (1,023 by default;
             a peer costs three sockets with its monitor).
         timeout: how long start-up and ``stop`` wait for each actor.
+        intake_capacity, intake_timeout: the bound on messages waiting to be
+            sent: ``send`` waits up to ``intake_timeout`` seconds for room,
+            then raises ``IntakeFullError`` (the peers are not keeping up).
 
     Example::
 
@@ -76,6 +79,8 @@ class Node:
         poll_interval: float = 0.05,
         max_sockets: int | None = None,
         timeout: float = 5.0,
+        intake_capacity: int = 100_000,
+        intake_timeout: float | None = 10.0,
     ) -> None:
         if type(uuid) is not bytes or not uuid:
             raise ConfigurationError(f"a node's uuid must be non-empty bytes, not {uuid!r}")
@@ -84,6 +89,7 @@ class Node:
         self._timeout = timeout
         self._policy = policy
         self._stopped = False
+        self._intake = (intake_capacity, intake_timeout)
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.pending = PendingRequests(self.clock)
@@ -130,6 +136,8 @@ class Node:
             unreachable_after=unreachable_after,
             timeout=self._timeout,
             observer=self._observer,
+            intake_capacity=self._intake[0],
+            intake_timeout=self._intake[1],
         )
         self._receiver = Receiver.start(
             uuid=self.uuid,

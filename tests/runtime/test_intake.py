@@ -1,0 +1,95 @@
+"""The intake: one wake per batch, bounded, nothing lost."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sendpath_kit import Path, make
+
+from p2p0mq_actors.core.errors import ConfigurationError
+from p2p0mq_actors.runtime.intake import Intake, IntakeFullError
+from p2p0mq_actors.testing.clock import ManualClock
+
+CLOCK = ManualClock()
+
+
+def msgs(n: int) -> list:  # type: ignore[type-arg]
+    return [make(CLOCK, b"x") for _ in range(n)]
+
+
+def test_the_scheduler_is_woken_once_until_it_takes() -> None:
+    wakes: list[int] = []
+    intake = Intake(100, lambda: wakes.append(1))
+    a, b, c = msgs(3)
+    intake.put([a])
+    intake.put([b])
+    assert len(wakes) == 1
+    assert intake.take(100) == [a, b]
+    intake.put([c])
+    assert len(wakes) == 2
+    assert intake.take(100) == [c]
+
+
+def test_take_respects_its_limit_and_keeps_the_rest_in_order() -> None:
+    intake = Intake(100, lambda: None)
+    batch = msgs(5)
+    intake.put(batch)
+    assert intake.take(2) == batch[:2]
+    assert intake.take(0) == []
+    assert intake.take(10) == batch[2:]
+
+
+def test_a_full_intake_raises_after_its_timeout() -> None:
+    intake = Intake(3, lambda: None, timeout=0.05)
+    intake.put(msgs(3))
+    with pytest.raises(IntakeFullError, match="stayed full"):
+        intake.put(msgs(1))
+    assert len(intake) == 3
+
+
+def test_a_full_intake_waits_until_the_scheduler_takes() -> None:
+    intake = Intake(2, lambda: None, timeout=5.0)
+    first, late = msgs(2), msgs(1)
+    intake.put(first)
+    taken: list[object] = []
+    started = threading.Event()
+
+    def producer() -> None:
+        started.set()
+        intake.put(late)
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    started.wait(5)
+    taken.extend(intake.take(10))
+    thread.join(5)
+    taken.extend(intake.take(10))
+    assert taken == [*first, *late]
+
+
+def test_a_batch_larger_than_the_capacity_goes_in_when_the_intake_is_empty() -> None:
+    intake = Intake(2, lambda: None, timeout=0.05)
+    batch = msgs(5)
+    intake.put(batch)
+    assert intake.take(10) == batch
+
+
+def test_a_closed_intake_refuses_and_hands_back_what_waited() -> None:
+    intake = Intake(10, lambda: None)
+    batch = msgs(2)
+    intake.put(batch)
+    assert intake.close() == batch
+    with pytest.raises(ConfigurationError, match="stopped"):
+        intake.put(msgs(1))
+
+
+def test_backpressure_reaches_the_caller_when_a_peer_cannot_keep_up(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"], intake_capacity=50, intake_timeout=0.05)
+    p.sock(b"x").block()
+    with pytest.raises(IntakeFullError):
+        for _ in range(200):
+            p.sender.enqueue_medium(p.msg(b"x"))
+    p.sender.flush()
+    held = p.sender.scheduler.proxy().depths().get(timeout=5)
+    assert held["medium"] <= 50  # the Scheduler took no more than it may hold
