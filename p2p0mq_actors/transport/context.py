@@ -11,6 +11,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 from typing import Any
 
@@ -21,12 +22,39 @@ log = logging.getLogger("p2p0mq_actors.transport")
 Context = zmq.Context[Any]
 
 
+DEFAULT_MAX_SOCKETS = 16_384
+"""libzmq allows 1,023 sockets per context by default, and a monitored peer
+costs three: a node asks for this many instead (bounded by the open-file limit)."""
+
+
 def new_context(max_sockets: int | None = None) -> Context:
-    """A new zmq context; ``max_sockets`` raises libzmq's limit (1,023 by default)."""
+    """A new zmq context able to hold ``max_sockets`` sockets.
+
+    By default the process's open-file soft limit is raised to its hard limit
+    (each socket needs a descriptor) and the context allows as many sockets as
+    that leaves room for, up to ``DEFAULT_MAX_SOCKETS``. Running out later is
+    reported as a ``TransportError`` that says which limit to raise.
+    """
+    files = raise_file_limit()
+    if max_sockets is None:
+        max_sockets = max(1023, min(DEFAULT_MAX_SOCKETS, files - 64))
     ctx: Context = zmq.Context()
-    if max_sockets is not None:
-        ctx.MAX_SOCKETS = max_sockets
+    ctx.MAX_SOCKETS = max_sockets
     return ctx
+
+
+def raise_file_limit() -> int:
+    """Raise the open-file soft limit to the hard limit; returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            log.debug("raised the open-file limit from %d to %d", soft, wanted)
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+    return int(soft) if soft != resource.RLIM_INFINITY else 65_536
 
 
 def end_context(ctx: Context, timeout: float = 5.0) -> bool:
