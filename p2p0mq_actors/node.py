@@ -123,7 +123,8 @@ class Node:
         max_sockets: int | None,
     ) -> None:
         pair = self.keys.ensure(self.uuid)
-        self.allowed = AllowedKeys(self.keys.public_keys().values())
+        # Each known key may only be used under its own uuid.
+        self.allowed = AllowedKeys(owners=self.keys.public_keys())
         self._context = new_context(max_sockets)
         self._sender = Sender(
             self.uuid,
@@ -196,7 +197,7 @@ class Node:
             public_key = self.keys.public_key(uuid)
         else:
             self.keys.add_public_key(uuid, public_key)
-        self.allowed.add(public_key)
+        self.allowed.add(public_key, uuid)
         sender.add_peer(uuid, endpoint, public_key, shape=shape)
         sender.connect_peers()
 

@@ -42,7 +42,16 @@ from .outcomes import ConcernRegistry
 
 log = logging.getLogger("p2p0mq_actors.runtime.receiver")
 
-REJECT_REASONS: Final = ("frames", "address", "kind", "command", "id", "payload", "other")
+REJECT_REASONS: Final = (
+    "frames",
+    "address",
+    "identity",  # a known key used under another peer's uuid
+    "kind",
+    "command",
+    "id",
+    "payload",
+    "other",
+)
 """How refused messages are counted in ``stats()["rejected"]``."""
 
 DROP_REASONS: Final = ("no-route", "route-failed", "concern-stopped")
@@ -285,7 +294,28 @@ class Receiver(pykka.ThreadingActor):
         if others:
             self._forward(others)
 
+    def _identity_ok(self, frames: list[Any]) -> bool:
+        """A key added for a uuid may only speak as that uuid: the sender's
+        identity (frame 0, chosen by the client) must be the key's owner
+        (ZAP's User-Id, the Z85 key libzmq attached to the frames)."""
+        if len(frames) < 2:
+            return True  # decode refuses it anyway
+        try:
+            user = frames[1].get("User-Id")
+        except Exception:  # not a zmq frame, or no metadata: nothing to check
+            return True
+        owner = self._allowed.owner(user.encode() if isinstance(user, str) else user)
+        return owner is None or owner == bytes(frames[0])
+
     def _decode(self, frames: list[Any], now: float) -> Message | None:
+        if not self._identity_ok(frames):
+            self._rejected["identity"] += 1
+            self._warn(
+                "rejected:identity",
+                "rejected a message from %r: its CURVE key belongs to another peer",
+                _sender(frames),
+            )
+            return None
         try:
             return decode(frames, self._uuid, now=now, ttl=self._ttl)
         except ProtocolError as exc:

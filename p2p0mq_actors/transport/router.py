@@ -40,7 +40,7 @@ import operator
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import zmq
@@ -90,14 +90,20 @@ class AllowedKeys:
         ConfigurationError: a key is not 40 bytes of Z85.
     """
 
-    def __init__(self, keys: Iterable[bytes] = ()) -> None:
+    def __init__(
+        self, keys: Iterable[bytes] = (), owners: Mapping[bytes, bytes] | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._keys = {check_public_key(k) for k in keys}
+        self._owners: dict[bytes, bytes] = {}
+        for uuid, key in (owners or {}).items():
+            self.add(key, uuid)
         self.refused = 0
         """How many handshakes ZAP refused because the key was unknown."""
 
-    def add(self, key: bytes) -> None:
-        """Admit ``key`` from the next handshake on.
+    def add(self, key: bytes, uuid: bytes | None = None) -> None:
+        """Admit ``key`` from the next handshake on; with ``uuid``, only a
+        client whose socket identity is that uuid may use it (``owner``).
 
         Raises:
             ConfigurationError: ``key`` is not 40 bytes of Z85.
@@ -105,11 +111,18 @@ class AllowedKeys:
         key = check_public_key(key)
         with self._lock:
             self._keys.add(key)
+            if uuid is not None:
+                self._owners[key] = uuid
 
     def discard(self, key: bytes) -> None:
         """Refuse ``key`` from the next handshake on (no error if it was unknown)."""
         with self._lock:
             self._keys.discard(key)
+            self._owners.pop(key, None)
+
+    def owner(self, key: bytes) -> bytes | None:
+        """The uuid ``key`` belongs to, if it was added with one."""
+        return self._owners.get(key)
 
     def callback(self, domain: str, key: bytes) -> bool:
         """pyzmq's credentials-provider hook: True admits ``key`` (Z85)."""

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 from node_kit import LANES, PER_LANE, REQUESTS, Chat, Echo, Inbox, exchange, run_peer
 
+from p2p0mq_actors.core.codec import encode
 from p2p0mq_actors.core.errors import (
     ConfigurationError,
     NodeStoppedError,
@@ -18,7 +20,7 @@ from p2p0mq_actors.core.errors import (
     RequestError,
     RequestTimeoutError,
 )
-from p2p0mq_actors.core.message import Kind, Priority
+from p2p0mq_actors.core.message import Kind, Message, Priority
 from p2p0mq_actors.node import LocalPeer, Node
 from p2p0mq_actors.transport.keystore import KeyStore
 
@@ -258,3 +260,38 @@ def test_native_peers_exchange_single_frame_messages(tmp_path: Path) -> None:
         assert bob.stats()["received"] == 20
         with pytest.raises(ConfigurationError, match="unknown wire 'json'"):
             alice.add_peer(b"carol", bob.endpoint, bob_keys.load(b"bob").public, wire="json")
+
+
+def test_a_known_key_cannot_speak_under_another_peers_uuid(tmp_path: Path) -> None:
+    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    alice_pair = alice_keys.create(b"alice")
+    bob_keys.add_public_key(b"alice", alice_pair.public)
+    inbox = Inbox()
+    with Node(b"bob", keys=bob_keys) as bob:
+        bob.add_concern(Chat, inbox=inbox)
+        ctx = zmq.Context()
+        try:
+            for identity in (b"mallory", b"alice"):
+                sock = ctx.socket(zmq.DEALER)
+                sock.linger = 0
+                sock.identity = identity
+                sock.curve_publickey, sock.curve_secretkey = alice_pair.public, alice_pair.secret
+                sock.curve_serverkey = bob_keys.load(b"bob").public
+                sock.connect(bob.endpoint)
+                m = Message.create(
+                    identity, b"bob", b"chat", {"from": identity.decode()}, now=0.0, ttl=1e9
+                )
+                sock.send_multipart(encode(m))
+                if identity == b"alice":
+                    (got,) = inbox.wait_for(1)
+                else:
+                    for _ in range(5000):  # each stats() is a round trip: no sleep
+                        if bob.stats()["receiver"]["rejected"]["identity"]:
+                            break
+                sock.close()
+        finally:
+            ctx.term()
+        stats = bob.stats()
+    assert got.payload == {"from": "alice"}
+    assert [m.payload for m in inbox.messages] == [{"from": "alice"}]
+    assert stats["receiver"]["rejected"]["identity"] == 1
