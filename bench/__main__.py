@@ -1,0 +1,42 @@
+"""``python -m bench``: run the benchmark suite (see bench/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .runner import SPECS, main
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    names = ", ".join(f"{s.number}={s.alias}" for s in SPECS)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="p2p0mq-actors benchmarks: ratios against raw pyzmq, measured in one run.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (a CI smoke test)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--only", metavar="NAME[,NAME]", help=f"run some scenarios: {names}")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        help="hard deadline per scenario (default 45 quick, 900 full)",
+    )
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    return args
+
+
+if __name__ == "__main__":
+    args = parse()
+    raise SystemExit(
+        main(
+            quick=args.quick,
+            repeat=args.repeat,
+            only=args.only,
+            json_path=args.json,
+            deadline=args.deadline,
+        )
+    )

@@ -1,0 +1,163 @@
+"""Scenario 6: fairness under a flood.
+
+One node (this process) has two peers, X and Y, whose sinks are raw CURVE
+ROUTERs in the sink process. X gets 100,000 medium messages (one
+``send_many``); once X's flood is under way (its first messages were
+reported sent) one medium message for Y is queued. Measured, from that
+enqueue to the ``on_sent`` report of Y's message:
+
+- rounds: scheduler epochs started after the one in flight when the
+  Scheduler took Y's message in (``scheduler.epochs`` asked through a proxy
+  right after the enqueue, which the Scheduler answers after handling it)
+  up to Y's ``on_sent`` report (the Concern asks as soon as it arrives): an
+  upper bound, since the next epoch may start before the report is read;
+- milliseconds;
+- X messages reported sent in between (an upper bound: X's plan in flight
+  at the enqueue is reported after it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from p2p0mq_actors import Concern, KeyStore, Message, Node, P2P0MQError, Priority
+
+from .common import DATA, BenchFailure, BenchTimeout, Params, Result, median
+from .flow import SOURCE, Rig
+
+FLOOD = b"flood"
+
+
+class Watch:
+    """What the probe Concern saw; read by the scenario thread."""
+
+    def __init__(self, victim: bytes) -> None:
+        self.victim = victim
+        self.event = threading.Event()
+        self.x_sent = 0
+        self.x_at_y = 0
+        self.t_y = 0.0
+        self.epoch_at_y = -1
+
+    def reset(self) -> None:
+        self.event.clear()
+        self.x_sent = self.x_at_y = 0
+        self.t_y = 0.0
+        self.epoch_at_y = -1
+
+
+class Probe(Concern):
+    """Owns the flood's command: counts X's sent messages, notes when Y's goes."""
+
+    command = FLOOD
+
+    def __init__(self, *, watch: Watch, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch = watch
+        self._epochs: Any = None
+
+    def on_start(self) -> None:
+        self._epochs = self.scheduler.proxy()
+
+    def on_sent(self, messages: Sequence[Message]) -> None:
+        watch = self.watch
+        if messages[0].next_hop != watch.victim:
+            watch.x_sent += len(messages)
+            return
+        watch.t_y = time.monotonic()
+        watch.x_at_y = watch.x_sent
+        try:
+            watch.epoch_at_y = self._epochs.epochs.get(timeout=5)
+        finally:
+            watch.event.set()
+
+
+def _wait_until(params: Params, check: Any, what: str, cap: float = 60.0) -> None:
+    end = time.monotonic() + params.left(cap)
+    while not check():
+        if time.monotonic() > end:
+            raise BenchTimeout(f"waited too long for {what}")
+        time.sleep(0.0005)
+
+
+def scenario_6(params: Params) -> dict[str, Result]:
+    flood = params.size(100_000, 10_000)
+    head = min(2_000, flood // 10)  # X's messages reported sent before Y's is queued
+    rig = Rig(params, sinks=2, node_sinks=False)
+    x, y = rig.sink_uuids[:2]
+    watch = Watch(victim=y)
+    node: Node | None = None
+    runs: list[tuple[float, int, int, int]] = []
+    try:
+        endpoints = rig.server.start_raw(
+            "flood", 2, rig.certificates, rig.server_pair, params.left(30)
+        )
+        node = Node(SOURCE, keys=KeyStore(rig.store_path))
+        node.add_concern(Probe, watch=watch)
+        for peer, endpoint in zip((x, y), endpoints, strict=True):
+            node.add_peer(peer, endpoint, public_key=rig.server_pair[0], wire="0.1.1")
+        rig.server.arm("flood", params.left(10), goal=1)
+        for peer in (x, y):
+            node.send(peer, FLOOD, {"warm": 1}, priority=Priority.FAST)
+        rig.server.wait("flood", params.left(30))
+        # Both warm messages reported sent before the first reset.
+        _wait_until(params, lambda: watch.event.is_set() and watch.x_sent >= 1, "warm reports")
+        assert node._sender is not None
+        scheduler = node._sender.scheduler.proxy()
+        for r in range(params.repeat):
+            watch.reset()
+            batch = [
+                node.message(x, FLOOD, {"seq": i, "data": DATA}, priority=Priority.MEDIUM)
+                for i in range(flood)
+            ]
+            node.send_many(batch)
+            _wait_until(params, lambda: watch.x_sent >= head, "the flood to start")
+            x0 = watch.x_sent
+            t0 = time.monotonic()
+            node.send(y, FLOOD, {"probe": r}, priority=Priority.MEDIUM)
+            # The Scheduler handles this ask after the enqueue (one inbox, in
+            # order): the epoch in flight when Y's message came in.
+            e0 = scheduler.epochs.get(timeout=5)
+            if not watch.event.wait(params.left(30)):
+                raise BenchTimeout(f"Y's message was not reported sent ({watch.x_sent} X sent)")
+            runs.append(
+                (
+                    (watch.t_y - t0) * 1e3,
+                    watch.epoch_at_y - e0,
+                    watch.x_at_y - x0,
+                    flood - x0,
+                )
+            )
+            _wait_until(params, lambda: watch.x_sent >= flood, "the flood to drain", 120.0)
+    except (BenchTimeout, BenchFailure, P2P0MQError) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        return {
+            "6a_fairness_rounds": Result(None, None, None, "epochs", "<= 1 round", why),
+            "6b_fairness_latency": Result(None, None, None, "ms", "< 5 ms", why),
+        }
+    finally:
+        if node is not None:
+            node.stop()
+        rig.close()
+    latency = median([r[0] for r in runs])
+    epochs = median([float(r[1]) for r in runs])
+    detail = "; ".join(
+        f"{ms:.2f} ms, {ep} epochs, <= {xs} X msgs between, X backlog {left:,}"
+        for ms, ep, xs, left in runs
+    )
+    what = f"X flooded with {flood:,} medium msgs, one medium msg for Y queued after {head:,}"
+    return {
+        "6a_fairness_rounds": Result(
+            epochs, None, None, "epochs", "<= 1 round",
+            f"{what}; epochs started after the one in flight at the enqueue, up to Y's "
+            f"on_sent (upper bound: +1 when the next epoch starts first) [{detail}]",
+            epochs <= 1,
+        ),
+        "6b_fairness_latency": Result(
+            latency, None, None, "ms", "< 5 ms",
+            f"{what}; enqueue to Y's on_sent report", latency < 5.0,
+        ),
+    }  # fmt: skip

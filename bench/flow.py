@@ -1,0 +1,284 @@
+"""One-way message flow, ours against raw pyzmq, between two processes.
+
+A ``Rig`` holds a scenario's keys (a shared key store for the nodes, a raw
+server pair and a raw client pair, certificates for the raw sinks' ZAP) and
+its ``SinkServer`` child. A ``Flow`` is one sub-scenario: a set of sinks per
+side (raw ROUTERs, receiving Nodes) and the senders (raw DEALERs, our Node),
+set up once and warmed (one message per sink), then run as often as asked:
+each run arms the sinks' tally, sends, and returns messages per second from
+the sender's first send to the receiver's last receive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from p2p0mq_actors import Concern, KeyStore, Message, Node, P2P0MQError, Priority
+
+from .common import (
+    DATA,
+    KIND_REQUEST,
+    LAST,
+    MORE,
+    BenchFailure,
+    BenchTimeout,
+    Params,
+    curve_dealer,
+    curve_pair,
+    write_certificates,
+)
+from .sinks import SINK, SinkServer, Tally
+
+SOURCE = b"bench-src"
+packb = msgpack.packb
+
+
+class Outbox(Concern):
+    """The sender's Concern for the sinks' command: counts what left the sockets."""
+
+    command = SINK
+
+    def __init__(self, *, tally: Tally, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tally = tally
+
+    def on_sent(self, messages: Sequence[Message]) -> None:
+        self.tally.hit(0, len(messages))
+
+
+class Rig:
+    """Keys, certificates and the sink server of one scenario."""
+
+    def __init__(self, params: Params, sinks: int, *, node_sinks: bool = True) -> None:
+        self.params = params
+        scratch = Path(params.scratch)
+        self.store_path = str(scratch / "store")
+        store = KeyStore(self.store_path)
+        self.sink_uuids = [f"sink-{i}".encode() for i in range(sinks)]
+        for uuid in (SOURCE, *(self.sink_uuids if node_sinks else ())):
+            store.ensure(uuid)
+        self.server_pair = curve_pair()
+        self.client_pair = curve_pair()
+        self.certificates = write_certificates(
+            scratch / "certs", [self.client_pair[0], store.public_key(SOURCE)]
+        )
+        self.server = SinkServer(params.deadline)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def six_frames(i: int) -> list[bytes]:
+    """What p2p0mq 0.1.1 sends for a small request: source, destination, kind,
+    command, message id, payload (empty ends: the direct peer)."""
+    return [b"", b"", KIND_REQUEST, SINK, packb(i), packb({"seq": i, "data": DATA})]
+
+
+def one_frame(i: int) -> list[bytes]:
+    return [packb({"seq": i, "data": DATA})]
+
+
+class Flow:
+    """Raw and our senders and sinks for one sub-scenario, warmed and ready to run."""
+
+    def __init__(
+        self,
+        rig: Rig,
+        name: str,
+        *,
+        sinks: int,
+        wire: str,
+        lane: Priority = Priority.FAST,
+    ) -> None:
+        self.rig = rig
+        self.params = rig.params
+        self.name = name
+        self.lane = lane
+        self.peers = rig.sink_uuids[:sinks]
+        self.native = wire == "native"
+        self._ctx: zmq.Context[Any] | None = None
+        self._socks: list[zmq.Socket[Any]] = []
+        self.node: Node | None = None
+        self.outbox = Tally(1)
+        # ours per mode, up to the last on_sent report at the sender
+        self.sender_rates: dict[str, list[float]] = {}
+        self._started: list[str] = []
+        try:
+            self._setup(wire)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, wire: str) -> None:
+        rig, left = self.rig, self.params.left
+        raw_endpoints = rig.server.start_raw(
+            self.raw_set, len(self.peers), rig.certificates, rig.server_pair, left(30)
+        )
+        self._started.append(self.raw_set)
+        node_endpoints = rig.server.start_nodes(
+            self.node_set, self.peers, rig.store_path, left(60)
+        )
+        self._started.append(self.node_set)
+        self._ctx = zmq.Context()
+        self._socks = [
+            curve_dealer(self._ctx, ep, rig.client_pair, rig.server_pair[0])
+            for ep in raw_endpoints
+        ]
+        self.node = Node(SOURCE, keys=KeyStore(rig.store_path))
+        self.node.add_concern(Outbox, tally=self.outbox)
+        for peer, endpoint in zip(self.peers, node_endpoints, strict=True):
+            self.node.add_peer(peer, endpoint, wire=wire)
+        # Warm both sides: the CURVE handshakes are not part of any figure.
+        rig.server.arm(self.raw_set, left(10), goal=1)
+        frame = one_frame if self.native else six_frames
+        for sock in self._socks:
+            _send_all(sock, frame(0))
+        rig.server.wait(self.raw_set, left(30))
+        rig.server.arm(self.node_set, left(10), goal=1)
+        for peer in self.peers:
+            self.node.send(peer, SINK, {"warm": 1}, priority=Priority.FAST)
+        rig.server.wait(self.node_set, left(30))
+
+    @property
+    def raw_set(self) -> str:
+        return f"{self.name}-raw"
+
+    @property
+    def node_set(self) -> str:
+        return f"{self.name}-nodes"
+
+    # -- runs ---------------------------------------------------------------
+
+    def raw(self, count: int, *, backlog: bool = False) -> float:
+        """Raw DEALERs send ``count`` messages round-robin; msg/s."""
+        frame = one_frame if self.native else six_frames
+        sends = [sock.send for sock in self._socks]
+        k = len(sends)
+        prebuilt = [frame(i) for i in range(count)] if backlog else None
+        self.rig.server.arm(self.raw_set, self.params.left(10), total=count)
+        t0 = time.monotonic()
+        try:
+            if self.native:
+                if prebuilt is None:
+                    for i in range(count):
+                        sends[i % k](packb({"seq": i, "data": DATA}), LAST)
+                else:
+                    for i, frames in enumerate(prebuilt):
+                        sends[i % k](frames[0], LAST)
+            elif prebuilt is None:
+                for i in range(count):
+                    send = sends[i % k]
+                    send(b"", MORE)
+                    send(b"", MORE)
+                    send(KIND_REQUEST, MORE)
+                    send(SINK, MORE)
+                    send(packb(i), MORE)
+                    send(packb({"seq": i, "data": DATA}), LAST)
+            else:
+                for i, frames in enumerate(prebuilt):
+                    send = sends[i % k]
+                    for part in frames[:-1]:
+                        send(part, MORE)
+                    send(frames[-1], LAST)
+        except zmq.Again:
+            raise BenchTimeout("a raw send blocked for 5 s") from None
+        return self._rate(self.raw_set, count, t0)
+
+    def ours(self, count: int, mode: str = "send", chunk: int = 1000) -> float:
+        """Our node sends ``count`` messages round-robin over its peers; msg/s.
+
+        ``mode``: ``send`` (one ``node.send`` each), ``send_many`` (messages
+        built in the loop, queued ``chunk`` at a time) or ``backlog`` (built
+        first, untimed, then queued with one ``send_many``).
+        """
+        node = self.node
+        assert node is not None
+        peers, lane, k = self.peers, self.lane, len(self.peers)
+        prebuilt: list[Message] = []
+        if mode == "backlog":
+            prebuilt = [
+                node.message(peers[i % k], SINK, {"seq": i, "data": DATA}, priority=lane)
+                for i in range(count)
+            ]
+        self.rig.server.arm(self.node_set, self.params.left(10), total=count)
+        self.outbox.arm(total=count)
+        t0 = time.monotonic()
+        if mode == "send":
+            send = node.send
+            for i in range(count):
+                send(peers[i % k], SINK, {"seq": i, "data": DATA}, priority=lane)
+        elif mode == "send_many":
+            message = node.message
+            for start in range(0, count, chunk):
+                node.send_many(
+                    [
+                        message(peers[i % k], SINK, {"seq": i, "data": DATA}, priority=lane)
+                        for i in range(start, min(start + chunk, count))
+                    ]
+                )
+        else:
+            node.send_many(prebuilt)
+        rate = self._rate(self.node_set, count, t0)
+        if self.outbox.done.wait(self.params.left(10)):
+            rates = self.sender_rates.setdefault(mode, [])
+            rates.append(count / max(self.outbox.t_last - t0, 1e-9))
+        return rate
+
+    def _rate(self, name: str, count: int, t0: float) -> float:
+        snap = self.rig.server.wait(name, self.params.left())
+        t_last: float = snap["t_last"]
+        return count / max(t_last - t0, 1e-9)
+
+    def close(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
+        for sock in self._socks:
+            sock.close(linger=0)
+        self._socks = []
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+        for name in self._started:
+            with contextlib.suppress(Exception):
+                self.rig.server.stop_set(name)
+        self._started = []
+
+
+def _send_all(sock: zmq.Socket[Any], frames: list[bytes]) -> None:
+    try:
+        for part in frames[:-1]:
+            sock.send(part, MORE)
+        sock.send(frames[-1], LAST)
+    except zmq.Again:
+        raise BenchTimeout("a raw warm-up send blocked for 5 s") from None
+
+
+def run_flow(
+    rig: Rig,
+    name: str,
+    *,
+    sinks: int,
+    wire: str,
+    runs: Callable[[Flow], tuple[list[float], list[list[float]]]],
+    lane: Priority = Priority.FAST,
+) -> tuple[list[float], list[list[float]], dict[str, list[float]]]:
+    """Set a flow up, hand it to ``runs`` (which interleaves raw and ours), tear
+    it down; returns raw rates, our rates per run kind, and our sender-side
+    rates (to the last ``on_sent``) per mode."""
+    try:
+        flow = Flow(rig, name, sinks=sinks, wire=wire, lane=lane)
+        try:
+            raws, mine = runs(flow)
+            return raws, mine, flow.sender_rates
+        finally:
+            flow.close()
+    except P2P0MQError as exc:  # e.g. IntakeFullError: reported, not a traceback
+        raise BenchFailure(f"the library raised {exc!r}") from exc

@@ -1,0 +1,204 @@
+"""Scenario 5: request/reply between two processes (p2p0mq 0.1.1 wire).
+
+5a. sequential round trips: ``node.request(...).get()`` to an ``Echo``
+    Concern in the other process, against a raw CURVE DEALER sending the
+    same 6 frames to a raw ROUTER that sends them straight back; p50 and p99.
+5b. pipelined: 100 requests in flight (a new one as the oldest resolves),
+    against the raw pair with 100 messages in flight; requests per second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from typing import Any
+
+import zmq
+
+from p2p0mq_actors import KeyStore, Node, P2P0MQError, Priority
+from p2p0mq_actors.core.message import Message
+
+from .common import (
+    DATA,
+    LAST,
+    MORE,
+    BenchFailure,
+    BenchTimeout,
+    Params,
+    Result,
+    curve_dealer,
+    median,
+    percentile,
+    ratio,
+)
+from .flow import SOURCE, Rig, six_frames
+from .sinks import ECHO
+
+WINDOW = 100
+WIRE = "0.1.1"
+
+
+class EchoPair:
+    """A raw DEALER and our node, each talking to an echo in the sink process."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        left = rig.params.left
+        self.peer = rig.sink_uuids[0]
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.node: Node | None = None
+        self.sock: zmq.Socket[Any] | None = None
+        (raw_endpoint,) = rig.server.start_raw(
+            "echo-raw", 1, rig.certificates, rig.server_pair, left(30), echo=True
+        )
+        self.sock = curve_dealer(self.ctx, raw_endpoint, rig.client_pair, rig.server_pair[0])
+        self.node = Node(SOURCE, keys=KeyStore(rig.store_path))
+        (node_endpoint,) = rig.server.start_nodes(
+            "echo-nodes",
+            [self.peer],
+            rig.store_path,
+            left(60),
+            concern="echo",
+            peers=[(SOURCE, self.node.endpoint, WIRE)],
+        )
+        self.node.add_peer(self.peer, node_endpoint, wire=WIRE)
+
+    # -- one round trip each ---------------------------------------------------
+
+    def raw_once(self, i: int) -> None:
+        sock = self.sock
+        assert sock is not None
+        try:
+            frames = six_frames(i)
+            send = sock.send
+            for part in frames[:-1]:
+                send(part, MORE)
+            send(frames[-1], LAST)
+            frame = sock.recv(0, copy=False)
+            while frame.more:
+                frame = sock.recv(0, copy=False)
+        except zmq.Again:
+            raise BenchTimeout("no raw echo within 5 s") from None
+
+    def ours_request(self, i: int) -> Any:
+        assert self.node is not None
+        return self.node.request(
+            self.peer, ECHO, {"seq": i, "data": DATA}, timeout=10, priority=Priority.FAST
+        )
+
+    def ours_once(self, i: int) -> None:
+        _get(self.ours_request(i))
+
+    # -- runs ------------------------------------------------------------------
+
+    def rtts(self, once: Any, count: int) -> list[float]:
+        """Round-trip times in microseconds, one request at a time."""
+        out = []
+        clock = time.perf_counter
+        for i in range(count):
+            if i % 64 == 0:
+                self.rig.params.left()
+            t0 = clock()
+            once(i)
+            out.append((clock() - t0) * 1e6)
+        return out
+
+    def raw_pipelined(self, total: int) -> float:
+        sock = self.sock
+        assert sock is not None
+        send, recv = sock.send, sock.recv
+        t0 = time.monotonic()
+        sent = got = 0
+        try:
+            while got < total:
+                while sent < total and sent - got < WINDOW:
+                    frames = six_frames(sent)
+                    for part in frames[:-1]:
+                        send(part, MORE)
+                    send(frames[-1], LAST)
+                    sent += 1
+                frame = recv(0, copy=False)
+                while frame.more:
+                    frame = recv(0, copy=False)
+                got += 1
+        except zmq.Again:
+            raise BenchTimeout(f"raw pipelined echo stalled after {got} replies") from None
+        return total / (time.monotonic() - t0)
+
+    def ours_pipelined(self, total: int) -> float:
+        in_flight: deque[Any] = deque()
+        t0 = time.monotonic()
+        for i in range(total):
+            if len(in_flight) >= WINDOW:
+                _get(in_flight.popleft())
+            in_flight.append(self.ours_request(i))
+        while in_flight:
+            _get(in_flight.popleft())
+        return total / (time.monotonic() - t0)
+
+    def close(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+        if self.sock is not None:
+            self.sock.close(linger=0)
+        self.ctx.term()
+        for name in ("echo-raw", "echo-nodes"):
+            with contextlib.suppress(BenchTimeout, BenchFailure):
+                self.rig.server.stop_set(name)
+
+
+def _get(future: Any) -> Message:
+    try:
+        reply: Message = future.get(timeout=15)
+    except P2P0MQError as exc:
+        raise BenchFailure(f"a request failed: {exc!r}") from exc
+    except Exception as exc:  # pykka.Timeout
+        raise BenchTimeout(f"no reply: {exc!r}") from exc
+    return reply
+
+
+def scenario_5(params: Params) -> dict[str, Result]:
+    sequential = params.size(1_000, 200)
+    pipelined = params.size(20_000, 2_000)
+    rig = Rig(params, sinks=1)
+    pair: EchoPair | None = None
+    try:
+        pair = EchoPair(rig)
+        pair.rtts(pair.raw_once, 50)  # warm: handshakes, first allocations
+        pair.rtts(pair.ours_once, 50)
+        raw_runs = [pair.rtts(pair.raw_once, sequential)]
+        our_runs = []
+        for _ in range(params.repeat):
+            our_runs.append(pair.rtts(pair.ours_once, sequential))
+            raw_runs.append(pair.rtts(pair.raw_once, sequential))
+        raw_rates = [pair.raw_pipelined(pipelined)]
+        our_rates = []
+        for _ in range(params.repeat):
+            our_rates.append(pair.ours_pipelined(pipelined))
+            raw_rates.append(pair.raw_pipelined(pipelined))
+    finally:
+        if pair is not None:
+            pair.close()
+        rig.close()
+    p50 = median([median(r) for r in our_runs])
+    raw50 = median([median(r) for r in raw_runs])
+    p99 = median([percentile(r, 99) for r in our_runs])
+    raw99 = median([percentile(r, 99) for r in raw_runs])
+    how = f"{sequential:,} sequential round trips per run, echo Concern vs raw ROUTER echo"
+    r50 = ratio(p50, raw50)
+    rate, raw_rate = median(our_rates), median(raw_rates)
+    runs = "/".join(f"{v:,.0f}" for v in our_rates)
+    raw_runs_text = "/".join(f"{v:,.0f}" for v in raw_rates)
+    return {
+        "5a_rtt_p50": Result(
+            p50, raw50, r50, "us", "<= 2x raw", how + " (ratio: lower is better)",
+            r50 is not None and r50 <= 2.0,
+        ),
+        "5a_rtt_p99": Result(p99, raw99, ratio(p99, raw99), "us", "(reported)", how),
+        "5b_pipelined_100": Result(
+            rate, raw_rate, ratio(rate, raw_rate), "req/s", ">= 20,000 req/s",
+            f"{pipelined:,} requests, {WINDOW} in flight [runs: ours {runs}; raw {raw_runs_text}]",
+            rate >= 20_000,
+        ),
+    }  # fmt: skip

@@ -1,0 +1,349 @@
+"""The receiving side, run in a child process: raw CURVE ROUTER sinks and
+p2p0mq-actors node sinks, counted the same way.
+
+A ``SinkServer`` (parent side) drives ``sink_server`` (child side) over a
+pipe. The child holds named sink sets: ``start`` one (raw ROUTERs, or Nodes
+with a counting or an echoing Concern), ``arm`` its tally (a total to reach,
+or a number of new messages every sink must get), ``wait`` for it, ``stop`` it.
+Times are ``time.monotonic()``, which Linux shares between processes, so the
+parent can subtract its own start time from the child's last receive time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import zmq
+
+from p2p0mq_actors import Concern, KeyStore, Message, Node
+
+from .common import (
+    LAST,
+    MORE,
+    NOBLOCK,
+    BenchFailure,
+    BenchTimeout,
+    Child,
+    bind_local,
+    close_all,
+    curve_router,
+    raise_nofile,
+    serve,
+    start_authenticator,
+)
+
+SINK = b"sink"
+ECHO = b"echo"
+
+
+class Tally:
+    """Counts what sinks receive; ``done`` is set when the armed condition holds.
+
+    Thread-safe: raw sinks count from their thread, node sinks from their
+    Concerns' threads.
+    """
+
+    def __init__(self, sinks: int) -> None:
+        self._lock = threading.Lock()
+        self.per = [0] * sinks
+        self._base = [0] * sinks
+        self.done = threading.Event()
+        self.total = 0
+        self.target = 0
+        self.goal = 0
+        self.reached = 0
+        self.t_first = 0.0
+        self.t_last = 0.0
+
+    def arm(self, total: int = 0, goal: int = 0) -> None:
+        """Wait for ``total`` messages in all, or ``goal`` new ones at every sink."""
+        with self._lock:
+            self.total, self.target, self.goal, self.reached = 0, total, goal, 0
+            self._base = list(self.per)
+            self.t_first = self.t_last = 0.0
+            self.done.clear()
+
+    def hit(self, sink: int, count: int = 1) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self.total == 0:
+                self.t_first = now
+            before = self.per[sink] - self._base[sink]
+            self.per[sink] += count
+            self.total += count
+            if self.done.is_set():
+                return
+            if self.target and self.total >= self.target:
+                self.t_last = now
+                self.done.set()
+            elif self.goal and before < self.goal <= before + count:
+                self.reached += 1
+                if self.reached == len(self.per):
+                    self.t_last = now
+                    self.done.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            new = [p - b for p, b in zip(self.per, self._base, strict=True)]
+            return {
+                "done": self.done.is_set(),
+                "total": self.total,
+                "t_first": self.t_first,
+                "t_last": self.t_last,
+                "min_new": min(new) if new else 0,
+                "reached": self.reached,
+                "sinks": len(self.per),
+                "target": self.target,
+                "goal": self.goal,
+            }
+
+
+class Sink(Concern):
+    """Counts the requests it gets; never replies."""
+
+    command = SINK
+
+    def __init__(self, *, tally: Tally, index: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tally = tally
+        self.index = index
+
+    def on_request(self, message: Message) -> None:
+        self.tally.hit(self.index)
+
+
+class Echo(Concern):
+    """Replies to every request with its payload."""
+
+    command = ECHO
+
+    def __init__(self, *, tally: Tally, index: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tally = tally
+        self.index = index
+
+    def on_request(self, message: Message) -> Mapping[str, Any]:
+        self.tally.hit(self.index)
+        return dict(message.payload)
+
+
+class RawSinks:
+    """``count`` CURVE ROUTERs in one context (one ZAP authenticator), served
+    by one thread that owns them: it counts whole messages, or echoes them."""
+
+    def __init__(
+        self, count: int, certificates: str, pair: tuple[bytes, bytes], echo: bool, deadline: float
+    ) -> None:
+        self.tally = Tally(count)
+        self._count = count
+        self._certificates = certificates
+        self._pair = pair
+        self._echo = echo
+        self._deadline = deadline
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: str | None = None
+        self.endpoints: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="raw-sinks", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30.0) or self._error:
+            self.stop()
+            raise BenchFailure(f"raw sinks did not start: {self._error or 'timeout'}")
+
+    def _run(self) -> None:
+        ctx: zmq.Context[Any] = zmq.Context()
+        ctx.MAX_SOCKETS = max(1023, 2 * self._count + 64)
+        socks: list[zmq.Socket[Any]] = []
+        auth = None
+        try:
+            auth = start_authenticator(ctx, self._certificates)
+            for _ in range(self._count):
+                socks.append(curve_router(ctx, *self._pair))
+            self.endpoints = [bind_local(s) for s in socks]
+        except Exception as exc:
+            self._error = repr(exc)
+            self._ready.set()
+            close_all(ctx, socks, auth)
+            return
+        self._ready.set()
+        try:
+            self._loop(socks)
+        finally:
+            close_all(ctx, socks, auth)
+
+    def _loop(self, socks: list[zmq.Socket[Any]]) -> None:
+        poller = zmq.Poller()
+        index = {}
+        for i, sock in enumerate(socks):
+            poller.register(sock, zmq.POLLIN)
+            index[sock] = i
+        handle = _echo if self._echo else _drain
+        hit = self.tally.hit
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            for sock, _ in poller.poll(50):
+                got = handle(sock)
+                if got:
+                    hit(index[sock], got)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10.0)
+
+
+def _drain(sock: zmq.Socket[Any], limit: int = 1024) -> int:
+    """Receive up to ``limit`` whole messages without blocking; returns how many."""
+    recv = sock.recv
+    got = 0
+    while got < limit:
+        try:
+            frame = recv(NOBLOCK, copy=False)
+        except zmq.Again:
+            break
+        while frame.more:
+            frame = recv(NOBLOCK, copy=False)
+        got += 1
+    return got
+
+
+def _echo(sock: zmq.Socket[Any], limit: int = 1024) -> int:
+    """Send back every waiting message (identity frame first) as it came."""
+    recv, send = sock.recv, sock.send
+    got = 0
+    while got < limit:
+        try:
+            frame = recv(NOBLOCK, copy=False)
+        except zmq.Again:
+            break
+        frames = [frame]
+        while frame.more:
+            frame = recv(NOBLOCK, copy=False)
+            frames.append(frame)
+        for part in frames[:-1]:
+            send(part, MORE, copy=False)
+        send(frames[-1], LAST, copy=False)
+        got += 1
+    return got
+
+
+class NodeSinks:
+    """One Node per uuid, each with a ``Sink`` or ``Echo`` Concern sharing a tally."""
+
+    def __init__(
+        self,
+        uuids: Sequence[bytes],
+        store: str,
+        concern: str,
+        peers: Sequence[tuple[bytes, str, str]],
+    ) -> None:
+        self.tally = Tally(len(uuids))
+        self.nodes: list[Node] = []
+        kind = Echo if concern == "echo" else Sink
+        try:
+            for i, uuid in enumerate(uuids):
+                node = Node(uuid, keys=KeyStore(store))
+                self.nodes.append(node)
+                node.add_concern(kind, tally=self.tally, index=i)
+                for peer, endpoint, wire in peers:
+                    node.add_peer(peer, endpoint, wire=wire)
+        except BaseException:
+            self.stop()
+            raise
+        self.endpoints = [node.endpoint for node in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def sink_server(conn: Any, deadline: float) -> None:
+    """Child main: serves ``SinkServer`` commands until told to quit."""
+    raise_nofile()
+    sets: dict[str, RawSinks | NodeSinks] = {}
+
+    def start(name: str, kind: str, *args: Any) -> tuple[str, list[str]]:
+        if kind == "raw":
+            count, certificates, pair, echo = args
+            sets[name] = RawSinks(count, certificates, pair, echo, deadline)
+        else:
+            uuids, store, concern, peers = args
+            sets[name] = NodeSinks(uuids, store, concern, peers)
+        return ("ready", sets[name].endpoints)
+
+    def arm(name: str, total: int, goal: int) -> tuple[str]:
+        sets[name].tally.arm(total, goal)
+        return ("armed",)
+
+    def wait(name: str, timeout: float) -> tuple[str, dict[str, Any]]:
+        tally = sets[name].tally
+        tally.done.wait(max(0.0, min(timeout, deadline - time.monotonic())))
+        return ("done" if tally.done.is_set() else "timeout", tally.snapshot())
+
+    def stop(name: str) -> tuple[str]:
+        sinks = sets.pop(name, None)
+        if sinks is not None:
+            sinks.stop()
+        return ("stopped",)
+
+    try:
+        serve(conn, deadline, {"start": start, "arm": arm, "wait": wait, "stop": stop})
+    finally:
+        for sinks in sets.values():
+            with contextlib.suppress(Exception):
+                sinks.stop()
+
+
+class SinkServer(Child):
+    """Parent side of ``sink_server``."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(sink_server, deadline)
+
+    def start_raw(
+        self,
+        name: str,
+        count: int,
+        certificates: str,
+        pair: tuple[bytes, bytes],
+        timeout: float,
+        *,
+        echo: bool = False,
+    ) -> list[str]:
+        answer = self.ask(timeout, "start", name, "raw", count, certificates, pair, echo)
+        endpoints: list[str] = answer[1]
+        return endpoints
+
+    def start_nodes(
+        self,
+        name: str,
+        uuids: Sequence[bytes],
+        store: str,
+        timeout: float,
+        *,
+        concern: str = "sink",
+        peers: Sequence[tuple[bytes, str, str]] = (),
+    ) -> list[str]:
+        answer = self.ask(timeout, "start", name, "nodes", list(uuids), store, concern, peers)
+        endpoints: list[str] = answer[1]
+        return endpoints
+
+    def arm(self, name: str, timeout: float, *, total: int = 0, goal: int = 0) -> None:
+        self.ask(timeout, "arm", name, total, goal)
+
+    def wait(self, name: str, timeout: float) -> dict[str, Any]:
+        """The tally once its armed condition holds; BenchTimeout if it does not in time."""
+        status, snap = self.ask(timeout + 5.0, "wait", name, timeout)
+        if status != "done":
+            if snap["target"]:
+                got = f"{snap['total']:,} of {snap['target']:,} messages"
+            else:
+                got = f"{snap['reached']} of {snap['sinks']} sinks got {snap['goal']} new"
+            raise BenchTimeout(f"sinks {name!r}: {got} within {timeout:.1f} s")
+        result: dict[str, Any] = snap
+        return result
+
+    def stop_set(self, name: str, timeout: float = 30.0) -> None:
+        self.ask(timeout, "stop", name)

@@ -1,0 +1,94 @@
+"""Scenarios 1 and 2: fast-lane throughput between two processes.
+
+1. ``node.send(..., priority=FAST)`` in a loop on the p2p0mq 0.1.1 wire
+   (6 frames sent, 7 received) against a raw DEALER sending the same 6
+   frames with ``sock.send(frame, int_flags)``.
+2. The same on the native single-frame envelope against raw single frames:
+   (2a) ``send()`` in a loop, (2b) ``send_many`` in chunks of 1,000, and
+   (2c) how much faster 2a is than scenario 1.
+"""
+
+from __future__ import annotations
+
+from .common import Params, Result, interleave, throughput_result
+from .flow import Flow, Rig, run_flow
+
+KEYS_1 = ["1_fast_6frame_send"]
+KEYS_2 = ["2a_native_send", "2b_native_send_many", "2c_native_vs_6frame"]
+
+
+def scenario_1(params: Params) -> dict[str, Result]:
+    count = params.size(100_000, 5_000)
+    rig = Rig(params, sinks=1)
+    try:
+
+        def runs(flow: Flow) -> tuple[list[float], list[list[float]]]:
+            return interleave(lambda: flow.raw(count), [lambda: flow.ours(count)], params.repeat)
+
+        raws, (ours,), sender = run_flow(rig, "s1", sinks=1, wire="0.1.1", runs=runs)
+    finally:
+        rig.close()
+    result = throughput_result(
+        ours,
+        raws,
+        "msg/s",
+        ">= 0.8x raw",
+        f"{count:,} msgs, sender's first send to receiver's last receive; "
+        "raw: 6 frames, sock.send(frame, int flags), recv(copy=False)/.more, counted only",
+        sender.get("send", []),
+    )
+    result.met = result.ratio is not None and result.ratio >= 0.8
+    return {KEYS_1[0]: result}
+
+
+def scenario_2(params: Params) -> dict[str, Result]:
+    count = params.size(100_000, 5_000)
+    rig = Rig(params, sinks=1)
+    try:
+
+        def runs(flow: Flow) -> tuple[list[float], list[list[float]]]:
+            return interleave(
+                lambda: flow.raw(count),
+                [lambda: flow.ours(count), lambda: flow.ours(count, "send_many", 1000)],
+                params.repeat,
+            )
+
+        raws, (loop, many), sender = run_flow(rig, "s2", sinks=1, wire="native", runs=runs)
+    finally:
+        rig.close()
+    what = f"{count:,} msgs, native envelope both sides; raw: 1 frame (the msgpack payload)"
+    a = throughput_result(
+        loop, raws, "msg/s", ">= 0.5x raw", f"send() loop; {what}", sender.get("send", [])
+    )
+    a.met = a.ratio is not None and a.ratio >= 0.5
+    b = throughput_result(
+        many,
+        raws,
+        "msg/s",
+        ">= 0.8x raw",
+        f"send_many, chunks of 1,000; {what}",
+        sender.get("send_many", []),
+    )
+    b.met = b.ratio is not None and b.ratio >= 0.8
+    out = {KEYS_2[0]: a, KEYS_2[1]: b}
+    first = params.prior.get(KEYS_1[0], {})
+    six = first.get("ours")
+    six_raw = first.get("baseline")
+    if isinstance(six, float) and six > 0 and a.ours is not None and b.ours is not None:
+        gain = a.ours / six
+        raw_gain = (a.baseline / six_raw) if a.baseline and isinstance(six_raw, float) else None
+        out[KEYS_2[2]] = Result(
+            gain,
+            raw_gain,
+            None,
+            "x",
+            ">= 2x scenario 1",
+            f"2a / 1 (send() loops); 2b / 1 = {b.ours / six:.2f}x; baseline column: "
+            "raw 1-frame / raw 6-frame, for scale (no ratio)",
+            gain >= 2.0,
+        )
+    else:
+        out[KEYS_2[2]] = Result(
+            None, None, None, "x", ">= 2x scenario 1", "needs scenario 1 in the same run"
+        )
+    return out
