@@ -49,6 +49,13 @@ class Concern(pykka.ThreadingActor):
     """
 
     command: ClassVar[bytes] = b""
+    wants_sent: ClassVar[bool] = False
+    """Whether ``on_sent`` is overridden: "sent" reports go only to Concerns
+    that listen (each one costs an actor message and a thread wake-up)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.wants_sent = cls.on_sent is not Concern.on_sent
 
     def __init__(
         self,
@@ -117,7 +124,8 @@ class Concern(pykka.ThreadingActor):
         return None
 
     def stats(self) -> dict[str, int]:
-        """Counters: sent, failed, retried, dropped, received, errors (hooks that raised)."""
+        """Counters: sent (only counted when ``on_sent`` is overridden), failed,
+        retried, dropped, received, errors (hooks that raised)."""
         return dict(self.counts)
 
     def _now(self) -> float:

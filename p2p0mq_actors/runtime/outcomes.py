@@ -86,7 +86,8 @@ def report_sent(registry: ConcernRegistry, messages: Iterable[Message]) -> None:
     if registry.observer is not None:
         registry.observer.sent(messages)
     for ref, batch in _group(registry, messages, lambda m: m).items():
-        _tell(ref, Sent(tuple(batch)), len(batch))
+        if getattr(getattr(ref, "actor_class", None), "wants_sent", True):
+            _tell(ref, Sent(tuple(batch)), len(batch))
 
 
 def report_failed(registry: ConcernRegistry, items: Iterable[tuple[Message, SendError]]) -> None:

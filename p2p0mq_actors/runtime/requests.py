@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import Counter
 from typing import Any
@@ -30,27 +31,63 @@ from ..core.ports import Clock, TimerHandle
 
 
 class PendingRequests:
-    """Futures of ``Node.request`` calls, keyed by message id. Thread-safe."""
+    """Futures of ``Node.request`` calls, keyed by message id. Thread-safe.
+
+    Timeouts share one clock timer, armed for the earliest deadline: a
+    request whose deadline is not the earliest costs no timer (and no timer
+    thread wake-up), and a resolved request leaves its deadline to lapse.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._pending: dict[int, tuple[bytes, pykka.ThreadingFuture[Message], TimerHandle]] = {}
+        self._pending: dict[int, tuple[bytes, pykka.ThreadingFuture[Message], float]] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._armed: float | None = None
+        self._timer: TimerHandle | None = None
         self.resolved = 0
         self.failed: Counter[str] = Counter()
 
     def register(self, request: Message, timeout: float) -> pykka.ThreadingFuture[Message]:
         """The future of ``request``'s reply; it fails after ``timeout`` seconds."""
         future: pykka.ThreadingFuture[Message] = pykka.ThreadingFuture()
-        mid = request.message_id
-
-        def expire() -> None:
-            self._fail(mid, RequestTimeoutError(f"no reply to {request!r} within {timeout} s"))
-
-        timer = self._clock.call_later(timeout, expire)
+        due = self._clock.now() + timeout
         with self._lock:
-            self._pending[mid] = (request.destination, future, timer)
+            self._pending[request.message_id] = (request.destination, future, due)
+            heapq.heappush(self._deadlines, (due, request.message_id))
+            arm = self._armed is None or due < self._armed
+            if arm:
+                self._armed = due
+        if arm:
+            self._arm(due)
         return future
+
+    def _arm(self, due: float) -> None:
+        timer = self._clock.call_later(max(0.0, due - self._clock.now()), self._expire)
+        old: TimerHandle | None
+        with self._lock:
+            if self._armed != due:  # another thread armed an earlier deadline meanwhile
+                old = timer
+            else:
+                old, self._timer = self._timer, timer
+        if old is not None:
+            old.cancel()
+
+    def _expire(self) -> None:
+        now = self._clock.now()
+        late: list[int] = []
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] <= now:
+                _, mid = heapq.heappop(self._deadlines)
+                entry = self._pending.get(mid)
+                if entry is not None and entry[2] <= now:
+                    late.append(mid)
+            self._armed = self._deadlines[0][0] if self._deadlines else None
+            again = self._armed
+        for mid in late:
+            self._fail(mid, RequestTimeoutError(f"no reply to request #{mid} in time"))
+        if again is not None:
+            self._arm(again)
 
     def resolve(self, reply: Message) -> bool:
         """Resolve the future waiting for ``reply``; False if none was waiting."""
@@ -62,7 +99,6 @@ class PendingRequests:
                 return False
             del self._pending[reply.message_id]
             self.resolved += 1
-        entry[2].cancel()
         entry[1].set(reply)
         return True
 
@@ -72,13 +108,17 @@ class PendingRequests:
             if entry is None:
                 return
             self.failed[getattr(error, "reason", "error")] += 1
-        entry[2].cancel()
         entry[1].set_exception((type(error), error, None))
 
     def fail_all(self, reason: str = "stopped") -> None:
         """Fail every pending future (the node is stopping)."""
         with self._lock:
             mids = list(self._pending)
+            timer, self._timer = self._timer, None
+            self._deadlines.clear()
+            self._armed = None
+        if timer is not None:
+            timer.cancel()
         for mid in mids:
             self._fail(
                 mid, NodeStoppedError(f"the node stopped before request #{mid} got its reply")

@@ -1,0 +1,67 @@
+"""Pending requests: one timer for all timeouts, each future settled once."""
+
+from __future__ import annotations
+
+import pytest
+from sendpath_kit import make
+
+from p2p0mq_actors.core.errors import NodeStoppedError, RequestError, RequestTimeoutError
+from p2p0mq_actors.core.message import Kind, Message
+from p2p0mq_actors.runtime.requests import PendingRequests
+from p2p0mq_actors.testing.clock import ManualClock
+
+
+def test_a_reply_from_the_asked_peer_resolves_the_future() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    request = make(clock, b"bob")
+    future = pending.register(request, timeout=5)
+    stranger = Message.create(
+        b"eve", b"me", b"t", now=clock.now(), kind=Kind.REPLY, message_id=request.message_id
+    )
+    assert not pending.resolve(stranger)  # same id, wrong peer
+    reply = request.reply({"ok": 1}, now=clock.now())
+    assert pending.resolve(reply)
+    assert future.get(timeout=1) == reply
+    assert not pending.resolve(reply)  # settled once
+    assert len(pending) == 0
+
+
+def test_timeouts_share_one_timer_and_fire_in_order() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    futures = [pending.register(make(clock, b"bob"), timeout=t) for t in (3.0, 1.0, 2.0)]
+    assert clock.pending == 1  # one timer, re-armed for the earliest deadline
+    clock.advance(1.0)
+    with pytest.raises(RequestTimeoutError):
+        futures[1].get(timeout=1)
+    assert len(pending) == 2
+    clock.advance(2.0)
+    for f in (futures[0], futures[2]):
+        with pytest.raises(RequestTimeoutError):
+            f.get(timeout=1)
+    assert clock.pending == 0
+
+
+def test_a_later_deadline_costs_no_timer() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    for _ in range(10):
+        pending.register(make(clock, b"bob"), timeout=5.0)
+        clock.advance(0.1)
+    assert clock.pending == 1
+
+
+def test_a_dropped_request_fails_with_its_reason_and_stopping_fails_the_rest() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    dropped, waiting = make(clock, b"bob"), make(clock, b"bob")
+    f1, f2 = pending.register(dropped, 5), pending.register(waiting, 5)
+    pending.dropped([(dropped, "ttl")])
+    with pytest.raises(RequestError) as caught:
+        f1.get(timeout=1)
+    assert caught.value.reason == "ttl"
+    pending.fail_all()
+    with pytest.raises(NodeStoppedError):
+        f2.get(timeout=1)
+    assert clock.pending == 0
