@@ -253,8 +253,11 @@ class Node:
         message = Message.create(
             self.uuid, peer, command, payload, now=self.clock.now(), ttl=ttl, priority=priority
         )
-        self._sender.intake.put((message,))  # one lock; the Scheduler takes batches
+        self._queue(message)
         return message
+
+    def _queue(self, message: Message) -> None:
+        self._sender.send_one(message)  # type: ignore[union-attr]
 
     def send_message(self, message: Message) -> None:
         """Queue a message built elsewhere, on the lane its priority names."""
@@ -285,8 +288,9 @@ class Node:
         message = self.message(
             peer, command, payload, priority=priority, ttl=timeout if ttl is None else ttl
         )
-        future = self.pending.register(message, timeout)
-        self._running().enqueue(message, priority)
+        self._running()
+        future = self.pending.register(message, timeout)  # before any actor sees it
+        self._queue(message)
         return future
 
     # -- looking in ------------------------------------------------------------

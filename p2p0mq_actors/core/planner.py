@@ -153,6 +153,22 @@ class Planner:
         else:
             self._pending[peer].append(message)
 
+    def reserve(self, peer: bytes) -> bool:
+        """Count an idle ``peer`` as having a plan in flight (its express gate
+        is open); False, changing nothing, if it is not idle."""
+        if peer not in self._peers or not self._is_idle(peer):
+            return False
+        self._in_flight.add(peer)
+        return True
+
+    def release(self, peer: bytes) -> None:
+        """Undo ``reserve`` (the gate was closed before anyone used it)."""
+        self._in_flight.discard(peer)
+
+    def is_idle(self, peer: bytes) -> bool:
+        """Nothing queued for ``peer``, no plan in flight, and writable."""
+        return peer in self._peers and self._is_idle(peer)
+
     def _is_idle(self, peer: bytes) -> bool:
         """Nothing queued for ``peer`` anywhere and no plan in flight."""
         return (

@@ -17,9 +17,11 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..core.errors import ConfigurationError, P2P0MQError
 from ..core.message import Message
+from .express import ExpressGate
 
 
 class IntakeFullError(P2P0MQError, TimeoutError):
@@ -46,6 +48,7 @@ class Intake:
         self._wake = wake
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self.gate = ExpressGate(self._lock)
         self._queue: deque[Message] = deque()
         self._woken = False
         self._closed = False
@@ -89,8 +92,9 @@ class Intake:
     def _has_room(self, n: int) -> Callable[[], bool]:
         return lambda: self._closed or not self._queue or len(self._queue) + n <= self.capacity
 
-    def take(self, limit: int) -> list[Message]:
-        """Up to ``limit`` messages, oldest first (the Scheduler calls this).
+    def take(self, limit: int) -> tuple[list[Message], list[bytes]]:
+        """Up to ``limit`` messages, oldest first (the Scheduler calls this),
+        and the peers whose express gates it closed for them in the same step.
 
         While messages stay behind (no room downstream), the next ``put`` does
         not wake the Scheduler again: it takes the rest when it has room.
@@ -102,8 +106,17 @@ class Intake:
                 self._woken = False
             else:
                 batch = [self._queue.popleft() for _ in range(max(0, limit))]
+            closed = self.gate.close_locked({m.next_hop for m in batch}) if batch else []
             self._cond.notify_all()
-            return batch
+            return batch, closed
+
+    def express(self, message: Message) -> Any:
+        """The PeerConnection to tell ``message`` directly, if its peer's gate
+        is open and nothing waits here (else None: ``put`` it)."""
+        with self._lock:
+            if self._queue or self._closed:
+                return None
+            return self.gate.claim_locked(message.next_hop)
 
     def close(self) -> list[Message]:
         """Refuse new messages and return what was waiting."""

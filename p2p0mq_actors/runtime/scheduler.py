@@ -61,7 +61,8 @@ class Scheduler(pykka.ThreadingActor):
         max_rounds: the longest plan, in rounds (Q).
         pacing: if > 0, the least time between the starts of two epochs.
         shuffle: shuffles the order of peers in each epoch (injectable for tests).
-        intake: where ``send`` puts messages; taken when ``TAKE_INTAKE`` is told.
+        intake: where ``send`` puts messages; taken when ``TAKE_INTAKE`` is
+            told. Its express gate is opened for idle peers (``express.py``).
         max_held: the most messages the Scheduler (and the medium queues it
             knows of) holds; the rest waits in the intake, which is bounded.
     """
@@ -78,6 +79,7 @@ class Scheduler(pykka.ThreadingActor):
         max_held: int = 100_000,
     ) -> None:
         super().__init__()
+        self._gate = intake.gate if intake is not None else None
         self._intake_queue = intake
         self._max_held = max_held
         self._concerns = concerns
@@ -101,6 +103,7 @@ class Scheduler(pykka.ThreadingActor):
             if self._planner.complete(message):
                 self._take_intake()
                 self._pump()
+            self._open_gate(message.peer)
         elif isinstance(message, Retry):
             self._retry(message)
         elif message is _WAKE:
@@ -108,6 +111,7 @@ class Scheduler(pykka.ThreadingActor):
         elif isinstance(message, PeerWritable):
             self._planner.set_blocked(message.uuid, False, message.medium_len)
             self._pump()
+            self._open_gate(message.uuid)
         elif isinstance(message, PeerFailed):
             self._fail(self._planner.take_peer_messages(message.uuid), message.error)
         else:
@@ -118,6 +122,7 @@ class Scheduler(pykka.ThreadingActor):
         if isinstance(message, AddPeer):
             self._refs[message.uuid] = message.ref
             self._planner.add_peer(message.uuid)
+            self._open_gate(message.uuid)
         elif isinstance(message, RemovePeer):
             self._remove_peer(message.uuid)
         elif isinstance(message, Shutdown):
@@ -134,6 +139,11 @@ class Scheduler(pykka.ThreadingActor):
         if self._closed:
             report_dropped(self._concerns, [(m, "stopped") for m in messages])
             return
+        if self._gate is not None:
+            messages = list(messages)
+            for peer in {m.next_hop for m in messages}:
+                if self._gate.close(peer):
+                    self._planner.release(peer)
         intake = self._planner.enqueue(messages)
         if intake.unknown:
             self._fail(intake.unknown, None)
@@ -151,7 +161,9 @@ class Scheduler(pykka.ThreadingActor):
             return
         room = self._max_held - self._planner.held()
         if room > 0:
-            batch = queue.take(room)
+            batch, closed = queue.take(room)
+            for peer in closed:
+                self._planner.release(peer)
             if batch:
                 self._intake(batch)
 
@@ -194,6 +206,14 @@ class Scheduler(pykka.ThreadingActor):
         for plan in plans:
             self._hand_out(plan)
 
+    def _open_gate(self, peer: bytes) -> None:
+        """Open ``peer``'s express gate if it is idle (it then counts as busy)."""
+        gate, ref = self._gate, self._refs.get(peer)
+        if gate is None or ref is None or self._closed:
+            return
+        if self._planner.reserve(peer):
+            gate.open(peer, ref)
+
     def _hand_out(self, plan: Plan) -> None:
         try:
             self._refs[plan.peer].tell(plan)
@@ -204,6 +224,8 @@ class Scheduler(pykka.ThreadingActor):
 
     def _remove_peer(self, peer: bytes, extra: Iterable[Message] = ()) -> None:
         self._refs.pop(peer, None)
+        if self._gate is not None:
+            self._gate.close(peer)
         orphans = [*extra, *self._planner.remove_peer(peer)]
         self._fail(orphans, None)
         self._pump()
@@ -245,6 +267,8 @@ class Scheduler(pykka.ThreadingActor):
         if self._closed:
             return
         self._closed = True
+        if self._gate is not None:
+            self._gate.close_all()
         if self._timer is not None:
             self._timer.cancel()
         held = self._planner.drain()

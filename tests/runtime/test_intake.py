@@ -25,19 +25,19 @@ def test_the_scheduler_is_woken_once_until_it_takes() -> None:
     intake.put([a])
     intake.put([b])
     assert len(wakes) == 1
-    assert intake.take(100) == [a, b]
+    assert intake.take(100)[0] == [a, b]
     intake.put([c])
     assert len(wakes) == 2
-    assert intake.take(100) == [c]
+    assert intake.take(100)[0] == [c]
 
 
 def test_take_respects_its_limit_and_keeps_the_rest_in_order() -> None:
     intake = Intake(100, lambda: None)
     batch = msgs(5)
     intake.put(batch)
-    assert intake.take(2) == batch[:2]
-    assert intake.take(0) == []
-    assert intake.take(10) == batch[2:]
+    assert intake.take(2)[0] == batch[:2]
+    assert intake.take(0)[0] == []
+    assert intake.take(10)[0] == batch[2:]
 
 
 def test_a_full_intake_raises_after_its_timeout() -> None:
@@ -62,9 +62,9 @@ def test_a_full_intake_waits_until_the_scheduler_takes() -> None:
     thread = threading.Thread(target=producer)
     thread.start()
     started.wait(5)
-    taken.extend(intake.take(10))
+    taken.extend(intake.take(10)[0])
     thread.join(5)
-    taken.extend(intake.take(10))
+    taken.extend(intake.take(10)[0])
     assert taken == [*first, *late]
 
 
@@ -72,7 +72,7 @@ def test_a_batch_larger_than_the_capacity_goes_in_when_the_intake_is_empty() -> 
     intake = Intake(2, lambda: None, timeout=0.05)
     batch = msgs(5)
     intake.put(batch)
-    assert intake.take(10) == batch
+    assert intake.take(10)[0] == batch
 
 
 def test_a_closed_intake_refuses_and_hands_back_what_waited() -> None:

@@ -223,3 +223,45 @@ def test_two_concerns_for_one_command_is_an_error(path_factory) -> None:  # type
     p: Path = path_factory([b"x"])
     with pytest.raises(ConfigurationError, match="already has a Concern"):
         p.sender.add_concern(Recording, book=p.book)
+
+
+def test_a_fast_message_for_an_idle_peer_skips_the_scheduler(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    p.sender.flush()  # the Scheduler has opened x's gate
+    m = p.msg(b"x", FAST)
+    p.sender.send_one(m)
+    p.book.wait_for(lambda bk: len(bk.sent) == 1)
+    assert p.sender.intake.puts == 0 and p.sender.intake.wakes == 0
+    assert p.journal.ids() == [m.message_id]
+
+
+def test_direct_and_queued_sends_keep_fifo_order_and_lose_nothing(path_factory) -> None:  # type: ignore[no-untyped-def]
+    rnd = random.Random(7)
+    p: Path = path_factory([b"x", b"y"])
+    socks = {peer: p.sock(peer) for peer in (b"x", b"y")}
+    sent = []
+    for i in range(3000):
+        peer = rnd.choice([b"x", b"y"])
+        m = p.msg(peer, rnd.choice([FAST, FAST, MEDIUM, SLOW]))
+        sent.append(m)
+        p.sender.send_one(m)
+        if i % 250 == 0:
+            socks[peer].accept(rnd.randrange(0, 30))
+        elif i % 250 == 100:
+            socks[peer].unblock()
+        if i % 50 == 25:
+            p.sender.flush()  # let the Scheduler catch up: idle peers' gates open
+    for sock in socks.values():
+        sock.unblock()
+    p.book.wait_for(lambda bk: len(bk.sent) == len(sent), timeout=30)
+    assert sorted(p.journal.ids()) == sorted(m.message_id for m in sent)
+    for peer in (b"x", b"y"):
+        for lane in (FAST, MEDIUM, SLOW):
+            want = [m.message_id for m in sent if m.next_hop == peer and m.priority is lane]
+            got = [
+                mid
+                for q, mid in p.journal.entries
+                if q == peer and mid in {m.message_id for m in sent if m.priority is lane}
+            ]
+            assert got == want
+    assert p.sender.intake.puts < len(sent)  # some went the direct way
