@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 import pykka
 
-from ..core.errors import MessageError, SendError
+from ..core.errors import MessageError, P2P0MQError, SendError
+from ..core.fairness import Plan
 from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy
 from ..core.ports import Clock
@@ -35,6 +36,8 @@ class Concern(pykka.ThreadingActor):
         policy: the failure policy ``on_send_failed`` applies by default.
         observer: told of the messages this Concern gives up (the node's
             counters and pending requests); the node passes it.
+        intake: the node's intake, for replies (the node passes it; without
+            it replies go to the Scheduler with a tell).
 
     A subclass with its own ``__init__`` must accept and pass on these
     keyword arguments: ``super().__init__(**kwargs)``.
@@ -64,10 +67,12 @@ class Concern(pykka.ThreadingActor):
         clock: Clock | None = None,
         policy: FailurePolicy | None = None,
         observer: OutcomeObserver | None = None,
+        intake: Any = None,
     ) -> None:
         super().__init__()
         self.scheduler = scheduler
         self.observer = observer
+        self.intake = intake
         self.clock = clock
         self.policy = policy or FailurePolicy()
         self.counts = {
@@ -179,7 +184,31 @@ class Concern(pykka.ThreadingActor):
             if reply is not None:
                 replies.append(reply)
         if replies:
+            self._send_replies(replies)
+
+    def _send_replies(self, replies: list[Message]) -> None:
+        """Replies take the shortest way: straight to an idle peer's connection
+        through the express gate, else the intake (never waiting for room: a
+        handler must not block), else a tell to the Scheduler."""
+        intake = self.intake
+        if intake is None:
             self._tell_scheduler(Enqueue(tuple(replies)))
+            return
+        rest: list[Message] = []
+        for reply in replies:
+            ref = None if rest else intake.express(reply)
+            if ref is None:
+                rest.append(reply)
+                continue
+            try:
+                ref.tell(Plan(peer=reply.next_hop, epoch=0, rounds=0, fast=(reply,)))
+            except pykka.ActorDeadError:
+                rest.append(reply)
+        if rest:
+            try:
+                intake.put(rest, timeout=0.0)
+            except P2P0MQError:  # full, or stopping: the Scheduler decides
+                self._tell_scheduler(Enqueue(tuple(rest)))
 
     def _as_reply(self, request: Message, answer: object) -> Message | None:
         if answer is None:

@@ -98,7 +98,11 @@ class Sender:
             max_held=intake_capacity,
         )
         self.concerns.default = DefaultConcern.start(
-            scheduler=self.scheduler, clock=self.clock, policy=policy, observer=observer
+            scheduler=self.scheduler,
+            clock=self.clock,
+            policy=policy,
+            observer=observer,
+            intake=self.intake,
         )
 
     # -- peers -------------------------------------------------------------
@@ -168,6 +172,7 @@ class Sender:
             kwargs.setdefault("scheduler", self.scheduler)
             kwargs.setdefault("clock", self.clock)
             kwargs.setdefault("observer", self.concerns.observer)
+            kwargs.setdefault("intake", self.intake)
             ref = concern.start(*args, **kwargs)
         else:
             ref = concern
