@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 import pykka
 
 from ..core.errors import MessageError, P2P0MQError, SendError
-from ..core.fairness import Plan
 from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy
 from ..core.ports import Clock
@@ -196,14 +195,8 @@ class Concern(pykka.ThreadingActor):
             return
         rest: list[Message] = []
         for reply in replies:
-            ref = None if rest else intake.express(reply)
-            if ref is None:
-                rest.append(reply)
-                continue
-            try:
-                ref.tell(Plan(peer=reply.next_hop, epoch=0, rounds=0, fast=(reply,)))
-            except pykka.ActorDeadError:
-                rest.append(reply)
+            if rest or not intake.express(reply):
+                rest.append(reply)  # once one waits, the later ones wait behind it
         if rest:
             try:
                 intake.put(rest, timeout=0.0)

@@ -17,10 +17,12 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+
+import pykka
 
 from ..core.errors import ConfigurationError, P2P0MQError
-from ..core.message import Message
+from ..core.fairness import Plan
+from ..core.message import Message, Priority
 from .express import ExpressGate
 
 
@@ -110,13 +112,22 @@ class Intake:
             self._cond.notify_all()
             return batch, closed
 
-    def express(self, message: Message) -> Any:
-        """The PeerConnection to tell ``message`` directly, if its peer's gate
-        is open and nothing waits here (else None: ``put`` it)."""
+    def express(self, message: Message) -> bool:
+        """Tell ``message`` straight to its peer's connection if the peer's gate
+        is open and nothing waits here; False if it must be ``put`` instead."""
+        if message.priority is not Priority.FAST:
+            return False
         with self._lock:
             if self._queue or self._closed:
-                return None
-            return self.gate.claim_locked(message.next_hop)
+                return False
+            ref = self.gate.claim_locked(message.next_hop)
+        if ref is None:
+            return False
+        try:
+            ref.tell(Plan(peer=message.next_hop, epoch=0, rounds=0, fast=(message,)))
+        except pykka.ActorDeadError:
+            return False  # gone: the Scheduler finds out and fails what it holds
+        return True
 
     def close(self) -> list[Message]:
         """Refuse new messages and return what was waiting."""

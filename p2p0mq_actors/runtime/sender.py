@@ -18,7 +18,7 @@ import pykka
 from ..concerns.base import Concern, DefaultConcern
 from ..core.codec import WireShape
 from ..core.errors import ConfigurationError
-from ..core.fairness import Plan, Shuffle
+from ..core.fairness import Shuffle
 from ..core.message import Message, Priority
 from ..core.policy import FailurePolicy
 from ..core.ports import Clock, PeerAddress, SocketFactory
@@ -216,15 +216,8 @@ class Sender:
         (one lock), which the Scheduler drains in batches."""
         if self._stopped:
             raise ConfigurationError(f"{self!r} is stopped")
-        if message.priority is Priority.FAST:
-            ref = self.intake.express(message)
-            if ref is not None:
-                try:
-                    ref.tell(Plan(peer=message.next_hop, epoch=0, rounds=0, fast=(message,)))
-                    return
-                except pykka.ActorDeadError:
-                    pass  # gone: the Scheduler finds out and fails what it holds
-        self.intake.put((message,))
+        if not self.intake.express(message):
+            self.intake.put((message,))
 
     def enqueue_many(self, messages: Iterable[Message]) -> None:
         """Queue messages each on the lane its own priority names, in one tell."""
