@@ -154,17 +154,17 @@ def _build(
     kind = _kind(parts[3])
     payload = _payload(len(parts) - 1, parts[-1])
     try:
-        return Message(
-            source=parts[1] or parts[0],
-            destination=parts[2] or local_uuid,
-            command=parts[4],
-            deadline=deadline,
-            kind=kind,
-            payload=payload,
-            message_id=new_id() if message_id is None else message_id,
-            priority=priority,
-            previous_hop=parts[0],
-            next_hop=local_uuid,
+        return Message(  # positional: the hot path of every received message
+            parts[1] or parts[0],  # source
+            parts[2] or local_uuid,  # destination
+            parts[4],  # command
+            deadline,
+            kind,
+            payload,
+            new_id() if message_id is None else message_id,
+            priority,
+            parts[0],  # previous hop
+            local_uuid,  # next hop
         )
     except MessageError as exc:
         raise ProtocolError(f"{_field_origin(exc.field, parts)}: {exc}") from exc

@@ -74,8 +74,25 @@ def decode_native(
         ProtocolError: for anything but a valid version-1 envelope.
     """
     fields = _unpack(frame)
-    version, kind, source, destination, command, mid, payload, ttl_ms, _hops, _trace = fields
-    if version != NATIVE_VERSION:
+    version, kind, mid, ttl_ms = fields[0], fields[1], fields[5], fields[7]
+    if (
+        type(version) is int
+        and version == NATIVE_VERSION
+        and type(kind) is int
+        and kind in _KINDS
+        and type(ttl_ms) is int
+        and ttl_ms >= 1
+        and type(mid) is int
+        and 0 <= mid <= MAX_MESSAGE_ID
+    ):
+        return _message(
+            fields,
+            _identity(previous_hop),
+            local_uuid,
+            now + min(ttl_ms / 1000, max_ttl),
+            priority,
+        )
+    if type(version) is not int or version != NATIVE_VERSION:
         raise ProtocolError(f"native envelope: version {version!r} is not {NATIVE_VERSION}")
     if type(kind) is not int or kind not in _KINDS:
         raise ProtocolError(f"native envelope: kind {kind!r} is not 1 or 2")
@@ -83,27 +100,33 @@ def decode_native(
         raise ProtocolError(f"native envelope: ttl_ms {ttl_ms!r} is not a positive int")
     if type(mid) is not int or not 0 <= mid <= MAX_MESSAGE_ID:
         raise ProtocolError(f"native envelope: message id {_short(mid)} is out of range")
+    raise ProtocolError("native envelope: invalid")  # unreachable: one check above failed
+
+
+def _message(
+    fields: list[Any], previous_hop: bytes, local_uuid: bytes, deadline: float, priority: Priority
+) -> Message:
+    _, kind, source, destination, command, mid, payload, _, _, _ = fields
     try:
         return Message(
-            source=source,
-            destination=destination,
-            command=command,
-            deadline=now + min(ttl_ms / 1000, max_ttl),
-            kind=_KINDS[kind],
-            payload=payload,
-            message_id=mid,
-            priority=priority,
-            previous_hop=_identity(previous_hop),
-            next_hop=local_uuid,
+            source,
+            destination,
+            command,
+            deadline,
+            _KINDS[kind],
+            payload,
+            mid,
+            priority,
+            previous_hop,
+            local_uuid,
         )
     except MessageError as exc:
         raise ProtocolError(f"native envelope: {exc}") from exc
 
 
 def _unpack(frame: object) -> list[Any]:
-    try:
-        data = frame if type(frame) is bytes else memoryview(frame).tobytes()  # type: ignore[arg-type]
-        fields = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    try:  # msgpack reads any buffer (zmq.Frame too) without a copy first
+        fields = msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception as exc:  # any malformed input: msgpack raises many kinds
         raise ProtocolError(f"native envelope: not MessagePack ({type(exc).__name__})") from exc
     if type(fields) is not list or len(fields) != _FIELDS:
