@@ -57,6 +57,7 @@ class Planner:
         self.max_rounds = max_rounds
         self._shuffle = shuffle
         self._peers: set[bytes] = set()
+        self._dirty: set[bytes] = set()  # peers that may have work: a superset
         self._blocked: set[bytes] = set()
         self._in_flight: set[bytes] = set()
         self._fast: dict[bytes, deque[Message]] = {}
@@ -116,6 +117,8 @@ class Planner:
         (self._blocked.add if blocked else self._blocked.discard)(peer)
         if medium_len is not None:
             self._medium_len[peer] = medium_len
+            if medium_len:
+                self._dirty.add(peer)
 
     def is_blocked(self, peer: bytes) -> bool:
         return peer in self._blocked
@@ -144,6 +147,7 @@ class Planner:
 
     def _queue(self, message: Message) -> None:
         peer = message.next_hop
+        self._dirty.add(peer)
         if message.priority is Priority.FAST:
             self._fast[peer].append(message)
         elif message.priority is Priority.SLOW:
@@ -225,7 +229,10 @@ class Planner:
             self._next_sweep = now + self.sweep_interval
             self._sweep(now, expired)
         rounds = self._rounds
-        ready = [p for p in self._peers if p not in self._blocked and p not in self._in_flight]
+        # Only peers that may have work are looked at: an epoch costs O(busy
+        # peers), not O(peers) (a node may have thousands of idle ones).
+        self._dirty &= self._peers
+        ready = [p for p in self._dirty if p not in self._blocked and p not in self._in_flight]
         slow = self._take_slow(rounds, set(ready), now, expired)
         self._epochs += 1
         preemption = Preemption()
@@ -236,6 +243,8 @@ class Planner:
             )
             if plan is not None:
                 plans.append(plan)
+            elif not self._slow_count.get(peer):
+                self._dirty.discard(peer)  # nothing left anywhere for it
         if not plans:
             return [], expired
         order = [plan.peer for plan in plans]
@@ -331,6 +340,8 @@ class Planner:
 
     def _take_back(self, result: PlanResult) -> None:
         peer = result.peer
+        if result.unsent_fast or result.unsent_slow or result.medium_len:
+            self._dirty.add(peer)
         if result.unsent_fast:
             self._fast[peer].extendleft(reversed(result.unsent_fast))
         if result.unsent_slow:

@@ -157,7 +157,7 @@ class Scheduler(pykka.ThreadingActor):
     def _take_intake(self) -> None:
         """Take from the intake as much as there is room for."""
         queue = self._intake_queue
-        if queue is None or self._closed:
+        if queue is None or self._closed or not len(queue):
             return
         room = self._max_held - self._planner.held()
         if room > 0:
