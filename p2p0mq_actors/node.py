@@ -298,8 +298,9 @@ class Node:
     def stats(self) -> dict[str, Any]:
         """Counters: sent, received, dropped by reason, refused (handshakes
         that failed: unknown keys, wrong server keys, plaintext clients),
-        rejected (malformed messages), queue depths, and per peer its state,
-        medium queue and messages sent. ``receiver`` has the details."""
+        rejected (malformed messages), queue depths, the Scheduler's epochs
+        and preemptions, and per peer its state, medium queue and messages
+        sent. ``receiver`` has the details."""
         sender = self._running()
         out = self._observer.snapshot()
         out["uuid"] = self.uuid
@@ -316,7 +317,9 @@ class Node:
         )
         out["rejected"] = sum(receiver.get("rejected", {}).values())
         out["receiver"] = receiver
-        out["queues"] = sender.scheduler.proxy().depths().get(timeout=self._timeout)
+        scheduler = sender.scheduler.proxy()
+        out["queues"] = scheduler.depths().get(timeout=self._timeout)
+        out["scheduler"] = scheduler.counters().get(timeout=self._timeout)
         out["peers"] = {
             uuid: _peer_stats(ref, self._timeout) for uuid, ref in sender.connections().items()
         }

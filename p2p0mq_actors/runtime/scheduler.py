@@ -279,6 +279,10 @@ class Scheduler(pykka.ThreadingActor):
     def on_stop(self) -> None:
         self._shutdown()
 
+    def counters(self) -> dict[str, int]:
+        """Epochs started and epochs preempted so far (ask it through a proxy)."""
+        return {"epochs": self.epochs, "preemptions": self.preemptions}
+
     def depths(self) -> dict[str, int]:
         """Queue depths as the Scheduler knows them (ask it through a proxy)."""
         depths: dict[str, int] = self._planner.depths()

@@ -139,6 +139,7 @@ def test_stats_count_what_moved(pair: tuple[Node, Node]) -> None:
     assert stats["peers"][b"bob"]["state"] == "READY"
     assert stats["peers"][b"bob"]["sent"] == 5
     assert stats["queues"] == {"fast": 0, "medium": 0, "slow": 0, "delayed": 0}
+    assert set(stats["scheduler"]) == {"epochs", "preemptions"}
     assert bob.stats()["sent"] == 5
 
 
