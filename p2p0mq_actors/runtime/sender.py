@@ -1,8 +1,10 @@
 """Sender: the send path of one local peer, with p2p0mq's ``Sender`` surface.
 
 It wires a Scheduler, one PeerConnection per peer and the Concerns, and
-stops them all. Messages go in with ``enqueue*`` (one tell per call, however
-many messages), outcomes come out at the Concerns.
+stops them all. Messages go in with ``enqueue*`` and ``send_one`` through a
+bounded intake (a lock per call, however many messages; the Scheduler takes
+them in batches) or, for a fast message to an idle peer, straight to its
+connection; outcomes come out at the Concerns.
 """
 
 from __future__ import annotations
@@ -207,7 +209,7 @@ class Sender:
         Raises ConfigurationError for an unknown priority.
         """
         lane = _priority(priority)
-        self._tell(_on_lane(messages, lane))
+        self._put(_on_lane(messages, lane))
 
     def send_one(self, message: Message) -> None:
         """Queue one message on the lane its priority names, by the shortest
@@ -225,7 +227,7 @@ class Sender:
         for m in batch:
             if not isinstance(m, Message):
                 raise ConfigurationError(f"only Message objects can be queued, not {m!r}")
-        self._tell(batch)
+        self._put(batch)
 
     def enqueue_fast(self, messages: Messages) -> None:
         """Queue on the fast lane: everything, every round."""
@@ -252,9 +254,9 @@ class Sender:
             for priority, messages in by_lane.items():
                 batch.extend(_on_lane(messages, _priority(priority)))
         batch.extend(_on_lane(routed or (), Priority.FAST))
-        self._tell(batch)
+        self._put(batch)
 
-    def _tell(self, batch: list[Message]) -> None:
+    def _put(self, batch: list[Message]) -> None:
         self._check_running()
         if batch:
             self.intake.put(batch)
