@@ -96,6 +96,7 @@ class PeerConnection(pykka.ThreadingActor):
         self._blocked_since: float | None = None
         self._closed = False
         self._now = 0.0  # when the plan being carried out started (native TTLs)
+        self._proven = False  # a send went through at least once
         self.sent_count = 0
 
     # -- life cycle --------------------------------------------------------
@@ -149,6 +150,7 @@ class PeerConnection(pykka.ThreadingActor):
         run = run_plan(plan, self._medium, self._send, now)
         self._tell_scheduler(run.result)
         self.sent_count += len(run.sent)
+        self._proven = self._proven or bool(run.sent)
         if run.sent:
             report_sent(self._concerns, run.sent)
         if run.expired:
@@ -211,6 +213,7 @@ class PeerConnection(pykka.ThreadingActor):
         self._expire(now)
         if writable:
             self._blocked_since = self._refused_since = None
+            self._proven = True
             self._tell_scheduler(PeerWritable(self.peer.uuid, len(self._medium)))
             return
         refused = self._refused_since is not None and (
@@ -269,11 +272,12 @@ class PeerConnection(pykka.ThreadingActor):
 
     @property
     def state(self) -> str:
-        """READY, BLOCKED (not writable), REFUSED (handshake failed) or CLOSED."""
+        """CONNECTING (nothing sent yet), READY, BLOCKED (not writable),
+        REFUSED (the handshake failed) or CLOSED."""
         if self._closed:
             return "CLOSED"
         if self._blocked_since is None:
-            return "READY"
+            return "READY" if self._proven else "CONNECTING"
         if self._refused_since is not None:
             return "REFUSED"
         return "BLOCKED"

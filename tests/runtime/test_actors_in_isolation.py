@@ -337,3 +337,16 @@ def _wait_state(peer: Any, state: str, attempts: int = 500) -> None:
         if peer.proxy().state.get(timeout=5) == state:
             return
     raise AssertionError(f"peer never reached {state}")
+
+
+def test_a_peer_is_connecting_until_a_send_goes_through(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    sock.block()
+    peer = kit.peer()
+    assert peer.proxy().state.get(timeout=5) == "CONNECTING"
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=1, new_medium=(make(kit.clock, b"x"),)))
+    kit.log.wait_for(1)
+    assert peer.proxy().state.get(timeout=5) == "BLOCKED"
+    sock.unblock()
+    assert kit.log.wait_for(2)[1] == PeerWritable(b"x", 1)
+    assert peer.proxy().state.get(timeout=5) == "READY"
