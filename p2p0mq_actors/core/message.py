@@ -53,7 +53,10 @@ class Priority(IntEnum):
     SLOW = 2
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, slots=True, repr=False, init=False)
 class Message:
     """One request or reply travelling between peers.
 
@@ -73,50 +76,67 @@ class Message:
     next_hop: bytes = b""
     attempts: int = 0
 
-    def __post_init__(self) -> None:
-        if self._plainly_valid():
-            return
-        self._validate()
-
-    def _plainly_valid(self) -> bool:
-        """The common case, checked in one pass (messages are built on the hot
-        path); anything unusual takes ``_validate``, which names the problem."""
-        src, dst, prev, nxt = self.source, self.destination, self.previous_hop, self.next_hop
-        mid, deadline, payload = self.message_id, self.deadline, self.payload
+    def __init__(  # noqa: PLR0917 - the fields, in the dataclass's order
+        self,
+        source: bytes,
+        destination: bytes,
+        command: bytes,
+        deadline: float,
+        kind: Kind = Kind.REQUEST,
+        payload: Mapping[str, Any] | None = None,
+        message_id: int = 0,
+        priority: Priority = Priority.MEDIUM,
+        previous_hop: bytes = b"",
+        next_hop: bytes = b"",
+        attempts: int = 0,
+    ) -> None:
+        # Written by hand (not generated) because every message sent or
+        # received is built here: the common case is checked on the arguments
+        # in one pass, anything unusual goes to ``_validate``, which names it.
+        if payload is None:
+            payload = {}
+        if previous_hop == b"":
+            previous_hop = source
+        if next_hop == b"":
+            next_hop = destination
+        _set(self, "source", source)
+        _set(self, "destination", destination)
+        _set(self, "command", command)
+        _set(self, "deadline", deadline)
+        _set(self, "kind", kind)
+        _set(self, "payload", payload)
+        _set(self, "message_id", message_id)
+        _set(self, "priority", priority)
+        _set(self, "previous_hop", previous_hop)
+        _set(self, "next_hop", next_hop)
+        _set(self, "attempts", attempts)
         if not (
-            type(src) is bytes
-            and type(dst) is bytes
-            and type(prev) is bytes
-            and type(nxt) is bytes
-            and type(self.command) is bytes
-            and 0 < len(src) <= MAX_UUID_LEN
-            and 0 < len(dst) <= MAX_UUID_LEN
-            and 0 < len(self.command) <= MAX_COMMAND_LEN
-            and src[0] != 0
-            and dst[0] != 0
-            and type(mid) is int
-            and 0 <= mid <= MAX_MESSAGE_ID
-            and type(self.attempts) is int
-            and self.attempts >= 0
+            type(source) is bytes
+            and type(destination) is bytes
+            and type(previous_hop) is bytes
+            and type(next_hop) is bytes
+            and type(command) is bytes
+            and 0 < len(source) <= MAX_UUID_LEN
+            and 0 < len(destination) <= MAX_UUID_LEN
+            and 0 < len(previous_hop) <= MAX_UUID_LEN
+            and 0 < len(next_hop) <= MAX_UUID_LEN
+            and 0 < len(command) <= MAX_COMMAND_LEN
+            and source[0] != 0
+            and destination[0] != 0
+            and previous_hop[0] != 0
+            and next_hop[0] != 0
+            and type(message_id) is int
+            and 0 <= message_id <= MAX_MESSAGE_ID
+            and type(attempts) is int
+            and attempts >= 0
             and type(deadline) is float
             and deadline - deadline == 0.0  # finite
-            and type(self.kind) is Kind
-            and type(self.priority) is Priority
+            and type(kind) is Kind
+            and type(priority) is Priority
             and type(payload) is dict
+            and all(type(key) is str for key in payload)
         ):
-            return False
-        for key in payload:
-            if type(key) is not str:
-                return False
-        if prev == b"":
-            object.__setattr__(self, "previous_hop", src)
-        elif not (len(prev) <= MAX_UUID_LEN and prev[0] != 0):
-            return False
-        if nxt == b"":
-            object.__setattr__(self, "next_hop", dst)
-        elif not (len(nxt) <= MAX_UUID_LEN and nxt[0] != 0):
-            return False
-        return True
+            self._validate()
 
     def _validate(self) -> None:
         _check_uuid("source", self.source)
