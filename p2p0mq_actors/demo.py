@@ -24,6 +24,11 @@ from .node import Node
 from .transport.keystore import KeyStore
 
 
+def _say(out: TextIO, line: str) -> None:
+    """One write per line: the Concerns print from their own threads."""
+    out.write(line + "\n")
+
+
 class Chat(Concern):
     """Prints what happens to chat messages, on both sides."""
 
@@ -36,25 +41,25 @@ class Chat(Concern):
 
     def on_request(self, message: Message) -> None:
         self.got += 1
-        print(f"{self.name} got from {message.source!r}: {message.payload['text']}", file=self.out)
+        _say(self.out, f"{self.name} got from {message.source!r}: {message.payload['text']}")
         if self.got == 8:
             self.ended.set()
 
     def on_sent(self, messages: Sequence[Message]) -> None:
-        print(f"  {self.name}: {len(messages)} sent", file=self.out)
+        _say(self.out, f"  {self.name}: {len(messages)} sent")
 
     def on_send_failed(self, message: Message, error: SendError) -> Decision:
-        print(
+        _say(
+            self.out,
             f"  {self.name}: #{message.message_id} to {message.destination!r} failed: "
             f"{type(error).__name__}",
-            file=self.out,
         )
         return super().on_send_failed(message, error)
 
     def on_dropped(self, message: Message, reason: str) -> None:
-        print(
+        _say(
+            self.out,
             f"  {self.name}: #{message.message_id} to {message.destination!r} dropped: {reason}",
-            file=self.out,
         )
         self.ended.set()
 
@@ -81,7 +86,7 @@ def _run(tmp: Path, out: TextIO) -> int:
         Node(b"alice", keys=alice_keys, policy=FailurePolicy(max_attempts=0)) as alice,
         Node(b"bob", keys=bob_keys) as bob,
     ):
-        print(f"alice listens on {alice.endpoint}, bob on {bob.endpoint} (CURVE + ZAP)", file=out)
+        _say(out, f"alice listens on {alice.endpoint}, bob on {bob.endpoint} (CURVE + ZAP)")
         alice.add_concern(Chat, out=out, name="alice", ended=carol_ended)
         bob.add_concern(Chat, out=out, name="bob", ended=bob_heard)
         bob.add_concern(Echo)
@@ -102,11 +107,11 @@ def _run(tmp: Path, out: TextIO) -> int:
         alice.send_many(batch)
         alice.send(b"carol", b"chat", {"text": "hello carol"}, priority=Priority.FAST)
         reply = alice.request(b"bob", b"echo", {"ping": 1}, timeout=5).get(timeout=10)
-        print(f"alice's echo request came back: {reply.payload}", file=out)
+        _say(out, f"alice's echo request came back: {reply.payload}")
         if not (bob_heard.wait(10) and carol_ended.wait(10)):
-            print("demo: timed out", file=out)
+            _say(out, "demo: timed out")
             return 1
         stats = alice.stats()
-        print(f"alice: sent={stats['sent']} dropped={stats['dropped_by_reason']}", file=out)
-    print("done: every message ended sent or dropped", file=out)
+        _say(out, f"alice: sent={stats['sent']} dropped={stats['dropped_by_reason']}")
+    _say(out, "done: every message ended sent or dropped")
     return 0
