@@ -169,10 +169,6 @@ class Planner:
         """Undo ``reserve`` (the gate was closed before anyone used it)."""
         self._in_flight.discard(peer)
 
-    def is_idle(self, peer: bytes) -> bool:
-        """Nothing queued for ``peer``, no plan in flight, and writable."""
-        return peer in self._peers and self._is_idle(peer)
-
     def _is_idle(self, peer: bytes) -> bool:
         """Nothing queued for ``peer`` anywhere and no plan in flight."""
         return (

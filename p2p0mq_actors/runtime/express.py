@@ -40,26 +40,18 @@ class ExpressGate:
         with self._lock:
             return self._open.pop(peer, None) is not None
 
-    def claim(self, peer: bytes) -> Any:
-        """The PeerConnection ref to tell directly, or None if the gate is shut."""
-        with self._lock:
-            return self._open.pop(peer, None)
-
     def close_locked(self, peers: set[bytes]) -> list[bytes]:
         """Close several gates; the caller holds the lock. Returns those closed."""
         return [peer for peer in peers if self._open.pop(peer, None) is not None]
 
     def claim_locked(self, peer: bytes) -> Any:
-        """``claim`` for a caller that holds the lock."""
+        """Take the gate to tell ``peer`` directly (the caller holds the lock):
+        its PeerConnection ref, or None if the gate is shut."""
         return self._open.pop(peer, None)
 
     def close_all(self) -> None:
         with self._lock:
             self._open.clear()
-
-    def __contains__(self, peer: object) -> bool:
-        with self._lock:
-            return peer in self._open
 
     def __repr__(self) -> str:
         return f"<ExpressGate open={len(self._open)}>"

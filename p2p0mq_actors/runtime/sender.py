@@ -149,10 +149,6 @@ class Sender:
             _ask(ref, SHUTDOWN, self._timeout)
             ref.stop(timeout=self._timeout)
 
-    def connection(self, uuid: bytes) -> Any:
-        """The PeerConnection ref of ``uuid`` (KeyError if not connected)."""
-        return self._connections[uuid]
-
     def connections(self) -> dict[bytes, Any]:
         """Every connected peer's PeerConnection ref."""
         return dict(self._connections)

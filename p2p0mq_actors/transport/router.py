@@ -268,16 +268,6 @@ class CurveRouter:
             raise translate(exc) from exc
         return batch
 
-    def recv_frames(self, timeout: float) -> list[bytes] | None:
-        """One whole message as bytes (identity first), or None after ``timeout`` s.
-
-        A convenience for scripts; actors use ``poll`` and ``recv_batch``.
-        """
-        if not self.poll(timeout):
-            return None
-        batch = self.recv_batch(1)
-        return [frame.bytes for frame in batch[0]] if batch else None
-
     def counters(self) -> dict[str, int]:
         """Connection events seen so far, and ZAP refusals.
 
