@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import pykka
@@ -79,37 +79,54 @@ class ConcernRegistry:
 
 
 def report_sent(registry: ConcernRegistry, messages: Iterable[Message]) -> None:
-    """Tell each owner, in one batch, which of its messages were sent."""
-    messages = list(messages)
-    if not messages:
-        return
-    if registry.observer is not None:
-        registry.observer.sent(messages)
-    for ref, batch in _group(registry, messages, lambda m: m).items():
-        if getattr(getattr(ref, "actor_class", None), "wants_sent", True):
-            _tell(ref, Sent(tuple(batch)), len(batch))
+    """Tell each owner, in one batch, which of its messages were sent (only
+    Concerns that override ``on_sent`` are told)."""
+    observer = registry.observer
+    _report(
+        registry,
+        list(messages),
+        observer.sent if observer is not None else None,
+        Sent,
+        lambda m: m,
+    )
 
 
 def report_failed(registry: ConcernRegistry, items: Iterable[tuple[Message, SendError]]) -> None:
     """Tell each owner, in one batch, which of its messages failed and why."""
-    items = list(items)
-    if not items:
-        return
-    if registry.observer is not None:
-        registry.observer.failed(items)
-    for ref, batch in _group(registry, items, lambda i: i[0]).items():
-        _tell(ref, Failed(tuple(batch)), len(batch))
+    observer = registry.observer
+    _report(
+        registry, list(items), observer.failed if observer is not None else None, Failed, _first
+    )
 
 
 def report_dropped(registry: ConcernRegistry, items: Iterable[tuple[Message, str]]) -> None:
     """Tell each owner, in one batch, which of its messages were dropped and why."""
-    items = list(items)
+    observer = registry.observer
+    _report(
+        registry, list(items), observer.dropped if observer is not None else None, Dropped, _first
+    )
+
+
+def _report(
+    registry: ConcernRegistry,
+    items: list[Any],
+    observe: Callable[[list[Any]], None] | None,
+    event: Callable[[tuple[Any, ...]], object],
+    message_of: Callable[[Any], Message],
+) -> None:
+    """The observer first, then one tell per owning Concern."""
     if not items:
         return
-    if registry.observer is not None:
-        registry.observer.dropped(items)
-    for ref, batch in _group(registry, items, lambda i: i[0]).items():
-        _tell(ref, Dropped(tuple(batch)), len(batch))
+    if observe:
+        observe(items)
+    for ref, batch in _group(registry, items, message_of).items():
+        if event is Sent and not getattr(getattr(ref, "actor_class", None), "wants_sent", True):
+            continue
+        _tell(ref, event(tuple(batch)), len(batch))
+
+
+def _first(item: tuple[Message, Any]) -> Message:
+    return item[0]
 
 
 def _group(registry: ConcernRegistry, items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
