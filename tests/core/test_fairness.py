@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 from collections import deque
-from itertools import count
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lanes_kit import FAST, MEDIUM, SLOW, msg
 
 from p2p0mq_actors.core.errors import TransportError, WouldBlock
 from p2p0mq_actors.core.fairness import FairQueues, Plan, PlanResult, SlowItem, run_plan
-from p2p0mq_actors.core.message import Message, Priority
-
-FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
-_ids = count(1)
-
-
-def msg(peer: bytes, prio: Priority = MEDIUM, deadline: float = 1e9) -> Message:
-    return Message(
-        source=b"me",
-        destination=peer,
-        command=b"t",
-        deadline=deadline,
-        priority=prio,
-        message_id=next(_ids),
-    )
+from p2p0mq_actors.core.message import Message
 
 
 def ids(messages: list[Message]) -> list[int]:

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 from collections import deque
-from itertools import count
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lanes_kit import FAST, MEDIUM, SLOW, msg
 
 from p2p0mq_actors.core.errors import WouldBlock
 from p2p0mq_actors.core.fairness import Plan, run_plan
-from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.core.message import Message
 from p2p0mq_actors.core.planner import Planner
 
-FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
 PEERS = (b"p1", b"p2", b"p3", b"p4")
-_ids = count(1)
-
-
-def msg(peer: bytes, prio: Priority = MEDIUM, deadline: float = 1e9) -> Message:
-    return Message(
-        source=b"me",
-        destination=peer,
-        command=b"t",
-        deadline=deadline,
-        priority=prio,
-        message_id=next(_ids),
-    )
 
 
 class Sim:
