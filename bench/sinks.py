@@ -116,18 +116,13 @@ class Sink(Concern):
         self.tally.hit(self.index)
 
 
-class Echo(Concern):
-    """Replies to every request with its payload."""
+class Echo(Sink):
+    """Counts like a Sink, and replies to every request with its payload."""
 
     command = ECHO
 
-    def __init__(self, *, tally: Tally, index: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.tally = tally
-        self.index = index
-
-    def on_request(self, message: Message) -> Mapping[str, Any]:
-        self.tally.hit(self.index)
+    def on_request(self, message: Message) -> Mapping[str, Any]:  # type: ignore[override]
+        super().on_request(message)
         return dict(message.payload)
 
 
