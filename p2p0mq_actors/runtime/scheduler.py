@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pykka
@@ -135,12 +135,14 @@ class Scheduler(pykka.ThreadingActor):
 
     # -- work in -----------------------------------------------------------
 
-    def _intake(self, messages: Iterable[Message]) -> None:
+    def _intake(self, messages: Sequence[Message], *, gates_closed: bool = False) -> None:
+        """Queue work. Messages that did not come through the intake (Concern
+        tells, retries) first close their peers' express gates; the intake
+        closes them itself as it hands its batch over."""
         if self._closed:
             report_dropped(self._concerns, [(m, "stopped") for m in messages])
             return
-        if self._gate is not None:
-            messages = list(messages)
+        if self._gate is not None and not gates_closed:
             for peer in {m.next_hop for m in messages}:
                 if self._gate.close(peer):
                     self._planner.release(peer)
@@ -165,7 +167,7 @@ class Scheduler(pykka.ThreadingActor):
             for peer in closed:
                 self._planner.release(peer)
             if batch:
-                self._intake(batch)
+                self._intake(batch, gates_closed=True)
 
     def _retry(self, retry: Retry) -> None:
         if self._closed:
