@@ -218,12 +218,8 @@ class Sender:
             self.intake.put((message,))
 
     def enqueue_many(self, messages: Iterable[Message]) -> None:
-        """Queue messages each on the lane its own priority names, in one tell."""
-        batch = list(messages)
-        for m in batch:
-            if not isinstance(m, Message):
-                raise ConfigurationError(f"only Message objects can be queued, not {m!r}")
-        self._put(batch)
+        """Queue messages each on the lane its own priority names, in one batch."""
+        self._put(_checked(messages))
 
     def enqueue_fast(self, messages: Messages) -> None:
         """Queue on the fast lane: everything, every round."""
@@ -312,12 +308,16 @@ def _priority(value: object) -> Priority:
         ) from None
 
 
-def _on_lane(messages: Messages, lane: Priority) -> list[Message]:
+def _checked(messages: Messages) -> list[Message]:
     items = [messages] if isinstance(messages, Message) else list(messages)
     for m in items:
         if not isinstance(m, Message):
             raise ConfigurationError(f"only Message objects can be queued, not {m!r}")
-    return [m if m.priority is lane else replace(m, priority=lane) for m in items]
+    return items
+
+
+def _on_lane(messages: Messages, lane: Priority) -> list[Message]:
+    return [m if m.priority is lane else replace(m, priority=lane) for m in _checked(messages)]
 
 
 def _ask(ref: Any, message: object, timeout: float) -> None:
