@@ -12,6 +12,10 @@ Rules:
 - Payloads are MessagePack maps with str keys; binary and text stay distinct
   (``use_bin_type=True`` / ``raw=False``), as in p2p0mq. Nested map keys may
   be any hashable MessagePack value, since ``encode`` sends them too.
+- ``Encoder`` is ``encode`` for one shape with a msgpack packer of its own:
+  ``msgpack.packb`` builds a packer on every call (about 0.5 µs of the
+  1.7 µs a native encode took). A packer is not thread-safe: one ``Encoder``
+  per user thread (a PeerConnection has one).
 - ``decode`` is total: whatever it is given, it returns a valid ``Message`` or
   raises ``ProtocolError`` chained (``from``) to the cause. Its messages name
   the frame and what was wrong, and never dump a whole frame.
@@ -20,7 +24,7 @@ Rules:
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Final
 
@@ -35,7 +39,7 @@ from .message import (
     Priority,
     next_message_id,
 )
-from .native import decode_native, encode_native
+from .native import decode_native, encode_native, plain
 
 
 class WireShape(Enum):
@@ -70,6 +74,34 @@ _FIELD_ORIGINS: Final = {
 }
 
 
+class Encoder:
+    """``encode`` for one wire shape, reusing one msgpack packer; for one
+    thread at a time.
+
+    Example::
+
+        encoder = Encoder(WireShape.NATIVE)
+        frames = encoder(message, now)
+    """
+
+    __slots__ = ("_pack", "shape")
+
+    def __init__(self, shape: WireShape = WireShape.V011) -> None:
+        self.shape = shape
+        self._pack = msgpack.Packer(use_bin_type=True, default=plain).pack
+
+    def __call__(self, message: Message, now: float = 0.0) -> list[bytes]:
+        """The frames for ``message``, as ``encode(message, self.shape, now)``.
+
+        Raises:
+            EncodeError: the payload cannot be packed as MessagePack.
+        """
+        return _encode(message, self.shape, now, self._pack)
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.shape})"
+
+
 def encode(message: Message, shape: WireShape = WireShape.V011, now: float = 0.0) -> list[bytes]:
     """The frames to send for ``message`` on a DEALER connected to its next hop.
 
@@ -83,11 +115,17 @@ def encode(message: Message, shape: WireShape = WireShape.V011, now: float = 0.0
     Raises:
         EncodeError: the payload cannot be packed as MessagePack.
     """
+    return _encode(message, shape, now, None)
+
+
+def _encode(
+    message: Message, shape: WireShape, now: float, pack: Callable[[object], bytes] | None
+) -> list[bytes]:
     if shape is WireShape.NATIVE:
-        return [encode_native(message, now)]
+        return [encode_native(message, now, pack=pack)]
     source = b"" if message.source == message.previous_hop else message.source
     destination = b"" if message.destination == message.next_hop else message.destination
-    payload = _pack_payload(message)
+    payload = _pack_payload(message, pack)
     kind = _KIND_FRAMES[message.kind]
     if shape is WireShape.V010:
         return [source, destination, kind, message.command, payload]
@@ -170,27 +208,21 @@ def _build(
         raise ProtocolError(f"{_field_origin(exc.field, parts)}: {exc}") from exc
 
 
-def _pack_payload(message: Message) -> bytes:
+def _pack_payload(message: Message, pack: Callable[[object], bytes] | None) -> bytes:
     payload = message.payload
     if not payload:
         return _EMPTY_MAP
     try:
-        packed: bytes = msgpack.packb(payload, use_bin_type=True, default=_plain)
+        if pack is None:
+            packed: bytes = msgpack.packb(payload, use_bin_type=True, default=plain)
+        else:
+            packed = pack(payload)
     except (TypeError, ValueError, OverflowError) as exc:  # msgpack's ways to refuse
         raise EncodeError(
             f"cannot encode the payload of message #{message.message_id} "
             f"{message.command!r}: {_reason(exc)}"
         ) from exc
     return packed
-
-
-def _plain(value: object) -> object:
-    """msgpack's fallback: any read-only mapping packs as a map."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, int):  # msgpack hands over the ints it cannot pack
-        raise OverflowError("int outside MessagePack's range -2**63..2**64-1")
-    raise TypeError(f"cannot serialize {type(value).__name__!r} object")
 
 
 def _pack_uint(value: int) -> bytes:

@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgpack
@@ -31,9 +32,17 @@ _MAX_TTL_MS: Final = 2**32 - 1
 
 
 def encode_native(
-    message: Message, now: float, *, hops: int = 0, trace: bytes | None = None
+    message: Message,
+    now: float,
+    *,
+    hops: int = 0,
+    trace: bytes | None = None,
+    pack: Callable[[object], bytes] | None = None,
 ) -> bytes:
     """The one frame that carries ``message`` (its TTL counted from ``now``).
+
+    ``pack`` is a ``msgpack.Packer(use_bin_type=True).pack`` to reuse (see
+    ``codec.Encoder``); by default one is made for this call.
 
     Raises:
         EncodeError: the payload cannot be packed as MessagePack.
@@ -52,7 +61,9 @@ def encode_native(
         trace,
     ]
     try:
-        return msgpack.packb(envelope, use_bin_type=True)  # type: ignore[no-any-return]
+        if pack is None:
+            return msgpack.packb(envelope, use_bin_type=True, default=plain)  # type: ignore[no-any-return]
+        return pack(envelope)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(
             f"cannot encode message #{message.message_id} {message.command!r} natively: {exc}"
@@ -144,3 +155,13 @@ def _identity(frame: object) -> bytes:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def plain(value: object) -> object:
+    """msgpack's ``default``: any read-only mapping packs as a map (shared with
+    ``codec``)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, int):  # msgpack hands over the ints it cannot pack
+        raise OverflowError("int outside MessagePack's range -2**63..2**64-1")
+    raise TypeError(f"cannot serialize {type(value).__name__!r} object")

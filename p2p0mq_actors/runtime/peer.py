@@ -16,7 +16,7 @@ from typing import Any
 
 import pykka
 
-from ..core.codec import WireShape, encode
+from ..core.codec import Encoder, WireShape
 from ..core.errors import (
     EncodeError,
     PeerRefusedError,
@@ -83,7 +83,7 @@ class PeerConnection(pykka.ThreadingActor):
         self._concerns = concerns
         self._sockets = sockets
         self._clock = clock
-        self._shape = shape
+        self._encode = Encoder(shape)
         self._unreachable_after = unreachable_after
         self._poll_interval = poll_interval
         self._renew_after = renew_after
@@ -136,7 +136,7 @@ class PeerConnection(pykka.ThreadingActor):
 
     def _send(self, message: Message) -> None:
         try:
-            frames = encode(message, self._shape, self._now)
+            frames = self._encode(message, self._now)
         except EncodeError as exc:
             raise UnencodableError(str(exc), peer=self.peer.uuid) from exc
         assert self._socket is not None

@@ -284,8 +284,9 @@ class Receiver(pykka.ThreadingActor):
         now = self._clock.now()
         ours: list[Message] = []
         others: list[Message] = []
+        checked: dict[tuple[Any, Any], bool] = {}  # (User-Id, sender) -> its owner's
         for frames in batch:
-            message = self._decode(frames, now)
+            message = self._decode(frames, now, checked)
             if message is not None:
                 (ours if message.destination == self._uuid else others).append(message)
         self._counts["received"] += len(ours) + len(others)
@@ -294,21 +295,32 @@ class Receiver(pykka.ThreadingActor):
         if others:
             self._forward(others)
 
-    def _identity_ok(self, frames: list[Any]) -> bool:
+    def _identity_ok(self, frames: list[Any], checked: dict[tuple[Any, Any], bool]) -> bool:
         """A key added for a uuid may only speak as that uuid: the sender's
         identity (frame 0, chosen by the client) must be the key's owner
-        (ZAP's User-Id, the Z85 key libzmq attached to the frames)."""
+        (ZAP's User-Id, the Z85 key libzmq attached to the frames). Each
+        message carries its User-Id; ``checked`` remembers the answer for a
+        (User-Id, sender) pair within one batch."""
         if len(frames) < 2:
             return True  # decode refuses it anyway
         try:
             user = frames[1].get("User-Id")
         except Exception:  # not a zmq frame, or no metadata: nothing to check
             return True
-        owner = self._allowed.owner(user.encode() if isinstance(user, str) else user)
-        return owner is None or owner == bytes(frames[0])
+        sender = frames[0]
+        if type(sender) is not bytes:
+            sender = bytes(sender)
+        pair = (user, sender)
+        known = checked.get(pair)
+        if known is None:
+            owner = self._allowed.owner(user.encode() if isinstance(user, str) else user)
+            known = checked[pair] = owner is None or owner == sender
+        return known
 
-    def _decode(self, frames: list[Any], now: float) -> Message | None:
-        if not self._identity_ok(frames):
+    def _decode(
+        self, frames: list[Any], now: float, checked: dict[tuple[Any, Any], bool]
+    ) -> Message | None:
+        if not self._identity_ok(frames, checked):
             self._rejected["identity"] += 1
             self._warn(
                 "rejected:identity",

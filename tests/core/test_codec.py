@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2p0mq_actors.core.codec import WireShape, decode, encode
+from p2p0mq_actors.core.codec import Encoder, WireShape, decode, encode
 from p2p0mq_actors.core.errors import EncodeError, ProtocolError
 from p2p0mq_actors.core.message import (
     DEFAULT_TTL,
@@ -786,3 +786,34 @@ def test_a_payload_nested_too_deep_raises_encode_error() -> None:
     assert str(excinfo.value) == (
         "cannot encode the payload of message #9 b'loop': ValueError: recursion limit exceeded."
     )
+
+
+@HEAVY_PROPERTY
+@given(messages(), st.sampled_from(WireShape), st.floats(-1e9, 1e9))
+def test_an_encoder_gives_the_frames_encode_gives(
+    message: Message, shape: WireShape, now: float
+) -> None:
+    encoder = Encoder(shape)
+    assert encoder(message, now) == encode(message, shape, now)
+    assert encoder(message, now) == encode(message, shape, now)  # its packer is reused
+
+
+@pytest.mark.parametrize("shape", list(WireShape))
+def test_an_encoder_that_refused_a_payload_encodes_the_next_message_whole(
+    shape: WireShape,
+) -> None:
+    encoder = Encoder(shape)
+    good = Message.create(A, B, b"ok", {"x": [1, 2, 3]}, now=NOW, message_id=3)
+    for bad_value in (object(), 2**64, [1, object()]):
+        bad = Message.create(A, B, b"bad", {"x": bad_value}, now=NOW, message_id=4)
+        with pytest.raises(EncodeError):
+            encoder(bad, NOW)
+        assert encoder(good, NOW) == encode(good, shape, NOW)
+
+
+def test_every_shape_sends_a_read_only_mapping_payload_as_a_map() -> None:
+    payload = MappingProxyType({"a": MappingProxyType({"b": 1})})
+    message = Message.create(A, B, b"x", payload, now=NOW, message_id=1)
+    for shape in WireShape:
+        frames = [A, *Encoder(shape)(message, NOW)]
+        assert decode(frames, B, now=NOW).payload == {"a": {"b": 1}}
