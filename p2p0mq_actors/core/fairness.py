@@ -103,6 +103,9 @@ class Plan:
     new_medium: tuple[Message, ...] = ()
     slow: tuple[SlowItem, ...] = ()
     preemption: Preemption = field(default_factory=Preemption, compare=False)
+    through_gate: bool = False
+    """Sent by an application thread through the peer's express gate: the
+    connection hands the gate back itself when the plan went out whole."""
 
 
 @dataclass(frozen=True, slots=True)

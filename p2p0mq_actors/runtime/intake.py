@@ -124,7 +124,9 @@ class Intake:
         if ref is None:
             return False
         try:
-            ref.tell(Plan(peer=message.next_hop, epoch=0, rounds=0, fast=(message,)))
+            ref.tell(
+                Plan(peer=message.next_hop, epoch=0, rounds=0, fast=(message,), through_gate=True)
+            )
         except pykka.ActorDeadError:
             return False  # gone: the Scheduler finds out and fails what it holds
         return True

@@ -27,6 +27,7 @@ from ..core.errors import (
 from ..core.fairness import Plan, PlanResult, run_plan
 from ..core.message import Message
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
+from .express import ExpressGate
 from .messages import FLUSH, Flush, PeerFailed, PeerWritable, Shutdown
 from .outcomes import ConcernRegistry, report_dropped, report_failed, report_sent
 
@@ -61,6 +62,8 @@ class PeerConnection(pykka.ThreadingActor):
         refused_grace: seconds the handshake may keep failing before what is
             queued fails with ``PeerRefusedError`` (two peers that add each
             other's keys at about the same time refuse each other briefly).
+        gate: the node's express gate, handed back open after an express
+            plan that went out whole (``express.py``).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class PeerConnection(pykka.ThreadingActor):
         poll_interval: float = 0.02,
         renew_after: float = 2.0,
         refused_grace: float = 1.0,
+        gate: ExpressGate | None = None,
     ) -> None:
         super().__init__()
         self.peer = peer
@@ -84,6 +88,7 @@ class PeerConnection(pykka.ThreadingActor):
         self._sockets = sockets
         self._clock = clock
         self._encode = Encoder(shape)
+        self._gate = gate
         self._unreachable_after = unreachable_after
         self._poll_interval = poll_interval
         self._renew_after = renew_after
@@ -148,7 +153,8 @@ class PeerConnection(pykka.ThreadingActor):
             return
         now = self._now = self._clock.now()
         run = run_plan(plan, self._medium, self._send, now)
-        self._tell_scheduler(run.result)
+        if not (plan.through_gate and self._hand_back(run.result)):
+            self._tell_scheduler(run.result)
         self.sent_count += len(run.sent)
         self._proven = self._proven or bool(run.sent)
         if run.sent:
@@ -161,8 +167,18 @@ class PeerConnection(pykka.ThreadingActor):
             self._blocked_since = now
             self.actor_ref.tell(_POLL)
 
+    def _hand_back(self, result: PlanResult) -> bool:
+        """End an express plan's claim on the gate; True if it is open again
+        (the plan went out whole), so the Scheduler needs no result."""
+        if self._gate is None:
+            return False
+        whole = not result.blocked and result.medium_len == 0
+        return self._gate.hand_back(result.peer, reopen=whole)
+
     def _return_unrun(self, plan: Plan) -> None:
         """A plan that arrived while blocked or closed: give it all back."""
+        if plan.through_gate and self._gate is not None:
+            self._gate.hand_back(plan.peer, reopen=False)
         if self._closed:
             gone = [*plan.fast, *plan.new_medium, *(i.message for i in plan.slow)]
             report_dropped(self._concerns, [(m, "stopped") for m in gone])

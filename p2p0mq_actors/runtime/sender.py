@@ -135,6 +135,7 @@ class Sender:
                 clock=self.clock,
                 shape=shape,
                 unreachable_after=self._unreachable_after,
+                gate=self.intake.gate,
             )
             self._connections[uuid] = ref
             self.scheduler.tell(AddPeer(uuid, ref))

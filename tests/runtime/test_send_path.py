@@ -235,6 +235,40 @@ def test_a_fast_message_for_an_idle_peer_skips_the_scheduler(path_factory) -> No
     assert p.journal.ids() == [m.message_id]
 
 
+def test_an_express_message_sent_whole_reopens_the_gate_itself(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    p.sender.flush()  # the Scheduler has opened x's gate
+    messages = [p.msg(b"x", FAST) for _ in range(5)]
+    for n, m in enumerate(messages, 1):
+        p.sender.send_one(m)  # no flush between: the connection reopened the gate
+        p.book.wait_for(lambda bk, n=n: len(bk.sent) == n)  # type: ignore[misc]
+    assert p.sender.intake.puts == 0 and p.sender.intake.wakes == 0
+    assert p.journal.ids() == [m.message_id for m in messages]
+
+
+def test_a_blocked_express_message_goes_back_to_the_scheduler(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    p.sender.flush()
+    sock = p.sock(b"x")
+    sock.block()
+    first = p.msg(b"x", FAST)
+    p.sender.send_one(first)  # through the gate; the socket would block
+    later = [p.msg(b"x", FAST) for _ in range(3)]
+    for m in later:
+        p.sender.send_one(m)  # the gate is claimed: these wait in the intake
+    p.sender.flush()
+    assert p.book.sent == []
+    sock.unblock()
+    p.book.wait_for(lambda bk: len(bk.sent) == 4)
+    assert p.journal.ids() == [m.message_id for m in [first, *later]]
+    p.sender.flush()
+    after = p.msg(b"x", FAST)
+    puts = p.sender.intake.puts
+    p.sender.send_one(after)  # idle again: the Scheduler reopened the gate
+    p.book.wait_for(lambda bk: len(bk.sent) == 5)
+    assert p.sender.intake.puts == puts
+
+
 def test_direct_and_queued_sends_keep_fifo_order_and_lose_nothing(path_factory) -> None:  # type: ignore[no-untyped-def]
     rnd = random.Random(7)
     p: Path = path_factory([b"x", b"y"])
