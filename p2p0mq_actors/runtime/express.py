@@ -1,12 +1,20 @@
-"""The express gate: one actor hop from the application to an idle peer.
+"""The express gate: from the application to an idle peer's socket, with no
+actor hop when the socket takes the message at once.
 
 Rules:
 - The Scheduler opens a peer's gate when the peer is idle (nothing queued,
   no plan in flight, writable) and counts that peer as having a plan in
   flight from then on: it plans nothing for it until the gate is closed.
 - A sender with a fast message for that peer may claim the gate (once:
-  claiming closes it) and tell the PeerConnection a one-message plan
-  directly, skipping the Scheduler's thread.
+  claiming closes it). Holding the claim, it sends the message itself on
+  the peer's socket through the connection's ``DirectLane``, under the
+  lane's lock, and hands the gate back open. The connection still owns the
+  socket: it creates, polls, renews and closes it, and holds the same lock
+  whenever it uses it; the claim means no plan of its own is running.
+- If the lane cannot send at once (socket not writable, expired message,
+  encode error, socket gone), nothing was sent: the sender tells the
+  PeerConnection a one-message plan instead, which deals with it as any
+  plan, skipping the Scheduler's thread.
 - When that plan went out whole (the socket did not block), the
   PeerConnection hands the gate back open (``hand_back``), still counted
   busy, and tells the Scheduler nothing: an express message costs one tell,
@@ -27,8 +35,18 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
 from typing import Any
+
+import pykka
+
+from ..core.codec import Encoder, WireShape
+from ..core.fairness import PlanResult
+from ..core.message import Message
+from ..core.ports import Clock, PeerSocket
+from .outcomes import ConcernRegistry, report_sent
 
 
 class ExpressGate:
@@ -38,6 +56,22 @@ class ExpressGate:
         self._lock = lock or threading.Lock()
         self._open: dict[bytes, Any] = {}
         self._claimed: dict[bytes, Any] = {}
+        self._lanes: dict[bytes, DirectLane] = {}
+
+    def add_lane(self, peer: bytes, lane: DirectLane) -> None:
+        """Let claims on ``peer``'s gate send through ``lane`` (its connection's)."""
+        with self._lock:
+            self._lanes[peer] = lane
+
+    def remove_lane(self, peer: bytes, lane: DirectLane) -> None:
+        """Forget ``lane`` (if it is still ``peer``'s)."""
+        with self._lock:
+            if self._lanes.get(peer) is lane:
+                del self._lanes[peer]
+
+    def lane(self, peer: bytes) -> DirectLane | None:
+        """``peer``'s lane, if its connection gave one."""
+        return self._lanes.get(peer)
 
     def open(self, peer: bytes, ref: Any) -> None:
         """Let one fast message go straight to ``peer`` (the Scheduler calls this)."""
@@ -86,3 +120,71 @@ class ExpressGate:
 
     def __repr__(self) -> str:
         return f"<ExpressGate open={len(self._open)} claimed={len(self._claimed)}>"
+
+
+class DirectLane:
+    """A PeerConnection's socket, lent to whoever holds the peer's express
+    gate claim: one message is encoded and sent in the caller's thread,
+    under the lane's lock (see the rules above).
+
+    The connection ``attach``-es its socket when it has one and ``detach``-es
+    it before closing it, and holds ``lock`` whenever it uses the socket
+    itself, so the socket is never used by two threads at once and every
+    hand-over between threads passes a lock (zmq's rule for moving a socket
+    between threads).
+    """
+
+    def __init__(
+        self,
+        peer: bytes,
+        *,
+        shape: WireShape,
+        clock: Clock,
+        concerns: ConcernRegistry,
+        gate: ExpressGate,
+        tell_scheduler: Callable[[object], None],
+    ) -> None:
+        self.peer = peer
+        self.lock = threading.Lock()
+        self._encode = Encoder(shape)  # its own packer: callers' threads vary
+        self._clock = clock
+        self._concerns = concerns
+        self._gate = gate
+        self._tell_scheduler = tell_scheduler
+        self._socket: PeerSocket | None = None
+        self.sent = 0
+
+    def attach(self, socket: PeerSocket | None) -> None:
+        """Lend ``socket`` (None: lend nothing); the caller holds ``lock``."""
+        self._socket = socket
+
+    def deliver(self, message: Message) -> bool:
+        """Send ``message`` now (the caller holds the gate's claim); True if
+        it went out whole: it is reported sent and the claim is over.
+
+        False if nothing was sent: the caller still holds the claim and
+        gives the message to the connection as a plan.
+        """
+        with self.lock:
+            socket = self._socket
+            if socket is None:
+                return False
+            now = self._clock.now()
+            if message.deadline <= now:
+                return False  # the connection reports it dropped
+            try:
+                socket.send_frames(self._encode(message, now))
+            except Exception:  # would block, cannot encode, transport: nothing went out
+                return False
+            self.sent += 1
+        if not self._gate.hand_back(self.peer, reopen=True):
+            # The Scheduler asked for the gate meanwhile: it counts the peer
+            # busy until this plan's result comes, and nothing is queued in
+            # the connection (its peer was idle when the gate opened).
+            with contextlib.suppress(pykka.ActorDeadError):  # stopping: nobody waits
+                self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
+        report_sent(self._concerns, (message,))
+        return True
+
+    def __repr__(self) -> str:
+        return f"<DirectLane {self.peer!r} sent={self.sent}>"

@@ -113,19 +113,25 @@ class Intake:
             return batch, closed
 
     def express(self, message: Message) -> bool:
-        """Tell ``message`` straight to its peer's connection if the peer's gate
-        is open and nothing waits here; False if it must be ``put`` instead."""
+        """Send ``message`` straight to its peer if the peer's gate is open and
+        nothing waits here: on the peer's socket from this thread if it takes
+        it at once, else as a plan told to the peer's connection. False if it
+        must be ``put`` instead."""
         if message.priority is not Priority.FAST:
             return False
+        peer = message.next_hop
         with self._lock:
             if self._queue or self._closed:
                 return False
-            ref = self.gate.claim_locked(message.next_hop)
+            ref = self.gate.claim_locked(peer)
         if ref is None:
             return False
+        lane = self.gate.lane(peer)
+        if lane is not None and lane.deliver(message):
+            return True
         try:
             ref.tell(
-                Plan(peer=message.next_hop, epoch=0, rounds=0, fast=(message,), through_gate=True)
+                Plan(peer=peer, epoch=0, rounds=0, fast=(message,), through_gate=True)
             )
         except pykka.ActorDeadError:
             return False  # gone: the Scheduler finds out and fails what it holds

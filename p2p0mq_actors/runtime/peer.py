@@ -27,7 +27,7 @@ from ..core.errors import (
 from ..core.fairness import Plan, PlanResult, run_plan
 from ..core.message import Message
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
-from .express import ExpressGate
+from .express import DirectLane, ExpressGate
 from .messages import FLUSH, Flush, PeerFailed, PeerWritable, Shutdown
 from .outcomes import ConcernRegistry, report_dropped, report_failed, report_sent
 
@@ -89,6 +89,16 @@ class PeerConnection(pykka.ThreadingActor):
         self._clock = clock
         self._encode = Encoder(shape)
         self._gate = gate
+        self._lane: DirectLane | None = None
+        if gate is not None:
+            self._lane = DirectLane(
+                peer.uuid,
+                shape=shape,
+                clock=clock,
+                concerns=concerns,
+                gate=gate,
+                tell_scheduler=scheduler.tell,
+            )
         self._unreachable_after = unreachable_after
         self._poll_interval = poll_interval
         self._renew_after = renew_after
@@ -102,12 +112,29 @@ class PeerConnection(pykka.ThreadingActor):
         self._closed = False
         self._now = 0.0  # when the plan being carried out started (native TTLs)
         self._proven = False  # a send went through at least once
-        self.sent_count = 0
+        self._sent = 0
 
     # -- life cycle --------------------------------------------------------
 
     def on_start(self) -> None:
-        self._socket = self._sockets.connect(self.peer)
+        self._set_socket(self._sockets.connect(self.peer))
+        if self._lane is not None and self._gate is not None:
+            self._gate.add_lane(self.peer.uuid, self._lane)
+
+    def _set_socket(self, socket: PeerSocket | None) -> None:
+        """Replace the socket (closing the old one), lending the new one to
+        the lane; the lane's lock makes an express send in flight finish first."""
+        lane = self._lane
+        if lane is None:
+            if self._socket is not None:
+                self._socket.close()
+            self._socket = socket
+            return
+        with lane.lock:
+            if self._socket is not None:
+                self._socket.close()
+            self._socket = socket
+            lane.attach(socket)
 
     def on_stop(self) -> None:
         self._shutdown()
@@ -120,9 +147,9 @@ class PeerConnection(pykka.ThreadingActor):
             report_dropped(self._concerns, [(m, "stopped") for m in self._medium])
             self._medium.clear()
         self._closed = True
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        if self._lane is not None and self._gate is not None:
+            self._gate.remove_lane(self.peer.uuid, self._lane)
+        self._set_socket(None)
 
     # -- messages ----------------------------------------------------------
 
@@ -152,10 +179,14 @@ class PeerConnection(pykka.ThreadingActor):
             self._return_unrun(plan)
             return
         now = self._now = self._clock.now()
-        run = run_plan(plan, self._medium, self._send, now)
+        if self._lane is None:
+            run = run_plan(plan, self._medium, self._send, now)
+        else:
+            with self._lane.lock:  # the socket is the lane's too (express.py)
+                run = run_plan(plan, self._medium, self._send, now)
         if not (plan.through_gate and self._hand_back(run.result)):
             self._tell_scheduler(run.result)
-        self.sent_count += len(run.sent)
+        self._sent += len(run.sent)
         self._proven = self._proven or bool(run.sent)
         if run.sent:
             report_sent(self._concerns, run.sent)
@@ -223,7 +254,11 @@ class PeerConnection(pykka.ThreadingActor):
     def _poll(self) -> None:
         if self._closed or self._blocked_since is None or self._socket is None:
             return
-        writable = self._socket.wait_writable(self._poll_interval)
+        if self._lane is None:
+            writable = self._socket.wait_writable(self._poll_interval)
+        else:
+            with self._lane.lock:
+                writable = self._socket.wait_writable(self._poll_interval)
         now = self._clock.now()
         self._read_events(now)
         self._expire(now)
@@ -249,10 +284,9 @@ class PeerConnection(pykka.ThreadingActor):
     def _renew_socket(self) -> None:
         assert self._socket is not None
         log.info("%r: opening a new socket after a refused handshake", self)
-        self._socket.close()
-        self._socket = None
+        self._set_socket(None)
         self._renew_at = None
-        self._socket = self._sockets.connect(self.peer)
+        self._set_socket(self._sockets.connect(self.peer))
 
     def _expire(self, now: float) -> None:
         if any(m.deadline <= now for m in self._medium):
@@ -282,6 +316,11 @@ class PeerConnection(pykka.ThreadingActor):
         self._tell_scheduler(PeerFailed(self.peer.uuid, error))
 
     @property
+    def sent_count(self) -> int:
+        """Messages sent so far, by plans and through the express lane."""
+        return self._sent + (self._lane.sent if self._lane is not None else 0)
+
+    @property
     def medium_len(self) -> int:
         """How many medium messages wait in this peer's queue."""
         return len(self._medium)
@@ -293,7 +332,8 @@ class PeerConnection(pykka.ThreadingActor):
         if self._closed:
             return "CLOSED"
         if self._blocked_since is None:
-            return "READY" if self._proven else "CONNECTING"
+            proven = self._proven or (self._lane is not None and self._lane.sent > 0)
+            return "READY" if proven else "CONNECTING"
         if self._refused_since is not None:
             return "REFUSED"
         return "BLOCKED"

@@ -8,7 +8,6 @@ import pytest
 from sendpath_kit import Path, make
 
 from p2p0mq_actors.core.errors import ConfigurationError
-from p2p0mq_actors.runtime.express import ExpressGate
 from p2p0mq_actors.runtime.intake import Intake, IntakeFullError
 from p2p0mq_actors.testing.clock import ManualClock
 
@@ -94,43 +93,3 @@ def test_backpressure_reaches_the_caller_when_a_peer_cannot_keep_up(path_factory
     p.sender.flush()
     held = p.sender.scheduler.proxy().depths().get(timeout=5)
     assert held["medium"] <= 50  # the Scheduler took no more than it may hold
-
-
-def test_a_claimed_gate_handed_back_whole_is_open_again() -> None:
-    gate = ExpressGate()
-    gate.open(b"x", "ref-x")
-    assert gate.claim_locked(b"x") == "ref-x"
-    assert gate.claim_locked(b"x") is None  # one claim at a time
-    assert gate.hand_back(b"x", reopen=True)
-    assert gate.claim_locked(b"x") == "ref-x"
-
-
-def test_a_claimed_gate_handed_back_unsent_stays_shut() -> None:
-    gate = ExpressGate()
-    gate.open(b"x", "ref-x")
-    gate.claim_locked(b"x")
-    assert not gate.hand_back(b"x", reopen=False)  # the result goes to the Scheduler
-    assert gate.claim_locked(b"x") is None
-    assert not gate.hand_back(b"x", reopen=True)  # no claim left to hand back
-
-
-def test_a_close_that_finds_the_gate_claimed_takes_the_claim_away() -> None:
-    gate = ExpressGate()
-    gate.open(b"x", "ref-x")
-    gate.open(b"y", "ref-y")
-    gate.claim_locked(b"x")
-    assert not gate.close(b"x")  # claimed: the Scheduler waits for its result
-    assert not gate.hand_back(b"x", reopen=True)  # so the connection must report it
-    assert gate.claim_locked(b"x") is None
-    assert gate.close_locked({b"y"}) == [b"y"]
-    assert gate.claim_locked(b"y") is None
-
-
-def test_closing_all_gates_drops_open_and_claimed_ones() -> None:
-    gate = ExpressGate()
-    gate.open(b"x", "ref-x")
-    gate.open(b"y", "ref-y")
-    gate.claim_locked(b"y")
-    gate.close_all()
-    assert gate.claim_locked(b"x") is None
-    assert not gate.hand_back(b"y", reopen=True)

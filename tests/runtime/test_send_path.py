@@ -269,6 +269,21 @@ def test_a_blocked_express_message_goes_back_to_the_scheduler(path_factory) -> N
     assert p.sender.intake.puts == puts
 
 
+def test_a_stopped_connection_lends_its_socket_no_more(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    p.sender.flush()
+    lane = p.sender.intake.gate.lane(b"x")
+    assert lane is not None
+    p.sender.send_one(p.msg(b"x", FAST))
+    p.book.wait_for(lambda bk: len(bk.sent) == 1)
+    assert lane.sent == 1
+    p.sender.remove_peer(b"x")
+    assert p.sender.intake.gate.lane(b"x") is None
+    assert p.sock(b"x").closed
+    assert not lane.deliver(p.msg(b"x", FAST))  # detached before the socket closed
+    assert len(p.sock(b"x").sent) == 1
+
+
 def test_direct_and_queued_sends_keep_fifo_order_and_lose_nothing(path_factory) -> None:  # type: ignore[no-untyped-def]
     rnd = random.Random(7)
     p: Path = path_factory([b"x", b"y"])
