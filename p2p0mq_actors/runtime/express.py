@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import pykka
 
@@ -46,7 +46,7 @@ from ..core.codec import Encoder, WireShape
 from ..core.fairness import PlanResult
 from ..core.message import Message
 from ..core.ports import Clock, PeerSocket
-from .outcomes import ConcernRegistry, report_sent
+from .outcomes import ConcernRegistry, listens_to_sent, report_sent
 
 
 class ExpressGate:
@@ -153,6 +153,9 @@ class DirectLane:
         self._tell_scheduler = tell_scheduler
         self._socket: PeerSocket | None = None
         self.sent = 0
+        self.owner: Any = None  # the connection's ref: it reports sends in batches
+        self._unreported: list[Message] = []
+        self._unreported_lock = threading.Lock()  # held briefly; never waits for a send
 
     def attach(self, socket: PeerSocket | None) -> None:
         """Lend ``socket`` (None: lend nothing); the caller holds ``lock``."""
@@ -165,6 +168,8 @@ class DirectLane:
         False if nothing was sent: the caller still holds the claim and
         gives the message to the connection as a plan.
         """
+        concerns = self._concerns
+        listens = listens_to_sent(concerns.get(message.command))
         with self.lock:
             socket = self._socket
             if socket is None:
@@ -177,14 +182,50 @@ class DirectLane:
             except Exception:  # would block, cannot encode, transport: nothing went out
                 return False
             self.sent += 1
+            if listens:  # noted before the socket's lock is let go: a
+                # connection that stops (it detaches under that lock) finds it
+                with self._unreported_lock:
+                    self._unreported.append(message)
+                    first = len(self._unreported) == 1
         if not self._gate.hand_back(self.peer, reopen=True):
             # The Scheduler asked for the gate meanwhile: it counts the peer
             # busy until this plan's result comes, and nothing is queued in
             # the connection (its peer was idle when the gate opened).
             with contextlib.suppress(pykka.ActorDeadError):  # stopping: nobody waits
                 self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
-        report_sent(self._concerns, (message,))
+        if not listens:
+            if concerns.observer is not None:
+                concerns.observer.sent([message])  # a count: nothing to tell
+        elif first:
+            # A Concern that listens (``on_sent``) hears of sends in batches:
+            # the first unreported one tells the connection, which reports
+            # all that wait then; a loop of express sends costs one tell per
+            # batch, not per message.
+            try:
+                self.owner.tell(REPORT_SENT)
+            except (AttributeError, pykka.ActorDeadError):  # no connection (any more)
+                report_sent(concerns, self.take_unreported())
         return True
+
+    @property
+    def unreported(self) -> int:
+        """How many sends wait to be reported."""
+        return len(self._unreported)
+
+    def take_unreported(self) -> list[Message]:
+        """The sends not reported yet, oldest first (the connection reports them)."""
+        with self._unreported_lock:
+            taken, self._unreported = self._unreported, []
+        return taken
 
     def __repr__(self) -> str:
         return f"<DirectLane {self.peer!r} sent={self.sent}>"
+
+
+class _ReportSent:
+    def __repr__(self) -> str:
+        return "REPORT_SENT"
+
+
+REPORT_SENT: Final = _ReportSent()
+"""Told to a PeerConnection when its lane has sends to report."""

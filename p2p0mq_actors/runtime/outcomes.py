@@ -120,9 +120,14 @@ def _report(
     if observe:
         observe(items)
     for ref, batch in _group(registry, items, message_of).items():
-        if event is Sent and not getattr(getattr(ref, "actor_class", None), "wants_sent", True):
+        if event is Sent and not listens_to_sent(ref):
             continue
         _tell(ref, event(tuple(batch)), len(batch))
+
+
+def listens_to_sent(ref: Any) -> bool:
+    """Whether the Concern behind ``ref`` overrides ``on_sent`` (False for None)."""
+    return ref is not None and bool(getattr(getattr(ref, "actor_class", None), "wants_sent", True))
 
 
 def _first(item: tuple[Message, Any]) -> Message:

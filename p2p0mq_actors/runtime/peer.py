@@ -11,8 +11,9 @@ handshake, turns what it holds into failures.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 import pykka
 
@@ -27,7 +28,7 @@ from ..core.errors import (
 from ..core.fairness import Plan, PlanResult, run_plan
 from ..core.message import Message
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
-from .express import DirectLane, ExpressGate
+from .express import REPORT_SENT, DirectLane, ExpressGate
 from .messages import FLUSH, Flush, PeerFailed, PeerWritable, Shutdown
 from .outcomes import ConcernRegistry, report_dropped, report_failed, report_sent
 
@@ -40,6 +41,8 @@ class _Poll:
 
 _POLL = _Poll()
 _FIRST_RENEW = 0.1
+REPORT_BATCH: Final = 64
+REPORT_PACE: Final = 0.001
 
 
 class PeerConnection(pykka.ThreadingActor):
@@ -119,6 +122,7 @@ class PeerConnection(pykka.ThreadingActor):
     def on_start(self) -> None:
         self._set_socket(self._sockets.connect(self.peer))
         if self._lane is not None and self._gate is not None:
+            self._lane.owner = self.actor_ref
             self._gate.add_lane(self.peer.uuid, self._lane)
 
     def _set_socket(self, socket: PeerSocket | None) -> None:
@@ -143,19 +147,22 @@ class PeerConnection(pykka.ThreadingActor):
         self._shutdown()
 
     def _shutdown(self) -> None:
-        if self._medium:
-            report_dropped(self._concerns, [(m, "stopped") for m in self._medium])
-            self._medium.clear()
         self._closed = True
         if self._lane is not None and self._gate is not None:
             self._gate.remove_lane(self.peer.uuid, self._lane)
-        self._set_socket(None)
+        self._set_socket(None)  # no express send after this one
+        self._report_lane()
+        if self._medium:
+            report_dropped(self._concerns, [(m, "stopped") for m in self._medium])
+            self._medium.clear()
 
     # -- messages ----------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Plan):
             self._run(message)
+        elif message is REPORT_SENT:
+            self._report_lane(pace=True)
         elif message is _POLL:
             self._poll()
         elif isinstance(message, Shutdown):
@@ -165,6 +172,24 @@ class PeerConnection(pykka.ThreadingActor):
         else:
             log.warning("%r: unexpected message %r", self, message)
         return None
+
+    def _report_lane(self, *, pace: bool = False) -> None:
+        """Report what went out through the lane. With ``pace``, after a
+        small batch wait ``REPORT_PACE`` seconds, so that during a stream of
+        express sends the next report is a batch: otherwise this thread
+        wakes, and tells the Concern, for every message or two of the stream
+        (measured: batches of 13 at 0.5 ms only when more were waiting, 75
+        at 1 ms always). It delays ``on_sent`` by at most that much and
+        nothing else: an open gate means this connection has no plan to run,
+        and a plan or a stop told meanwhile waits at most that long."""
+        lane = self._lane
+        if lane is None:
+            return
+        sent = lane.take_unreported()
+        if sent:
+            report_sent(self._concerns, sent)
+        if pace and len(sent) < REPORT_BATCH:
+            time.sleep(REPORT_PACE)
 
     def _send(self, message: Message) -> None:
         try:

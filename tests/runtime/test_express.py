@@ -8,7 +8,7 @@ from typing import Any
 from p2p0mq_actors.core.codec import WireShape, decode
 from p2p0mq_actors.core.fairness import PlanResult
 from p2p0mq_actors.core.message import Message, Priority
-from p2p0mq_actors.runtime.express import DirectLane, ExpressGate
+from p2p0mq_actors.runtime.express import REPORT_SENT, DirectLane, ExpressGate
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
 from p2p0mq_actors.testing import FakeSocket, ManualClock
 
@@ -94,25 +94,6 @@ def test_when_the_scheduler_took_the_claim_the_lane_reports_the_plan_done() -> N
     assert r.gate.claim_locked(PEER) is None  # the Scheduler reopens it when it sees fit
 
 
-def test_a_sent_message_is_reported_to_the_observer() -> None:
-    r = Rig()
-    seen: list[Message] = []
-
-    class Observer:
-        def sent(self, messages: list[Message]) -> None:
-            seen.extend(messages)
-
-        def failed(self, items: object) -> None: ...
-
-        def dropped(self, items: object) -> None: ...
-
-    r.concerns.observer = Observer()  # type: ignore[assignment]
-    r.gate.claim_locked(PEER)
-    message = fast(r.clock)
-    assert r.lane.deliver(message)
-    assert seen == [message]
-
-
 def test_a_removed_lane_is_forgotten_only_if_it_is_still_the_peers() -> None:
     r = Rig()
     other = DirectLane(
@@ -167,3 +148,63 @@ def test_closing_all_gates_drops_open_and_claimed_ones() -> None:
     gate.close_all()
     assert gate.claim_locked(b"x") is None
     assert not gate.hand_back(b"y", reopen=True)
+
+
+class FakeRef:
+    """A stand-in ActorRef: records what it is told."""
+
+    def __init__(self, wants_sent: bool) -> None:
+        self.actor_class = type("C", (), {"wants_sent": wants_sent})
+        self.told: list[object] = []
+
+    def tell(self, message: object) -> None:
+        self.told.append(message)
+
+
+def test_sends_a_concern_listens_to_are_reported_by_the_connection_in_one_batch() -> None:
+    r = Rig()
+    concern, connection = FakeRef(wants_sent=True), FakeRef(wants_sent=False)
+    r.concerns.add(b"cmd", concern)
+    r.lane.owner = connection
+    messages = [fast(r.clock) for _ in range(3)]
+    for message in messages:
+        r.gate.claim_locked(PEER)
+        assert r.lane.deliver(message)
+    assert connection.told == [REPORT_SENT]  # one tell for the three
+    assert concern.told == []
+    assert r.lane.take_unreported() == messages
+    assert r.lane.take_unreported() == []
+
+
+def test_sends_no_concern_listens_to_are_only_counted() -> None:
+    r = Rig()
+    seen: list[Message] = []
+
+    class Observer:
+        def sent(self, messages: list[Message]) -> None:
+            seen.extend(messages)
+
+        def failed(self, items: object) -> None: ...
+
+        def dropped(self, items: object) -> None: ...
+
+    r.concerns.observer = Observer()  # type: ignore[assignment]
+    concern, connection = FakeRef(wants_sent=False), FakeRef(wants_sent=False)
+    r.concerns.add(b"cmd", concern)
+    r.lane.owner = connection
+    r.gate.claim_locked(PEER)
+    message = fast(r.clock)
+    assert r.lane.deliver(message)
+    assert seen == [message]
+    assert connection.told == [] and concern.told == [] and r.lane.take_unreported() == []
+
+
+def test_a_lane_without_a_connection_reports_to_the_concern_at_once() -> None:
+    r = Rig()
+    concern = FakeRef(wants_sent=True)
+    r.concerns.add(b"cmd", concern)
+    r.gate.claim_locked(PEER)
+    message = fast(r.clock)
+    assert r.lane.deliver(message)
+    assert [type(m).__name__ for m in concern.told] == ["Sent"]
+    assert concern.told[0].messages == (message,)  # type: ignore[attr-defined]
