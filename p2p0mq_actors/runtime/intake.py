@@ -130,9 +130,7 @@ class Intake:
         if lane is not None and lane.deliver(message):
             return True
         try:
-            ref.tell(
-                Plan(peer=peer, epoch=0, rounds=0, fast=(message,), through_gate=True)
-            )
+            ref.tell(Plan(peer=peer, epoch=0, rounds=0, fast=(message,), through_gate=True))
         except pykka.ActorDeadError:
             return False  # gone: the Scheduler finds out and fails what it holds
         return True

@@ -295,13 +295,13 @@ class Receiver(pykka.ThreadingActor):
 
     # -- one batch ---------------------------------------------------------
 
-    def _handle(self, batch: list[list[Any]]) -> None:
+    def _handle(self, batch: list[tuple[str | None, list[bytes]]]) -> None:
         now = self._clock.now()
         ours: list[Message] = []
         others: list[Message] = []
-        checked: dict[tuple[Any, Any], bool] = {}  # (User-Id, sender) -> its owner's
-        for frames in batch:
-            message = self._decode(frames, now, checked)
+        checked: dict[tuple[str, bytes], bool] = {}  # (User-Id, sender) -> its owner's
+        for user, frames in batch:
+            message = self._decode(user, frames, now, checked)
             if message is not None:
                 (ours if message.destination == self._uuid else others).append(message)
         self._counts["received"] += len(ours) + len(others)
@@ -310,32 +310,31 @@ class Receiver(pykka.ThreadingActor):
         if others:
             self._forward(others)
 
-    def _identity_ok(self, frames: list[Any], checked: dict[tuple[Any, Any], bool]) -> bool:
+    def _identity_ok(
+        self, user: str | None, sender: bytes, checked: dict[tuple[str, bytes], bool]
+    ) -> bool:
         """A key added for a uuid may only speak as that uuid: the sender's
         identity (frame 0, chosen by the client) must be the key's owner
-        (ZAP's User-Id, the Z85 key libzmq attached to the frames). Each
-        message carries its User-Id; ``checked`` remembers the answer for a
-        (User-Id, sender) pair within one batch."""
-        if len(frames) < 2:
-            return True  # decode refuses it anyway
-        try:
-            user = frames[1].get("User-Id")
-        except Exception:  # not a zmq frame, or no metadata: nothing to check
-            return True
-        sender = frames[0]
-        if type(sender) is not bytes:
-            sender = bytes(sender)
+        (ZAP's User-Id, the Z85 key libzmq attached to the connection).
+        ``checked`` remembers the answer for a (User-Id, sender) pair within
+        one batch."""
+        if user is None:
+            return True  # no ZAP metadata: nothing to check
         pair = (user, sender)
         known = checked.get(pair)
         if known is None:
-            owner = self._allowed.owner(user.encode() if isinstance(user, str) else user)
+            owner = self._allowed.owner(user.encode())
             known = checked[pair] = owner is None or owner == sender
         return known
 
     def _decode(
-        self, frames: list[Any], now: float, checked: dict[tuple[Any, Any], bool]
+        self,
+        user: str | None,
+        frames: list[bytes],
+        now: float,
+        checked: dict[tuple[str, bytes], bool],
     ) -> Message | None:
-        if not self._identity_ok(frames, checked):
+        if not self._identity_ok(user, frames[0], checked):
             self._rejected["identity"] += 1
             self._warn(
                 "rejected:identity",
