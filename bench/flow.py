@@ -96,8 +96,12 @@ class Flow:
         sinks: int,
         wire: str,
         lane: Priority = Priority.FAST,
+        ours_to_raw: bool = False,
     ) -> None:
         self.rig = rig
+        self.ours_to_raw = ours_to_raw
+        # our node's peers for the raw sinks (when ours_to_raw)
+        self.raw_peers = [b"raw-sink-%d" % i for i in range(sinks)]
         self.params = rig.params
         self.name = name
         self.lane = lane
@@ -135,12 +139,21 @@ class Flow:
         self.node.add_concern(Outbox, tally=self.outbox)
         for peer, endpoint in zip(self.peers, node_endpoints, strict=True):
             self.node.add_peer(peer, endpoint, wire=wire)
+        if self.ours_to_raw:
+            server_key = rig.server_pair[0]
+            for peer, endpoint in zip(self.raw_peers, raw_endpoints, strict=True):
+                self.node.add_peer(peer, endpoint, public_key=server_key, wire=wire)
         # Warm both sides: the CURVE handshakes are not part of any figure.
         rig.server.arm(self.raw_set, left(10), goal=1)
         frame = one_frame if self.native else six_frames
         for sock in self._socks:
             _send_all(sock, frame(0))
         rig.server.wait(self.raw_set, left(30))
+        if self.ours_to_raw:
+            rig.server.arm(self.raw_set, left(10), goal=1)
+            for peer in self.raw_peers:
+                self.node.send(peer, SINK, {"warm": 1}, priority=Priority.FAST)
+            rig.server.wait(self.raw_set, left(30))
         rig.server.arm(self.node_set, left(10), goal=1)
         for peer in self.peers:
             self.node.send(peer, SINK, {"warm": 1}, priority=Priority.FAST)
@@ -191,23 +204,30 @@ class Flow:
             raise BenchTimeout("a raw send blocked for 5 s") from None
         return self._rate(self.raw_set, count, t0)
 
-    def ours(self, count: int, mode: str = "send", chunk: int = 1000) -> float:
+    def ours(
+        self, count: int, mode: str = "send", chunk: int = 1000, *, to_raw: bool = False
+    ) -> float:
         """Our node sends ``count`` messages round-robin over its peers; msg/s.
 
         ``mode``: ``send`` (one ``node.send`` each), ``send_many`` (messages
         built in the loop, queued ``chunk`` at a time) or ``backlog`` (built
-        first, untimed, then queued with one ``send_many``).
+        first, untimed, then queued with one ``send_many``). ``to_raw``: to the
+        raw sinks instead of the Node sinks (the flow needs ``ours_to_raw``),
+        which measures our sending side alone.
         """
         node = self.node
         assert node is not None
-        peers, lane, k = self.peers, self.lane, len(self.peers)
+        assert self.ours_to_raw or not to_raw
+        peers = self.raw_peers if to_raw else self.peers
+        sink_set = self.raw_set if to_raw else self.node_set
+        lane, k = self.lane, len(peers)
         prebuilt: list[Message] = []
         if mode == "backlog":
             prebuilt = [
                 node.message(peers[i % k], SINK, {"seq": i, "data": DATA}, priority=lane)
                 for i in range(count)
             ]
-        self.rig.server.arm(self.node_set, self.params.left(10), total=count)
+        self.rig.server.arm(sink_set, self.params.left(10), total=count)
         self.outbox.arm(total=count)
         t0 = time.monotonic()
         if mode == "send":
@@ -225,9 +245,9 @@ class Flow:
                 )
         else:
             node.send_many(prebuilt)
-        rate = self._rate(self.node_set, count, t0)
+        rate = self._rate(sink_set, count, t0)
         if self.outbox.done.wait(self.params.left(10)):
-            rates = self.sender_rates.setdefault(mode, [])
+            rates = self.sender_rates.setdefault(mode + ("-raw" if to_raw else ""), [])
             rates.append(count / max(self.outbox.t_last - t0, 1e-9))
         return rate
 
@@ -269,12 +289,13 @@ def run_flow(
     wire: str,
     runs: Callable[[Flow], tuple[list[float], list[list[float]]]],
     lane: Priority = Priority.FAST,
+    ours_to_raw: bool = False,
 ) -> tuple[list[float], list[list[float]], dict[str, list[float]]]:
     """Set a flow up, hand it to ``runs`` (which interleaves raw and ours), tear
     it down; returns raw rates, our rates per run kind, and our sender-side
     rates (to the last ``on_sent``) per mode."""
     try:
-        flow = Flow(rig, name, sinks=sinks, wire=wire, lane=lane)
+        flow = Flow(rig, name, sinks=sinks, wire=wire, lane=lane, ours_to_raw=ours_to_raw)
         try:
             raws, mine = runs(flow)
             return raws, mine, flow.sender_rates

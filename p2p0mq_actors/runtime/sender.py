@@ -43,7 +43,10 @@ class Sender:
         uuid: our own uuid (the identity of every socket we connect).
         sockets: creates the sending socket of each peer.
         clock: time source; by default a ``MonotonicClock`` the Sender owns.
-        max_rounds: the longest plan, in rounds.
+        max_rounds: the longest plan, in rounds. Longer plans cost fewer
+            tells per message on the medium and slow lanes (a slow backlog
+            went from about 50k to 65k msg/s when 16 became 64), and
+            preemption keeps a newcomer's wait at one round whatever it is.
         pacing: if > 0, the least time between two epochs.
         policy: the default Concern's failure policy.
         shape: the wire shape peers get unless ``add_peer`` says otherwise.
@@ -66,7 +69,7 @@ class Sender:
         *,
         sockets: SocketFactory,
         clock: Clock | None = None,
-        max_rounds: int = 16,
+        max_rounds: int = 64,
         pacing: float = 0.0,
         policy: FailurePolicy | None = None,
         shape: WireShape = WireShape.V011,
