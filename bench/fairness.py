@@ -6,14 +6,17 @@ ROUTERs in the sink process. X gets 100,000 medium messages (one
 reported sent) one medium message for Y is queued. Measured, from that
 enqueue to the ``on_sent`` report of Y's message:
 
-- rounds: scheduler epochs started after the one in flight when the
-  Scheduler took Y's message in (``scheduler.epochs`` asked through a proxy
-  right after the enqueue, which the Scheduler answers after handling it)
-  up to Y's ``on_sent`` report (the Concern asks as soon as it arrives): an
-  upper bound, since the next epoch may start before the report is read;
+- rounds, as X messages reported sent in between: X sends one medium
+  message per round, so this counts the rounds X took part in before Y's
+  message went out. The contract allows two (X finishes the round in
+  flight and sends its share of the next one, the round Y goes out in):
+  two or fewer means "within one round". An upper bound: X's plan in flight
+  at the enqueue is reported after it, with the messages it sent before;
 - milliseconds;
-- X messages reported sent in between (an upper bound: X's plan in flight
-  at the enqueue is reported after it).
+- scheduler epochs started after the one in flight when the Scheduler took
+  Y's message in, up to Y's report (in the note only: an epoch is not a
+  round, and epochs after Y's message keep starting while its report is
+  read, so this is a loose upper bound).
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def scenario_6(params: Params) -> dict[str, Result]:
     except (BenchTimeout, BenchFailure, P2P0MQError) as exc:
         why = f"{type(exc).__name__}: {exc}"
         return {
-            "6a_fairness_rounds": Result(None, None, None, "epochs", "<= 1 round", why),
+            "6a_fairness_rounds": Result(None, None, None, "X msgs", "<= 2 (1 round)", why),
             "6b_fairness_latency": Result(None, None, None, "ms", "< 5 ms", why),
         }
     finally:
@@ -143,7 +146,7 @@ def scenario_6(params: Params) -> dict[str, Result]:
             node.stop()
         rig.close()
     latency = median([r[0] for r in runs])
-    epochs = median([float(r[1]) for r in runs])
+    rounds = median([float(r[2]) for r in runs])
     detail = "; ".join(
         f"{ms:.2f} ms, {ep} epochs, <= {xs} X msgs between, X backlog {left:,}"
         for ms, ep, xs, left in runs
@@ -151,10 +154,10 @@ def scenario_6(params: Params) -> dict[str, Result]:
     what = f"X flooded with {flood:,} medium msgs, one medium msg for Y queued after {head:,}"
     return {
         "6a_fairness_rounds": Result(
-            epochs, None, None, "epochs", "<= 1 round",
-            f"{what}; epochs started after the one in flight at the enqueue, up to Y's "
-            f"on_sent (upper bound: +1 when the next epoch starts first) [{detail}]",
-            epochs <= 1,
+            rounds, None, None, "X msgs", "<= 2 (1 round)",
+            f"{what}; X messages reported sent between Y's enqueue and Y's on_sent (one "
+            f"per round; <= 2 is within one round); per run: [{detail}]",
+            rounds <= 2,
         ),
         "6b_fairness_latency": Result(
             latency, None, None, "ms", "< 5 ms",

@@ -210,6 +210,15 @@ class Planner:
     def epoch_in_flight(self) -> bool:
         return self._epoch is not None
 
+    def preemptible(self) -> tuple[Preemption, frozenset[bytes]] | None:
+        """The epoch in flight's preemption token and planned peers, if new
+        work may preempt it (more than one round, not preempted yet): what
+        the intake needs to apply ``_should_preempt``'s rule as work arrives."""
+        epoch = self._epoch
+        if epoch is None or epoch.rounds <= 1 or epoch.preemption.requested:
+            return None
+        return epoch.preemption, frozenset(epoch.waiting)
+
     def start_epoch(self, now: float) -> tuple[list[Plan], list[Message]]:
         """Plan the next epoch unless one is in flight.
 

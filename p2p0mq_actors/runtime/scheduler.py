@@ -101,6 +101,7 @@ class Scheduler(pykka.ThreadingActor):
             self._intake(message.messages)
         elif isinstance(message, PlanResult):
             if self._planner.complete(message):
+                self._watch_epoch()
                 self._take_intake()
                 self._pump()
             self._open_gate(message.peer)
@@ -205,8 +206,14 @@ class Scheduler(pykka.ThreadingActor):
         if plans:
             self._last_epoch = now
             self.epochs += 1
+            self._watch_epoch()
         for plan in plans:
             self._hand_out(plan)
+
+    def _watch_epoch(self) -> None:
+        """Let the intake preempt the epoch in flight as work arrives."""
+        if self._intake_queue is not None:
+            self._intake_queue.watch(self._planner.preemptible())
 
     def _open_gate(self, peer: bytes) -> None:
         """Open ``peer``'s express gate if it is idle (it then counts as busy)."""
@@ -282,8 +289,10 @@ class Scheduler(pykka.ThreadingActor):
         self._shutdown()
 
     def counters(self) -> dict[str, int]:
-        """Epochs started and epochs preempted so far (ask it through a proxy)."""
-        return {"epochs": self.epochs, "preemptions": self.preemptions}
+        """Epochs started and epochs preempted so far, by the Scheduler or at
+        the intake (ask it through a proxy)."""
+        early = self._intake_queue.preemptions if self._intake_queue is not None else 0
+        return {"epochs": self.epochs, "preemptions": self.preemptions + early}
 
     def depths(self) -> dict[str, int]:
         """Queue depths as the Scheduler knows them (ask it through a proxy)."""

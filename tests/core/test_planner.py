@@ -135,6 +135,21 @@ def test_medium_work_for_a_peer_already_planned_does_not_preempt() -> None:
     assert not intake.preempted
 
 
+def test_preemptible_gives_the_epoch_new_work_may_preempt_and_its_peers() -> None:
+    sim = Sim(peers=(b"x", b"y"), rounds=8)
+    assert sim.planner.preemptible() is None  # no epoch
+    sim.enqueue(*(msg(b"x") for _ in range(100)))
+    assert sim.planner.preemptible() is None  # a one-round epoch: nothing to preempt
+    sim.step(b"x")
+    watched = sim.planner.preemptible()
+    assert watched is not None
+    preemption, planned = watched
+    assert planned == {b"x"} and preemption is sim.inbox[b"x"][0].preemption
+    sim.enqueue(msg(b"y"))
+    assert preemption.requested
+    assert sim.planner.preemptible() is None  # preempted already
+
+
 def test_a_victim_goes_out_in_the_first_round_after_it_was_queued() -> None:
     """Y's message is queued while X, with 10,000 queued, is mid-plan: at most
     two more X messages go first (the round in flight and X's share of the

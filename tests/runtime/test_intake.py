@@ -8,6 +8,8 @@ import pytest
 from sendpath_kit import Path, make
 
 from p2p0mq_actors.core.errors import ConfigurationError
+from p2p0mq_actors.core.fairness import Preemption
+from p2p0mq_actors.core.message import Priority
 from p2p0mq_actors.runtime.intake import Intake, IntakeFullError
 from p2p0mq_actors.testing.clock import ManualClock
 
@@ -93,3 +95,42 @@ def test_backpressure_reaches_the_caller_when_a_peer_cannot_keep_up(path_factory
     p.sender.flush()
     held = p.sender.scheduler.proxy().depths().get(timeout=5)
     assert held["medium"] <= 50  # the Scheduler took no more than it may hold
+
+
+def watched_intake(planned: frozenset[bytes]) -> tuple[Intake, Preemption]:
+    intake = Intake(100, lambda: None)
+    preemption = Preemption()
+    intake.watch((preemption, planned))
+    return intake, preemption
+
+
+def test_medium_work_for_a_planned_peer_leaves_the_watched_epoch_alone() -> None:
+    intake, preemption = watched_intake(frozenset({b"x"}))
+    intake.put([make(CLOCK, b"x"), make(CLOCK, b"x")])
+    assert not preemption.requested and intake.preemptions == 0
+
+
+@pytest.mark.parametrize(
+    ("peer", "prio"),
+    [(b"y", Priority.MEDIUM), (b"x", Priority.FAST), (b"x", Priority.SLOW), (b"y", Priority.SLOW)],
+)
+def test_other_work_preempts_the_watched_epoch_at_the_put(peer: bytes, prio: Priority) -> None:
+    intake, preemption = watched_intake(frozenset({b"x"}))
+    intake.put([make(CLOCK, b"x"), make(CLOCK, peer, prio=prio)])
+    assert preemption.requested and intake.preemptions == 1
+    intake.put([make(CLOCK, b"z")])  # once is enough
+    assert intake.preemptions == 1
+
+
+def test_an_epoch_the_scheduler_preempted_first_is_not_counted_again() -> None:
+    intake, preemption = watched_intake(frozenset({b"x"}))
+    preemption.requested = True
+    intake.put([make(CLOCK, b"y")])
+    assert intake.preemptions == 0
+
+
+def test_nothing_watched_nothing_preempted() -> None:
+    intake, preemption = watched_intake(frozenset({b"x"}))
+    intake.watch(None)
+    intake.put([make(CLOCK, b"y")])
+    assert not preemption.requested
