@@ -31,6 +31,7 @@ from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFact
 from .express import REPORT_SENT, DirectLane, ExpressGate
 from .messages import FLUSH, Flush, PeerFailed, PeerWritable, Shutdown
 from .outcomes import ConcernRegistry, report_dropped, report_failed, report_sent
+from .turns import TURNS
 
 log = logging.getLogger("p2p0mq_actors.runtime.peer")
 
@@ -204,11 +205,12 @@ class PeerConnection(pykka.ThreadingActor):
             self._return_unrun(plan)
             return
         now = self._now = self._clock.now()
-        if self._lane is None:
-            run = run_plan(plan, self._medium, self._send, now)
-        else:
-            with self._lane.lock:  # the socket is the lane's too (express.py)
+        with TURNS:
+            if self._lane is None:
                 run = run_plan(plan, self._medium, self._send, now)
+            else:
+                with self._lane.lock:  # the socket is the lane's too (express.py)
+                    run = run_plan(plan, self._medium, self._send, now)
         if not (plan.through_gate and self._hand_back(run.result)):
             self._tell_scheduler(run.result)
         self._sent += len(run.sent)

@@ -41,6 +41,7 @@ from ..transport.keys import check_key_pair
 from ..transport.router import AllowedKeys, CurveRouter
 from .messages import FLUSH, Bind, Flush, Received
 from .outcomes import ConcernRegistry
+from .turns import TURNS
 
 log = logging.getLogger("p2p0mq_actors.runtime.receiver")
 
@@ -269,7 +270,10 @@ class Receiver(pykka.ThreadingActor):
             return False
         self._steps += 1
         try:
-            batch = router.recv_batch(self._batch) if router.poll(self._poll_interval) else []
+            batch = []
+            if router.poll(self._poll_interval):
+                with TURNS:  # see turns.py
+                    batch = router.recv_batch(self._batch)
         except SocketClosedError as exc:
             self._state = "BROKEN"
             log.error("%r: the listening socket is gone (%s); no longer receiving", self, exc)
