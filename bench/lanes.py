@@ -78,6 +78,16 @@ def _backlog(
     return rows
 
 
+def _one_peer(rig: Rig, name: str, count: int, lane: Priority, floor: float) -> Result:
+    """A backlog of ``count`` messages on ``lane`` for one peer, 0.1.1 wire."""
+    what = lane.name.lower()
+    (row,) = _backlog(
+        rig, name, sinks=1, per_sink=count, wire="0.1.1", lane=lane, floor=floor,
+        note=f"backlog of {count:,} {what} msgs for one peer, 0.1.1 wire",
+    )  # fmt: skip
+    return row
+
+
 def _with_rig(
     params: Params, sinks: int, body: Callable[[Rig], dict[str, Result]]
 ) -> dict[str, Result]:
@@ -93,38 +103,17 @@ def scenario_3(params: Params) -> dict[str, Result]:
     each = params.size(2_000, 200)
 
     def body(rig: Rig) -> dict[str, Result]:
-        (a,) = _backlog(
-            rig,
-            "s3a",
-            sinks=1,
-            per_sink=one,
-            wire="0.1.1",
-            lane=Priority.MEDIUM,
-            floor=40_000,
-            note=f"backlog of {one:,} medium msgs for one peer, 0.1.1 wire",
-        )
-        b, b_raw = _backlog(
-            rig,
-            "s3b",
-            sinks=10,
-            per_sink=each,
-            wire="0.1.1",
-            lane=Priority.MEDIUM,
-            floor=50_000,
-            note=f"10 peers x {each:,} medium msgs, 0.1.1 wire",
-            raw_sinks_too=True,
-        )
-        c, c_raw = _backlog(
-            rig,
-            "s3c",
-            sinks=10,
-            per_sink=each,
-            wire="native",
-            lane=Priority.MEDIUM,
-            floor=100_000,
-            note=f"10 peers x {each:,} medium msgs, native wire; raw: 1 frame",
-            raw_sinks_too=True,
-        )
+        a = _one_peer(rig, "s3a", one, Priority.MEDIUM, 40_000)
+
+        def ten_peers(name: str, wire: str, floor: float, what: str) -> list[Result]:
+            note = f"10 peers x {each:,} medium msgs, {what}"
+            return _backlog(
+                rig, name, sinks=10, per_sink=each, wire=wire, lane=Priority.MEDIUM,
+                floor=floor, note=note, raw_sinks_too=True,
+            )  # fmt: skip
+
+        b, b_raw = ten_peers("s3b", "0.1.1", 50_000, "0.1.1 wire")
+        c, c_raw = ten_peers("s3c", "native", 100_000, "native wire; raw: 1 frame")
         return {
             "3a_medium_one_peer": a,
             "3b_medium_ten_peers": b,
@@ -140,16 +129,7 @@ def scenario_4(params: Params) -> dict[str, Result]:
     count = params.size(20_000, 2_000)
 
     def body(rig: Rig) -> dict[str, Result]:
-        (row,) = _backlog(
-            rig,
-            "s4",
-            sinks=1,
-            per_sink=count,
-            wire="0.1.1",
-            lane=Priority.SLOW,
-            floor=40_000,
-            note=f"backlog of {count:,} slow msgs for one peer, 0.1.1 wire",
-        )
+        row = _one_peer(rig, "s4", count, Priority.SLOW, 40_000)
         return {"4_slow_backlog": row}  # fmt: skip
 
     return _with_rig(params, 1, body)
