@@ -14,6 +14,7 @@ from p2p0mq_actors.core.errors import ConfigurationError, TransportError
 from p2p0mq_actors.core.message import Priority
 from p2p0mq_actors.core.policy import FailurePolicy
 from p2p0mq_actors.runtime.messages import FLUSH
+from p2p0mq_actors.runtime.turns import TURNS
 
 FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
 
@@ -314,3 +315,25 @@ def test_direct_and_queued_sends_keep_fifo_order_and_lose_nothing(path_factory) 
             ]
             assert got == want
     assert p.sender.intake.puts < len(sent)  # some went the direct way
+
+
+def test_plans_take_turns_and_give_the_turn_back_after_failures(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x", b"y"])
+    socks = {peer: p.sock(peer) for peer in (b"x", b"y")}
+    seen_locked: list[bool] = []
+    for sock in socks.values():
+        send = sock.send_frames
+
+        def watched(frames, send=send):  # type: ignore[no-untyped-def]
+            seen_locked.append(TURNS.locked())
+            send(frames)
+
+        sock.send_frames = watched  # type: ignore[method-assign]
+    socks[b"x"].fail_next(3, errno.EHOSTUNREACH)
+    sent = [p.msg(peer, MEDIUM) for peer in (b"x", b"y") for _ in range(20)]
+    p.sender.enqueue(sent, MEDIUM)
+    p.book.wait_for(lambda bk: len(bk.sent) + len(bk.failed) >= len(sent))
+    p.sender.flush()
+    assert seen_locked and all(seen_locked)  # every plan's send ran on its turn
+    assert TURNS.acquire(blocking=False)  # and the turn was given back
+    TURNS.release()
