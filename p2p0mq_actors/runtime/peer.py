@@ -11,6 +11,7 @@ handshake, turns what it holds into failures.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from typing import Any, Final
@@ -103,6 +104,8 @@ class PeerConnection(pykka.ThreadingActor):
                 gate=gate,
                 tell_scheduler=scheduler.tell,
             )
+        # Held whenever this actor uses its socket: the lane's (express.py).
+        self._socket_lock = self._lane.lock if self._lane is not None else threading.Lock()
         self._unreachable_after = unreachable_after
         self._poll_interval = poll_interval
         self._renew_after = renew_after
@@ -129,17 +132,12 @@ class PeerConnection(pykka.ThreadingActor):
     def _set_socket(self, socket: PeerSocket | None) -> None:
         """Replace the socket (closing the old one), lending the new one to
         the lane; the lane's lock makes an express send in flight finish first."""
-        lane = self._lane
-        if lane is None:
+        with self._socket_lock:
             if self._socket is not None:
                 self._socket.close()
             self._socket = socket
-            return
-        with lane.lock:
-            if self._socket is not None:
-                self._socket.close()
-            self._socket = socket
-            lane.attach(socket)
+            if self._lane is not None:
+                self._lane.attach(socket)
 
     def on_stop(self) -> None:
         self._shutdown()
@@ -205,12 +203,8 @@ class PeerConnection(pykka.ThreadingActor):
             self._return_unrun(plan)
             return
         now = self._now = self._clock.now()
-        with TURNS:
-            if self._lane is None:
-                run = run_plan(plan, self._medium, self._send, now)
-            else:
-                with self._lane.lock:  # the socket is the lane's too (express.py)
-                    run = run_plan(plan, self._medium, self._send, now)
+        with TURNS, self._socket_lock:  # see turns.py and express.py
+            run = run_plan(plan, self._medium, self._send, now)
         if not (plan.through_gate and self._hand_back(run.result)):
             self._tell_scheduler(run.result)
         self._sent += len(run.sent)
@@ -281,11 +275,8 @@ class PeerConnection(pykka.ThreadingActor):
     def _poll(self) -> None:
         if self._closed or self._blocked_since is None or self._socket is None:
             return
-        if self._lane is None:
+        with self._socket_lock:
             writable = self._socket.wait_writable(self._poll_interval)
-        else:
-            with self._lane.lock:
-                writable = self._socket.wait_writable(self._poll_interval)
         now = self._clock.now()
         self._read_events(now)
         self._expire(now)
