@@ -127,8 +127,8 @@ class DirectLane:
     gate claim: one message is encoded and sent in the caller's thread,
     under the lane's lock (see the rules above).
 
-    The connection ``attach``-es its socket when it has one and ``detach``-es
-    it before closing it, and holds ``lock`` whenever it uses the socket
+    The connection ``attach``-es its socket when it has one and attaches
+    None before closing it, and holds ``lock`` whenever it uses the socket
     itself, so the socket is never used by two threads at once and every
     hand-over between threads passes a lock (zmq's rule for moving a socket
     between threads).
