@@ -79,6 +79,67 @@ def test_each_side_sees_what_the_other_sent_in_fifo_order_per_lane(
             )
 
 
+def test_threads_sending_and_requesting_at_once_share_the_sockets_safely(
+    pair: tuple[Node, Node],
+) -> None:
+    """Application threads send fast messages and requests to an idle peer:
+    most go out on the connection's socket from their own thread (the
+    express lane), some through plans when the gate is taken, and a medium
+    flood in the middle keeps the connection running plans on the same
+    socket; bob's replies go out the same way. Everything arrives exactly
+    once, in each thread's order."""
+    alice, bob = pair
+    at_bob, echoed = Inbox(), Inbox()
+    bob.add_concern(Chat, inbox=at_bob)
+    bob.add_concern(Echo, inbox=echoed)
+    alice.request(b"bob", b"echo", {"warm": 1}, timeout=10).get(timeout=20)
+    assert alice._sender is not None
+    alice._sender.flush()  # the Scheduler has reopened bob's express gate
+    lane = alice._sender.intake.gate.lane(b"bob")
+    assert lane is not None
+    before = lane.sent
+    alice.send(b"bob", b"chat", {"t": -2, "i": 0}, priority=Priority.FAST)
+    assert lane.sent == before + 1  # sent from this thread, on the connection's socket
+
+    threads, each, every = 4, 100, 2
+    errors: list[BaseException] = []
+    halfway = threading.Event()
+
+    def sender(t: int) -> None:
+        try:
+            for i in range(each):
+                if t == 0 and i == each // 2:
+                    halfway.set()
+                alice.send(b"bob", b"chat", {"t": t, "i": i}, priority=Priority.FAST)
+                if i % every == 0:
+                    reply = alice.request(b"bob", b"echo", {"t": t, "i": i}, timeout=10)
+                    assert reply.get(timeout=20).payload == {"t": t, "i": i}
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=sender, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    assert halfway.wait(timeout=30)
+    flood = [
+        alice.message(b"bob", b"chat", {"t": -1, "i": i}, priority=Priority.MEDIUM)
+        for i in range(500)
+    ]
+    alice.send_many(flood)
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not any(worker.is_alive() for worker in workers)
+    assert errors == []
+    total = 1 + threads * each + len(flood)
+    got = at_bob.wait_for(total, timeout=30)
+    assert len(got) == total
+    for t in range(-1, threads):
+        order = [m.payload["i"] for m in got if m.payload["t"] == t]
+        assert order == list(range(len(flood) if t < 0 else each))
+    requests = 1 + threads * (each // every)
+    assert len(echoed.wait_for(requests)) == requests
+
+
 def test_a_request_times_out_when_no_reply_comes(pair: tuple[Node, Node]) -> None:
     alice, bob = pair
     bob.add_concern(Chat, inbox=Inbox())  # never replies
