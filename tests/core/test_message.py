@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
+import pickle
 
 import pytest
 from hypothesis import given
@@ -157,3 +160,14 @@ def test_any_uuid_either_builds_or_raises_a_message_error(src: bytes, cmd: bytes
 
 def _fields(m: Message) -> dict[str, object]:
     return {name: getattr(m, name) for name in Message.__dataclass_fields__}
+
+
+def test_a_built_message_is_a_frozen_message_that_pickles_and_copies() -> None:
+    message = Message.create(b"a", b"b", b"cmd", {"n": [1, 2]}, now=1.0, message_id=9)
+    assert type(message) is Message
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.source = b"x"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del message.payload  # type: ignore[misc]
+    for twin in (pickle.loads(pickle.dumps(message)), copy.copy(message), copy.deepcopy(message)):
+        assert type(twin) is Message and twin == message
