@@ -109,6 +109,9 @@ def test_message_ids_are_unique_and_increasing() -> None:
         ("destination", b"x" * 256, "must be 1..255 bytes long"),
         ("previous_hop", bytearray(b"x"), "must be bytes"),
         ("next_hop", b"\x00", "must not start with a zero byte (zmq reserves it)"),
+        ("previous_hop", b"\x00a", "must not start with a zero byte (zmq reserves it)"),
+        ("next_hop", b"x" * 256, "must be 1..255 bytes long"),
+        ("next_hop", "b", "must be bytes"),
         ("command", b"", "must be 1..255 bytes long"),
         ("command", "hello", "must be bytes"),
         ("deadline", math.nan, "must be finite"),
@@ -123,6 +126,7 @@ def test_message_ids_are_unique_and_increasing() -> None:
         ("priority", "fast", "must be one of FAST=0, MEDIUM=1, SLOW=2"),
         ("payload", [1, 2], "must be a mapping with str keys"),
         ("payload", {b"k": 1}, "key b'k' is not a str"),
+        ("payload", {"a": 1, 2: 3}, "key 2 is not a str"),
     ],
 )
 def test_a_bad_field_raises_a_message_error_naming_the_field_and_the_value(
