@@ -54,6 +54,8 @@ class WireShape(Enum):
 
 
 _FRAME_COUNTS: Final = (6, 7)  # as received: 0.1.0, 0.1.1
+_BYTES_ONLY: Final = frozenset({bytes})
+_STR_ONLY: Final = frozenset({str})
 _KIND_FRAMES: Final = {Kind.REQUEST: b"\x01", Kind.REPLY: b"\x02"}
 _KINDS: Final = {b"\x01": Kind.REQUEST, b"\x02": Kind.REPLY}
 _EMPTY_MAP: Final = b"\x80"
@@ -244,7 +246,10 @@ def _as_frames(frames: object) -> list[bytes]:
         raise ProtocolError(f"frames must be a list of bytes-like frames, not {_type(frames)}")
     if len(frames) not in _FRAME_COUNTS:
         raise ProtocolError(f"expected 6 frames (p2p0mq 0.1.0) or 7 (0.1.1), got {len(frames)}")
-    parts = [_as_bytes(index, frame) for index, frame in enumerate(frames)]
+    if _BYTES_ONLY.issuperset(map(type, frames)):  # as the Receiver gives them
+        parts: list[bytes] = list(frames)
+    else:
+        parts = [_as_bytes(index, frame) for index, frame in enumerate(frames)]
     if not parts[0]:  # Message would quietly take the source instead
         raise ProtocolError("frame 0 (previous hop): must not be empty")
     return parts
@@ -289,11 +294,12 @@ def _payload(index: int, frame: bytes) -> dict[str, Any]:
         raise ProtocolError(
             f"frame {index} (payload): must be a MessagePack map, not {_preview(value)}"
         )
-    for key in value:
-        if type(key) is not str:
-            raise ProtocolError(
-                f"frame {index} (payload): map keys must be str, not {_preview(key)}"
-            )
+    if not _STR_ONLY.issuperset(map(type, value)):
+        for key in value:
+            if type(key) is not str:
+                raise ProtocolError(
+                    f"frame {index} (payload): map keys must be str, not {_preview(key)}"
+                )
     return value
 
 
