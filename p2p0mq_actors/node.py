@@ -303,6 +303,7 @@ class Node:
         sent. ``receiver`` has the details."""
         sender = self._running()
         out = self._observer.snapshot()
+        out["sent"] += sender.intake.gate.quiet_sent()
         out["uuid"] = self.uuid
         out["endpoint"] = self.endpoint
         receiver = self._receiver.proxy().stats().get(timeout=self._timeout)

@@ -57,6 +57,7 @@ class ExpressGate:
         self._open: dict[bytes, Any] = {}
         self._claimed: dict[bytes, Any] = {}
         self._lanes: dict[bytes, DirectLane] = {}
+        self._quiet_retired = 0  # quiet sends of lanes removed since
 
     def add_lane(self, peer: bytes, lane: DirectLane) -> None:
         """Let claims on ``peer``'s gate send through ``lane`` (its connection's)."""
@@ -68,6 +69,13 @@ class ExpressGate:
         with self._lock:
             if self._lanes.get(peer) is lane:
                 del self._lanes[peer]
+                self._quiet_retired += lane.quiet
+
+    def quiet_sent(self) -> int:
+        """Messages sent through the lanes that no Concern listened to: they
+        are counted here, not reported one by one (``DirectLane.quiet``)."""
+        with self._lock:
+            return self._quiet_retired + sum(lane.quiet for lane in self._lanes.values())
 
     def lane(self, peer: bytes) -> DirectLane | None:
         """``peer``'s lane, if its connection gave one."""
@@ -153,6 +161,10 @@ class DirectLane:
         self._tell_scheduler = tell_scheduler
         self._socket: PeerSocket | None = None
         self.sent = 0
+        # Sends no Concern listens to: counted here (under ``lock``), and
+        # added to the node's "sent" count when it is asked for, so that a
+        # send costs no report and no other lock.
+        self.quiet = 0
         self.owner: Any = None  # the connection's ref: it reports sends in batches
         self._unreported: list[Message] = []
         self._unreported_lock = threading.Lock()  # held briefly; never waits for a send
@@ -187,16 +199,15 @@ class DirectLane:
                 with self._unreported_lock:
                     self._unreported.append(message)
                     first = len(self._unreported) == 1
+            else:
+                self.quiet += 1
         if not self._gate.hand_back(self.peer, reopen=True):
             # The Scheduler asked for the gate meanwhile: it counts the peer
             # busy until this plan's result comes, and nothing is queued in
             # the connection (its peer was idle when the gate opened).
             with contextlib.suppress(pykka.ActorDeadError):  # stopping: nobody waits
                 self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
-        if not listens:
-            if concerns.observer is not None:
-                concerns.observer.sent([message])  # a count: nothing to tell
-        elif first:
+        if listens and first:
             # A Concern that listens (``on_sent``) hears of sends in batches:
             # the first unreported one tells the connection, which reports
             # all that wait then; a loop of express sends costs one tell per

@@ -178,25 +178,16 @@ def test_sends_a_concern_listens_to_are_reported_by_the_connection_in_one_batch(
 
 def test_sends_no_concern_listens_to_are_only_counted() -> None:
     r = Rig()
-    seen: list[Message] = []
-
-    class Observer:
-        def sent(self, messages: list[Message]) -> None:
-            seen.extend(messages)
-
-        def failed(self, items: object) -> None: ...
-
-        def dropped(self, items: object) -> None: ...
-
-    r.concerns.observer = Observer()  # type: ignore[assignment]
     concern, connection = FakeRef(wants_sent=False), FakeRef(wants_sent=False)
     r.concerns.add(b"cmd", concern)
     r.lane.owner = connection
-    r.gate.claim_locked(PEER)
-    message = fast(r.clock)
-    assert r.lane.deliver(message)
-    assert seen == [message]
+    for _ in range(3):
+        r.gate.claim_locked(PEER)
+        assert r.lane.deliver(fast(r.clock))
+    assert (r.lane.quiet, r.gate.quiet_sent()) == (3, 3)
     assert connection.told == [] and concern.told == [] and r.lane.take_unreported() == []
+    r.gate.remove_lane(PEER, r.lane)
+    assert r.gate.quiet_sent() == 3  # kept when the lane goes
 
 
 def test_a_lane_without_a_connection_reports_to_the_concern_at_once() -> None:
