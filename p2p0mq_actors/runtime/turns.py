@@ -10,8 +10,10 @@ on the GIL, so a thread that lets go of the GIL in ``send`` gets it straight
 back. Nothing runs slower for it: those threads never ran in parallel.
 
 Measured (a node sending medium backlogs to ten peers, raw sinks in another
-process, medians of 5): 0.1.1 wire 78-85k msg/s without turns, 92-101k
-with them; native 80-107k without, 128-140k with.
+process, medians of 5, two runs each): 0.1.1 wire 78-85k msg/s without
+turns, 84-89k with them; native 80-107k without, 118-133k with. A process
+hosting ten receiving nodes: 17-20 us of Receiver CPU a message without,
+10 us with.
 
 Rules:
 - Held only around non-blocking socket work (a plan's sends, a drain of
