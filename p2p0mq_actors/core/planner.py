@@ -51,7 +51,7 @@ class _Epoch:
 class Planner:
     """The Scheduler's state and rules; pure, so every rule is tested without threads."""
 
-    def __init__(self, *, max_rounds: int = 32, shuffle: Shuffle = no_shuffle) -> None:
+    def __init__(self, *, max_rounds: int = 16, shuffle: Shuffle = no_shuffle) -> None:
         if max_rounds < 1:
             raise ValueError(f"max_rounds must be >= 1, not {max_rounds!r}")
         self.max_rounds = max_rounds

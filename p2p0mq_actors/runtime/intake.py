@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pykka
 
@@ -105,11 +105,15 @@ class Intake:
 
     def watch(self, epoch: tuple[Preemption, frozenset[bytes]] | None) -> None:
         """The epoch in flight, as ``Planner.preemptible`` gives it (None: no
-        epoch new work can preempt). The Scheduler calls this."""
+        epoch new work can preempt). The Scheduler calls this. Messages put
+        before it (after the Scheduler last took) are held to the rule too,
+        so none slips in between an epoch's start and this call."""
         with self._lock:
             self._watched = epoch
+            if epoch is not None and self._queue:
+                self._preempt_for(self._queue)
 
-    def _preempt_for(self, messages: Sequence[Message]) -> None:
+    def _preempt_for(self, messages: Iterable[Message]) -> None:
         """Request the watched epoch's preemption if ``messages`` call for it
         (the planner's rule); the caller holds the lock."""
         assert self._watched is not None

@@ -72,7 +72,7 @@ class Scheduler(pykka.ThreadingActor):
         *,
         concerns: ConcernRegistry,
         clock: Clock,
-        max_rounds: int = 32,
+        max_rounds: int = 16,
         pacing: float = 0.0,
         shuffle: Shuffle | None = None,
         intake: Intake | None = None,

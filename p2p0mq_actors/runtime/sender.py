@@ -44,15 +44,13 @@ class Sender:
         sockets: creates the sending socket of each peer.
         clock: time source; by default a ``MonotonicClock`` the Sender owns.
         max_rounds: the longest plan, in rounds. Longer plans cost fewer
-            tells per message on the medium and slow lanes, and a ``send()``
-            preempts the epoch at the intake, so a newcomer still waits one
-            round. But a connection holds the GIL for most of its plan, and
-            work only the Scheduler can take in (Concern retries, or a
-            ``send()`` that lands between two epochs) waits for its thread:
-            measured at 64, a flooding peer then sent up to 70 messages
-            ahead of a newcomer and one newcomer waited 5.8 ms. 32 kept
-            every run at two at most, under 2.7 ms (ten native peers to raw
-            sinks: 54–110k msg/s at 16, 108–112k at 32, 163–179k at 64).
+            tells per message on the medium and slow lanes (ten native peers
+            to raw sinks: 54-110k msg/s at 16, 108-112k at 32, 163-179k at
+            64), but a connection holds the GIL for most of its plan, so
+            the other threads (the Scheduler, the newcomer's connection)
+            wait longer for it: over 20 runs of the flood bench, a newcomer
+            went out within one round in 19 at 16 and in 16 at 32; at 64
+            one newcomer waited 5.8 ms.
         pacing: if > 0, the least time between two epochs.
         policy: the default Concern's failure policy.
         shape: the wire shape peers get unless ``add_peer`` says otherwise.
@@ -75,7 +73,7 @@ class Sender:
         *,
         sockets: SocketFactory,
         clock: Clock | None = None,
-        max_rounds: int = 32,
+        max_rounds: int = 16,
         pacing: float = 0.0,
         policy: FailurePolicy | None = None,
         shape: WireShape = WireShape.V011,

@@ -134,3 +134,11 @@ def test_nothing_watched_nothing_preempted() -> None:
     intake.watch(None)
     intake.put([make(CLOCK, b"y")])
     assert not preemption.requested
+
+
+def test_work_put_before_an_epoch_is_watched_is_held_to_the_rule_too() -> None:
+    intake = Intake(100, lambda: None)
+    intake.put([make(CLOCK, b"y")])  # lands after the Scheduler took, before it watches
+    preemption = Preemption()
+    intake.watch((preemption, frozenset({b"x"})))
+    assert preemption.requested and intake.preemptions == 1
