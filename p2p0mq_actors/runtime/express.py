@@ -207,15 +207,23 @@ class DirectLane:
             # the connection (its peer was idle when the gate opened).
             with contextlib.suppress(pykka.ActorDeadError):  # stopping: nobody waits
                 self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
-        if listens and first:
-            # A Concern that listens (``on_sent``) hears of sends in batches:
-            # the first unreported one tells the connection, which reports
-            # all that wait then; a loop of express sends costs one tell per
-            # batch, not per message.
-            try:
-                self.owner.tell(REPORT_SENT)
-            except (AttributeError, pykka.ActorDeadError):  # no connection (any more)
-                report_sent(concerns, self.take_unreported())
+        # A Concern that listens (``on_sent``) hears of sends in batches: the
+        # first unreported one tells the connection, which reports all that
+        # wait then; a loop of express sends costs one tell per batch, not
+        # per message. With no connection (any more) they are reported now.
+        if listens and first and not self._tell_owner():
+            report_sent(concerns, self.take_unreported())
+        return True
+
+    def _tell_owner(self) -> bool:
+        """Ask the connection to report the sends waiting; False if there is
+        none to ask."""
+        if self.owner is None:
+            return False
+        try:
+            self.owner.tell(REPORT_SENT)
+        except pykka.ActorDeadError:
+            return False
         return True
 
     @property
