@@ -10,7 +10,7 @@ from .runner import SPECS, main
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     names = ", ".join(f"{s.number}={s.alias}" for s in SPECS)
     parser = argparse.ArgumentParser(
-        prog="python -m bench",
+        prog="python -m bench" if __package__ == "bench" else "p2p0mq-actors bench",
         description="p2p0mq-actors benchmarks: ratios against raw pyzmq, measured in one run.",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (a CI smoke test)")

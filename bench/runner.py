@@ -38,29 +38,29 @@ class Spec:
 
 
 SPECS = (
-    Spec("1", "fast", "bench.throughput", "scenario_1",
+    Spec("1", "fast", ".throughput", "scenario_1",
          ("1_fast_6frame_send",), (("msg/s", ">= 0.8x raw"),)),
-    Spec("2", "native", "bench.throughput", "scenario_2",
+    Spec("2", "native", ".throughput", "scenario_2",
          ("2a_native_send", "2b_native_send_many", "2c_native_vs_6frame"),
          (("msg/s", ">= 0.5x raw"), ("msg/s", ">= 0.8x raw"), ("x", ">= 2x scenario 1"))),
-    Spec("3", "medium", "bench.lanes", "scenario_3",
+    Spec("3", "medium", ".lanes", "scenario_3",
          ("3a_medium_one_peer", "3b_medium_ten_peers", "3b_medium_ten_peers_raw_sinks",
           "3c_medium_ten_peers_native", "3c_medium_ten_peers_native_raw_sinks"),
          (("msg/s", ">= 40,000 msg/s"), ("msg/s", ">= 50,000 msg/s"),
           ("msg/s", ">= 50,000 msg/s"), ("msg/s", ">= 100,000 msg/s"),
           ("msg/s", ">= 100,000 msg/s"))),
-    Spec("4", "slow", "bench.lanes", "scenario_4",
+    Spec("4", "slow", ".lanes", "scenario_4",
          ("4_slow_backlog",), (("msg/s", ">= 40,000 msg/s"),)),
-    Spec("5", "reqrep", "bench.reqrep", "scenario_5",
+    Spec("5", "reqrep", ".reqrep", "scenario_5",
          ("5a_rtt_p50", "5a_rtt_p99", "5b_pipelined_100"),
          (("us", "<= 2x raw"), ("us", "(reported)"), ("req/s", ">= 20,000 req/s"))),
-    Spec("6", "fairness", "bench.fairness", "scenario_6",
+    Spec("6", "fairness", ".fairness", "scenario_6",
          ("6a_fairness_rounds", "6b_fairness_latency"),
          (("X msgs", "<= 2 (1 round)"), ("ms", "< 5 ms"))),
-    Spec("7", "fanout", "bench.fanout", "scenario_7",
+    Spec("7", "fanout", ".fanout", "scenario_7",
          ("7a_fanout_connect", "7b_fanout_deliver", "7c_fanout_rss_per_peer"),
          (("s", "< 10 s"), ("ms", "(reported)"), ("KiB", "<= 200 KiB/peer"))),
-    Spec("8", "idle", "bench.idle", "scenario_8",
+    Spec("8", "idle", ".idle", "scenario_8",
          ("8_idle_cpu",), (("% core", "< 2 % of one core"),)),
 )  # fmt: skip
 
@@ -83,7 +83,7 @@ def _scenario_main(spec: Spec, params: Params, conn: Any) -> None:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     try:
-        module = importlib.import_module(spec.module)
+        module = importlib.import_module(spec.module, __package__)
         rows = getattr(module, spec.function)(params)
         conn.send(("ok", rows))
     except (BenchTimeout, BenchFailure) as exc:

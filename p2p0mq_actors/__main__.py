@@ -1,11 +1,5 @@
-"""``python -m p2p0mq_actors``: runs the demo (the CLI comes with a later issue)."""
+"""``python -m p2p0mq_actors``: the ``p2p0mq-actors`` command (the demo by default)."""
 
-import logging
-import sys
+from .cli import main
 
-from .demo import main
-
-logging.basicConfig(
-    stream=sys.stdout, level=logging.WARNING, format="  (log) %(levelname)s %(name)s: %(message)s"
-)
 raise SystemExit(main())

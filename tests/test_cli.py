@@ -1,0 +1,85 @@
+"""The ``p2p0mq-actors`` command: its dispatch, and the packaging it relies on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from p2p0mq_actors import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "demo" in out
+    assert "bench" in out
+
+
+def test_an_unknown_command_is_refused_with_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["launch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: p2p0mq-actors")
+    assert "unknown command 'launch'" in err
+
+
+def test_demo_takes_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--fast"]) == 2
+    assert "unknown command 'demo --fast'" in capsys.readouterr().err
+
+
+def test_bench_options_are_the_suites_own(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: p2p0mq-actors bench")
+    for option in ("--quick", "--repeat", "--only", "--json", "--deadline"):
+        assert option in out
+
+
+def test_bench_refuses_a_bad_repeat(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "--repeat", "0"])
+    assert exit_.value.code == 2
+    assert "--repeat must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(60)
+def test_the_bench_command_runs_a_scenario_outside_the_checkout(tmp_path: Path) -> None:
+    # From another folder, with no PYTHONPATH: the suite comes with the install.
+    out = tmp_path / "idle.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "p2p0mq_actors", "bench", "--quick", "--repeat", "1",
+         "--only", "idle", "--json", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    row = json.loads(out.read_text(encoding="utf-8"))["8_idle_cpu"]
+    assert row["unit"] == "% core"
+    assert row["ours"] > 0
+
+
+def test_every_subpackage_is_listed_for_installation() -> None:
+    # pyproject lists the packages by hand (the bench is mapped in from
+    # bench/): a new subpackage must be listed too, or installs miss it.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "p2p0mq_actors").rglob("__init__.py")
+    }
+    assert found | {"p2p0mq_actors.bench"} == listed
+    assert config["tool"]["setuptools"]["package-dir"] == {"p2p0mq_actors.bench": "bench"}
+    assert config["project"]["scripts"] == {"p2p0mq-actors": "p2p0mq_actors.cli:main"}
