@@ -61,6 +61,8 @@ __all__ = ["AllowedKeys", "CurveRouter", "describe_handshake_failure"]
 log = logging.getLogger("p2p0mq_actors.transport")
 
 _NOBLOCK: Final = int(zmq.NOBLOCK)
+_EVENTS: Final = int(zmq.EVENTS)
+_POLLIN: Final = int(zmq.POLLIN)
 
 # What the monitor counts, under these names (see ``counters``).
 _EVENT_NAMES: Final[dict[int, str]] = {
@@ -265,6 +267,12 @@ class CurveRouter:
         batch: list[tuple[str | None, list[bytes]]] = []
         try:
             while len(batch) < max_messages:
+                # After one message, ask whether another waits: a lone
+                # message (the usual case at low rates, as in a round trip)
+                # then ends the drain without a zmq.Again, which costs twice
+                # as much as the question (measured: 3.2 against 1.4 µs).
+                if len(batch) == 1 and not self._socket.get(_EVENTS) & _POLLIN:
+                    break
                 try:
                     routing_id = recv(_NOBLOCK)
                 except zmq.Again:
