@@ -29,13 +29,21 @@ from ..core.errors import (
 from ..core.message import Kind, Message
 from ..core.ports import Clock, TimerHandle
 
+COMPACT_SLACK = 1024
+"""Deadlines of answered requests kept beyond twice the waiting ones before
+the heap is rebuilt from the waiting ones (amortised O(1) per request)."""
+
 
 class PendingRequests:
     """Futures of ``Node.request`` calls, keyed by message id. Thread-safe.
 
     Timeouts share one clock timer, armed for the earliest deadline: a
     request whose deadline is not the earliest costs no timer (and no timer
-    thread wake-up), and a resolved request leaves its deadline to lapse.
+    thread wake-up). A resolved request leaves its deadline in the heap; when
+    the timer fires, the deadlines of answered requests at the head go with
+    the lapsed ones, so under steady traffic the timer fires about once per
+    timeout, not once per request. The heap is rebuilt when answered
+    requests' deadlines outnumber the waiting ones' (``COMPACT_SLACK``).
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -54,7 +62,13 @@ class PendingRequests:
         due = self._clock.now() + timeout
         with self._lock:
             self._pending[request.message_id] = (request.destination, future, due)
-            heapq.heappush(self._deadlines, (due, request.message_id))
+            deadlines = self._deadlines
+            if len(deadlines) > 2 * len(self._pending) + COMPACT_SLACK:
+                # Mostly answered requests' deadlines: keep the waiting ones'.
+                deadlines[:] = [(d, mid) for mid, (_, _, d) in self._pending.items()]
+                heapq.heapify(deadlines)
+            else:
+                heapq.heappush(deadlines, (due, request.message_id))
             arm = self._armed is None or due < self._armed
             if arm:
                 self._armed = due
@@ -77,12 +91,20 @@ class PendingRequests:
         now = self._clock.now()
         late: list[int] = []
         with self._lock:
-            while self._deadlines and self._deadlines[0][0] <= now:
-                _, mid = heapq.heappop(self._deadlines)
-                entry = self._pending.get(mid)
+            deadlines, pending = self._deadlines, self._pending
+            # Lapsed deadlines fail their requests; deadlines of requests
+            # already answered are dropped too while they lead, so the timer
+            # is armed for a request still waiting, not for each answered one
+            # in turn (a timer wake-up per request under steady traffic).
+            while deadlines:
+                due, mid = deadlines[0]
+                entry = pending.get(mid)
+                if entry is not None and due > now:
+                    break
+                heapq.heappop(deadlines)
                 if entry is not None and entry[2] <= now:
                     late.append(mid)
-            self._armed = self._deadlines[0][0] if self._deadlines else None
+            self._armed = deadlines[0][0] if deadlines else None
             again = self._armed
         for mid in late:
             self._fail(mid, RequestTimeoutError(f"no reply to request #{mid} in time"))

@@ -7,7 +7,7 @@ from sendpath_kit import make
 
 from p2p0mq_actors.core.errors import NodeStoppedError, RequestError, RequestTimeoutError
 from p2p0mq_actors.core.message import Kind, Message
-from p2p0mq_actors.runtime.requests import PendingRequests
+from p2p0mq_actors.runtime.requests import COMPACT_SLACK, PendingRequests
 from p2p0mq_actors.testing.clock import ManualClock
 
 
@@ -65,3 +65,53 @@ def test_a_dropped_request_fails_with_its_reason_and_stopping_fails_the_rest() -
     with pytest.raises(NodeStoppedError):
         f2.get(timeout=1)
     assert clock.pending == 0
+
+
+def test_answered_requests_cost_the_timer_one_firing_per_timeout_not_one_each() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    fired = 0
+    for _ in range(200):  # steady traffic: each request answered before the next
+        request = make(clock, b"bob")
+        pending.register(request, timeout=5.0)
+        assert pending.resolve(request.reply({}, now=clock.now()))
+        fired += clock.advance(0.1)  # 20 s in all, four timeouts' worth
+    assert 1 <= fired <= 4
+    assert clock.pending <= 1
+    assert len(pending) == 0
+
+
+def test_a_waiting_request_behind_answered_ones_still_times_out_on_time() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    answered = [make(clock, b"bob") for _ in range(5)]
+    for request in answered:
+        pending.register(request, timeout=1.0)
+    waiting = pending.register(make(clock, b"bob"), timeout=3.0)
+    for request in answered:
+        pending.resolve(request.reply({}, now=clock.now()))
+    assert clock.advance(1.0) == 1  # the first deadline: only answered ones lapse
+    assert len(pending) == 1
+    clock.advance(1.999)
+    assert len(pending) == 1
+    clock.advance(0.001)
+    with pytest.raises(RequestTimeoutError):
+        waiting.get(timeout=1)
+    assert clock.pending == 0
+
+
+def test_the_deadline_heap_stays_near_the_number_of_waiting_requests() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    keep = [make(clock, b"bob") for _ in range(3)]
+    futures = [pending.register(request, timeout=60.0) for request in keep]
+    for _ in range(5000):  # answered long before any deadline lapses
+        request = make(clock, b"bob")
+        pending.register(request, timeout=60.0)
+        pending.resolve(request.reply({}, now=clock.now()))
+    assert len(pending._deadlines) <= 2 * 4 + COMPACT_SLACK
+    clock.advance(60.0)
+    for future in futures:
+        with pytest.raises(RequestTimeoutError):
+            future.get(timeout=1)
+    assert len(pending) == 0
