@@ -45,7 +45,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -271,7 +271,7 @@ class CurveRouter:
                 # message (the usual case at low rates, as in a round trip)
                 # then ends the drain without a zmq.Again, which costs twice
                 # as much as the question (measured: 3.2 against 1.4 µs).
-                if len(batch) == 1 and not self._socket.get(_EVENTS) & _POLLIN:
+                if len(batch) == 1 and not cast(int, self._socket.get(_EVENTS)) & _POLLIN:
                     break
                 try:
                     routing_id = recv(_NOBLOCK)
