@@ -227,7 +227,7 @@ class Flow:
                 node.message(peers[i % k], SINK, {"seq": i, "data": DATA}, priority=lane)
                 for i in range(count)
             ]
-        self.rig.server.arm(sink_set, self.params.left(10), total=count)
+        self.rig.server.arm(sink_set, self.params.left(10), total=count, batches=to_raw)
         self.outbox.arm(total=count)
         t0 = time.monotonic()
         if mode == "send":

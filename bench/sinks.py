@@ -37,6 +37,7 @@ from .common import (
 )
 
 SINK = b"sink"
+BATCH_HEAD = b"\x92\x01"  # a native batch frame: [1, [envelope, ...]] (native.py)
 ECHO = b"echo"
 
 
@@ -58,10 +59,14 @@ class Tally:
         self.reached = 0
         self.t_first = 0.0
         self.t_last = 0.0
+        self.batches = False
 
-    def arm(self, total: int = 0, goal: int = 0) -> None:
-        """Wait for ``total`` messages in all, or ``goal`` new ones at every sink."""
+    def arm(self, total: int = 0, goal: int = 0, batches: bool = False) -> None:
+        """Wait for ``total`` messages in all, or ``goal`` new ones at every
+        sink; with ``batches`` a native batch frame counts as the messages
+        it carries (raw sinks of our node; never for the raw baseline)."""
         with self._lock:
+            self.batches = batches
             self.total, self.target, self.goal, self.reached = 0, total, goal, 0
             self._base = list(self.per)
             self.t_first = self.t_last = 0.0
@@ -176,11 +181,16 @@ class RawSinks:
         for i, sock in enumerate(socks):
             poller.register(sock, zmq.POLLIN)
             index[sock] = i
-        handle = _echo if self._echo else _drain
-        hit = self.tally.hit
+        tally = self.tally
+        hit = tally.hit
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             for sock, _ in poller.poll(50):
-                got = handle(sock)
+                if self._echo:
+                    got = _echo(sock)
+                elif tally.batches:
+                    got = _drain_batches(sock)
+                else:
+                    got = _drain(sock)
                 if got:
                     hit(index[sock], got)
 
@@ -201,6 +211,33 @@ def _drain(sock: zmq.Socket[Any], limit: int = 1024) -> int:
         while frame.more:
             frame = recv(NOBLOCK, copy=False)
         got += 1
+    return got
+
+
+def _drain_batches(sock: zmq.Socket[Any], limit: int = 1024) -> int:
+    """``_drain``, counting a native batch frame (identity, then ``[1, [...]]``)
+    as the messages it carries; returns how many messages."""
+    recv = sock.recv
+    got = frames = 0
+    while frames < limit:
+        try:
+            recv(NOBLOCK, copy=False)  # the identity
+        except zmq.Again:
+            break
+        frame = recv(NOBLOCK, copy=False)
+        frames += 1
+        if frame.more:
+            while frame.more:
+                frame = recv(NOBLOCK, copy=False)
+            got += 1
+            continue
+        head = frame.buffer[:5]
+        if head[:2] != BATCH_HEAD:
+            got += 1
+        elif head[2] & 0xF0 == 0x90:  # fixarray
+            got += head[2] & 0x0F
+        else:  # array 16
+            got += int.from_bytes(head[3:5], "big")
     return got
 
 
@@ -268,8 +305,8 @@ def sink_server(conn: Any, deadline: float) -> None:
             sets[name] = NodeSinks(uuids, store, concern, peers)
         return ("ready", sets[name].endpoints)
 
-    def arm(name: str, total: int, goal: int) -> tuple[str]:
-        sets[name].tally.arm(total, goal)
+    def arm(name: str, total: int, goal: int, batches: bool) -> tuple[str]:
+        sets[name].tally.arm(total, goal, batches)
         return ("armed",)
 
     def wait(name: str, timeout: float) -> tuple[str, dict[str, Any]]:
@@ -325,8 +362,10 @@ class SinkServer(Child):
         endpoints: list[str] = answer[1]
         return endpoints
 
-    def arm(self, name: str, timeout: float, *, total: int = 0, goal: int = 0) -> None:
-        self.ask(timeout, "arm", name, total, goal)
+    def arm(
+        self, name: str, timeout: float, *, total: int = 0, goal: int = 0, batches: bool = False
+    ) -> None:
+        self.ask(timeout, "arm", name, total, goal, batches)
 
     def wait(self, name: str, timeout: float) -> dict[str, Any]:
         """The tally once its armed condition holds; BenchTimeout if it does not in time."""

@@ -39,7 +39,7 @@ from .message import (
     Priority,
     next_message_id,
 )
-from .native import decode_native, encode_native, plain
+from .native import decode_native, decode_native_many, encode_native, encode_native_body, plain
 
 
 class WireShape(Enum):
@@ -99,6 +99,15 @@ class Encoder:
             EncodeError: the payload cannot be packed as MessagePack.
         """
         return _encode(message, self.shape, now, self._pack)
+
+    def body(self, message: Message, now: float) -> bytes:
+        """``message``'s native envelope body, for a batch frame
+        (``native.batch_frame``); for ``WireShape.NATIVE`` only.
+
+        Raises:
+            EncodeError: the payload cannot be packed as MessagePack.
+        """
+        return encode_native_body(message, now, pack=self._pack)
 
     def __repr__(self) -> str:
         return f"Encoder({self.shape})"
@@ -180,6 +189,33 @@ def decode(
         message_id=message_id,
         new_id=new_id,
     )
+
+
+def decode_many(
+    frames: object,
+    local_uuid: bytes,
+    *,
+    now: float,
+    ttl: float = DEFAULT_TTL,
+    priority: Priority = Priority.MEDIUM,
+) -> tuple[list[Message], list[ProtocolError]]:
+    """The messages in ``frames``, which may be a native batch (see
+    ``native.py``), in order, and the errors of the batch's envelopes that
+    were refused; any other frames give one message, as ``decode``.
+
+    Raises:
+        ProtocolError: the frames as a whole are not a valid message or batch.
+    """
+    if type(frames) in (list, tuple) and len(frames) == 2:  # type: ignore[arg-type]
+        return decode_native_many(
+            frames[0],  # type: ignore[index]
+            frames[1],  # type: ignore[index]
+            local_uuid,
+            now=now,
+            max_ttl=ttl,
+            priority=priority,
+        )
+    return [decode(frames, local_uuid, now=now, ttl=ttl, priority=priority)], []
 
 
 def _build(

@@ -9,6 +9,12 @@ Rules:
   a trace id (bin) or nil. A receiver refuses any other version.
 - A ROUTER receives it as two frames: the sender's identity (the previous
   hop) and the envelope. ``decode_native`` is total, like ``codec.decode``.
+- A batch frame carries several messages to one peer: ``[version, [body,
+  body, ...]]``, each body being an envelope's nine fields after the version
+  (``encode_native_body``), at most ``MAX_BATCH`` of them. A single
+  envelope is a body behind its own version, byte for byte
+  (``single_frame``), so a sender packs each message once either way.
+  ``decode_native_many`` reads both; a bad body costs that message only.
 - The deadline travels as a remaining TTL, since monotonic clocks differ from
   host to host: ``deadline = now + ttl_ms / 1000`` on arrival, capped at
   ``max_ttl`` seconds so a peer cannot make a message immortal.
@@ -17,7 +23,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import msgpack
@@ -26,7 +32,12 @@ from .errors import EncodeError, MessageError, ProtocolError
 from .message import DEFAULT_TTL, MAX_MESSAGE_ID, Kind, Message, Priority
 
 NATIVE_VERSION: Final = 1
+MAX_BATCH: Final = 4096
+"""The most messages a batch frame may carry; a larger one is refused whole."""
 _FIELDS: Final = 10
+_BODY_FIELDS: Final = _FIELDS - 1
+_SINGLE_HEAD: Final = bytes((0x90 | _FIELDS, NATIVE_VERSION))  # fixarray(10), version
+_BATCH_HEAD: Final = bytes((0x92, NATIVE_VERSION))  # fixarray(2), version
 _KINDS: Final = {1: Kind.REQUEST, 2: Kind.REPLY}
 _MAX_TTL_MS: Final = 2**32 - 1
 
@@ -47,9 +58,25 @@ def encode_native(
     Raises:
         EncodeError: the payload cannot be packed as MessagePack.
     """
+    return single_frame(encode_native_body(message, now, hops=hops, trace=trace, pack=pack))
+
+
+def encode_native_body(
+    message: Message,
+    now: float,
+    *,
+    hops: int = 0,
+    trace: bytes | None = None,
+    pack: Callable[[object], bytes] | None = None,
+) -> bytes:
+    """``message``'s envelope without its version: what a batch frame
+    carries per message (``batch_frame``), or one frame (``single_frame``).
+
+    Raises:
+        EncodeError: the payload cannot be packed as MessagePack.
+    """
     ttl_ms = min(_MAX_TTL_MS, max(1, int((message.deadline - now) * 1000)))
-    envelope = [
-        NATIVE_VERSION,
+    body = [
         int(message.kind),
         message.source,
         message.destination,
@@ -62,12 +89,29 @@ def encode_native(
     ]
     try:
         if pack is None:
-            return msgpack.packb(envelope, use_bin_type=True, default=plain)  # type: ignore[no-any-return]
-        return pack(envelope)
+            return msgpack.packb(body, use_bin_type=True, default=plain)  # type: ignore[no-any-return]
+        return pack(body)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodeError(
             f"cannot encode message #{message.message_id} {message.command!r} natively: {exc}"
         ) from exc
+
+
+def single_frame(body: bytes) -> bytes:
+    """The frame of one message from its body (``encode_native_body``)."""
+    return _SINGLE_HEAD + body[1:]  # the body's own head is a fixarray(9)
+
+
+def batch_frame(bodies: Sequence[bytes]) -> bytes:
+    """The frame of several messages (1 to ``MAX_BATCH``) from their bodies, in order."""
+    count = len(bodies)
+    if not 1 <= count <= MAX_BATCH:
+        raise ValueError(f"a batch frame carries 1 to {MAX_BATCH} messages, not {count}")
+    if count < 16:
+        head = _BATCH_HEAD + bytes((0x90 | count,))
+    else:
+        head = _BATCH_HEAD + b"\xdc" + count.to_bytes(2, "big")
+    return head + b"".join(bodies)
 
 
 def decode_native(
@@ -82,57 +126,96 @@ def decode_native(
     """The message in a native envelope that ``previous_hop`` sent us.
 
     Raises:
-        ProtocolError: for anything but a valid version-1 envelope.
+        ProtocolError: for anything but a valid version-1 envelope (a batch
+            frame too: ``decode_native_many`` reads those).
     """
     fields = _unpack(frame)
-    version, kind, mid, ttl_ms = fields[0], fields[1], fields[5], fields[7]
+    if len(fields) != _FIELDS:
+        raise ProtocolError(f"native envelope: not an array of {_FIELDS} fields")
+    _check_version(fields[0])
+    hop = _identity(previous_hop)
+    return _from_body(fields[1:], (hop, local_uuid, now, max_ttl, priority))
+
+
+def decode_native_many(
+    previous_hop: object,
+    frame: object,
+    local_uuid: bytes,
+    *,
+    now: float,
+    max_ttl: float = DEFAULT_TTL,
+    priority: Priority = Priority.MEDIUM,
+) -> tuple[list[Message], list[ProtocolError]]:
+    """The messages in a native frame, one envelope or a batch, in order, and
+    the errors of the batch's bodies that were refused (one each).
+
+    Raises:
+        ProtocolError: the frame as a whole is not a valid envelope or batch.
+    """
+    fields = _unpack(frame)
+    _check_version(fields[0])
+    context = (_identity(previous_hop), local_uuid, now, max_ttl, priority)
+    if len(fields) == _FIELDS:
+        return [_from_body(fields[1:], context)], []
+    bodies = fields[1]
+    if type(bodies) is not list or not 1 <= len(bodies) <= MAX_BATCH:
+        raise ProtocolError(f"native batch: not an array of 1 to {MAX_BATCH} envelopes")
+    messages: list[Message] = []
+    errors: list[ProtocolError] = []
+    append = messages.append
+    for body in bodies:
+        try:
+            if type(body) is not list or len(body) != _BODY_FIELDS:
+                raise ProtocolError(f"native batch: an envelope is not an array of {_BODY_FIELDS}")
+            append(_from_body(body, context))
+        except ProtocolError as exc:
+            errors.append(exc)
+    return messages, errors
+
+
+def _check_version(version: object) -> None:
+    if type(version) is not int or version != NATIVE_VERSION:
+        raise ProtocolError(f"native envelope: version {_short(version)} is not {NATIVE_VERSION}")
+
+
+_Context = tuple[bytes, bytes, float, float, Priority]
+"""(previous hop, local uuid, now, max_ttl, priority): the same for every
+message of a frame."""
+
+
+def _from_body(body: list[Any], context: _Context) -> Message:
+    """The message of one envelope body (nine fields)."""
+    kind, source, destination, command, mid, payload, ttl_ms, _, _ = body
+    hop, local_uuid, now, max_ttl, priority = context
     if (
-        type(version) is int
-        and version == NATIVE_VERSION
-        and type(kind) is int
+        type(kind) is int
         and kind in _KINDS
         and type(ttl_ms) is int
         and ttl_ms >= 1
         and type(mid) is int
         and 0 <= mid <= MAX_MESSAGE_ID
     ):
-        return _message(
-            fields,
-            _identity(previous_hop),
-            local_uuid,
-            now + min(ttl_ms / 1000, max_ttl),
-            priority,
-        )
-    if type(version) is not int or version != NATIVE_VERSION:
-        raise ProtocolError(f"native envelope: version {version!r} is not {NATIVE_VERSION}")
+        try:
+            return Message(
+                source,
+                destination,
+                command,
+                now + min(ttl_ms / 1000, max_ttl),
+                _KINDS[kind],
+                payload,
+                mid,
+                priority,
+                # the ends themselves when equal: Message checks them once
+                source if source == hop else hop,
+                destination if destination == local_uuid else local_uuid,
+            )
+        except MessageError as exc:
+            raise ProtocolError(f"native envelope: {exc}") from exc
     if type(kind) is not int or kind not in _KINDS:
-        raise ProtocolError(f"native envelope: kind {kind!r} is not 1 or 2")
+        raise ProtocolError(f"native envelope: kind {_short(kind)} is not 1 or 2")
     if type(ttl_ms) is not int or ttl_ms < 1:
-        raise ProtocolError(f"native envelope: ttl_ms {ttl_ms!r} is not a positive int")
-    if type(mid) is not int or not 0 <= mid <= MAX_MESSAGE_ID:
-        raise ProtocolError(f"native envelope: message id {_short(mid)} is out of range")
-    raise ProtocolError("native envelope: invalid")  # unreachable: one check above failed
-
-
-def _message(
-    fields: list[Any], previous_hop: bytes, local_uuid: bytes, deadline: float, priority: Priority
-) -> Message:
-    _, kind, source, destination, command, mid, payload, _, _, _ = fields
-    try:
-        return Message(
-            source,
-            destination,
-            command,
-            deadline,
-            _KINDS[kind],
-            payload,
-            mid,
-            priority,
-            previous_hop,
-            local_uuid,
-        )
-    except MessageError as exc:
-        raise ProtocolError(f"native envelope: {exc}") from exc
+        raise ProtocolError(f"native envelope: ttl_ms {_short(ttl_ms)} is not a positive int")
+    raise ProtocolError(f"native envelope: message id {_short(mid)} is out of range")
 
 
 def _unpack(frame: object) -> list[Any]:
@@ -140,8 +223,8 @@ def _unpack(frame: object) -> list[Any]:
         fields = msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception as exc:  # any malformed input: msgpack raises many kinds
         raise ProtocolError(f"native envelope: not MessagePack ({type(exc).__name__})") from exc
-    if type(fields) is not list or len(fields) != _FIELDS:
-        raise ProtocolError(f"native envelope: not an array of {_FIELDS} fields")
+    if type(fields) is not list or len(fields) not in (_FIELDS, 2):
+        raise ProtocolError(f"native envelope: not an array of {_FIELDS} fields (or a batch)")
     return fields
 
 

@@ -54,6 +54,13 @@ class PeerSocket(Protocol):
         sent) and ``TransportError`` for any other failure.
         """
 
+    def writable(self) -> bool:
+        """Whether one more message would be sent now, without waiting.
+
+        False where ``send_frames`` would raise ``WouldBlock``; raises what
+        it would raise for a closed socket or a failed transport.
+        """
+
     def wait_writable(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the socket to become writable."""
 

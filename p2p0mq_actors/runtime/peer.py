@@ -25,9 +25,11 @@ from ..core.errors import (
     PeerUnreachableError,
     SendError,
     UnencodableError,
+    WouldBlock,
 )
 from ..core.fairness import Plan, PlanResult, run_plan
 from ..core.message import Message
+from ..core.native import batch_frame, single_frame
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
 from .express import REPORT_SENT, DirectLane, ExpressGate
 from .messages import FLUSH, Flush, PeerFailed, PeerWritable, Shutdown
@@ -45,6 +47,10 @@ _POLL = _Poll()
 _FIRST_RENEW = 0.1
 REPORT_BATCH: Final = 64
 REPORT_PACE: Final = 0.001
+FRAME_MESSAGES: Final = 64
+"""On the native wire, the most messages of a plan sent in one frame."""
+FRAME_BYTES: Final = 256 * 1024
+"""... and the size at which a frame is sent before it has that many."""
 
 
 class PeerConnection(pykka.ThreadingActor):
@@ -120,6 +126,12 @@ class PeerConnection(pykka.ThreadingActor):
         self._now = 0.0  # when the plan being carried out started (native TTLs)
         self._proven = False  # a send went through at least once
         self._sent = 0
+        # Native wire: a plan's messages go out in batch frames (native.py).
+        self._batching = shape is WireShape.NATIVE
+        self._bodies: list[bytes] = []
+        self._batched: list[Message] = []
+        self._batch_bytes = 0
+        self._lost: list[tuple[Message, SendError]] = []  # in frames that failed
 
     # -- life cycle --------------------------------------------------------
 
@@ -191,12 +203,54 @@ class PeerConnection(pykka.ThreadingActor):
             time.sleep(REPORT_PACE)
 
     def _send(self, message: Message) -> None:
+        if self._batching:
+            self._add_to_frame(message)
+            return
         try:
             frames = self._encode(message, self._now)
         except EncodeError as exc:
             raise UnencodableError(str(exc), peer=self.peer.uuid) from exc
         assert self._socket is not None
         self._socket.send_frames(frames)
+
+    def _add_to_frame(self, message: Message) -> None:
+        """Native wire: put ``message`` in the frame being filled. A frame is
+        begun only when the socket would take it now, so it goes out when
+        full or at the end of the plan (``_send_frame``); as a zmq message
+        is sent whole or not at all, a frame that still fails (the
+        connection dropped meanwhile) fails the messages in it."""
+        if not self._bodies:
+            assert self._socket is not None
+            if not self._socket.writable():
+                raise WouldBlock(f"peer {self.peer.uuid!r} is not writable", peer=self.peer.uuid)
+        try:
+            body = self._encode.body(message, self._now)
+        except EncodeError as exc:
+            raise UnencodableError(str(exc), peer=self.peer.uuid) from exc
+        self._bodies.append(body)
+        self._batched.append(message)
+        self._batch_bytes += len(body)
+        if len(self._bodies) >= FRAME_MESSAGES or self._batch_bytes >= FRAME_BYTES:
+            self._send_frame()
+
+    def _send_frame(self) -> None:
+        bodies, messages = self._bodies, self._batched
+        if not bodies:
+            return
+        self._bodies, self._batched, self._batch_bytes = [], [], 0
+        frame = single_frame(bodies[0]) if len(bodies) == 1 else batch_frame(bodies)
+        try:
+            assert self._socket is not None
+            self._socket.send_frames([frame])
+        except SendError as exc:
+            error = exc
+            if isinstance(exc, WouldBlock):  # not a wait: these left the queue
+                error = PeerUnreachableError(
+                    f"peer {self.peer.uuid!r} stopped taking messages while a frame of"
+                    f" {len(messages)} was filled",
+                    peer=self.peer.uuid,
+                )
+            self._lost.extend((m, error) for m in messages)
 
     def _run(self, plan: Plan) -> None:
         if self._closed or self._blocked_since is not None:
@@ -205,6 +259,12 @@ class PeerConnection(pykka.ThreadingActor):
         now = self._now = self._clock.now()
         with TURNS, self._socket_lock:  # see turns.py and express.py
             run = run_plan(plan, self._medium, self._send, now)
+            self._send_frame()
+        if self._lost:
+            lost, self._lost = self._lost, []
+            gone = {id(m) for m, _ in lost}
+            run.sent = [m for m in run.sent if id(m) not in gone]
+            run.failed.extend(lost)
         if not (plan.through_gate and self._hand_back(run.result)):
             self._tell_scheduler(run.result)
         self._sent += len(run.sent)

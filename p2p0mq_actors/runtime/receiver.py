@@ -31,7 +31,7 @@ from typing import Any, Final, TypeGuard
 
 import pykka
 
-from ..core.codec import decode
+from ..core.codec import decode, decode_many
 from ..core.errors import ConfigurationError, ProtocolError
 from ..core.message import MAX_UUID_LEN, Kind, Message
 from ..core.ports import Clock, KeyPair
@@ -304,10 +304,15 @@ class Receiver(pykka.ThreadingActor):
         ours: list[Message] = []
         others: list[Message] = []
         checked: dict[tuple[str, bytes], bool] = {}  # (User-Id, sender) -> its owner's
+        uuid = self._uuid
         for user, frames in batch:
-            message = self._decode(user, frames, now, checked)
-            if message is not None:
-                (ours if message.destination == self._uuid else others).append(message)
+            if len(frames) == 2:  # native: one message or a batch of them
+                for message in self._decode_native(user, frames, now, checked):
+                    (ours if message.destination == uuid else others).append(message)
+                continue
+            single = self._decode(user, frames, now, checked)
+            if single is not None:
+                (ours if single.destination == uuid else others).append(single)
         self._counts["received"] += len(ours) + len(others)
         if ours:
             self._dispatch(ours)
@@ -331,6 +336,45 @@ class Receiver(pykka.ThreadingActor):
             known = checked[pair] = owner is None or owner == sender
         return known
 
+    def _decode_native(
+        self,
+        user: str | None,
+        frames: list[bytes],
+        now: float,
+        checked: dict[tuple[str, bytes], bool],
+    ) -> list[Message]:
+        if not self._identity_ok(user, frames[0], checked):
+            self._refuse_identity(frames)
+            return []
+        try:
+            messages, errors = decode_many(frames, self._uuid, now=now, ttl=self._ttl)
+        except ProtocolError as exc:
+            self._reject(frames, exc)
+            return []
+        except Exception:  # decode is total: a bug, yet no reason to stop receiving
+            self._rejected["other"] += 1
+            self._unexpected("decoding")
+            return []
+        for error in errors:  # envelopes refused one by one in a batch
+            self._reject(frames, error)
+        return messages
+
+    def _refuse_identity(self, frames: list[bytes]) -> None:
+        self._rejected["identity"] += 1
+        self._warn(
+            "rejected:identity",
+            "rejected a message from %r: its CURVE key belongs to another peer",
+            _sender(frames),
+        )
+
+    def _reject(self, frames: list[bytes], exc: ProtocolError) -> None:
+        reason = reject_reason(frames, exc)
+        self._rejected[reason] += 1
+        sender = _sender(frames)
+        self._warn(
+            f"rejected:{reason}", "rejected a message from %r (%s): %s", sender, reason, exc
+        )
+
     def _decode(
         self,
         user: str | None,
@@ -339,22 +383,12 @@ class Receiver(pykka.ThreadingActor):
         checked: dict[tuple[str, bytes], bool],
     ) -> Message | None:
         if not self._identity_ok(user, frames[0], checked):
-            self._rejected["identity"] += 1
-            self._warn(
-                "rejected:identity",
-                "rejected a message from %r: its CURVE key belongs to another peer",
-                _sender(frames),
-            )
+            self._refuse_identity(frames)
             return None
         try:
             return decode(frames, self._uuid, now=now, ttl=self._ttl)
         except ProtocolError as exc:
-            reason = reject_reason(frames, exc)
-            self._rejected[reason] += 1
-            sender = _sender(frames)
-            self._warn(
-                f"rejected:{reason}", "rejected a message from %r (%s): %s", sender, reason, exc
-            )
+            self._reject(frames, exc)
         except Exception:  # decode is total: a bug, yet no reason to stop receiving
             self._rejected["other"] += 1
             self._unexpected("decoding")

@@ -91,6 +91,19 @@ class FakeSocket:
             self._sent.append([bytes(frame) for frame in frames])
             self._cond.notify_all()
 
+    def writable(self) -> bool:
+        """False while blocked (as ``send_frames`` would raise ``WouldBlock``).
+
+        Raises:
+            SocketClosedError: the socket was closed (what ``send_frames``
+                raises then). A pending ``fail_next`` failure is left for
+                ``send_frames``: a real socket's probe does not foresee it.
+        """
+        with self._cond:
+            if self._closed:
+                raise error_for_errno(ENOTSOCK, peer=self.peer.uuid)
+            return self._credit != 0
+
     def wait_writable(self, timeout: float) -> bool:
         """True at once unless blocked; else wait up to ``timeout`` real seconds.
 

@@ -39,14 +39,14 @@ import operator
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from ..core.errors import ConfigurationError
 from ..core.ports import KeyPair, PeerAddress, SocketEvent
-from .errors import ETERM, configuration_error, error_for_errno, translate
+from .errors import ENOTSOCK, ETERM, configuration_error, error_for_errno, translate
 from .keys import check_key_pair, check_public_key
 
 __all__ = ["CurveDealerFactory", "CurveDealerSocket"]
@@ -56,6 +56,8 @@ log = logging.getLogger("p2p0mq_actors.transport")
 # Plain ints, computed once: a flag enum costs an arithmetic call per frame.
 _MORE = int(zmq.SNDMORE | zmq.NOBLOCK)
 _LAST = int(zmq.NOBLOCK)
+_EVENTS_OPTION = int(zmq.EVENTS)
+_POLLOUT = int(zmq.POLLOUT)
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLOUT = int(zmq.POLLOUT)
 
@@ -133,6 +135,20 @@ class CurveDealerSocket:
             for frame in frames[:-1]:
                 send(frame, _MORE)
             send(frames[-1], _LAST)
+        except zmq.ZMQError as exc:
+            raise translate(exc, peer=self._uuid) from exc
+
+    def writable(self) -> bool:
+        """Whether the socket would take one more message now (POLLOUT).
+
+        Raises:
+            SocketClosedError: the socket or its context was closed.
+            TransportError: any other zmq failure.
+        """
+        if self._closed:
+            raise error_for_errno(ENOTSOCK, peer=self._uuid)
+        try:
+            return bool(cast(int, self._sock.get(_EVENTS_OPTION)) & _POLLOUT)
         except zmq.ZMQError as exc:
             raise translate(exc, peer=self._uuid) from exc
 

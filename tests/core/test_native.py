@@ -10,10 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p0mq_actors.core.codec import WireShape, decode, encode
+from p2p0mq_actors.core.codec import WireShape, decode, decode_many, encode
 from p2p0mq_actors.core.errors import EncodeError, ProtocolError
 from p2p0mq_actors.core.message import Kind, Message, Priority
-from p2p0mq_actors.core.native import NATIVE_VERSION, decode_native, encode_native
+from p2p0mq_actors.core.native import (
+    MAX_BATCH,
+    NATIVE_VERSION,
+    batch_frame,
+    decode_native,
+    decode_native_many,
+    encode_native,
+    encode_native_body,
+    single_frame,
+)
 
 NOW = 1000.0
 
@@ -126,3 +135,137 @@ def test_decoding_any_ten_field_array_gives_a_message_or_a_protocol_error(
 def test_decoding_non_frames_gives_a_protocol_error(thing: object) -> None:
     with pytest.raises(ProtocolError):
         decode([b"a", thing], b"me", now=NOW)
+
+
+# -- batch frames --------------------------------------------------------------
+
+_uuids = st.binary(min_size=1, max_size=16).filter(lambda b: b[0] != 0)
+_payloads = st.dictionaries(
+    st.text(max_size=6), st.one_of(st.integers(-5, 5), st.binary(max_size=8)), max_size=3
+)
+
+
+@st.composite
+def _messages(draw: st.DrawFn) -> Message:
+    return Message.create(
+        b"alice",
+        draw(_uuids),
+        draw(st.binary(min_size=1, max_size=8)),
+        draw(_payloads),
+        now=NOW,
+        ttl=draw(st.floats(0.01, 60.0)),
+        kind=draw(st.sampled_from(list(Kind))),
+        message_id=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+def _same(got: Message, sent: Message) -> None:
+    assert (got.source, got.destination, got.command, got.kind, got.message_id) == (
+        sent.source,
+        sent.destination,
+        sent.command,
+        sent.kind,
+        sent.message_id,
+    )
+    assert got.payload == sent.payload
+    assert got.previous_hop == b"alice"
+
+
+@given(_messages())
+def test_a_single_frame_is_its_body_behind_the_version_byte_for_byte(m: Message) -> None:
+    assert single_frame(encode_native_body(m, NOW)) == encode_native(m, NOW)
+
+
+@settings(max_examples=60)
+@given(st.lists(_messages(), min_size=1, max_size=40))
+def test_a_batch_frame_gives_back_its_messages_in_order(messages: list[Message]) -> None:
+    frame = batch_frame([encode_native_body(m, NOW) for m in messages])
+    got, errors = decode_native_many(b"alice", frame, b"bob", now=NOW)
+    assert errors == []
+    assert len(got) == len(messages)
+    for g, m in zip(got, messages, strict=True):
+        _same(g, m)
+
+
+def test_a_single_frame_reads_as_a_batch_of_one() -> None:
+    m = Message.create(b"alice", b"bob", b"chat", {"n": 1}, now=NOW, message_id=5)
+    got, errors = decode_native_many(b"alice", encode_native(m, NOW), b"bob", now=NOW)
+    assert errors == [] and len(got) == 1
+    _same(got[0], m)
+
+
+def test_large_batches_use_a_16_bit_count() -> None:
+    m = Message.create(b"alice", b"bob", b"chat", now=NOW, message_id=5)
+    frame = batch_frame([encode_native_body(m, NOW)] * 300)
+    assert frame[:3] == b"\x92\x01\xdc"
+    got, _ = decode_native_many(b"alice", frame, b"bob", now=NOW)
+    assert len(got) == 300
+
+
+def test_a_bad_envelope_costs_only_itself() -> None:
+    good = [
+        Message.create(b"alice", b"bob", b"chat", {"n": i}, now=NOW, message_id=i)
+        for i in range(3)
+    ]
+    bodies = [encode_native_body(m, NOW) for m in good]
+    bad_kind = msgpack.packb([7, b"alice", b"bob", b"chat", 1, {}, 10, 0, None])
+    not_nine = msgpack.packb([1, b"alice"])
+    bad_uuid = msgpack.packb([1, b"", b"bob", b"chat", 1, {}, 10, 0, None])
+    frame = batch_frame([bodies[0], bad_kind, bodies[1], not_nine, bad_uuid, bodies[2]])
+    got, errors = decode_native_many(b"alice", frame, b"bob", now=NOW)
+    assert [g.payload for g in got] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [type(e) for e in errors] == [ProtocolError] * 3
+    assert "kind 7" in str(errors[0])
+    assert "not an array of 9" in str(errors[1])
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        ([2, []], "version 2 is not 1"),
+        ([1, "x"], "native batch: not an array"),
+        ([1, []], "native batch: not an array"),
+        ([1, [[1]] * (MAX_BATCH + 1)], "native batch: not an array"),
+        ([1, 2, 3], "not an array of 10 fields"),
+    ],
+)
+def test_a_bad_batch_is_refused_whole(fields: list[object], why: str) -> None:
+    with pytest.raises(ProtocolError, match=why):
+        decode_native_many(b"a", msgpack.packb(fields), b"b", now=NOW)
+
+
+def test_a_batch_carries_one_to_max_batch_messages() -> None:
+    with pytest.raises(ValueError, match="1 to"):
+        batch_frame([])
+    with pytest.raises(ValueError, match="1 to"):
+        batch_frame([b"\x90"] * (MAX_BATCH + 1))
+
+
+@given(
+    st.recursive(
+        st.one_of(st.none(), st.integers(-9, 2**40), st.binary(max_size=6), st.text(max_size=4)),
+        lambda inner: st.lists(inner, max_size=10),
+        max_leaves=40,
+    )
+)
+def test_decoding_any_array_as_a_batch_gives_messages_or_protocol_errors(thing: object) -> None:
+    frame = msgpack.packb([NATIVE_VERSION, thing], use_bin_type=True)
+    try:
+        got, errors = decode_native_many(b"peer", frame, b"me", now=NOW)
+    except ProtocolError:
+        return
+    assert all(isinstance(m, Message) for m in got)
+    assert all(isinstance(e, ProtocolError) for e in errors)
+    assert isinstance(thing, list)
+    assert len(got) + len(errors) == len(thing)
+
+
+def test_codec_decode_many_reads_native_batches_and_p2p0mq_frames_alike() -> None:
+    m = Message.create(b"alice", b"bob", b"chat", {"n": 1}, now=NOW, message_id=5)
+    frame = batch_frame([encode_native_body(m, NOW)] * 2)
+    got, errors = decode_many([b"alice", frame], b"bob", now=NOW)
+    assert len(got) == 2 and errors == []
+    got, errors = decode_many([b"alice", *encode(m)], b"bob", now=NOW)
+    assert [g.message_id for g in got] == [5] and errors == []
+    with pytest.raises(ProtocolError):
+        decode_many([b"alice", b"x", b"y"], b"bob", now=NOW)

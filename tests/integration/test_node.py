@@ -324,6 +324,30 @@ def test_native_peers_exchange_single_frame_messages(tmp_path: Path) -> None:
             alice.add_peer(b"carol", bob.endpoint, bob_keys.load(b"bob").public, wire="json")
 
 
+def test_native_peers_batch_plans_into_frames_and_lose_or_reorder_nothing(
+    tmp_path: Path,
+) -> None:
+    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
+        inbox = Inbox()
+        bob.add_concern(Chat, inbox=inbox)
+        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public, wire="native")
+        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public, wire="native")
+        lanes = (Priority.FAST, Priority.MEDIUM, Priority.SLOW)
+        sent = [
+            alice.message(b"bob", b"chat", {"n": n}, priority=lanes[n % 3]) for n in range(3000)
+        ]
+        for chunk in range(0, len(sent), 500):
+            alice.send_many(sent[chunk : chunk + 500])
+        got = inbox.wait_for(len(sent), timeout=30)
+        assert sorted(m.payload["n"] for m in got) == list(range(3000))
+        for lane in range(3):  # each lane keeps its order
+            ns = [m.payload["n"] for m in got if m.payload["n"] % 3 == lane]
+            assert ns == sorted(ns)
+        stats = bob.stats()
+        assert stats["received"] == 3000 and stats["rejected"] == 0
+
+
 def test_a_known_key_cannot_speak_under_another_peers_uuid(tmp_path: Path) -> None:
     alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
     alice_pair = alice_keys.create(b"alice")

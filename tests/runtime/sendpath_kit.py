@@ -5,14 +5,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from itertools import count
+from typing import Any
 
 from p2p0mq_actors.core.codec import decode
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.core.policy import FailurePolicy
+from p2p0mq_actors.core.ports import PeerAddress
+from p2p0mq_actors.runtime.outcomes import ConcernRegistry
+from p2p0mq_actors.runtime.peer import PeerConnection
 from p2p0mq_actors.runtime.sender import Sender
 from p2p0mq_actors.testing.clock import ManualClock
 from p2p0mq_actors.testing.fake_socket import FakeSocketFactory
-from p2p0mq_actors.testing.recorder import OutcomeBook, RecordingConcern
+from p2p0mq_actors.testing.recorder import MessageLog, OutcomeBook, Recorder, RecordingConcern
 
 ME = b"me"
 KEY = b"k" * 40
@@ -90,3 +94,28 @@ class Path:
 
     def sock(self, peer: bytes):  # type: ignore[no-untyped-def]
         return self.factory.wait_for_socket(peer)
+
+
+class Kit:
+    """One actor alone: its neighbours are Recorders, its socket a FakeSocket,
+    its clock a ManualClock."""
+
+    def __init__(self) -> None:
+        self.clock = ManualClock()
+        self.factory = FakeSocketFactory()
+        self.log = MessageLog()
+        self.recorder = Recorder.start(self.log)
+        self.book = OutcomeBook()
+        self.registry = ConcernRegistry()
+        self.concern = Recording.start(book=self.book, scheduler=self.recorder, clock=self.clock)
+        self.registry.add(b"t", self.concern)
+
+    def peer(self, uuid: bytes = b"x", **options: Any) -> Any:
+        return PeerConnection.start(
+            PeerAddress(uuid, "tcp://127.0.0.1:1", KEY),
+            scheduler=self.recorder,
+            concerns=self.registry,
+            sockets=self.factory,
+            clock=self.clock,
+            **options,
+        )

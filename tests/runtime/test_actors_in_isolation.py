@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sendpath_kit import KEY, Recording, make
+from sendpath_kit import Kit, make
 
 from p2p0mq_actors.core.codec import encode
 from p2p0mq_actors.core.errors import (
@@ -19,7 +19,7 @@ from p2p0mq_actors.core.errors import (
 )
 from p2p0mq_actors.core.fairness import Plan, PlanResult, SlowItem
 from p2p0mq_actors.core.message import Priority
-from p2p0mq_actors.core.ports import PeerAddress, SocketEvent
+from p2p0mq_actors.core.ports import SocketEvent
 from p2p0mq_actors.runtime.messages import (
     FLUSH,
     AddPeer,
@@ -30,36 +30,10 @@ from p2p0mq_actors.runtime.messages import (
     Retry,
     Sent,
 )
-from p2p0mq_actors.runtime.outcomes import ConcernRegistry
-from p2p0mq_actors.runtime.peer import PeerConnection
 from p2p0mq_actors.runtime.scheduler import Scheduler
-from p2p0mq_actors.testing.clock import ManualClock
-from p2p0mq_actors.testing.fake_socket import FakeSocketFactory
-from p2p0mq_actors.testing.recorder import MessageLog, OutcomeBook, Recorder
+from p2p0mq_actors.testing.recorder import MessageLog, Recorder
 
 FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
-
-
-class Kit:
-    def __init__(self) -> None:
-        self.clock = ManualClock()
-        self.factory = FakeSocketFactory()
-        self.log = MessageLog()
-        self.recorder = Recorder.start(self.log)
-        self.book = OutcomeBook()
-        self.registry = ConcernRegistry()
-        self.concern = Recording.start(book=self.book, scheduler=self.recorder, clock=self.clock)
-        self.registry.add(b"t", self.concern)
-
-    def peer(self, uuid: bytes = b"x", **options: Any) -> Any:
-        return PeerConnection.start(
-            PeerAddress(uuid, "tcp://127.0.0.1:1", KEY),
-            scheduler=self.recorder,
-            concerns=self.registry,
-            sockets=self.factory,
-            clock=self.clock,
-            **options,
-        )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import msgpack
 import pytest
 import zmq
 from receiver_rig import ALICE, BOB, TIMEOUT, Rig
@@ -16,6 +17,7 @@ from receiver_rig import ALICE, BOB, TIMEOUT, Rig
 from p2p0mq_actors.core.codec import decode
 from p2p0mq_actors.core.errors import ConfigurationError, ProtocolError
 from p2p0mq_actors.core.message import Kind, Message
+from p2p0mq_actors.core.native import batch_frame, encode_native_body
 from p2p0mq_actors.runtime.clock import MonotonicClock
 from p2p0mq_actors.runtime.messages import Bind, Received
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
@@ -351,3 +353,21 @@ def test_a_failing_bind_that_was_told_not_asked_stops_the_receiver_cleanly(
         thread.join(TIMEOUT)  # the Receiver's own thread and its ZAP authenticator
         assert not thread.is_alive(), thread
     assert contexts[0].closed  # on_failure closed the socket and ended the context
+
+
+def test_a_native_batch_frame_is_delivered_in_order_and_a_bad_envelope_alone_refused(
+    rig: Rig,
+) -> None:
+    client = rig.client()
+    now = rig.clock.now()
+    sent = [rig.message(n) for n in range(1, 4)]
+    bodies = [encode_native_body(m, now) for m in sent]
+    bad = msgpack.packb([9, ALICE, rig.uuid, b"cmd", 4, {}, 1000, 0, None])
+    rig.send(client, [batch_frame([bodies[0], bad, bodies[1], bodies[2]])])
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 3)
+    assert stats["received"] == 3
+    assert sum(stats["rejected"].values()) == 1
+    got = rig.delivered()
+    assert [(m.message_id, m.payload, m.previous_hop) for m in got] == [
+        (m.message_id, m.payload, ALICE) for m in sent
+    ]

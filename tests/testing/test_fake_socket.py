@@ -452,3 +452,20 @@ def test_the_factory_repr_shows_connects_and_prepared_peers() -> None:
     factory.connect(BOB)
 
     assert repr(factory) == "<FakeSocketFactory connected=[b'bob'] prepared=[b'dave']>"
+
+
+def test_writable_follows_blocking_and_credit_and_raises_once_closed() -> None:
+    sock = FakeSocket()
+    assert sock.writable() is True
+    sock.block()
+    assert sock.writable() is False
+    sock.accept(1)
+    assert sock.writable() is True
+    sock.send_frames([b"a"])
+    assert sock.writable() is False
+    sock.unblock()
+    sock.fail_next(1)
+    assert sock.writable() is True  # a probe does not foresee a failure
+    sock.close()
+    with pytest.raises(SocketClosedError):
+        sock.writable()

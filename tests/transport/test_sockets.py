@@ -171,11 +171,13 @@ def test_sends_would_block_until_the_handshake_then_arrive_whole(
     sock = connect(ctx, server)
     closing.append(sock)
 
+    assert sock.writable() is False  # the probe agrees with the send
     with pytest.raises(WouldBlock) as info:
         sock.send_frames(FRAMES)
     assert (info.value.peer, info.value.retryable) == (b"server-1", True)
 
     assert sock.wait_writable(5.0) is True
+    assert sock.writable() is True
     sock.send_frames(FRAMES)
 
     assert server.router.poll(5000) == zmq.POLLIN
@@ -527,3 +529,12 @@ def test_without_a_monitor_events_are_always_empty(
     sock.send_frames(FRAMES)
     assert server.router.poll(5000) == zmq.POLLIN
     assert sock.events() == []
+
+
+def test_a_closed_socket_s_probe_raises_as_its_send_would(
+    ctx: Context, server: Server, closing: list[CurveDealerSocket]
+) -> None:
+    sock = connect(ctx, server)
+    sock.close()
+    with pytest.raises(SocketClosedError):
+        sock.writable()

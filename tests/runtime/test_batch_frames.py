@@ -1,0 +1,107 @@
+"""On the native wire a PeerConnection sends a plan's messages in batch
+frames: in order, only when the socket takes them, and a frame that fails
+fails exactly the messages in it."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+
+import pytest
+from sendpath_kit import Kit, make
+
+from p2p0mq_actors.core.codec import WireShape, decode_many
+from p2p0mq_actors.core.errors import TransportError
+from p2p0mq_actors.core.fairness import Plan, PlanResult
+from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.runtime.peer import FRAME_MESSAGES
+
+FAST = Priority.FAST
+
+
+@pytest.fixture
+def kit() -> Iterator[Kit]:
+    yield Kit()
+
+
+def _decoded(frames: list[list[bytes]]) -> list[list[int]]:
+    """The message ids in each frame sent."""
+    out = []
+    for frame in frames:
+        assert len(frame) == 1
+        got, errors = decode_many([b"me", frame[0]], b"x", now=0.0)
+        assert errors == []
+        out.append([m.message_id for m in got])
+    return out
+
+
+def _plan(fast: tuple[Message, ...] = (), medium: tuple[Message, ...] = (), rounds: int = 16):
+    return Plan(peer=b"x", epoch=1, rounds=rounds, fast=fast, new_medium=medium)
+
+
+def test_a_plan_goes_out_in_frames_of_at_most_frame_messages_in_order(kit: Kit) -> None:
+    peer = kit.peer(shape=WireShape.NATIVE)
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(FRAME_MESSAGES + 6))
+    medium = tuple(make(kit.clock, b"x") for _ in range(3))
+    peer.tell(_plan(fast, medium, rounds=2))
+    assert kit.log.wait_for(1) == [PlanResult(peer=b"x", epoch=1, medium_len=1)]
+    kit.book.wait_for(lambda b: len(b.sent) == len(fast) + 2)
+    sent = kit.factory.sockets[b"x"].sent
+    ids = [m.message_id for m in (*fast, *medium[:2])]
+    assert _decoded(sent) == [ids[:FRAME_MESSAGES], ids[FRAME_MESSAGES:]]
+    assert kit.book.sent == [*fast, *medium[:2]]
+
+
+def test_a_plan_of_one_message_sends_a_plain_single_frame(kit: Kit) -> None:
+    peer = kit.peer(shape=WireShape.NATIVE)
+    m = make(kit.clock, b"x", prio=FAST)
+    peer.tell(_plan((m,)))
+    kit.book.wait_for(lambda b: len(b.sent) == 1)
+    (frame,) = kit.factory.sockets[b"x"].sent
+    assert frame[0][:2] == b"\x9a\x01"  # the ten-field envelope, not a batch
+
+
+def test_no_frame_is_begun_while_the_socket_would_block(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    sock.block()
+    peer = kit.peer(shape=WireShape.NATIVE)
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(3))
+    peer.tell(_plan(fast))
+    assert kit.log.wait_for(1) == [
+        PlanResult(peer=b"x", epoch=1, medium_len=0, unsent_fast=fast, blocked=True)
+    ]
+    assert sock.sent == [] and kit.book.sent == [] and kit.book.failed == []
+
+
+def test_a_frame_that_fails_fails_its_messages_and_the_next_frame_goes_on(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    sock.fail_next(1, errno.EHOSTUNREACH)
+    peer = kit.peer(shape=WireShape.NATIVE)
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(FRAME_MESSAGES + 2))
+    peer.tell(_plan(fast))
+    assert kit.log.wait_for(1)[0] == PlanResult(peer=b"x", epoch=1, medium_len=0)
+    kit.book.wait_for(lambda b: len(b.sent) == 2 and len(b.failed) == FRAME_MESSAGES)
+    assert [m for m, _ in kit.book.failed] == list(fast[:FRAME_MESSAGES])
+    assert all(isinstance(e, TransportError) for _, e in kit.book.failed)
+    assert kit.book.sent == list(fast[FRAME_MESSAGES:])
+    assert _decoded(sock.sent) == [[m.message_id for m in fast[FRAME_MESSAGES:]]]
+
+
+def test_a_socket_that_stops_taking_frames_mid_plan_keeps_the_rest_in_order(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    sock.accept(1)  # one frame, then blocked
+    peer = kit.peer(shape=WireShape.NATIVE)
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(FRAME_MESSAGES + 5))
+    peer.tell(_plan(fast))
+    assert kit.log.wait_for(1) == [
+        PlanResult(
+            peer=b"x",
+            epoch=1,
+            medium_len=0,
+            unsent_fast=fast[FRAME_MESSAGES:],
+            blocked=True,
+        )
+    ]
+    kit.book.wait_for(lambda b: len(b.sent) == FRAME_MESSAGES)
+    assert _decoded(sock.sent) == [[m.message_id for m in fast[:FRAME_MESSAGES]]]
+    assert kit.book.failed == []
