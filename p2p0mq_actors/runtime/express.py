@@ -27,6 +27,12 @@ Rules:
   lock, so no peer ever has two plans in flight. A close that finds the gate
   claimed takes the claim away: that plan's result then goes to the
   Scheduler, which counts the peer busy until it arrives.
+- On the native wire a lane that sent less than ``BURST_WINDOW`` ago is
+  in a burst: the next fast message for that peer goes to the intake, so a
+  stream of sends reaches the peer in the Scheduler's plans, in batch frames
+  (one zmq message and one CURVE box per 64), not one frame each. A message
+  on its own (a request, a reply) still goes straight out. Measured with
+  ``send()`` in a loop between two processes: 97k to 127-151k msg/s.
 - The gate shares the intake's lock: a sender claims only while the intake
   is empty, and the Scheduler closes the gates of the peers it takes work
   for in the same step as it empties the intake, so a direct message never
@@ -130,6 +136,11 @@ class ExpressGate:
         return f"<ExpressGate open={len(self._open)} claimed={len(self._claimed)}>"
 
 
+BURST_WINDOW: Final = 0.0002
+"""Seconds after a direct send during which the next fast message for the
+same native peer goes to the intake (and out in a batch frame) instead."""
+
+
 class DirectLane:
     """A PeerConnection's socket, lent to whoever holds the peer's express
     gate claim: one message is encoded and sent in the caller's thread,
@@ -160,6 +171,8 @@ class DirectLane:
         self._gate = gate
         self._tell_scheduler = tell_scheduler
         self._socket: PeerSocket | None = None
+        self._batches = shape is WireShape.NATIVE
+        self._last = -BURST_WINDOW  # when the lane last sent
         self.sent = 0
         # Sends no Concern listens to: counted here (under ``lock``), and
         # added to the node's "sent" count when it is asked for, so that a
@@ -168,6 +181,12 @@ class DirectLane:
         self.owner: Any = None  # the connection's ref: it reports sends in batches
         self._unreported: list[Message] = []
         self._unreported_lock = threading.Lock()  # held briefly; never waits for a send
+
+    def in_burst(self) -> bool:
+        """On the native wire, whether this lane sent less than
+        ``BURST_WINDOW`` seconds ago: a stream of sends is then left to the
+        Scheduler, whose plans travel in batch frames."""
+        return self._batches and self._clock.now() - self._last < BURST_WINDOW
 
     def attach(self, socket: PeerSocket | None) -> None:
         """Lend ``socket`` (None: lend nothing); the caller holds ``lock``."""
@@ -194,6 +213,7 @@ class DirectLane:
             except Exception:  # would block, cannot encode, transport: nothing went out
                 return False
             self.sent += 1
+            self._last = now
             if listens:  # noted before the socket's lock is let go: a
                 # connection that stops (it detaches under that lock) finds it
                 with self._unreported_lock:

@@ -157,13 +157,15 @@ class Intake:
         if message.priority is not Priority.FAST:
             return False
         peer = message.next_hop
+        lane = self.gate.lane(peer)
+        if lane is not None and lane.in_burst():
+            return False  # batched through the Scheduler instead (express.py)
         with self._lock:
             if self._queue or self._closed:
                 return False
             ref = self.gate.claim_locked(peer)
         if ref is None:
             return False
-        lane = self.gate.lane(peer)
         if lane is not None and lane.deliver(message):
             return True
         try:

@@ -8,7 +8,8 @@ from typing import Any
 from p2p0mq_actors.core.codec import WireShape, decode
 from p2p0mq_actors.core.fairness import PlanResult
 from p2p0mq_actors.core.message import Message, Priority
-from p2p0mq_actors.runtime.express import REPORT_SENT, DirectLane, ExpressGate
+from p2p0mq_actors.runtime.express import BURST_WINDOW, REPORT_SENT, DirectLane, ExpressGate
+from p2p0mq_actors.runtime.intake import Intake
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
 from p2p0mq_actors.testing import FakeSocket, ManualClock
 
@@ -199,3 +200,46 @@ def test_a_lane_without_a_connection_reports_to_the_concern_at_once() -> None:
     assert r.lane.deliver(message)
     assert [type(m).__name__ for m in concern.told] == ["Sent"]
     assert concern.told[0].messages == (message,)  # type: ignore[attr-defined]
+
+
+def test_a_native_lane_that_just_sent_is_in_a_burst_until_the_window_passes() -> None:
+    r = Rig()
+    assert not r.lane.in_burst()  # nothing sent yet
+    r.gate.claim_locked(PEER)
+    assert r.lane.deliver(fast(r.clock))
+    assert r.lane.in_burst()
+    r.clock.advance(BURST_WINDOW / 2)
+    assert r.lane.in_burst()
+    r.clock.advance(BURST_WINDOW / 2)
+    assert not r.lane.in_burst()
+
+
+def test_a_p2p0mq_lane_is_never_in_a_burst_there_are_no_batch_frames_to_gain() -> None:
+    r = Rig(WireShape.V011)
+    r.gate.claim_locked(PEER)
+    assert r.lane.deliver(fast(r.clock))
+    assert not r.lane.in_burst()
+
+
+def test_the_intake_leaves_a_burst_to_the_scheduler_and_expresses_again_after() -> None:
+    clock = ManualClock(100.0)
+    intake = Intake(capacity=10, wake=lambda: None)
+    lane = DirectLane(
+        PEER,
+        shape=WireShape.NATIVE,
+        clock=clock,
+        concerns=ConcernRegistry(),
+        gate=intake.gate,
+        tell_scheduler=lambda _: None,
+    )
+    sock = FakeSocket()
+    lane.attach(sock)
+    intake.gate.add_lane(PEER, lane)
+    intake.gate.open(PEER, "ref-x")
+    first, second, third = (fast(clock) for _ in range(3))
+    assert intake.express(first)
+    assert not intake.express(second)  # in the burst: the caller puts it instead
+    assert len(sock.sent) == 1
+    clock.advance(BURST_WINDOW)
+    assert intake.express(third)
+    assert len(sock.sent) == 2
