@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 
 import pykka
 
@@ -61,6 +62,7 @@ class Intake:
         self._woken = False
         self._closed = False
         self._watched: tuple[Preemption, frozenset[bytes]] | None = None
+        self._since_take = 0  # messages put since the Scheduler last took
         self.puts = 0
         self.wakes = 0
         self.preemptions = 0
@@ -77,6 +79,7 @@ class Intake:
         with self._lock:  # the common case: room, and the Scheduler already woken
             if self._woken and len(queue) + len(messages) <= self.capacity:
                 queue.extend(messages)
+                self._since_take += len(messages)
                 self.puts += 1
                 if self._watched is not None:
                     self._preempt_for(messages)
@@ -94,6 +97,7 @@ class Intake:
             if self._closed:
                 raise ConfigurationError("the node is stopped: nothing more can be sent")
             queue.extend(messages)
+            self._since_take += len(messages)
             self.puts += 1
             if self._watched is not None:
                 self._preempt_for(messages)
@@ -110,8 +114,11 @@ class Intake:
         so none slips in between an epoch's start and this call."""
         with self._lock:
             self._watched = epoch
-            if epoch is not None and self._queue:
-                self._preempt_for(self._queue)
+            if epoch is not None and self._since_take:
+                # Only what came after the last take, newest first: what the
+                # Scheduler left behind it knows of, and a backlog of
+                # thousands must not be read again at every epoch.
+                self._preempt_for(islice(reversed(self._queue), self._since_take))
 
     def _preempt_for(self, messages: Iterable[Message]) -> None:
         """Request the watched epoch's preemption if ``messages`` call for it
@@ -145,6 +152,7 @@ class Intake:
                 self._woken = False
             else:
                 batch = [self._queue.popleft() for _ in range(max(0, limit))]
+            self._since_take = 0
             closed = self.gate.close_locked({m.next_hop for m in batch}) if batch else []
             self._cond.notify_all()
             return batch, closed
@@ -182,6 +190,7 @@ class Intake:
             self._woken = False  # puts take the slow path, which refuses them
             rest = list(self._queue)
             self._queue.clear()
+            self._since_take = 0
             self._cond.notify_all()
             return rest
 

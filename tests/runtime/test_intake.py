@@ -142,3 +142,30 @@ def test_work_put_before_an_epoch_is_watched_is_held_to_the_rule_too() -> None:
     preemption = Preemption()
     intake.watch((preemption, frozenset({b"x"})))
     assert preemption.requested and intake.preemptions == 1
+
+
+def test_at_a_watch_only_work_put_since_the_last_take_is_read() -> None:
+    # A backlog the Scheduler left behind (no room downstream) is its own to
+    # plan; reading it again at every epoch made a large backlog quadratic.
+    intake = Intake(10_000, lambda: None)
+    backlog = [make(CLOCK, b"y", prio=Priority.FAST)] + [make(CLOCK, b"x") for _ in range(50)]
+    intake.put(backlog)
+    intake.take(10)  # the fast one for y is taken; 41 medium for x stay behind
+    quiet = Preemption()
+    intake.watch((quiet, frozenset({b"x"})))
+    assert not quiet.requested
+    intake.put([make(CLOCK, b"x"), make(CLOCK, b"y")])  # y is not in the epoch
+    intake.watch(None)
+    later = Preemption()
+    intake.watch((later, frozenset({b"x"})))
+    assert later.requested
+
+
+def test_work_left_behind_by_a_take_does_not_preempt_the_next_epoch() -> None:
+    intake = Intake(10_000, lambda: None)
+    intake.put([make(CLOCK, b"x") for _ in range(5)] + [make(CLOCK, b"y")])
+    batch, _ = intake.take(5)
+    assert len(batch) == 5 and len(intake) == 1
+    preemption = Preemption()
+    intake.watch((preemption, frozenset({b"x"})))
+    assert not preemption.requested  # y's message waits to be taken, not to preempt
