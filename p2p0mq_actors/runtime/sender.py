@@ -44,13 +44,14 @@ class Sender:
         sockets: creates the sending socket of each peer.
         clock: time source; by default a ``MonotonicClock`` the Sender owns.
         max_rounds: the longest plan, in rounds. Longer plans cost fewer
-            tells per message on the medium and slow lanes (ten native peers
-            to raw sinks: 54-110k msg/s at 16, 108-112k at 32, 163-179k at
-            64), but a connection holds the GIL for most of its plan, so
+            tells per message on the medium and slow lanes (the bench's ten
+            native peers, with batch frames: 86-108k msg/s at 16, 121-165k
+            at 32), but a connection holds the GIL for most of its plan, so
             the other threads (the Scheduler, the newcomer's connection)
-            wait longer for it: over 20 runs of the flood bench, a newcomer
-            went out within one round in 19 at 16 and in 16 at 32; at 64
-            one newcomer waited 5.8 ms.
+            wait longer for it: over 60 runs of the flood bench (0.1.1
+            wire), a newcomer went out within one round in 56 at 16 and in
+            53 at 32, and once waited 5.75 ms at 32 (at most 1.9 ms at 16);
+            at 64 one waited 5.8 ms in 20 runs.
         pacing: if > 0, the least time between two epochs.
         policy: the default Concern's failure policy.
         shape: the wire shape peers get unless ``add_peer`` says otherwise.
