@@ -32,7 +32,7 @@ from typing import Any, Final, TypeGuard
 import pykka
 
 from ..core.codec import decode, decode_many
-from ..core.errors import ConfigurationError, ProtocolError
+from ..core.errors import ConfigurationError, MessageError, ProtocolError
 from ..core.message import MAX_UUID_LEN, Kind, Message
 from ..core.ports import Clock, KeyPair
 from ..transport.context import end_context, new_context
@@ -80,8 +80,22 @@ _REASON_MARKERS: Final = (
 )
 
 
+_FIELD_REASONS: Final = {
+    "source": "address",
+    "destination": "address",
+    "previous_hop": "address",
+    "next_hop": "address",
+    "command": "command",
+    "payload": "payload",
+    "message_id": "id",
+    "kind": "kind",
+}
+
+
 def reject_reason(frames: object, error: ProtocolError) -> str:
     """The class (one of ``REJECT_REASONS``) of frames ``decode`` refused with ``error``."""
+    if isinstance(frames, (list, tuple)) and len(frames) == 2:
+        return _native_reason(error)
     if not isinstance(frames, (list, tuple)) or len(frames) not in (6, 7):
         return "frames"
     text = str(error)
@@ -89,6 +103,22 @@ def reject_reason(frames: object, error: ProtocolError) -> str:
         if marker in text:
             return reason
     return "other"
+
+
+def _native_reason(error: ProtocolError) -> str:
+    """A native envelope's: the field ``Message`` refused, the kind or id
+    the envelope got wrong, else the frame as a whole (version, shape)."""
+    cause = error.__cause__
+    if isinstance(cause, MessageError):
+        return _FIELD_REASONS.get(cause.field, "other")
+    text = str(error)
+    if text.startswith("native envelope: kind"):
+        return "kind"
+    if text.startswith("native envelope: message id"):
+        return "id"
+    if text.startswith("native envelope: ttl_ms"):
+        return "other"
+    return "frames"
 
 
 class _Step:

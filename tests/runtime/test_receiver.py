@@ -371,3 +371,33 @@ def test_a_native_batch_frame_is_delivered_in_order_and_a_bad_envelope_alone_ref
     assert [(m.message_id, m.payload, m.previous_hop) for m in got] == [
         (m.message_id, m.payload, ALICE) for m in sent
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ([7, ALICE, BOB, b"cmd", 1, {}, 10, 0, None], "kind"),
+        ([1, ALICE, BOB, b"cmd", -1, {}, 10, 0, None], "id"),
+        ([1, ALICE, BOB, b"cmd", 1, {}, 0, 0, None], "other"),  # ttl_ms
+        ([1, b"", BOB, b"cmd", 1, {}, 10, 0, None], "address"),
+        ([1, ALICE, b"\x00b", b"cmd", 1, {}, 10, 0, None], "address"),
+        ([1, ALICE, BOB, b"", 1, {}, 10, 0, None], "command"),
+        ([1, ALICE, BOB, b"cmd", 1, {1: 2}, 10, 0, None], "payload"),
+    ],
+)
+def test_a_refused_native_envelope_is_counted_under_the_field_at_fault(
+    body: list[object], reason: str
+) -> None:
+    frame = msgpack.packb([1, *body], use_bin_type=True)
+    with pytest.raises(ProtocolError) as caught:
+        decode([ALICE, frame], BOB, now=0.0)
+    assert reject_reason([ALICE, frame], caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    "frame", [b"\xc1", msgpack.packb([2, []]), msgpack.packb([1, [], 3]), msgpack.packb("x")]
+)
+def test_a_native_frame_that_is_no_envelope_is_counted_as_frames(frame: bytes) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode([ALICE, frame], BOB, now=0.0)
+    assert reject_reason([ALICE, frame], caught.value) == "frames"
