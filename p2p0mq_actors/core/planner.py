@@ -7,7 +7,11 @@ Rules:
   ``PlanResult``; the Planner only keeps the last report.
 - An epoch is Q rounds (``Plan.rounds``) for every ready peer with work. The
   next epoch starts when every plan of this one has come back. Q doubles
-  after each epoch up to ``max_rounds``, and falls to 1 after a preemption.
+  after each epoch up to ``max_rounds``, and falls to 1 after a preemption
+  and for an epoch that a peer joins (one with work that was not in the
+  last epoch, beside others): the connections carry out their plans one
+  after the other, so a newcomer's one message must not wait for a whole
+  long plan of a busy peer.
 - New work preempts an epoch of more than one round, unless it is medium work
   for a peer already in the epoch (it queues behind that peer's own backlog
   and delays nobody else).
@@ -70,6 +74,7 @@ class Planner:
         self._epoch: _Epoch | None = None
         self._epochs = 0
         self._rounds = 1
+        self._last_planned: frozenset[bytes] = frozenset()
         self.sweep_interval = 1.0
         self._next_sweep = float("-inf")
 
@@ -238,6 +243,8 @@ class Planner:
         # peers), not O(peers) (a node may have thousands of idle ones).
         self._dirty &= self._peers
         ready = [p for p in self._dirty if p not in self._blocked and p not in self._in_flight]
+        if rounds > 1 and self._newcomer_among(ready):
+            rounds = 1
         slow = self._take_slow(rounds, set(ready), now, expired)
         self._epochs += 1
         preemption = Preemption()
@@ -258,7 +265,21 @@ class Planner:
         plans = [by_peer[peer] for peer in order]
         self._in_flight.update(order)
         self._epoch = _Epoch(self._epochs, rounds, set(order), preemption)
+        self._last_planned = frozenset(order)
         return plans, expired
+
+    def _newcomer_among(self, ready: list[bytes]) -> bool:
+        """Whether a peer with work took no part in the last epoch while
+        others did or do: its plan runs beside theirs, and each connection
+        sends its whole plan in one go, so the epoch is kept to one round
+        (as after a preemption) lest a long plan go out before its one."""
+        last = self._last_planned
+        busy = [
+            p
+            for p in ready
+            if self._fast[p] or self._pending[p] or self._medium_len[p] or self._slow_count.get(p)
+        ]
+        return len(busy) > 1 and not last.issuperset(busy)
 
     def _plan_for(
         self,

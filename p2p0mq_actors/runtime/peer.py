@@ -265,12 +265,12 @@ class PeerConnection(pykka.ThreadingActor):
             gone = {id(m) for m, _ in lost}
             run.sent = [m for m in run.sent if id(m) not in gone]
             run.failed.extend(lost)
-        if not (plan.through_gate and self._hand_back(run.result)):
-            self._tell_scheduler(run.result)
         self._sent += len(run.sent)
         self._proven = self._proven or bool(run.sent)
-        if run.sent:
+        if run.sent:  # before the result: no later epoch's sends are heard of first
             report_sent(self._concerns, run.sent)
+        if not (plan.through_gate and self._hand_back(run.result)):
+            self._tell_scheduler(run.result)
         if run.expired:
             report_dropped(self._concerns, [(m, "ttl") for m in run.expired])
         if run.failed:

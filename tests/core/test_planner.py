@@ -173,6 +173,44 @@ def test_a_victim_goes_out_in_the_first_round_after_it_was_queued() -> None:
     assert len(sim.log) == 10_001 and len(set(map(id, sim.log))) == 10_001
 
 
+def test_an_epoch_that_a_peer_joins_has_one_round() -> None:
+    """Y's work is taken between two epochs of X's (no epoch to preempt):
+    the epoch both are in has one round, since X's connection may carry out
+    its whole plan before Y's gets to run; then the epochs grow again."""
+    sim = Sim(peers=(b"x", b"y"), rounds=8)
+    sim.enqueue(*(msg(b"x") for _ in range(200)))
+    for _ in range(4):  # epochs of 1, 2, 4, 8 rounds
+        sim.step(b"x")
+    assert sim.inbox[b"x"][0].rounds == 8
+    sim.planner.enqueue([msg(b"y")])  # no pump: the epoch of 8 is still out
+    sim.step(b"x")  # its result comes: the next epoch is planned with y in it
+    assert [sim.inbox[p][0].rounds for p in (b"x", b"y")] == [1, 1]
+    sim.step(b"y")
+    sim.step(b"x")
+    assert sim.inbox[b"x"][0].rounds == 2  # y is done: x alone, growing again
+    sim.step(b"x")
+    assert sim.inbox[b"x"][0].rounds == 4
+
+
+def test_peers_that_stay_busy_keep_their_long_epochs() -> None:
+    sim = Sim(peers=(b"x", b"y"), rounds=4)
+    sim.enqueue(*(msg(p) for _ in range(100) for p in (b"x", b"y")))
+    sizes = []
+    for _ in range(5):
+        sizes.append(sim.inbox[b"x"][0].rounds)
+        sim.step(b"x")
+        sim.step(b"y")
+    assert sizes == [1, 2, 4, 4, 4]
+
+
+def test_a_lone_newcomer_needs_no_short_epoch() -> None:
+    sim = Sim(peers=(b"x", b"y"), rounds=8)
+    sim.enqueue(*(msg(b"x") for _ in range(3)))
+    sim.settle()  # x's epochs of 1 and 2 rounds: the ramp stands at 4
+    sim.enqueue(*(msg(b"y") for _ in range(50)))
+    assert sim.inbox[b"y"][0].rounds > 1  # nobody else to wait for it
+
+
 def test_a_blocked_peer_is_skipped_and_its_slow_messages_wait_in_order() -> None:
     sim = Sim(peers=(b"x", b"y"))
     sim.capacity[b"x"] = 0

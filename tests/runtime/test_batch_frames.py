@@ -1,6 +1,7 @@
-"""On the native wire a PeerConnection sends a plan's messages in batch
-frames: in order, only when the socket takes them, and a frame that fails
-fails exactly the messages in it."""
+"""A PeerConnection carrying out plans: on the native wire it sends a plan's
+messages in batch frames, in order, only when the socket takes them, and a
+frame that fails fails exactly the messages in it; on any wire it reports
+sends before the plan's result."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from p2p0mq_actors.core.codec import WireShape, decode_many
 from p2p0mq_actors.core.errors import TransportError
 from p2p0mq_actors.core.fairness import Plan, PlanResult
 from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.runtime.messages import Sent
+from p2p0mq_actors.runtime.outcomes import ConcernRegistry
 from p2p0mq_actors.runtime.peer import FRAME_MESSAGES
 
 FAST = Priority.FAST
@@ -105,3 +108,14 @@ def test_a_socket_that_stops_taking_frames_mid_plan_keeps_the_rest_in_order(kit:
     kit.book.wait_for(lambda b: len(b.sent) == FRAME_MESSAGES)
     assert _decoded(sock.sent) == [[m.message_id for m in fast[:FRAME_MESSAGES]]]
     assert kit.book.failed == []
+
+
+def test_sends_are_reported_before_the_plan_result(kit: Kit) -> None:
+    # The Scheduler may start the next epoch once it has the result: a later
+    # epoch's sends must not be heard of before this plan's.
+    kit.registry = ConcernRegistry()
+    kit.registry.add(b"t", kit.recorder)  # one log for both: the order is the tells'
+    peer = kit.peer()
+    m = make(kit.clock, b"x", prio=FAST)
+    peer.tell(_plan((m,)))
+    assert kit.log.wait_for(2) == [Sent((m,)), PlanResult(peer=b"x", epoch=1, medium_len=0)]
