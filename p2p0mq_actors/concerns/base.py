@@ -19,17 +19,7 @@ from ..core.errors import MessageError, P2P0MQError, SendError
 from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy
 from ..core.ports import Clock
-from ..runtime.messages import (
-    FLUSH,
-    Dropped,
-    Enqueue,
-    Failed,
-    Flush,
-    Received,
-    Retry,
-    Sent,
-    SentWaiting,
-)
+from ..runtime.messages import FLUSH, Dropped, Enqueue, Failed, Flush, Received, Retry, Sent
 from ..runtime.outcomes import OutcomeObserver
 
 log = logging.getLogger("p2p0mq_actors.concerns")
@@ -117,12 +107,7 @@ class Concern(pykka.ThreadingActor):
     # -- plumbing --------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, SentWaiting):
-            sent = message.box.take()
-            if sent:
-                self.counts["sent"] += len(sent)
-                self._guard(self.on_sent, sent)
-        elif isinstance(message, Sent):
+        if isinstance(message, Sent):
             self.counts["sent"] += len(message.messages)
             self._guard(self.on_sent, message.messages)
         elif isinstance(message, Failed):

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,46 +62,6 @@ class Sent:
     """Concern: these messages left their socket."""
 
     messages: tuple[Message, ...]
-
-
-class SentBox:
-    """Sends waiting to be heard of by one Concern, from any thread.
-
-    Connections add to it and tell the Concern (``SentWaiting``) only when
-    it was empty; the Concern takes everything at once. So ten connections
-    that each send a plan wake the Concern once or twice, not ten times.
-    """
-
-    __slots__ = ("_lock", "_messages")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._messages: list[Message] = []
-
-    def add(self, messages: Iterable[Message]) -> bool:
-        """Add ``messages``; True if the box was empty (the caller tells the Concern)."""
-        with self._lock:
-            first = not self._messages
-            self._messages.extend(messages)
-            return first
-
-    def take(self) -> tuple[Message, ...]:
-        """Everything waiting, oldest first; the box is empty after."""
-        with self._lock:
-            taken = tuple(self._messages)
-            self._messages.clear()
-            return taken
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._messages)
-
-
-@dataclass(frozen=True, slots=True)
-class SentWaiting:
-    """Concern: sends wait in ``box``; take them (``SentBox.take``)."""
-
-    box: SentBox
 
 
 @dataclass(frozen=True, slots=True)

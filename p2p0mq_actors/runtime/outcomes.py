@@ -1,6 +1,5 @@
 """Which Concern owns a message, and how outcomes reach it: one tell per
-Concern per batch, never one per message; sends wait in the Concern's
-``SentBox`` and cost a tell only when the box was empty."""
+Concern per batch, never one per message."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import pykka
 
 from ..core.errors import ConfigurationError, SendError
 from ..core.message import Message
-from .messages import Dropped, Failed, Sent, SentBox, SentWaiting
+from .messages import Dropped, Failed, Sent
 
 log = logging.getLogger("p2p0mq_actors.runtime")
 
@@ -42,17 +41,6 @@ class ConcernRegistry:
         self._owners: Mapping[bytes, Any] = {}
         self.default = default
         self.observer: OutcomeObserver | None = None
-        self._boxes: dict[int, tuple[Any, SentBox]] = {}  # by id(ref): refs need not hash
-
-    def sent_box(self, ref: Any) -> SentBox:
-        """The box in which ``ref``'s Concern finds the sends reported to it."""
-        entry = self._boxes.get(id(ref))
-        if entry is None or entry[0] is not ref:
-            with self._lock:
-                entry = self._boxes.get(id(ref))
-                if entry is None or entry[0] is not ref:
-                    entry = self._boxes[id(ref)] = (ref, SentBox())
-        return entry[1]
 
     def add(self, command: bytes, ref: Any) -> None:
         """Register ``ref`` for ``command``; a second owner is an error."""
@@ -132,17 +120,9 @@ def _report(
     if observe:
         observe(items)
     for ref, batch in _group(registry, items, message_of).items():
-        if event is Sent:
-            if listens_to_sent(ref):
-                _post_sent(registry.sent_box(ref), ref, batch)
+        if event is Sent and not listens_to_sent(ref):
             continue
         _tell(ref, event(tuple(batch)), len(batch))
-
-
-def _post_sent(box: SentBox, ref: Any, batch: list[Message]) -> None:
-    """Add ``batch`` to ``ref``'s box; tell it only if the box was empty."""
-    if box.add(batch) and not _tell(ref, SentWaiting(box), len(batch)):
-        box.take()  # nobody will take them: let them go
 
 
 def listens_to_sent(ref: Any) -> bool:
@@ -162,13 +142,11 @@ def _group(registry: ConcernRegistry, items: Iterable[Any], key: Any) -> dict[An
     return groups
 
 
-def _tell(ref: Any, event: object, count: int) -> bool:
+def _tell(ref: Any, event: object, count: int) -> None:
     if ref is None:
         log.warning("no Concern to tell of %d message(s): %r", count, event)
-        return False
+        return
     try:
         ref.tell(event)
     except pykka.ActorDeadError:
         log.warning("Concern %s stopped; %d outcome(s) not delivered: %r", ref, count, event)
-        return False
-    return True

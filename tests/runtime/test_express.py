@@ -198,8 +198,8 @@ def test_a_lane_without_a_connection_reports_to_the_concern_at_once() -> None:
     r.gate.claim_locked(PEER)
     message = fast(r.clock)
     assert r.lane.deliver(message)
-    assert [type(m).__name__ for m in concern.told] == ["SentWaiting"]
-    assert concern.told[0].box.take() == (message,)  # type: ignore[attr-defined]
+    assert [type(m).__name__ for m in concern.told] == ["Sent"]
+    assert concern.told[0].messages == (message,)  # type: ignore[attr-defined]
 
 
 def test_a_native_lane_that_just_sent_is_in_a_burst_until_the_window_passes() -> None:
