@@ -48,10 +48,10 @@ class Sender:
             native peers, with batch frames: 86-108k msg/s at 16, 121-165k
             at 32), but a connection holds the GIL for most of its plan, so
             the other threads (the Scheduler, the newcomer's connection)
-            wait longer for it: over 60 runs of the flood bench (0.1.1
-            wire), a newcomer went out within one round in 56 at 16 and in
-            53 at 32, and once waited 5.75 ms at 32 (at most 1.9 ms at 16);
-            at 64 one waited 5.8 ms in 20 runs.
+            wait longer for it. In the flood bench (0.1.1 wire, counted at
+            the sockets) a newcomer went out within one round in every run
+            at 16 and at 32, but it waited up to 5.7 ms at 32 (one run in
+            20-40) against at most 2.95 ms at 16.
         pacing: if > 0, the least time between two epochs.
         policy: the default Concern's failure policy.
         shape: the wire shape peers get unless ``add_peer`` says otherwise.
