@@ -25,6 +25,7 @@ from ..core.errors import (
     PeerUnreachableError,
     SendError,
     UnencodableError,
+    UnexpectedSendError,
     WouldBlock,
 )
 from ..core.fairness import Plan, PlanResult, run_plan
@@ -242,15 +243,25 @@ class PeerConnection(pykka.ThreadingActor):
         try:
             assert self._socket is not None
             self._socket.send_frames([frame])
-        except SendError as exc:
-            error = exc
-            if isinstance(exc, WouldBlock):  # not a wait: these left the queue
-                error = PeerUnreachableError(
-                    f"peer {self.peer.uuid!r} stopped taking messages while a frame of"
-                    f" {len(messages)} was filled",
-                    peer=self.peer.uuid,
-                )
-            self._lost.extend((m, error) for m in messages)
+        except Exception as exc:  # the frame's messages fail; the connection goes on
+            self._lost.extend((m, self._frame_error(exc, len(messages))) for m in messages)
+
+    def _frame_error(self, exc: Exception, count: int) -> SendError:
+        """What the messages of a frame that could not be sent failed with."""
+        peer = self.peer.uuid
+        if isinstance(exc, WouldBlock):  # not a wait: these left their queues
+            return PeerUnreachableError(
+                f"peer {peer!r} stopped taking messages while a frame of {count} was filled",
+                peer=peer,
+            )
+        if isinstance(exc, SendError):
+            return exc
+        error = UnexpectedSendError(
+            f"sending a frame of {count} to {peer!r} raised {type(exc).__name__}: {exc}",
+            peer=peer,
+        )
+        error.__cause__ = exc
+        return error
 
     def _run(self, plan: Plan) -> None:
         if self._closed or self._blocked_since is not None:

@@ -12,7 +12,7 @@ import pytest
 from sendpath_kit import Kit, make
 
 from p2p0mq_actors.core.codec import WireShape, decode_many
-from p2p0mq_actors.core.errors import TransportError
+from p2p0mq_actors.core.errors import TransportError, UnexpectedSendError
 from p2p0mq_actors.core.fairness import Plan, PlanResult
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.runtime.messages import Sent
@@ -119,3 +119,29 @@ def test_sends_are_reported_before_the_plan_result(kit: Kit) -> None:
     m = make(kit.clock, b"x", prio=FAST)
     peer.tell(_plan((m,)))
     assert kit.log.wait_for(2) == [Sent((m,)), PlanResult(peer=b"x", epoch=1, medium_len=0)]
+
+
+def test_a_frame_whose_send_raises_a_bug_fails_its_messages_and_the_connection_lives(
+    kit: Kit,
+) -> None:
+    sock = kit.factory.prepare(b"x")
+    real_send = sock.send_frames
+    calls = []
+
+    def broken_once(frames: list[bytes]) -> None:
+        calls.append(len(frames))
+        if len(calls) == 1:
+            raise RuntimeError("a bug below the connection")
+        real_send(frames)
+
+    sock.send_frames = broken_once  # type: ignore[method-assign]
+    peer = kit.peer(shape=WireShape.NATIVE)
+    first = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(3))
+    peer.tell(_plan(first))
+    kit.book.wait_for(lambda b: len(b.failed) == 3)
+    assert [m for m, _ in kit.book.failed] == list(first)
+    assert all(isinstance(e, UnexpectedSendError) for _, e in kit.book.failed)
+    assert kit.book.sent == []
+    later = make(kit.clock, b"x", prio=FAST)
+    peer.tell(Plan(peer=b"x", epoch=2, rounds=1, fast=(later,)))
+    kit.book.wait_for(lambda b: b.sent == [later])
