@@ -19,13 +19,14 @@ from ..core.errors import MessageError, P2P0MQError, SendError
 from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy
 from ..core.ports import Clock
+from ..runtime.actor import Actor
 from ..runtime.messages import FLUSH, Dropped, Enqueue, Failed, Flush, Received, Retry, Sent
 from ..runtime.outcomes import OutcomeObserver
 
 log = logging.getLogger("p2p0mq_actors.concerns")
 
 
-class Concern(pykka.ThreadingActor):
+class Concern(Actor):
     """Base class of command handlers.
 
     Args:

@@ -32,6 +32,7 @@ from ..core.fairness import Plan, PlanResult, run_plan
 from ..core.message import Message
 from ..core.native import batch_frame, single_frame
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
+from .actor import Actor
 from .express import REPORT_SENT, DirectLane, ExpressGate
 from .messages import FLUSH, Flush, PeerFailed, PeerWritable, Shutdown
 from .outcomes import ConcernRegistry, report_dropped, report_failed, report_sent
@@ -54,7 +55,7 @@ FRAME_BYTES: Final = 256 * 1024
 """... and the size at which a frame is sent before it has that many."""
 
 
-class PeerConnection(pykka.ThreadingActor):
+class PeerConnection(Actor):
     """One remote peer: its CURVE DEALER socket and its medium queue.
 
     Args:

@@ -39,6 +39,7 @@ from ..transport.context import end_context, new_context
 from ..transport.errors import SocketClosedError
 from ..transport.keys import check_key_pair
 from ..transport.router import AllowedKeys, CurveRouter
+from .actor import Actor
 from .messages import FLUSH, Bind, Flush, Received
 from .outcomes import ConcernRegistry
 from .turns import TURNS
@@ -152,7 +153,7 @@ class _Throttle:
         log.warning(text, *args, exc_info=exc_info)
 
 
-class Receiver(pykka.ThreadingActor):
+class Receiver(Actor):
     """Receives what peers send to this node and hands it on in batches.
 
     Start it, then ask it to listen; ask ``stats()`` through a proxy::

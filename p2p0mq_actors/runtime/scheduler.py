@@ -21,6 +21,7 @@ from ..core.fairness import Plan, PlanResult, Shuffle
 from ..core.message import Message
 from ..core.planner import Planner
 from ..core.ports import Clock, TimerHandle
+from .actor import Actor
 from .intake import Intake
 from .messages import (
     FLUSH,
@@ -52,7 +53,7 @@ class TakeIntake:
 TAKE_INTAKE = TakeIntake()
 
 
-class Scheduler(pykka.ThreadingActor):
+class Scheduler(Actor):
     """Runs the fast / medium / slow rounds for one node.
 
     Args:

@@ -1,0 +1,31 @@
+"""The actor kind every actor of the node is: a Pykka thread actor whose
+inbox is the standard library's C ``queue.SimpleQueue``.
+
+Why: ``pykka.ThreadingActor``'s inbox is a ``queue.Queue``, whose ``put``
+and ``get`` run a ``threading.Condition`` in Python. Measured here, a tell
+into it cost about 5 µs of the sender's GIL time; into a ``SimpleQueue``
+about 0.6 µs, and the sleeping actor wakes a few µs sooner. Tells are the
+actors' only way to talk (a plan, a batch of reports, a batch of received
+messages), so this is paid on every boundary.
+
+Pykka builds its actor kinds this way (``_create_actor_inbox`` is its hook
+for new actor types). The inbox keeps Pykka's contract: ``put``, a
+blocking ``get`` and ``empty``; messages are taken in the order put, from
+any number of threads.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import Any
+
+import pykka
+
+
+class Actor(pykka.ThreadingActor):
+    """A ``pykka.ThreadingActor`` with a C inbox. Use it as you would Pykka's
+    (``start``, ``tell``, ``ask``, proxies, ``on_receive``)."""
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return queue.SimpleQueue()
