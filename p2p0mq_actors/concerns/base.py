@@ -108,15 +108,15 @@ class Concern(Actor):
     # -- plumbing --------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Sent):
+        if isinstance(message, Received):  # first: a request waits for its reply
+            self._received(message.messages)
+        elif isinstance(message, Sent):
             self.counts["sent"] += len(message.messages)
             self._guard(self.on_sent, message.messages)
         elif isinstance(message, Failed):
             self._decide(message.items)
         elif isinstance(message, Dropped):
             self._drop(message.items)
-        elif isinstance(message, Received):
-            self._received(message.messages)
         elif isinstance(message, Flush):
             return FLUSH
         else:
@@ -209,7 +209,7 @@ class Concern(Actor):
             return None
         if isinstance(answer, Message):
             reply = answer
-        elif isinstance(answer, Mapping):
+        elif type(answer) is dict or isinstance(answer, Mapping):
             try:
                 reply = request.reply(answer, now=self._now(), priority=Priority.FAST)
             except MessageError:

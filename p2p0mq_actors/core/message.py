@@ -216,18 +216,21 @@ class Message:
     ) -> Message:
         """The reply to this request, as p2p0mq builds it: ends swapped, same id
         and command, sent back to the hop the request came from."""
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        if (
+            type(ttl) is not float and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)))
+        ) or not ttl > 0:
             raise MessageError("ttl", ttl, "must be a positive number of seconds")
-        return Message(
-            source=self.destination,
-            destination=self.source,
-            command=self.command,
-            deadline=now + ttl,
-            kind=Kind.REPLY,
-            payload={} if payload is None else payload,
-            message_id=self.message_id,
-            priority=self.priority if priority is None else priority,
-            next_hop=self.previous_hop,
+        return Message(  # positional: a reply is built per request served
+            self.destination,  # source
+            self.source,  # destination
+            self.command,
+            now + ttl,  # deadline
+            Kind.REPLY,
+            {} if payload is None else payload,
+            self.message_id,
+            self.priority if priority is None else priority,
+            b"",  # previous_hop: this node
+            self.previous_hop,  # next_hop
         )
 
     def retried(self) -> Message:

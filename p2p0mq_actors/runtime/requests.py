@@ -17,8 +17,6 @@ import threading
 from collections import Counter
 from typing import Any
 
-import pykka
-
 from ..core.errors import (
     NodeStoppedError,
     PeerRefusedError,
@@ -28,6 +26,7 @@ from ..core.errors import (
 )
 from ..core.message import Kind, Message
 from ..core.ports import Clock, TimerHandle
+from .future import ReplyFuture
 
 COMPACT_SLACK = 1024
 """Deadlines of answered requests kept beyond twice the waiting ones before
@@ -49,16 +48,16 @@ class PendingRequests:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._pending: dict[int, tuple[bytes, pykka.ThreadingFuture[Message], float]] = {}
+        self._pending: dict[int, tuple[bytes, ReplyFuture[Message], float]] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._armed: float | None = None
         self._timer: TimerHandle | None = None
         self.resolved = 0
         self.failed: Counter[str] = Counter()
 
-    def register(self, request: Message, timeout: float) -> pykka.ThreadingFuture[Message]:
+    def register(self, request: Message, timeout: float) -> ReplyFuture[Message]:
         """The future of ``request``'s reply; it fails after ``timeout`` seconds."""
-        future: pykka.ThreadingFuture[Message] = pykka.ThreadingFuture()
+        future: ReplyFuture[Message] = ReplyFuture()
         due = self._clock.now() + timeout
         with self._lock:
             self._pending[request.message_id] = (request.destination, future, due)

@@ -1,0 +1,140 @@
+"""ReplyFuture keeps Pykka's future contract."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+
+import pykka
+import pytest
+
+from p2p0mq_actors.runtime.future import ReplyFuture
+
+WAIT = 5.0
+
+
+class Boom(Exception):
+    pass
+
+
+def test_get_returns_what_was_set_to_every_reader() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    future.set(7)
+    assert future.get(timeout=0) == 7
+    assert future.get() == 7
+
+
+def test_get_times_out_with_pykka_timeout() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    with pytest.raises(pykka.Timeout):
+        future.get(timeout=0)
+    with pytest.raises(pykka.Timeout):
+        future.get(timeout=-1.0)  # a lapsed deadline: no wait, no ValueError
+    future.set(1)
+    assert future.get(timeout=0) == 1
+
+
+def test_waiting_threads_are_all_woken_by_set() -> None:
+    future: ReplyFuture[str] = ReplyFuture()
+    got: list[str] = []
+    started = threading.Barrier(4)
+
+    def wait() -> None:
+        started.wait(WAIT)
+        got.append(future.get(timeout=WAIT))
+
+    readers = [threading.Thread(target=wait) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    started.wait(WAIT)
+    future.set("done")
+    for thread in readers:
+        thread.join(WAIT)
+    assert got == ["done"] * 3
+
+
+def test_an_exception_set_is_raised_with_its_traceback() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    try:
+        raise Boom("no")
+    except Boom:
+        future.set_exception()
+    with pytest.raises(Boom, match="no") as raised:
+        future.get(timeout=0)
+    assert raised.value.__traceback__ is not None
+
+
+def test_an_exception_given_as_a_type_only_is_built() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    future.set_exception((Boom, None, None))
+    with pytest.raises(Boom):
+        future.get(timeout=0)
+
+
+@pytest.mark.parametrize("second", ["set", "set_exception"])
+def test_a_future_is_set_once(second: str) -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    future.set(1)
+    with pytest.raises(queue.Full):
+        if second == "set":
+            future.set(2)
+        else:
+            future.set_exception((Boom, Boom(), None))
+    assert future.get(timeout=0) == 1
+
+
+def test_racing_setters_give_one_outcome() -> None:
+    for _ in range(200):
+        future: ReplyFuture[int] = ReplyFuture()
+        fulls: list[int] = []
+
+        def put(value: int, f: ReplyFuture[int] = future, out: list[int] = fulls) -> None:
+            try:
+                f.set(value)
+            except queue.Full:
+                out.append(value)
+
+        threads = [threading.Thread(target=put, args=(v,)) for v in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+        assert len(fulls) == 2
+        assert future.get(timeout=0) not in fulls
+
+
+def test_map_filter_join_reduce_and_get_all() -> None:
+    a: ReplyFuture[int] = ReplyFuture()
+    b: ReplyFuture[int] = ReplyFuture()
+    doubled = a.map(lambda v: v * 2)
+    both = a.join(b)
+    a.set(3)
+    b.set(4)
+    assert doubled.get(timeout=WAIT) == 6
+    assert both.get(timeout=WAIT) == [3, 4]
+    assert both.reduce(lambda x, y: x + y).get(timeout=WAIT) == 7
+    assert both.filter(lambda v: v > 3).get(timeout=WAIT) == [4]
+    assert pykka.get_all([a, b], timeout=WAIT) == [3, 4]
+
+
+def test_a_waiter_woken_by_a_get_hook_runs_it() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(future.get(timeout=WAIT)))
+    reader.start()
+    future.set_get_hook(lambda timeout: 5)
+    reader.join(WAIT)
+    assert got == [5]
+    with pytest.raises(queue.Full):
+        future.set(1)
+
+
+def test_await() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    future.set(9)
+
+    async def read() -> int:
+        return await future
+
+    assert asyncio.run(read()) == 9
