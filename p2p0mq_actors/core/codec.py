@@ -179,6 +179,28 @@ def decode(
             max_ttl=ttl,
             priority=priority,
         )
+    if type(frames) is list and len(frames) == 7 and _BYTES_ONLY.issuperset(map(type, frames)):
+        # 0.1.1 as the Receiver gives it: _as_frames, _kind and _build
+        # inlined, in the same order of checks (a fifth of decode's time).
+        previous, source, destination, kind_frame, command, mid, payload = frames
+        kind = _KINDS.get(kind_frame)
+        if previous and kind is not None:  # else the general path names the fault
+            message_id = mid[0] if len(mid) == 1 and mid[0] < 0x80 else _message_id(mid)
+            try:
+                return Message(
+                    source or previous,
+                    destination or local_uuid,
+                    command,
+                    now + ttl,  # deadline
+                    kind,
+                    _payload(6, payload),
+                    message_id,
+                    priority,
+                    previous,  # previous hop
+                    local_uuid,  # next hop
+                )
+            except MessageError as exc:
+                raise ProtocolError(f"{_field_origin(exc.field, frames)}: {exc}") from exc
     parts = _as_frames(frames)
     message_id = _message_id(parts[5]) if len(parts) == 7 else None
     return _build(

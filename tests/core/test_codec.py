@@ -360,6 +360,24 @@ def test_decode_of_any_python_object_gives_a_message_or_a_protocol_error(
     assert_total(frames)
 
 
+@PROPERTY
+@given(st.data(), messages())
+def test_a_list_of_seven_bytes_frames_decodes_as_any_other_sequence_of_them(
+    data: st.DataObject, message: Message
+) -> None:
+    """The Receiver's form (a list of bytes) takes a shorter path; it gives
+    the same message, or the same error, as a tuple of the same frames."""
+    frames = [message.previous_hop, *encode(message, WireShape.V011)]
+    index = data.draw(st.integers(0, 6))
+    frames[index] = data.draw(st.binary(max_size=30) | st.sampled_from(VALID))
+    fast, general = outcome(frames), outcome(tuple(frames))
+    if isinstance(general, Message):
+        assert fast == general
+    else:
+        assert type(fast) is type(general)
+        assert str(fast) == str(general)
+
+
 def flip(frame: bytes, at: int) -> bytes:
     """``frame`` with the bits of byte ``at`` inverted (a zero byte added if empty)."""
     byte = frame[at] if frame else 0
