@@ -248,12 +248,13 @@ class Node:
     ) -> Message:
         """Queue a request to ``peer``; returns the message (its outcome goes
         to the command's Concern)."""
-        if self._stopped or self._sender is None:
+        sender = self._sender
+        if self._stopped or sender is None:
             raise ConfigurationError(f"{self!r} is stopped")
         message = Message.create(
             self.uuid, peer, command, payload, now=self.clock.now(), ttl=ttl, priority=priority
         )
-        self._queue(message)
+        sender.send_one(message)
         return message
 
     def _queue(self, message: Message) -> None:

@@ -75,9 +75,11 @@ def encode_native_body(
     Raises:
         EncodeError: the payload cannot be packed as MessagePack.
     """
-    ttl_ms = min(_MAX_TTL_MS, max(1, int((message.deadline - now) * 1000)))
+    ttl_ms = int((message.deadline - now) * 1000)  # clamped without min/max calls:
+    if not 1 <= ttl_ms <= _MAX_TTL_MS:  # a connection encodes every message it sends
+        ttl_ms = 1 if ttl_ms < 1 else _MAX_TTL_MS
     body = [
-        int(message.kind),
+        message.kind,  # an IntEnum: msgpack packs an int subclass as the int (strict_types off)
         message.source,
         message.destination,
         message.command,
@@ -200,7 +202,7 @@ def _from_body(body: list[Any], context: _Context) -> Message:
                 source,
                 destination,
                 command,
-                now + min(ttl_ms / 1000, max_ttl),
+                now + (ttl if (ttl := ttl_ms / 1000) < max_ttl else max_ttl),
                 _KINDS[kind],
                 payload,
                 mid,

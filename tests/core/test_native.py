@@ -66,6 +66,19 @@ def test_an_expired_message_still_carries_at_least_one_millisecond() -> None:
     assert msgpack.unpackb(encode_native(m, now=NOW + 5))[7] == 1
 
 
+def test_a_ttl_beyond_32_bits_of_milliseconds_is_sent_as_the_most_it_can_carry() -> None:
+    m = Message.create(b"a", b"b", b"c", now=NOW, ttl=1e12)
+    assert msgpack.unpackb(encode_native(m, now=NOW))[7] == 2**32 - 1
+
+
+def test_the_kind_goes_out_as_a_plain_int() -> None:
+    for kind, value in ((Kind.REQUEST, 1), (Kind.REPLY, 2)):
+        m = Message.create(b"a", b"b", b"c", now=NOW, kind=kind)
+        sent = msgpack.unpackb(encode_native(m, now=NOW))[1]
+        assert type(sent) is int
+        assert sent == value
+
+
 def test_a_routed_message_keeps_both_ends_and_names_its_previous_hop() -> None:
     m = Message.create(b"alice", b"carol", b"c", now=NOW, next_hop=b"bob")
     got = decode([b"alice", encode_native(m, NOW)], b"bob", now=NOW)
