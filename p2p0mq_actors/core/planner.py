@@ -134,15 +134,33 @@ class Planner:
         """Queue messages; returns unknown-peer ones, express plans, preemption."""
         intake = Intake()
         express: dict[bytes, list[Message]] = {}
+        # Per batch, not per message (a batch is often thousands for a few
+        # peers): a peer is found idle or not once, as queueing for it ends
+        # its idleness; the epoch's preemption rule is read once, and no more
+        # once it has asked for a preemption.
+        queued: set[bytes] = set()
+        peers, fast = self._peers, Priority.FAST
+        watch = self._preemptible_epoch()
         for message in messages:
             peer = message.next_hop
-            if peer not in self._peers:
+            if peer not in peers:
                 intake.unknown.append(message)
-            elif message.priority is Priority.FAST and (peer in express or self._is_idle(peer)):
-                express.setdefault(peer, []).append(message)
-            else:
-                self._queue(message)
-                intake.preempted |= self._should_preempt(message)
+                continue
+            if message.priority is fast:
+                batch = express.get(peer)
+                if batch is not None:
+                    batch.append(message)
+                    continue
+                if peer not in queued and self._is_idle(peer):
+                    express[peer] = [message]
+                    continue
+            self._queue(message)
+            queued.add(peer)
+            if watch is not None and not intake.preempted:
+                # a medium message for a peer the epoch plans for waits its turn
+                intake.preempted = not (
+                    message.priority is Priority.MEDIUM and peer in watch.waiting
+                )
         for peer, batch in express.items():
             self._in_flight.add(peer)
             intake.express.append(Plan(peer=peer, epoch=0, rounds=0, fast=tuple(batch)))
@@ -185,14 +203,13 @@ class Planner:
             and not self._slow_count.get(peer)
         )
 
-    def _should_preempt(self, message: Message) -> bool:
+    def _preemptible_epoch(self) -> _Epoch | None:
+        """The epoch in flight if new work may still preempt it (more than one
+        round, and no preemption asked yet)."""
         epoch = self._epoch
         if epoch is None or epoch.rounds <= 1 or epoch.preemption.requested:
-            return False
-        medium_for_planned_peer = (
-            message.priority is Priority.MEDIUM and message.next_hop in epoch.waiting
-        )
-        return not medium_for_planned_peer
+            return None
+        return epoch
 
     def defer(self, message: Message, due: float) -> None:
         """Hold ``message`` until ``due`` (a retry after a delay)."""
@@ -218,9 +235,10 @@ class Planner:
     def preemptible(self) -> tuple[Preemption, frozenset[bytes]] | None:
         """The epoch in flight's preemption token and planned peers, if new
         work may preempt it (more than one round, not preempted yet): what
-        the intake needs to apply ``_should_preempt``'s rule as work arrives."""
-        epoch = self._epoch
-        if epoch is None or epoch.rounds <= 1 or epoch.preemption.requested:
+        the intake needs to apply ``enqueue``'s preemption rule as work
+        arrives."""
+        epoch = self._preemptible_epoch()
+        if epoch is None:
             return None
         return epoch.preemption, frozenset(epoch.waiting)
 

@@ -205,9 +205,6 @@ class PeerConnection(Actor):
             time.sleep(REPORT_PACE)
 
     def _send(self, message: Message) -> None:
-        if self._batching:
-            self._add_to_frame(message)
-            return
         try:
             frames = self._encode(message, self._now)
         except EncodeError as exc:
@@ -270,7 +267,8 @@ class PeerConnection(Actor):
             return
         now = self._now = self._clock.now()
         with TURNS, self._socket_lock:  # see turns.py and express.py
-            run = run_plan(plan, self._medium, self._send, now)
+            send = self._add_to_frame if self._batching else self._send
+            run = run_plan(plan, self._medium, send, now)
             self._send_frame()
         if self._lost:
             lost, self._lost = self._lost, []

@@ -11,7 +11,7 @@ from lanes_kit import FAST, MEDIUM, SLOW, msg
 
 from p2p0mq_actors.core.errors import WouldBlock
 from p2p0mq_actors.core.fairness import Plan, run_plan
-from p2p0mq_actors.core.message import Message
+from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.core.planner import Planner
 
 PEERS = (b"p1", b"p2", b"p3", b"p4")
@@ -105,6 +105,45 @@ def test_a_fast_message_for_an_idle_peer_takes_the_express_path() -> None:
     intake = p.enqueue([m])
     assert intake.express == [Plan(peer=b"x", epoch=0, rounds=0, fast=(m,))]
     assert not intake.preempted and not p.epoch_in_flight
+
+
+def test_in_one_batch_a_peer_stops_being_idle_once_work_is_queued_for_it() -> None:
+    p = Planner()
+    p.add_peer(b"x")
+    first, second = msg(b"x", MEDIUM), msg(b"x", FAST)
+    intake = p.enqueue([first, second])
+    assert intake.express == []  # the fast one waits behind the queued medium one
+    assert p.take_peer_messages(b"x") == [second, first]
+
+
+def test_in_one_batch_fast_messages_for_an_idle_peer_share_its_express_plan() -> None:
+    p = Planner()
+    p.add_peer(b"x")
+    a, m, b = msg(b"x", FAST), msg(b"x", MEDIUM), msg(b"x", FAST)
+    intake = p.enqueue([a, m, b])
+    assert [plan.fast for plan in intake.express] == [(a, b)]
+    assert p.take_peer_messages(b"x") == [m]
+
+
+@pytest.mark.parametrize(
+    ("batch", "preempts"),
+    [
+        ([(b"x", MEDIUM)] * 3, False),  # medium work for a planned peer waits its turn
+        ([(b"x", MEDIUM), (b"y", MEDIUM)], True),  # a peer the epoch does not plan for
+        ([(b"x", MEDIUM), (b"x", SLOW)], True),
+        ([(b"y", MEDIUM), (b"x", MEDIUM)], True),  # asked once, it stays asked
+    ],
+)
+def test_a_batch_preempts_the_epoch_if_any_of_its_messages_calls_for_it(
+    batch: list[tuple[bytes, Priority]], preempts: bool
+) -> None:
+    sim = Sim(peers=(b"x", b"y"), rounds=8)
+    sim.enqueue(*(msg(b"x") for _ in range(50)))
+    sim.step(b"x")  # now a two-round epoch for x is in flight
+    sim.step(b"y")
+    intake = sim.planner.enqueue([msg(peer, lane) for peer, lane in batch])
+    assert intake.preempted is preempts
+    assert sim.inbox[b"x"][0].preemption.requested is preempts
 
 
 def test_messages_for_unknown_peers_are_handed_back() -> None:
