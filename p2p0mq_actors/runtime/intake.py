@@ -162,8 +162,8 @@ class Intake:
         nothing waits here: on the peer's socket from this thread if it takes
         it at once, else as a plan told to the peer's connection. False if it
         must be ``put`` instead."""
-        if message.priority is not Priority.FAST:
-            return False
+        if message.priority is not Priority.FAST or self._queue:
+            return False  # (a lock-free first look: it would wait behind them anyway)
         peer = message.next_hop
         lane = self.gate.lane(peer)
         if lane is not None and lane.in_burst():

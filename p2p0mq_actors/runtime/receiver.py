@@ -127,6 +127,7 @@ class _Step:
 
 
 _STEP = _Step()
+_UNSEEN: Final[Any] = object()  # a command not looked up yet in this step
 POLLS_PER_STEP: Final = 64
 
 
@@ -426,27 +427,41 @@ class Receiver(Actor):
         return None
 
     def _dispatch(self, messages: list[Message]) -> None:
-        owners: dict[bytes, Any] = {}  # one registry lookup per command per step
+        # One registry lookup per command per step; each command's messages
+        # go straight into the list of its Concern's group.
+        lists: dict[bytes, list[Message] | None] = {}  # None: no Concern for it
         groups: dict[int, tuple[Any, list[Message]]] = {}  # by id: refs need not hash
+        reply = Kind.REPLY
         for message in messages:
-            if message.kind is Kind.REPLY and self._taken_as_reply(message):
+            if message.kind is reply and self._taken_as_reply(message):
                 continue
             command = message.command
-            if command not in owners:
-                # A command removed between these two reads goes to the
-                # default Concern: harmless, and the registry has no lock-free
-                # read that tells "absent" from "default".
-                owners[command] = (
-                    self._concerns.get(command) if command in self._concerns else None
-                )
-            ref = owners[command]
-            if ref is None:
+            group = lists.get(command, _UNSEEN)
+            if group is _UNSEEN:
+                group = lists[command] = self._group_of(command, groups)
+            if group is None:
                 self._counts["unknown_command"] += 1
                 self._warn("unknown-command", "no Concern for %r; dropped %r", command, message)
                 continue
-            groups.setdefault(id(ref), (ref, []))[1].append(message)
+            group.append(message)
         for ref, group in groups.values():
             self._tell(ref, group)
+
+    def _group_of(
+        self, command: bytes, groups: dict[int, tuple[Any, list[Message]]]
+    ) -> list[Message] | None:
+        """The list the messages for ``command``'s Concern gather in; None if
+        no Concern takes it."""
+        # A command removed between these two reads goes to the default
+        # Concern: harmless, and the registry has no lock-free read that
+        # tells "absent" from "default".
+        ref = self._concerns.get(command) if command in self._concerns else None
+        if ref is None:
+            return None
+        entry = groups.get(id(ref))
+        if entry is None:
+            entry = groups[id(ref)] = (ref, [])
+        return entry[1]
 
     def _taken_as_reply(self, message: Message) -> bool:
         if self._on_reply is None:

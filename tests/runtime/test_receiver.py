@@ -74,6 +74,15 @@ def test_each_concern_gets_one_tell_per_step_with_its_own_messages(rig: Rig) -> 
     assert other_log.wait_for(1) == [Received(tuple(theirs))]
 
 
+def test_a_concern_owning_several_commands_gets_them_in_one_tell_in_order(rig: Rig) -> None:
+    rig.concerns.add(b"also", rig.recorder)  # one Concern, two commands
+    client = rig.client()
+    sent = [rig.message(1), rig.message(2, command=b"also"), rig.message(3)]
+    rig.send(client, *sent)
+    rig.wait_stats(lambda s: s["dispatched"] == 3)
+    assert rig.received() == [Received(tuple(sent))]
+
+
 def test_a_reply_taken_by_on_reply_does_not_reach_its_concern(rig_factory: Any) -> None:
     offered: list[Message] = []
     lock = threading.Lock()
