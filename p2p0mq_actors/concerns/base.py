@@ -175,14 +175,21 @@ class Concern(Actor):
     def _received(self, messages: Sequence[Message]) -> None:
         self.counts["received"] += len(messages)
         replies: list[Message] = []
+        on_request, reply_kind = self.on_request, Kind.REPLY
         for message in messages:
-            if message.kind is Kind.REPLY:
+            if message.kind is reply_kind:
                 self._guard(self.on_reply, message)
                 continue
-            answer = self._guard(self.on_request, message)
-            reply = self._as_reply(message, answer)
-            if reply is not None:
-                replies.append(reply)
+            try:  # _guard, inlined: a call less on every request received
+                answer = on_request(message)
+            except Exception:
+                self.counts["errors"] += 1
+                log.exception("%r: on_request raised; carrying on", self)
+                continue
+            if answer is not None:
+                reply = self._as_reply(message, answer)
+                if reply is not None:
+                    replies.append(reply)
         if replies:
             self._send_replies(replies)
 

@@ -1,0 +1,112 @@
+"""A Concern alone, handling what the Receiver tells it: requests answered,
+replies heard, handlers that raise or return the wrong thing. Its Scheduler
+is a Recorder (no intake: replies go to it as ``Enqueue``), its clock a
+ManualClock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from p2p0mq_actors.concerns.base import Concern
+from p2p0mq_actors.core.message import Kind, Message, Priority
+from p2p0mq_actors.runtime.messages import Enqueue, Received
+from p2p0mq_actors.testing.clock import ManualClock
+from p2p0mq_actors.testing.recorder import MessageLog, Recorder
+
+PEER, ME = b"peer", b"me"
+WAIT = 5.0
+
+
+class Answering(Concern):
+    """Answers ``{"n": ...}`` with ``{"twice": 2n}``; raises for n == 0;
+    returns a string (a wrong answer) for n == -1; no reply for n == 1."""
+
+    command = b"calc"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.replies_heard: list[Message] = []
+
+    def on_request(self, message: Message) -> Any:
+        n = message.payload["n"]
+        if n == 0:
+            raise ValueError("boom")
+        if n == -1:
+            return "not a mapping"
+        if n == 1:
+            return None
+        return {"twice": 2 * n}
+
+    def on_reply(self, message: Message) -> None:
+        self.replies_heard.append(message)
+
+
+class Rig:
+    def __init__(self) -> None:
+        self.clock = ManualClock()
+        self.log = MessageLog()
+        self.scheduler = Recorder.start(self.log)
+        self.concern = Answering.start(scheduler=self.scheduler, clock=self.clock)
+
+    def request(self, n: int, kind: Kind = Kind.REQUEST) -> Message:
+        return Message.create(
+            PEER, ME, b"calc", {"n": n}, now=self.clock.now(), kind=kind, priority=Priority.SLOW
+        )
+
+    def told_scheduler(self) -> list[Any]:
+        """What the Concern told its Scheduler so far (a marker asked after
+        them comes last, so none is still on its way)."""
+        self.scheduler.ask("mark", timeout=WAIT)
+        items = self.log.items()
+        assert items[-1] == "mark"
+        return items[:-1]
+
+    def tell(self, *messages: Message) -> dict[str, int]:
+        self.concern.tell(Received(tuple(messages)))
+        stats: dict[str, int] = self.concern.proxy().stats().get(timeout=WAIT)
+        return stats
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    r = Rig()
+    yield r
+    r.concern.stop()
+    r.scheduler.stop()
+
+
+def test_answers_go_out_as_one_batch_of_fast_replies_in_order(rig: Rig) -> None:
+    a, b = rig.request(2), rig.request(3)
+    rig.tell(a, b)
+    (sent,) = rig.log.wait_for(1)
+    assert isinstance(sent, Enqueue)
+    assert [m.payload for m in sent.messages] == [{"twice": 4}, {"twice": 6}]
+    for reply, request in zip(sent.messages, (a, b), strict=True):
+        assert (reply.source, reply.destination) == (ME, PEER)
+        assert reply.kind is Kind.REPLY and reply.priority is Priority.FAST
+        assert reply.message_id == request.message_id
+
+
+def test_a_handler_that_raises_costs_only_its_own_reply(rig: Rig) -> None:
+    stats = rig.tell(rig.request(0), rig.request(5))
+    (sent,) = rig.log.wait_for(1)
+    assert [m.payload for m in sent.messages] == [{"twice": 10}]
+    assert stats["errors"] == 1
+    assert stats["received"] == 2
+
+
+def test_a_wrong_answer_is_counted_and_sends_nothing(rig: Rig) -> None:
+    stats = rig.tell(rig.request(-1), rig.request(1))
+    assert stats["errors"] == 1
+    assert rig.told_scheduler() == []
+
+
+def test_replies_go_to_on_reply_and_are_not_answered(rig: Rig) -> None:
+    reply = rig.request(7, kind=Kind.REPLY)
+    stats = rig.tell(reply)
+    assert stats["received"] == 1
+    assert rig.concern.proxy().replies_heard.get(timeout=WAIT) == [reply]
+    assert rig.told_scheduler() == []
