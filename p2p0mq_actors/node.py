@@ -257,9 +257,6 @@ class Node:
         sender.send_one(message)
         return message
 
-    def _queue(self, message: Message) -> None:
-        self._sender.send_one(message)  # type: ignore[union-attr]
-
     def send_message(self, message: Message) -> None:
         """Queue a message built elsewhere, on the lane its priority names."""
         self._running().enqueue(message, message.priority)
@@ -286,12 +283,18 @@ class Node:
         ``PeerRefusedError`` if the peer refuses our key, and with
         ``NodeStoppedError`` if the node stops first.
         """
-        message = self.message(
-            peer, command, payload, priority=priority, ttl=timeout if ttl is None else ttl
+        sender = self._running()
+        message = Message.create(
+            self.uuid,
+            peer,
+            command,
+            payload,
+            now=self.clock.now(),
+            ttl=timeout if ttl is None else ttl,
+            priority=priority,
         )
-        self._running()
         future = self.pending.register(message, timeout)  # before any actor sees it
-        self._queue(message)
+        sender.send_one(message)
         return future
 
     # -- looking in ------------------------------------------------------------
