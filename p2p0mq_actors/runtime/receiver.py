@@ -218,6 +218,7 @@ class Receiver(Actor):
         self._route = route
         self._poll_interval = poll_interval
         self._batch = batch
+        self._alone = False  # whether the last poll brought at most one message
         self._ttl = ttl
         self._throttle = _Throttle(clock, warn_every)
         self._context: Any = None
@@ -296,23 +297,55 @@ class Receiver(Actor):
             self.actor_ref.tell(_STEP)
 
     def _poll_once(self) -> bool:
-        """One poll and what it brought; False once the socket is gone."""
+        """One poll and what it brought; False once the socket is gone.
+
+        While messages come one at a time (the last poll brought one, as in
+        a round trip), the first is handled before anything else is read: it
+        reaches its Concern or its future without waiting for the question
+        whether another waits, which is asked while that thread wakes up.
+        Otherwise a poll reads a whole batch at once."""
         router = self._router
         if router is None or self._state != "LISTENING":
             return False
         self._steps += 1
+        alone = self._alone
+        batch = self._read(router, 1 if alone else self._batch, wait=True)
+        if batch is None:
+            return False
+        self._take(router, batch)
+        if alone and batch:
+            rest = self._read(router, self._batch - 1, wait=False)
+            if rest is None:
+                return False
+            if rest:
+                self._take(router, rest)
+                batch += rest
+        self._alone = len(batch) <= 1
+        return True
+
+    def _read(
+        self, router: CurveRouter, most: int, *, wait: bool
+    ) -> list[tuple[str | None, list[bytes]]] | None:
+        """Up to ``most`` messages: after a poll (``wait``), or only if one
+        waits now. None once the socket is gone."""
         try:
-            batch = []
-            if router.poll(self._poll_interval):
-                with TURNS:  # see turns.py
-                    batch = router.recv_batch(self._batch)
+            if wait:
+                if not router.poll(self._poll_interval):
+                    return []
+            elif most < 1 or not router.readable():
+                return []
+            with TURNS:  # see turns.py
+                return router.recv_batch(most)
         except SocketClosedError as exc:
             self._state = "BROKEN"
             log.error("%r: the listening socket is gone (%s); no longer receiving", self, exc)
-            return False
+            return None
         except Exception:
             self._unexpected("receiving")
-            batch = []
+            return []
+
+    def _take(self, router: CurveRouter, batch: list[tuple[str | None, list[bytes]]]) -> None:
+        """Handle ``batch``, and report refused handshakes."""
         try:
             if batch:
                 self._handle(batch)
@@ -320,7 +353,6 @@ class Receiver(Actor):
                 self._warn(f"handshake:{name}", "refused a client: %s", text)
         except Exception:
             self._unexpected("dispatching")
-        return True
 
     def _unexpected(self, doing: str) -> None:
         self._counts["errors"] += 1

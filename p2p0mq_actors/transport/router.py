@@ -246,6 +246,19 @@ class CurveRouter:
             if remaining <= 0:
                 return False
 
+    def readable(self) -> bool:
+        """Whether a message waits now (POLLIN), without waiting.
+
+        Raises:
+            SocketClosedError: the socket was closed or its context terminated.
+            TransportError: any other zmq failure.
+        """
+        self._live()
+        try:
+            return bool(cast(int, self._socket.get(_EVENTS)) & _POLLIN)
+        except zmq.ZMQError as exc:
+            raise translate(exc) from exc
+
     def recv_batch(self, max_messages: int) -> list[tuple[str | None, list[bytes]]]:
         """Up to ``max_messages`` whole messages that are waiting, without blocking.
 

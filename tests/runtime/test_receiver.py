@@ -83,6 +83,25 @@ def test_a_concern_owning_several_commands_gets_them_in_one_tell_in_order(rig: R
     assert rig.received() == [Received(tuple(sent))]
 
 
+def test_from_lone_messages_to_bursts_and_back_none_is_lost_or_reordered(rig: Rig) -> None:
+    # After a lone message the Receiver hands the next one on before it
+    # reads the rest (a round trip's reply goes first); whatever the timing,
+    # the Concern gets every message once, in order.
+    client = rig.client()
+    sent: list[Message] = []
+    for n, burst in enumerate([1, 1, 40, 1, 25, 1, 1, 60], start=1):
+        batch = [rig.message(n * 100 + k) for k in range(burst)]
+        rig.send(client, *batch)
+        sent += batch
+        rig.wait_stats(dispatched(len(sent)))
+    assert rig.delivered() == sent
+
+
+def dispatched(total: int) -> Any:
+    """A ``wait_stats`` predicate: ``total`` messages dispatched."""
+    return lambda stats: stats["dispatched"] == total
+
+
 def test_a_reply_taken_by_on_reply_does_not_reach_its_concern(rig_factory: Any) -> None:
     offered: list[Message] = []
     lock = threading.Lock()

@@ -115,6 +115,26 @@ def test_recv_batch_gives_whole_messages_as_bytes_with_the_user_id(
         ctx.term()
 
 
+def test_readable_says_whether_a_message_waits_without_waiting(router: CurveRouter) -> None:
+    endpoint = router.bind("tcp://127.0.0.1:*")
+    assert router.readable() is False
+    ctx = zmq.Context()
+    client = ctx.socket(zmq.DEALER)
+    client.linger = 0
+    client.curve_publickey, client.curve_secretkey = ALICE.public, ALICE.secret
+    client.curve_serverkey = SERVER.public
+    try:
+        client.connect(endpoint)
+        client.send_multipart([b"x", b"1"])
+        assert router.poll(5.0)
+        assert router.readable() is True
+        assert len(router.recv_batch(1)) == 1
+        assert router.readable() is False
+    finally:
+        client.close()
+        ctx.term()
+
+
 def test_close_is_idempotent_stops_zap_and_refuses_further_use(
     context: zmq.Context[Any],
 ) -> None:
