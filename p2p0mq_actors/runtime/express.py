@@ -200,7 +200,6 @@ class DirectLane:
         gives the message to the connection as a plan.
         """
         concerns = self._concerns
-        listens = listens_to_sent(concerns.get(message.command))
         with self.lock:
             socket = self._socket
             if socket is None:
@@ -212,6 +211,8 @@ class DirectLane:
                 socket.send_frames(self._encode(message, now))
             except Exception:  # would block, cannot encode, transport: nothing went out
                 return False
+            # The books after the send: a round trip waits for the send only.
+            listens = listens_to_sent(concerns.get(message.command))
             self.sent += 1
             self._last = now
             if listens:  # noted before the socket's lock is let go: a
