@@ -13,9 +13,12 @@ Rules:
   so ``stop`` waits at most one poll (trap 4 of PERFORMANCE.md: keep
   ``poll_interval`` short). The poll's timeout
   is the idle wait: an idle Receiver wakes once per ``poll_interval``.
-- One tell per Concern per step: the messages of a step that are for us go to
-  their Concerns as one ``Received`` each, in arrival order; replies are first
-  offered to ``on_reply`` (pending ``Node.request`` futures).
+- One tell per Concern per drain: the messages of a drain that are for us go
+  to their Concerns as one ``Received`` each, in arrival order; replies are
+  first offered to ``on_reply`` (pending ``Node.request`` futures). While
+  polls bring one message each (round trips), a poll's first message is
+  handed on before the rest is drained, so a burst after lone messages costs
+  one tell more (see ``_poll_once``).
 - Nothing that arrives stops the Receiver: frames that do not decode are
   counted by reason and logged at WARNING, at most one line per reason per
   ``warn_every`` seconds (with the number left out since); anything
