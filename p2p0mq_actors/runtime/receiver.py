@@ -221,7 +221,7 @@ class Receiver(Actor):
         self._route = route
         self._poll_interval = poll_interval
         self._batch = batch
-        self._alone = False  # whether the last poll brought at most one message
+        self._alone = False  # whether the last poll that brought messages brought one
         self._ttl = ttl
         self._throttle = _Throttle(clock, warn_every)
         self._context: Any = None
@@ -302,11 +302,11 @@ class Receiver(Actor):
     def _poll_once(self) -> bool:
         """One poll and what it brought; False once the socket is gone.
 
-        While messages come one at a time (the last poll brought one, as in
-        a round trip), the first is handled before anything else is read: it
-        reaches its Concern or its future without waiting for the question
-        whether another waits, which is asked while that thread wakes up.
-        Otherwise a poll reads a whole batch at once."""
+        While messages come one at a time (the last poll that brought any
+        brought one, as in a round trip), the first is handled before
+        anything else is read: it reaches its Concern or its future without
+        waiting for the question whether another waits, which is asked while
+        that thread wakes up. Otherwise a poll reads a whole batch at once."""
         router = self._router
         if router is None or self._state != "LISTENING":
             return False
@@ -323,7 +323,8 @@ class Receiver(Actor):
             if rest:
                 self._take(router, rest)
                 batch += rest
-        self._alone = len(batch) <= 1
+        if batch:  # an empty poll (idle) leaves the mode as it was
+            self._alone = len(batch) == 1
         return True
 
     def _read(

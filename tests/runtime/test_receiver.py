@@ -83,6 +83,18 @@ def test_a_concern_owning_several_commands_gets_them_in_one_tell_in_order(rig: R
     assert rig.received() == [Received(tuple(sent))]
 
 
+def test_idle_polls_do_not_split_the_next_burst(rig: Rig) -> None:
+    # Empty polls leave the mode as it was: messages that then arrive
+    # together still reach their Concern in one tell.
+    steps = rig.stats()["steps"]
+    rig.wait_stats(lambda s: s["steps"] >= steps + 3)  # idle polls, no messages
+    client = rig.client()  # sent right after connect: they arrive together
+    sent = [rig.message(n) for n in range(1, 11)]
+    rig.send(client, *sent)
+    rig.wait_stats(dispatched(10))
+    assert rig.received() == [Received(tuple(sent))]
+
+
 def test_from_lone_messages_to_bursts_and_back_none_is_lost_or_reordered(rig: Rig) -> None:
     # After a lone message the Receiver hands the next one on before it
     # reads the rest (a round trip's reply goes first); whatever the timing,
