@@ -212,8 +212,7 @@ class Concern(Actor):
                 self._tell_scheduler(Enqueue(tuple(rest)))
 
     def _as_reply(self, request: Message, answer: object) -> Message | None:
-        if answer is None:
-            return None
+        """The reply ``answer`` (not None) stands for; None if it is no answer."""
         if isinstance(answer, Message):
             reply = answer
         elif type(answer) is dict or isinstance(answer, Mapping):

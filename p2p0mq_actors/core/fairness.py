@@ -18,7 +18,7 @@ Rules (the contract of ARCHITECTURE.md):
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from .errors import SendError, UnexpectedSendError, WouldBlock
@@ -79,6 +79,13 @@ class Preemption:
 
     def __repr__(self) -> str:
         return f"<Preemption requested={self.requested}>"
+
+
+def preempts(message: Message, planned: Container[bytes]) -> bool:
+    """Whether new ``message`` preempts an epoch that plans for ``planned``
+    peers: anything does but a medium message for a planned peer, which
+    waits its turn in that peer's medium queue."""
+    return message.priority is not Priority.MEDIUM or message.next_hop not in planned
 
 
 @dataclass(frozen=True, slots=True)

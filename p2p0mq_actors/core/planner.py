@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .fairness import Plan, PlanResult, Preemption, Shuffle, SlowItem, no_shuffle
+from .fairness import Plan, PlanResult, Preemption, Shuffle, SlowItem, no_shuffle, preempts
 from .message import Message, Priority
 
 
@@ -157,10 +157,7 @@ class Planner:
             self._queue(message)
             queued.add(peer)
             if watch is not None and not intake.preempted:
-                # a medium message for a peer the epoch plans for waits its turn
-                intake.preempted = not (
-                    message.priority is Priority.MEDIUM and peer in watch.waiting
-                )
+                intake.preempted = preempts(message, watch.waiting)
         for peer, batch in express.items():
             self._in_flight.add(peer)
             intake.express.append(Plan(peer=peer, epoch=0, rounds=0, fast=tuple(batch)))

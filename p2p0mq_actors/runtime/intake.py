@@ -28,7 +28,7 @@ from itertools import islice
 import pykka
 
 from ..core.errors import ConfigurationError, P2P0MQError
-from ..core.fairness import Plan, Preemption
+from ..core.fairness import Plan, Preemption, preempts
 from ..core.message import Message, Priority
 from .express import ExpressGate
 
@@ -129,7 +129,7 @@ class Intake:
             self._watched = None
             return
         for message in messages:
-            if message.priority is not Priority.MEDIUM or message.next_hop not in planned:
+            if preempts(message, planned):
                 preemption.requested = True
                 self.preemptions += 1
                 self._watched = None
