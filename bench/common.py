@@ -317,10 +317,17 @@ def bind_local(sock: zmq.Socket[Any]) -> str:
 
 
 def curve_dealer(
-    ctx: zmq.Context[Any], endpoint: str, pair: tuple[bytes, bytes], server_key: bytes
+    ctx: zmq.Context[Any],
+    endpoint: str,
+    pair: tuple[bytes, bytes],
+    server_key: bytes,
+    *,
+    identity: bytes | None = None,
 ) -> zmq.Socket[Any]:
     """A DEALER as CURVE client, connected; blocking sends time out after 5 s."""
     sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
+    if identity is not None:
+        sock.setsockopt(zmq.ROUTING_ID, identity)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
     sock.setsockopt(zmq.RCVTIMEO, SEND_TIMEOUT_MS)

@@ -112,7 +112,7 @@ def _count_socket_sends(watch: Watch) -> Callable[[], None]:
         original(sock, frames)  # what raises was not sent
         watch.socket_sent(sock.peer.uuid)
 
-    CurveDealerSocket.send_frames = send_frames  # type: ignore[method-assign]
+    CurveDealerSocket.send_frames = send_frames  # type: ignore[method-assign, assignment]
     return lambda: setattr(CurveDealerSocket, "send_frames", original)
 
 

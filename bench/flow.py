@@ -21,6 +21,8 @@ import msgpack
 import zmq
 
 from p2p0mq_actors import Concern, KeyStore, Message, Node, P2P0MQError, Priority
+from p2p0mq_actors.core.codec import Encoder, WireShape
+from p2p0mq_actors.core.native import batch_frame
 
 from .common import (
     DATA,
@@ -34,7 +36,7 @@ from .common import (
     curve_pair,
     write_certificates,
 )
-from .sinks import SINK, SinkServer, Tally
+from .sinks import SINK, SinkServer, Tally, raw_sink_uuid
 
 SOURCE = b"bench-src"
 packb = msgpack.packb
@@ -97,11 +99,13 @@ class Flow:
         wire: str,
         lane: Priority = Priority.FAST,
         ours_to_raw: bool = False,
+        ceiling: bool = False,
     ) -> None:
         self.rig = rig
         self.ours_to_raw = ours_to_raw
+        self.with_ceiling = ceiling
         # our node's peers for the raw sinks (when ours_to_raw)
-        self.raw_peers = [b"raw-sink-%d" % i for i in range(sinks)]
+        self.raw_peers = [raw_sink_uuid(i) for i in range(sinks)]
         self.params = rig.params
         self.name = name
         self.lane = lane
@@ -109,6 +113,7 @@ class Flow:
         self.native = wire == "native"
         self._ctx: zmq.Context[Any] | None = None
         self._socks: list[zmq.Socket[Any]] = []
+        self._ceiling_socks: list[zmq.Socket[Any]] = []
         self.node: Node | None = None
         self.outbox = Tally(1)
         # ours per mode, up to the last on_sent report at the sender
@@ -135,6 +140,11 @@ class Flow:
             curve_dealer(self._ctx, ep, rig.client_pair, rig.server_pair[0])
             for ep in raw_endpoints
         ]
+        if self.with_ceiling:  # DEALERs whose routing id decodes as our node's uuid
+            self._ceiling_socks = [
+                curve_dealer(self._ctx, ep, rig.client_pair, rig.server_pair[0], identity=SOURCE)
+                for ep in raw_endpoints
+            ]
         self.node = Node(SOURCE, keys=KeyStore(rig.store_path))
         self.node.add_concern(Outbox, tally=self.outbox)
         for peer, endpoint in zip(self.peers, node_endpoints, strict=True):
@@ -149,6 +159,12 @@ class Flow:
         for sock in self._socks:
             _send_all(sock, frame(0))
         rig.server.wait(self.raw_set, left(30))
+        if self.with_ceiling:
+            rig.server.arm(self.raw_set, left(10), goal=1, decode=True)
+            for sock, peer in zip(self._ceiling_socks, self.raw_peers, strict=True):
+                message = Message.create(SOURCE, peer, SINK, {"warm": 1}, now=time.monotonic())
+                _send_all(sock, Encoder(self.shape)(message, time.monotonic()))
+            rig.server.wait(self.raw_set, left(30))
         if self.ours_to_raw:
             rig.server.arm(self.raw_set, left(10), goal=1)
             for peer in self.raw_peers:
@@ -158,6 +174,10 @@ class Flow:
         for peer in self.peers:
             self.node.send(peer, SINK, {"warm": 1}, priority=Priority.FAST)
         rig.server.wait(self.node_set, left(30))
+
+    @property
+    def shape(self) -> WireShape:
+        return WireShape.NATIVE if self.native else WireShape.V011
 
     @property
     def raw_set(self) -> str:
@@ -251,6 +271,54 @@ class Flow:
             rates.append(count / max(self.outbox.t_last - t0, 1e-9))
         return rate
 
+    def ceiling(self, count: int, chunk: int = 1000) -> float:
+        """The codec ceiling: our per-message work between raw sockets, with
+        no actor, queue or tell; msg/s.
+
+        The sender builds each message with ``Message.create`` and encodes it
+        with our ``Encoder`` (p2p0mq's six frames sent with int flags; or
+        native bodies, ``chunk`` messages a round split per sink into batch
+        frames, as our connection batches a ``send_many``); the raw sinks
+        decode every message with ``codec.decode_many`` into validated
+        ``Message`` objects. No design built on this codec and message
+        model can pass this figure on this wire.
+        """
+        assert self.with_ceiling, "the flow was made without ceiling=True"
+        socks, peers = self._ceiling_socks, self.raw_peers
+        sends = [sock.send for sock in socks]
+        k = len(socks)
+        create, clock, lane = Message.create, time.monotonic, self.lane
+        encoder = Encoder(self.shape)
+        self.rig.server.arm(self.raw_set, self.params.left(10), total=count, decode=True)
+        t0 = clock()
+        try:
+            if self.native:
+                body = encoder.body
+                for start in range(0, count, chunk):
+                    bodies: list[list[bytes]] = [[] for _ in socks]
+                    now = clock()
+                    for i in range(start, min(start + chunk, count)):
+                        j = i % k
+                        payload = {"seq": i, "data": DATA}
+                        message = create(SOURCE, peers[j], SINK, payload, now=now, priority=lane)
+                        bodies[j].append(body(message, now))
+                    for send, batch in zip(sends, bodies, strict=True):
+                        if batch:
+                            send(batch_frame(batch), LAST)
+            else:
+                for i in range(count):
+                    j = i % k
+                    payload = {"seq": i, "data": DATA}
+                    message = create(SOURCE, peers[j], SINK, payload, now=clock(), priority=lane)
+                    send = sends[j]
+                    *head, last = encoder(message)
+                    for part in head:
+                        send(part, MORE)
+                    send(last, LAST)
+        except zmq.Again:
+            raise BenchTimeout("a codec-ceiling send blocked for 5 s") from None
+        return self._rate(self.raw_set, count, t0)
+
     def _rate(self, name: str, count: int, t0: float) -> float:
         snap = self.rig.server.wait(name, self.params.left())
         t_last: float = snap["t_last"]
@@ -260,9 +328,9 @@ class Flow:
         if self.node is not None:
             self.node.stop()
             self.node = None
-        for sock in self._socks:
+        for sock in (*self._socks, *self._ceiling_socks):
             sock.close(linger=0)
-        self._socks = []
+        self._socks = self._ceiling_socks = []
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
@@ -290,12 +358,15 @@ def run_flow(
     runs: Callable[[Flow], tuple[list[float], list[list[float]]]],
     lane: Priority = Priority.FAST,
     ours_to_raw: bool = False,
+    ceiling: bool = False,
 ) -> tuple[list[float], list[list[float]], dict[str, list[float]]]:
     """Set a flow up, hand it to ``runs`` (which interleaves raw and ours), tear
     it down; returns raw rates, our rates per run kind, and our sender-side
     rates (to the last ``on_sent``) per mode."""
     try:
-        flow = Flow(rig, name, sinks=sinks, wire=wire, lane=lane, ours_to_raw=ours_to_raw)
+        flow = Flow(
+            rig, name, sinks=sinks, wire=wire, lane=lane, ours_to_raw=ours_to_raw, ceiling=ceiling
+        )
         try:
             raws, mine = runs(flow)
             return raws, mine, flow.sender_rates

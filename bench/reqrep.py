@@ -17,6 +17,7 @@ from typing import Any
 import zmq
 
 from p2p0mq_actors import KeyStore, Node, P2P0MQError, Priority
+from p2p0mq_actors.core.codec import Encoder, decode
 from p2p0mq_actors.core.message import Message
 
 from .common import (
@@ -33,7 +34,7 @@ from .common import (
     ratio,
 )
 from .flow import SOURCE, Rig, six_frames
-from .sinks import ECHO
+from .sinks import ECHO, raw_sink_uuid
 
 WINDOW = 100
 WIRE = "0.1.1"
@@ -53,6 +54,11 @@ class EchoPair:
             "echo-raw", 1, rig.certificates, rig.server_pair, left(30), echo=True
         )
         self.sock = curve_dealer(self.ctx, raw_endpoint, rig.client_pair, rig.server_pair[0])
+        # the codec ceiling's DEALER: a routing id that decodes as our node's uuid
+        self.ceiling_sock: zmq.Socket[Any] | None = curve_dealer(
+            self.ctx, raw_endpoint, rig.client_pair, rig.server_pair[0], identity=SOURCE
+        )
+        self.encoder = Encoder()
         self.node = Node(SOURCE, keys=KeyStore(rig.store_path))
         (node_endpoint,) = rig.server.start_nodes(
             "echo-nodes",
@@ -80,6 +86,42 @@ class EchoPair:
                 frame = sock.recv(0, copy=False)
         except zmq.Again:
             raise BenchTimeout("no raw echo within 5 s") from None
+
+    def ceiling_once(self, i: int) -> None:
+        """One round trip of the codec ceiling: the request built with
+        ``Message.create`` and encoded by our encoder, sent on a raw DEALER;
+        the raw echo decodes it, builds and encodes the reply
+        (``_echo_decoded``); the reply decoded here. No actor, no future."""
+        sock = self.ceiling_sock
+        assert sock is not None
+        clock = time.monotonic
+        sink = raw_sink_uuid(0)
+        message = Message.create(
+            SOURCE, sink, ECHO, {"seq": i, "data": DATA}, now=clock(), priority=Priority.FAST
+        )
+        try:
+            *head, last = self.encoder(message)
+            send = sock.send
+            for part in head:
+                send(part, MORE)
+            send(last, LAST)
+            frame = sock.recv(0, copy=False)
+            frames = [sink, frame.bytes]  # a ROUTER would give the routing id first
+            while frame.more:
+                frame = sock.recv(0, copy=False)
+                frames.append(frame.bytes)
+        except zmq.Again:
+            raise BenchTimeout("no codec-ceiling echo within 5 s") from None
+        decode(frames, SOURCE, now=clock())
+
+    def ceiling_rtts(self, count: int) -> list[float]:
+        """``rtts`` of ``ceiling_once``, the raw echo decoding meanwhile."""
+        left = self.rig.params.left
+        self.rig.server.arm("echo-raw", left(10), decode=True)
+        try:
+            return self.rtts(self.ceiling_once, count)
+        finally:
+            self.rig.server.arm("echo-raw", left(10), decode=False)
 
     def ours_request(self, i: int) -> Any:
         assert self.node is not None
@@ -140,8 +182,9 @@ class EchoPair:
     def close(self) -> None:
         if self.node is not None:
             self.node.stop()
-        if self.sock is not None:
-            self.sock.close(linger=0)
+        for sock in (self.sock, self.ceiling_sock):
+            if sock is not None:
+                sock.close(linger=0)
         self.ctx.term()
         for name in ("echo-raw", "echo-nodes"):
             with contextlib.suppress(BenchTimeout, BenchFailure):
@@ -167,10 +210,12 @@ def scenario_5(params: Params) -> dict[str, Result]:
         pair = EchoPair(rig)
         pair.rtts(pair.raw_once, 50)  # warm: handshakes, first allocations
         pair.rtts(pair.ours_once, 50)
+        pair.ceiling_rtts(50)
         raw_runs = [pair.rtts(pair.raw_once, sequential)]
-        our_runs = []
+        our_runs, ceiling_runs = [], []
         for _ in range(params.repeat):
             our_runs.append(pair.rtts(pair.ours_once, sequential))
+            ceiling_runs.append(pair.ceiling_rtts(sequential))
             raw_runs.append(pair.rtts(pair.raw_once, sequential))
         raw_rates = [pair.raw_pipelined(pipelined)]
         our_rates = []
@@ -187,6 +232,7 @@ def scenario_5(params: Params) -> dict[str, Result]:
     raw99 = median([percentile(r, 99) for r in raw_runs])
     how = f"{sequential:,} sequential round trips per run, echo Concern vs raw ROUTER echo"
     r50 = ratio(p50, raw50)
+    c50 = median([median(r) for r in ceiling_runs])
     rate, raw_rate = median(our_rates), median(raw_rates)
     runs = "/".join(f"{v:,.0f}" for v in our_rates)
     raw_runs_text = "/".join(f"{v:,.0f}" for v in raw_rates)
@@ -196,6 +242,12 @@ def scenario_5(params: Params) -> dict[str, Result]:
             r50 is not None and r50 <= 2.0,
         ),
         "5a_rtt_p99": Result(p99, raw99, ratio(p99, raw99), "us", "(reported)", how),
+        "5a_ceiling_codec": Result(
+            c50, raw50, ratio(c50, raw50), "us", "(bound)",
+            f"p50; {sequential:,} sequential round trips per run, raw DEALER and raw ROUTER "
+            "echo with our codec (Message.create, encode, decode, Message.reply) on both "
+            "ends; no actors, no future",
+        ),
         "5b_pipelined_100": Result(
             rate, raw_rate, ratio(rate, raw_rate), "req/s", ">= 20,000 req/s",
             f"{pipelined:,} requests, {WINDOW} in flight [runs: ours {runs}; raw {raw_runs_text}]",

@@ -20,6 +20,7 @@ from typing import Any
 import zmq
 
 from p2p0mq_actors import Concern, KeyStore, Message, Node
+from p2p0mq_actors.core.codec import Encoder, decode_many
 
 from .common import (
     LAST,
@@ -41,6 +42,12 @@ BATCH_HEAD = b"\x92\x01"  # a native batch frame: [1, [envelope, ...]] (native.p
 ECHO = b"echo"
 
 
+def raw_sink_uuid(index: int) -> bytes:
+    """The uuid of raw sink ``index``: what our node calls it, and what it
+    decodes as in the codec ceiling."""
+    return b"raw-sink-%d" % index
+
+
 class Tally:
     """Counts what sinks receive; ``done`` is set when the armed condition holds.
 
@@ -60,13 +67,19 @@ class Tally:
         self.t_first = 0.0
         self.t_last = 0.0
         self.batches = False
+        self.decode = False
 
-    def arm(self, total: int = 0, goal: int = 0, batches: bool = False) -> None:
+    def arm(
+        self, total: int = 0, goal: int = 0, batches: bool = False, decode: bool = False
+    ) -> None:
         """Wait for ``total`` messages in all, or ``goal`` new ones at every
         sink; with ``batches`` a native batch frame counts as the messages
-        it carries (raw sinks of our node; never for the raw baseline)."""
+        it carries (raw sinks of our node; never for the raw baseline); with
+        ``decode`` raw sinks decode what they get with our codec and count
+        the messages it gives (the codec ceiling)."""
         with self._lock:
             self.batches = batches
+            self.decode = decode
             self.total, self.target, self.goal, self.reached = 0, total, goal, 0
             self._base = list(self.per)
             self.t_first = self.t_last = 0.0
@@ -183,10 +196,17 @@ class RawSinks:
             index[sock] = i
         tally = self.tally
         hit = tally.hit
+        encoder = Encoder()  # this thread's, for the codec ceiling's echo
         while not self._stop.is_set() and time.monotonic() < self._deadline:
             for sock, _ in poller.poll(50):
                 if self._echo:
-                    got = _echo(sock)
+                    got = (
+                        _echo_decoded(sock, raw_sink_uuid(index[sock]), encoder)
+                        if tally.decode
+                        else _echo(sock)
+                    )
+                elif tally.decode:
+                    got = _drain_decoded(sock, raw_sink_uuid(index[sock]))
                 elif tally.batches:
                     got = _drain_batches(sock)
                 else:
@@ -211,6 +231,32 @@ def _drain(sock: zmq.Socket[Any], limit: int = 1024) -> int:
         while frame.more:
             frame = recv(NOBLOCK, copy=False)
         got += 1
+    return got
+
+
+def _drain_decoded(sock: zmq.Socket[Any], local_uuid: bytes, limit: int = 1024) -> int:
+    """``_drain``, each message's frames read as our Receiver reads them
+    (``bytes``) and decoded by our codec into validated ``Message`` objects,
+    a native batch frame into all it carries; returns how many messages.
+    The receiving half of the codec ceiling: our per-message work, no actors."""
+    recv = sock.recv
+    got = frames_read = 0
+    now = time.monotonic
+    while frames_read < limit:
+        try:
+            routing_id = recv(NOBLOCK)
+        except zmq.Again:
+            break
+        frame = recv(NOBLOCK, copy=False)
+        frames = [routing_id, frame.bytes]
+        while frame.more:
+            frame = recv(NOBLOCK, copy=False)
+            frames.append(frame.bytes)
+        frames_read += 1
+        messages, errors = decode_many(frames, local_uuid, now=now())
+        if errors:
+            raise BenchFailure(f"the codec ceiling's sink refused a message: {errors[0]}")
+        got += len(messages)
     return got
 
 
@@ -261,6 +307,39 @@ def _echo(sock: zmq.Socket[Any], limit: int = 1024) -> int:
     return got
 
 
+def _echo_decoded(
+    sock: zmq.Socket[Any], local_uuid: bytes, encoder: Encoder, limit: int = 1024
+) -> int:
+    """``_echo`` as an ``Echo`` Concern answers, with our codec and no actors:
+    each request decoded, its reply built with ``Message.reply`` and encoded
+    (p2p0mq 0.1.1 frames), sent back on the connection it came on. The
+    serving half of the round trip's codec ceiling."""
+    recv, send = sock.recv, sock.send
+    got = 0
+    while got < limit:
+        try:
+            routing_id = recv(NOBLOCK)
+        except zmq.Again:
+            break
+        frame = recv(NOBLOCK, copy=False)
+        frames = [routing_id, frame.bytes]
+        while frame.more:
+            frame = recv(NOBLOCK, copy=False)
+            frames.append(frame.bytes)
+        now = time.monotonic()
+        messages, errors = decode_many(frames, local_uuid, now=now)
+        if errors:
+            raise BenchFailure(f"the codec ceiling's echo refused a message: {errors[0]}")
+        for message in messages:
+            *head, last = encoder(message.reply(dict(message.payload), now=now))
+            send(routing_id, MORE)
+            for part in head:
+                send(part, MORE)
+            send(last, LAST)
+        got += 1
+    return got
+
+
 class NodeSinks:
     """One Node per uuid, each with a ``Sink`` or ``Echo`` Concern sharing a tally."""
 
@@ -305,8 +384,8 @@ def sink_server(conn: Any, deadline: float) -> None:
             sets[name] = NodeSinks(uuids, store, concern, peers)
         return ("ready", sets[name].endpoints)
 
-    def arm(name: str, total: int, goal: int, batches: bool) -> tuple[str]:
-        sets[name].tally.arm(total, goal, batches)
+    def arm(name: str, total: int, goal: int, batches: bool, decode: bool) -> tuple[str]:
+        sets[name].tally.arm(total, goal, batches, decode)
         return ("armed",)
 
     def wait(name: str, timeout: float) -> tuple[str, dict[str, Any]]:
@@ -363,9 +442,16 @@ class SinkServer(Child):
         return endpoints
 
     def arm(
-        self, name: str, timeout: float, *, total: int = 0, goal: int = 0, batches: bool = False
+        self,
+        name: str,
+        timeout: float,
+        *,
+        total: int = 0,
+        goal: int = 0,
+        batches: bool = False,
+        decode: bool = False,
     ) -> None:
-        self.ask(timeout, "arm", name, total, goal, batches)
+        self.ask(timeout, "arm", name, total, goal, batches, decode)
 
     def wait(self, name: str, timeout: float) -> dict[str, Any]:
         """The tally once its armed condition holds; BenchTimeout if it does not in time."""

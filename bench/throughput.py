@@ -6,6 +6,12 @@
 2. The same on the native single-frame envelope against raw single frames:
    (2a) ``send()`` in a loop, (2b) ``send_many`` in chunks of 1,000, and
    (2c) how much faster 2a is than scenario 1.
+
+Each also measures the codec ceiling (``1_ceiling_codec``,
+``2_ceiling_codec``): raw sockets carrying messages built, encoded and
+decoded by our core, one thread a side and no actors (``Flow.ceiling``).
+It bounds what any design on this codec and message model can reach on
+that wire, and it is reported beside the targets, against the same raw runs.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ from __future__ import annotations
 from .common import Params, Result, interleave, throughput_result
 from .flow import Flow, Rig, run_flow
 
-KEYS_1 = ["1_fast_6frame_send"]
-KEYS_2 = ["2a_native_send", "2b_native_send_many", "2c_native_vs_6frame"]
+KEYS_1 = ["1_fast_6frame_send", "1_ceiling_codec"]
+KEYS_2 = ["2a_native_send", "2b_native_send_many", "2c_native_vs_6frame", "2_ceiling_codec"]
+CEILING = "(bound)"
 
 
 def scenario_1(params: Params) -> dict[str, Result]:
@@ -23,9 +30,15 @@ def scenario_1(params: Params) -> dict[str, Result]:
     try:
 
         def runs(flow: Flow) -> tuple[list[float], list[list[float]]]:
-            return interleave(lambda: flow.raw(count), [lambda: flow.ours(count)], params.repeat)
+            return interleave(
+                lambda: flow.raw(count),
+                [lambda: flow.ours(count), lambda: flow.ceiling(count)],
+                params.repeat,
+            )
 
-        raws, (ours,), sender = run_flow(rig, "s1", sinks=1, wire="0.1.1", runs=runs)
+        raws, (ours, ceiling), sender = run_flow(
+            rig, "s1", sinks=1, wire="0.1.1", runs=runs, ceiling=True
+        )
     finally:
         rig.close()
     result = throughput_result(
@@ -38,7 +51,15 @@ def scenario_1(params: Params) -> dict[str, Result]:
         sender.get("send", []),
     )
     result.met = result.ratio is not None and result.ratio >= 0.8
-    return {KEYS_1[0]: result}
+    bound = throughput_result(
+        ceiling,
+        raws,
+        "msg/s",
+        CEILING,
+        f"{count:,} msgs; Message.create + our encoder, 6 frames with int flags; raw sink "
+        "decoding each message with codec.decode_many; no actors",
+    )
+    return {KEYS_1[0]: result, KEYS_1[1]: bound}
 
 
 def scenario_2(params: Params) -> dict[str, Result]:
@@ -49,11 +70,17 @@ def scenario_2(params: Params) -> dict[str, Result]:
         def runs(flow: Flow) -> tuple[list[float], list[list[float]]]:
             return interleave(
                 lambda: flow.raw(count),
-                [lambda: flow.ours(count), lambda: flow.ours(count, "send_many", 1000)],
+                [
+                    lambda: flow.ours(count),
+                    lambda: flow.ours(count, "send_many", 1000),
+                    lambda: flow.ceiling(count),
+                ],
                 params.repeat,
             )
 
-        raws, (loop, many), sender = run_flow(rig, "s2", sinks=1, wire="native", runs=runs)
+        raws, (loop, many, ceiling), sender = run_flow(
+            rig, "s2", sinks=1, wire="native", runs=runs, ceiling=True
+        )
     finally:
         rig.close()
     what = f"{count:,} msgs, native envelope both sides; raw: 1 frame (the msgpack payload)"
@@ -71,6 +98,14 @@ def scenario_2(params: Params) -> dict[str, Result]:
     )
     b.met = b.ratio is not None and b.ratio >= 0.8
     out = {KEYS_2[0]: a, KEYS_2[1]: b}
+    bound = throughput_result(
+        ceiling,
+        raws,
+        "msg/s",
+        CEILING,
+        f"{count:,} msgs; Message.create + our encoder, batch frames of 1,000; raw sink "
+        "decoding them with codec.decode_many; no actors",
+    )
     first = params.prior.get(KEYS_1[0], {})
     six = first.get("ours")
     six_raw = first.get("baseline")
@@ -91,4 +126,5 @@ def scenario_2(params: Params) -> dict[str, Result]:
         out[KEYS_2[2]] = Result(
             None, None, None, "x", ">= 2x scenario 1", "needs scenario 1 in the same run"
         )
+    out[KEYS_2[3]] = bound
     return out

@@ -19,15 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SCENARIO_KEYS = (
     "1_fast_6frame_send",
+    "1_ceiling_codec",
     "2a_native_send",
     "2b_native_send_many",
     "2c_native_vs_6frame",
+    "2_ceiling_codec",
     "3a_medium_one_peer",
     "3b_medium_ten_peers",
     "3c_medium_ten_peers_native",
     "4_slow_backlog",
     "5a_rtt_p50",
     "5a_rtt_p99",
+    "5a_ceiling_codec",
     "5b_pipelined_100",
     "6a_fairness_rounds",
     "6b_fairness_latency",
