@@ -23,9 +23,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="hard deadline per scenario (default 45 quick, 900 full)",
     )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        metavar="SECONDS",
+        help="set sys.setswitchinterval in every process of the run (default: Python's, 5 ms)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    if args.switch_interval is not None and not 0 < args.switch_interval <= 1:
+        parser.error("--switch-interval must be in (0, 1] seconds")
     return args
 
 
@@ -38,5 +46,6 @@ if __name__ == "__main__":
             only=args.only,
             json_path=args.json,
             deadline=args.deadline,
+            switch_interval=args.switch_interval,
         )
     )

@@ -150,6 +150,18 @@ def interleave(
 # -- processes ------------------------------------------------------------
 
 
+SWITCH_INTERVAL_ENV = "P2P0MQ_BENCH_SWITCH_INTERVAL"
+"""How ``--switch-interval`` reaches every process of a run (they inherit it)."""
+
+
+def apply_switch_interval() -> None:
+    """Set this process's GIL switch interval as ``--switch-interval`` asked
+    (``sys.setswitchinterval``); Python's default (5 ms) when it did not."""
+    value = os.environ.get(SWITCH_INTERVAL_ENV)
+    if value:
+        sys.setswitchinterval(float(value))
+
+
 def raise_nofile() -> int:
     """Raise this process's open-file limit to the hard limit; returns it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -24,7 +24,17 @@ from typing import Any
 
 import zmq
 
-from .common import SPAWN, BenchFailure, BenchTimeout, Params, Result, remove_dir, scratch_dir
+from .common import (
+    SPAWN,
+    SWITCH_INTERVAL_ENV,
+    BenchFailure,
+    BenchTimeout,
+    Params,
+    Result,
+    apply_switch_interval,
+    remove_dir,
+    scratch_dir,
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,7 @@ def _scenario_main(spec: Spec, params: Params, conn: Any) -> None:
     """A scenario process: its own process group, its rows sent back."""
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
+    apply_switch_interval()
     try:
         module = importlib.import_module(spec.module, __package__)
         rows = getattr(module, spec.function)(params)
@@ -190,21 +201,36 @@ def notes(rows: dict[str, Result]) -> str:
     return "\n".join(f"  {key}: {r.note}" for key, r in rows.items() if r.note)
 
 
-def header(quick: bool, repeat: int) -> str:
+def header(quick: bool, repeat: int, switch_interval: float | None = None) -> str:
+    switch = (
+        f"GIL switch interval {switch_interval * 1000:g} ms (--switch-interval)"
+        if switch_interval
+        else "Python's GIL switch interval (5 ms)"
+    )
     return (
         f"p2p0mq-actors bench: {'quick' if quick else 'full'} sizes, median of {repeat} "
         f"(raw baseline measured before and after ours); Python {platform.python_version()}, "
         f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()}), {os.cpu_count()} CPUs; "
-        "127.0.0.1, CURVE + ZAP everywhere"
+        f"127.0.0.1, CURVE + ZAP everywhere; {switch}"
     )
 
 
 def main(
-    *, quick: bool, repeat: int, only: str | None, json_path: str | None, deadline: float | None
+    *,
+    quick: bool,
+    repeat: int,
+    only: str | None,
+    json_path: str | None,
+    deadline: float | None,
+    switch_interval: float | None = None,
 ) -> int:
     specs = select(only)
+    if switch_interval:  # every process of the run inherits it
+        os.environ[SWITCH_INTERVAL_ENV] = repr(switch_interval)
+    else:
+        os.environ.pop(SWITCH_INTERVAL_ENV, None)
     budget = deadline if deadline is not None else (45.0 if quick else 900.0)
-    print(header(quick, repeat), flush=True)
+    print(header(quick, repeat, switch_interval), flush=True)
     started = time.monotonic()
     rows: dict[str, Result] = {}
     for spec in specs:

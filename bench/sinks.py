@@ -29,6 +29,7 @@ from .common import (
     BenchFailure,
     BenchTimeout,
     Child,
+    apply_switch_interval,
     bind_local,
     close_all,
     curve_router,
@@ -372,6 +373,7 @@ class NodeSinks:
 
 def sink_server(conn: Any, deadline: float) -> None:
     """Child main: serves ``SinkServer`` commands until told to quit."""
+    apply_switch_interval()
     raise_nofile()
     sets: dict[str, RawSinks | NodeSinks] = {}
 

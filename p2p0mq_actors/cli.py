@@ -61,5 +61,6 @@ def _bench(args: list[str]) -> int:
         only=parsed.only,
         json_path=parsed.json,
         deadline=parsed.deadline,
+        switch_interval=parsed.switch_interval,
     )
     return code

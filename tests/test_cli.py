@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def test_bench_options_are_the_suites_own(capsys: pytest.CaptureFixture[str]) ->
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: p2p0mq-actors bench")
-    for option in ("--quick", "--repeat", "--only", "--json", "--deadline"):
+    for option in ("--quick", "--repeat", "--only", "--json", "--deadline", "--switch-interval"):
         assert option in out
 
 
@@ -48,6 +49,35 @@ def test_bench_refuses_a_bad_repeat(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["bench", "--repeat", "0"])
     assert exit_.value.code == 2
     assert "--repeat must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-0.001", "2"])
+def test_bench_refuses_a_switch_interval_out_of_range(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "--switch-interval", value])
+    assert exit_.value.code == 2
+    assert "--switch-interval must be in (0, 1] seconds" in capsys.readouterr().err
+
+
+def test_a_switch_interval_reaches_the_processes_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    common = importlib.import_module("p2p0mq_actors.bench.common")
+    runner = importlib.import_module("p2p0mq_actors.bench.runner")
+    before = sys.getswitchinterval()
+    try:
+        monkeypatch.delenv(common.SWITCH_INTERVAL_ENV, raising=False)
+        common.apply_switch_interval()  # not asked: Python's own stays
+        assert sys.getswitchinterval() == before
+        monkeypatch.setenv(common.SWITCH_INTERVAL_ENV, "0.0005")
+        common.apply_switch_interval()
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    finally:
+        sys.setswitchinterval(before)
+    assert "GIL switch interval 0.5 ms (--switch-interval)" in runner.header(False, 3, 0.0005)
+    assert "Python's GIL switch interval (5 ms)" in runner.header(False, 3)
 
 
 @pytest.mark.bench
