@@ -235,29 +235,39 @@ def _drain(sock: zmq.Socket[Any], limit: int = 1024) -> int:
     return got
 
 
-def _drain_decoded(sock: zmq.Socket[Any], local_uuid: bytes, limit: int = 1024) -> int:
-    """``_drain``, each message's frames read as our Receiver reads them
-    (``bytes``) and decoded by our codec into validated ``Message`` objects,
-    a native batch frame into all it carries; returns how many messages.
-    The receiving half of the codec ceiling: our per-message work, no actors."""
+def _read_decoded(
+    sock: zmq.Socket[Any], local_uuid: bytes, who: str
+) -> tuple[bytes, list[Message], float] | None:
+    """One waiting message's frames read as our Receiver reads them
+    (``bytes``) and decoded by our codec into validated ``Message``
+    objects (a native batch frame into all it carries): the routing id,
+    the messages and the time they were decoded at; None if none waits."""
     recv = sock.recv
-    got = frames_read = 0
-    now = time.monotonic
-    while frames_read < limit:
-        try:
-            routing_id = recv(NOBLOCK)
-        except zmq.Again:
-            break
+    try:
+        routing_id = recv(NOBLOCK)
+    except zmq.Again:
+        return None
+    frame = recv(NOBLOCK, copy=False)
+    frames = [routing_id, frame.bytes]
+    while frame.more:
         frame = recv(NOBLOCK, copy=False)
-        frames = [routing_id, frame.bytes]
-        while frame.more:
-            frame = recv(NOBLOCK, copy=False)
-            frames.append(frame.bytes)
-        frames_read += 1
-        messages, errors = decode_many(frames, local_uuid, now=now())
-        if errors:
-            raise BenchFailure(f"the codec ceiling's sink refused a message: {errors[0]}")
-        got += len(messages)
+        frames.append(frame.bytes)
+    now = time.monotonic()
+    messages, errors = decode_many(frames, local_uuid, now=now)
+    if errors:
+        raise BenchFailure(f"the codec ceiling's {who} refused a message: {errors[0]}")
+    return routing_id, messages, now
+
+
+def _drain_decoded(sock: zmq.Socket[Any], local_uuid: bytes, limit: int = 1024) -> int:
+    """``_drain`` through ``_read_decoded``; returns how many messages.
+    The receiving half of the codec ceiling: our per-message work, no actors."""
+    got = 0
+    for _ in range(limit):
+        read = _read_decoded(sock, local_uuid, "sink")
+        if read is None:
+            break
+        got += len(read[1])
     return got
 
 
@@ -312,25 +322,17 @@ def _echo_decoded(
     sock: zmq.Socket[Any], local_uuid: bytes, encoder: Encoder, limit: int = 1024
 ) -> int:
     """``_echo`` as an ``Echo`` Concern answers, with our codec and no actors:
-    each request decoded, its reply built with ``Message.reply`` and encoded
-    (p2p0mq 0.1.1 frames), sent back on the connection it came on. The
-    serving half of the round trip's codec ceiling."""
-    recv, send = sock.recv, sock.send
+    each request decoded (``_read_decoded``), its reply built with
+    ``Message.reply`` and encoded (p2p0mq 0.1.1 frames), sent back on the
+    connection it came on. The serving half of the round trip's codec
+    ceiling."""
+    send = sock.send
     got = 0
     while got < limit:
-        try:
-            routing_id = recv(NOBLOCK)
-        except zmq.Again:
+        read = _read_decoded(sock, local_uuid, "echo")
+        if read is None:
             break
-        frame = recv(NOBLOCK, copy=False)
-        frames = [routing_id, frame.bytes]
-        while frame.more:
-            frame = recv(NOBLOCK, copy=False)
-            frames.append(frame.bytes)
-        now = time.monotonic()
-        messages, errors = decode_many(frames, local_uuid, now=now)
-        if errors:
-            raise BenchFailure(f"the codec ceiling's echo refused a message: {errors[0]}")
+        routing_id, messages, now = read
         for message in messages:
             *head, last = encoder(message.reply(dict(message.payload), now=now))
             send(routing_id, MORE)
