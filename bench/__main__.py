@@ -37,15 +37,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-if __name__ == "__main__":
-    args = parse()
-    raise SystemExit(
-        main(
-            quick=args.quick,
-            repeat=args.repeat,
-            only=args.only,
-            json_path=args.json,
-            deadline=args.deadline,
-            switch_interval=args.switch_interval,
-        )
+def run(args: argparse.Namespace) -> int:
+    """Run the suite as ``parse`` read it; the exit code."""
+    return main(
+        quick=args.quick,
+        repeat=args.repeat,
+        only=args.only,
+        json_path=args.json,
+        deadline=args.deadline,
+        switch_interval=args.switch_interval,
     )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(parse()))

@@ -54,13 +54,5 @@ def _bench(args: list[str]) -> int:
     except ModuleNotFoundError as exc:
         sys.stderr.write(f"p2p0mq-actors: the benchmark suite is not installed ({exc})\n")
         return 2
-    parsed = entry.parse(args)
-    code: int = entry.main(
-        quick=parsed.quick,
-        repeat=parsed.repeat,
-        only=parsed.only,
-        json_path=parsed.json,
-        deadline=parsed.deadline,
-        switch_interval=parsed.switch_interval,
-    )
+    code: int = entry.run(entry.parse(args))
     return code
