@@ -23,6 +23,7 @@ import zmq
 from p2p0mq_actors import Concern, KeyStore, Message, Node, P2P0MQError, Priority
 from p2p0mq_actors.core.codec import Encoder, WireShape
 from p2p0mq_actors.core.native import batch_frame
+from p2p0mq_actors.runtime.peer import FRAME_MESSAGES
 
 from .common import (
     DATA,
@@ -39,6 +40,9 @@ from .common import (
 from .sinks import SINK, SinkServer, Tally, raw_sink_uuid
 
 SOURCE = b"bench-src"
+CODEC_SOURCE = b"bench-codec"
+"""The codec ceiling's sender when it sends to our receiving nodes (a
+routing id of its own: a ROUTER refuses a second connection with SOURCE's)."""
 packb = msgpack.packb
 
 
@@ -64,7 +68,7 @@ class Rig:
         self.store_path = str(scratch / "store")
         store = KeyStore(self.store_path)
         self.sink_uuids = [f"sink-{i}".encode() for i in range(sinks)]
-        for uuid in (SOURCE, *(self.sink_uuids if node_sinks else ())):
+        for uuid in (SOURCE, *((CODEC_SOURCE, *self.sink_uuids) if node_sinks else ())):
             store.ensure(uuid)
         self.server_pair = curve_pair()
         self.client_pair = curve_pair()
@@ -114,6 +118,7 @@ class Flow:
         self._ctx: zmq.Context[Any] | None = None
         self._socks: list[zmq.Socket[Any]] = []
         self._ceiling_socks: list[zmq.Socket[Any]] = []
+        self._codec_socks: list[zmq.Socket[Any]] = []  # the ceiling's, to our nodes
         self.node: Node | None = None
         self.outbox = Tally(1)
         # ours per mode, up to the last on_sent report at the sender
@@ -145,6 +150,18 @@ class Flow:
                 curve_dealer(self._ctx, ep, rig.client_pair, rig.server_pair[0], identity=SOURCE)
                 for ep in raw_endpoints
             ]
+            store = KeyStore(rig.store_path)
+            pair = store.load(CODEC_SOURCE)
+            self._codec_socks = [
+                curve_dealer(
+                    self._ctx,
+                    ep,
+                    (pair.public, pair.secret),
+                    store.public_key(peer),
+                    identity=CODEC_SOURCE,
+                )
+                for peer, ep in zip(self.peers, node_endpoints, strict=True)
+            ]
         self.node = Node(SOURCE, keys=KeyStore(rig.store_path))
         self.node.add_concern(Outbox, tally=self.outbox)
         for peer, endpoint in zip(self.peers, node_endpoints, strict=True):
@@ -160,11 +177,17 @@ class Flow:
             _send_all(sock, frame(0))
         rig.server.wait(self.raw_set, left(30))
         if self.with_ceiling:
-            rig.server.arm(self.raw_set, left(10), goal=1, decode=True)
-            for sock, peer in zip(self._ceiling_socks, self.raw_peers, strict=True):
-                message = Message.create(SOURCE, peer, SINK, {"warm": 1}, now=time.monotonic())
-                _send_all(sock, Encoder(self.shape)(message, time.monotonic()))
-            rig.server.wait(self.raw_set, left(30))
+            warm = (
+                (self.raw_set, self._ceiling_socks, SOURCE, self.raw_peers),
+                (self.node_set, self._codec_socks, CODEC_SOURCE, self.peers),
+            )
+            for name, socks, source, peers in warm:
+                rig.server.arm(name, left(10), goal=1, decode=name == self.raw_set)
+                for sock, peer in zip(socks, peers, strict=True):
+                    now = time.monotonic()
+                    message = Message.create(source, peer, SINK, {"warm": 1}, now=now)
+                    _send_all(sock, Encoder(self.shape)(message, now))
+                rig.server.wait(name, left(30))
         if self.ours_to_raw:
             rig.server.arm(self.raw_set, left(10), goal=1)
             for peer in self.raw_peers:
@@ -271,7 +294,7 @@ class Flow:
             rates.append(count / max(self.outbox.t_last - t0, 1e-9))
         return rate
 
-    def ceiling(self, count: int, chunk: int = 1000) -> float:
+    def ceiling(self, count: int, chunk: int = 1000, *, to_nodes: bool = False) -> float:
         """The codec ceiling: our per-message work between raw sockets, with
         no actor, queue or tell; msg/s.
 
@@ -282,14 +305,24 @@ class Flow:
         decode every message with ``codec.decode_many`` into validated
         ``Message`` objects. No design built on this codec and message
         model can pass this figure on this wire.
+
+        ``to_nodes``: send to our receiving nodes instead (their Sink
+        Concerns count), in native frames of ``FRAME_MESSAGES`` as our
+        connection sends them: the receiving side alone, behind a sender
+        that costs nothing but the codec.
         """
         assert self.with_ceiling, "the flow was made without ceiling=True"
-        socks, peers = self._ceiling_socks, self.raw_peers
+        if to_nodes:
+            socks, peers, source = self._codec_socks, self.peers, CODEC_SOURCE
+            sink_set, frame_size = self.node_set, FRAME_MESSAGES
+        else:
+            socks, peers, source = self._ceiling_socks, self.raw_peers, SOURCE
+            sink_set, frame_size = self.raw_set, chunk
         sends = [sock.send for sock in socks]
         k = len(socks)
         create, clock, lane = Message.create, time.monotonic, self.lane
         encoder = Encoder(self.shape)
-        self.rig.server.arm(self.raw_set, self.params.left(10), total=count, decode=True)
+        self.rig.server.arm(sink_set, self.params.left(10), total=count, decode=not to_nodes)
         t0 = clock()
         try:
             if self.native:
@@ -300,8 +333,12 @@ class Flow:
                     for i in range(start, min(start + chunk, count)):
                         j = i % k
                         payload = {"seq": i, "data": DATA}
-                        message = create(SOURCE, peers[j], SINK, payload, now=now, priority=lane)
-                        bodies[j].append(body(message, now))
+                        message = create(source, peers[j], SINK, payload, now=now, priority=lane)
+                        batch = bodies[j]
+                        batch.append(body(message, now))
+                        if len(batch) == frame_size:
+                            sends[j](batch_frame(batch), LAST)
+                            batch.clear()
                     for send, batch in zip(sends, bodies, strict=True):
                         if batch:
                             send(batch_frame(batch), LAST)
@@ -309,7 +346,7 @@ class Flow:
                 for i in range(count):
                     j = i % k
                     payload = {"seq": i, "data": DATA}
-                    message = create(SOURCE, peers[j], SINK, payload, now=clock(), priority=lane)
+                    message = create(source, peers[j], SINK, payload, now=clock(), priority=lane)
                     send = sends[j]
                     *head, last = encoder(message)
                     for part in head:
@@ -317,7 +354,7 @@ class Flow:
                     send(last, LAST)
         except zmq.Again:
             raise BenchTimeout("a codec-ceiling send blocked for 5 s") from None
-        return self._rate(self.raw_set, count, t0)
+        return self._rate(sink_set, count, t0)
 
     def _rate(self, name: str, count: int, t0: float) -> float:
         snap = self.rig.server.wait(name, self.params.left())
@@ -328,9 +365,9 @@ class Flow:
         if self.node is not None:
             self.node.stop()
             self.node = None
-        for sock in (*self._socks, *self._ceiling_socks):
+        for sock in (*self._socks, *self._ceiling_socks, *self._codec_socks):
             sock.close(linger=0)
-        self._socks = self._ceiling_socks = []
+        self._socks, self._ceiling_socks, self._codec_socks = [], [], []
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None

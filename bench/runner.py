@@ -49,12 +49,13 @@ class Spec:
 
 SPECS = (
     Spec("1", "fast", ".throughput", "scenario_1",
-         ("1_fast_6frame_send", "1_ceiling_codec"),
-         (("msg/s", ">= 0.8x raw"), ("msg/s", "(bound)"))),
+         ("1_fast_6frame_send", "1_ceiling_codec", "1_receiving_side_alone"),
+         (("msg/s", ">= 0.8x raw"), ("msg/s", "(bound)"), ("msg/s", "(bound)"))),
     Spec("2", "native", ".throughput", "scenario_2",
-         ("2a_native_send", "2b_native_send_many", "2c_native_vs_6frame", "2_ceiling_codec"),
+         ("2a_native_send", "2b_native_send_many", "2c_native_vs_6frame", "2_ceiling_codec",
+          "2_receiving_side_alone"),
          (("msg/s", ">= 0.5x raw"), ("msg/s", ">= 0.8x raw"), ("x", ">= 2x scenario 1"),
-          ("msg/s", "(bound)"))),
+          ("msg/s", "(bound)"), ("msg/s", "(bound)"))),
     Spec("3", "medium", ".lanes", "scenario_3",
          ("3a_medium_one_peer", "3b_medium_ten_peers", "3b_medium_ten_peers_raw_sinks",
           "3c_medium_ten_peers_native", "3c_medium_ten_peers_native_raw_sinks"),

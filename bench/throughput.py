@@ -12,6 +12,9 @@ Each also measures the codec ceiling (``1_ceiling_codec``,
 decoded by our core, one thread a side and no actors (``Flow.ceiling``).
 It bounds what any design on this codec and message model can reach on
 that wire, and it is reported beside the targets, against the same raw runs.
+And the receiving side alone (``1_receiving_side_alone``,
+``2_receiving_side_alone``): that sender, costing nothing but the codec,
+to the same receiving Node as ours; our figure cannot pass it either.
 """
 
 from __future__ import annotations
@@ -19,8 +22,14 @@ from __future__ import annotations
 from .common import Params, Result, interleave, throughput_result
 from .flow import Flow, Rig, run_flow
 
-KEYS_1 = ["1_fast_6frame_send", "1_ceiling_codec"]
-KEYS_2 = ["2a_native_send", "2b_native_send_many", "2c_native_vs_6frame", "2_ceiling_codec"]
+KEYS_1 = ["1_fast_6frame_send", "1_ceiling_codec", "1_receiving_side_alone"]
+KEYS_2 = [
+    "2a_native_send",
+    "2b_native_send_many",
+    "2c_native_vs_6frame",
+    "2_ceiling_codec",
+    "2_receiving_side_alone",
+]
 CEILING = "(bound)"
 
 
@@ -32,11 +41,15 @@ def scenario_1(params: Params) -> dict[str, Result]:
         def runs(flow: Flow) -> tuple[list[float], list[list[float]]]:
             return interleave(
                 lambda: flow.raw(count),
-                [lambda: flow.ours(count), lambda: flow.ceiling(count)],
+                [
+                    lambda: flow.ours(count),
+                    lambda: flow.ceiling(count),
+                    lambda: flow.ceiling(count, to_nodes=True),
+                ],
                 params.repeat,
             )
 
-        raws, (ours, ceiling), sender = run_flow(
+        raws, (ours, ceiling, receiving), sender = run_flow(
             rig, "s1", sinks=1, wire="0.1.1", runs=runs, ceiling=True
         )
     finally:
@@ -59,7 +72,15 @@ def scenario_1(params: Params) -> dict[str, Result]:
         f"{count:,} msgs; Message.create + our encoder, 6 frames with int flags; raw sink "
         "decoding each message with codec.decode_many; no actors",
     )
-    return {KEYS_1[0]: result, KEYS_1[1]: bound}
+    alone = throughput_result(
+        receiving,
+        raws,
+        "msg/s",
+        CEILING,
+        f"{count:,} msgs; the codec ceiling's sender (no actors) to the receiving Node of "
+        "1_fast_6frame_send: our receiving side alone",
+    )
+    return {KEYS_1[0]: result, KEYS_1[1]: bound, KEYS_1[2]: alone}
 
 
 def scenario_2(params: Params) -> dict[str, Result]:
@@ -74,11 +95,12 @@ def scenario_2(params: Params) -> dict[str, Result]:
                     lambda: flow.ours(count),
                     lambda: flow.ours(count, "send_many", 1000),
                     lambda: flow.ceiling(count),
+                    lambda: flow.ceiling(count, to_nodes=True),
                 ],
                 params.repeat,
             )
 
-        raws, (loop, many, ceiling), sender = run_flow(
+        raws, (loop, many, ceiling, receiving), sender = run_flow(
             rig, "s2", sinks=1, wire="native", runs=runs, ceiling=True
         )
     finally:
@@ -127,4 +149,12 @@ def scenario_2(params: Params) -> dict[str, Result]:
             None, None, None, "x", ">= 2x scenario 1", "needs scenario 1 in the same run"
         )
     out[KEYS_2[3]] = bound
+    out[KEYS_2[4]] = throughput_result(
+        receiving,
+        raws,
+        "msg/s",
+        CEILING,
+        f"{count:,} msgs; the codec ceiling's sender (no actors; batch frames of 64, as our "
+        "connection sends) to the receiving Node of 2a/2b: our receiving side alone",
+    )
     return out

@@ -20,10 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_KEYS = (
     "1_fast_6frame_send",
     "1_ceiling_codec",
+    "1_receiving_side_alone",
     "2a_native_send",
     "2b_native_send_many",
     "2c_native_vs_6frame",
     "2_ceiling_codec",
+    "2_receiving_side_alone",
     "3a_medium_one_peer",
     "3b_medium_ten_peers",
     "3c_medium_ten_peers_native",
