@@ -21,6 +21,7 @@ from .core.message import DEFAULT_TTL, Kind, Message, Priority
 from .core.policy import FailurePolicy
 from .core.ports import Clock
 from .runtime.clock import MonotonicClock
+from .runtime.intake import HANDOFF
 from .runtime.messages import Bind
 from .runtime.receiver import Receiver
 from .runtime.requests import NodeObserver, PendingRequests
@@ -54,6 +55,11 @@ class Node:
         intake_capacity, intake_timeout: the bound on messages waiting to be
             sent: ``send`` waits up to ``intake_timeout`` seconds for room,
             then raises ``IntakeFullError`` (the peers are not keeping up).
+        intake_handoff: how many messages ``send`` lets wait before it waits
+            for the Scheduler to take them (512): a thread sending in bulk
+            then hands its messages on in batches of this size, while they
+            are still in the CPU's cache (about a fifth more throughput on
+            the native wire than with no such wait).
 
     Example::
 
@@ -80,6 +86,7 @@ class Node:
         max_sockets: int | None = None,
         timeout: float = 5.0,
         intake_capacity: int = 100_000,
+        intake_handoff: int = HANDOFF,
         intake_timeout: float | None = 10.0,
     ) -> None:
         if type(uuid) is not bytes or not uuid:
@@ -89,7 +96,7 @@ class Node:
         self._timeout = timeout
         self._policy = policy
         self._stopped = False
-        self._intake = (intake_capacity, intake_timeout)
+        self._intake = (intake_capacity, intake_handoff, intake_timeout)
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.pending = PendingRequests(self.clock)
@@ -138,7 +145,8 @@ class Node:
             timeout=self._timeout,
             observer=self._observer,
             intake_capacity=self._intake[0],
-            intake_timeout=self._intake[1],
+            intake_handoff=self._intake[1],
+            intake_timeout=self._intake[2],
         )
         self._receiver = Receiver.start(
             uuid=self.uuid,

@@ -25,7 +25,7 @@ from ..core.message import Message, Priority
 from ..core.policy import FailurePolicy
 from ..core.ports import Clock, PeerAddress, SocketFactory
 from .clock import MonotonicClock
-from .intake import Intake
+from .intake import HANDOFF, Intake
 from .messages import FLUSH, SHUTDOWN, AddPeer, RemovePeer
 from .outcomes import ConcernRegistry, OutcomeObserver
 from .peer import PeerConnection
@@ -60,8 +60,12 @@ class Sender:
         shuffle: orders peers within a round (injectable for tests).
         timeout: how long ``stop`` waits for each actor.
         observer: sees every outcome first (the node's counters and requests).
-        intake_capacity: the most messages ``enqueue`` lets wait for the
-            Scheduler (which itself holds at most as many again).
+        intake_capacity: the most messages the Scheduler and the medium
+            queues hold, waiting to be sent.
+        intake_handoff: the most messages ``enqueue`` lets wait for the
+            Scheduler to take them (at most ``intake_capacity``): a bulk
+            sender hands its messages over in batches of this size while
+            they are still in the CPU's cache (``intake.py``).
         intake_timeout: how long ``enqueue`` waits for room before it raises
             ``IntakeFullError``; None waits for ever.
 
@@ -83,6 +87,7 @@ class Sender:
         timeout: float = 5.0,
         observer: OutcomeObserver | None = None,
         intake_capacity: int = 100_000,
+        intake_handoff: int = HANDOFF,
         intake_timeout: float | None = 10.0,
     ) -> None:
         self.uuid = uuid
@@ -97,7 +102,15 @@ class Sender:
         self._peers: dict[bytes, tuple[PeerAddress, WireShape]] = {}
         self._connections: dict[bytes, Any] = {}
         self._stopped = False
-        self.intake = Intake(intake_capacity, self._wake_scheduler, intake_timeout)
+        if type(intake_capacity) is not int or intake_capacity < 1:
+            raise ConfigurationError(
+                f"intake_capacity must be an int >= 1, not {intake_capacity!r}"
+            )
+        if type(intake_handoff) is not int or intake_handoff < 1:
+            raise ConfigurationError(f"intake_handoff must be an int >= 1, not {intake_handoff!r}")
+        self.intake = Intake(
+            min(intake_handoff, intake_capacity), self._wake_scheduler, intake_timeout
+        )
         self.scheduler = Scheduler.start(
             concerns=self.concerns,
             clock=self.clock,

@@ -229,6 +229,15 @@ def test_a_node_with_a_broken_secret_key_raises_and_leaves_nothing_running(
     assert _wait_threads(threads)
 
 
+def test_a_node_with_a_bad_intake_hand_off_raises_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    threads = set(threading.enumerate())
+    with pytest.raises(ConfigurationError, match="intake_handoff"):
+        Node(b"alice", keys=KeyStore(tmp_path / "a"), intake_handoff=0)
+    assert _wait_threads(threads)
+
+
 def test_local_peer_is_the_node() -> None:
     assert LocalPeer is Node
 

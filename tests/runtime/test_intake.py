@@ -10,8 +10,10 @@ from sendpath_kit import Path, make
 from p2p0mq_actors.core.errors import ConfigurationError
 from p2p0mq_actors.core.fairness import Preemption
 from p2p0mq_actors.core.message import Priority
-from p2p0mq_actors.runtime.intake import Intake, IntakeFullError
+from p2p0mq_actors.runtime.intake import HANDOFF, Intake, IntakeFullError
+from p2p0mq_actors.runtime.sender import Sender
 from p2p0mq_actors.testing.clock import ManualClock
+from p2p0mq_actors.testing.fake_socket import FakeSocketFactory
 
 CLOCK = ManualClock()
 
@@ -95,6 +97,37 @@ def test_backpressure_reaches_the_caller_when_a_peer_cannot_keep_up(path_factory
     p.sender.flush()
     held = p.sender.scheduler.proxy().depths().get(timeout=5)
     assert held["medium"] <= 50  # the Scheduler took no more than it may hold
+
+
+def test_a_small_hand_off_still_lets_the_scheduler_hold_the_backlog(path_factory) -> None:  # type: ignore[no-untyped-def]
+    # The intake holds 4; a sender waits for the Scheduler's take every 4
+    # messages, and the Scheduler holds the backlog of a blocked peer.
+    p: Path = path_factory([b"x"], intake_capacity=1000, intake_handoff=4, intake_timeout=5.0)
+    assert p.sender.intake.capacity == 4
+    sock = p.sock(b"x")
+    sock.block()
+    sent = [p.msg(b"x") for _ in range(200)]
+    for message in sent:
+        p.sender.enqueue_medium(message)  # would raise IntakeFullError after 5 s
+    p.sender.flush()
+    assert len(p.sender.intake) <= 4
+    assert p.book.failed == [] and p.book.dropped == []
+    sock.unblock()
+    p.book.wait_for(lambda bk: len(bk.sent) == 200)
+    assert p.book.sent == sent  # in order, nothing lost
+
+
+def test_the_hand_off_is_never_larger_than_the_capacity(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"], intake_capacity=50)
+    assert p.sender.intake.capacity == 50
+    assert path_factory([b"y"]).sender.intake.capacity == HANDOFF
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "8", None])
+@pytest.mark.parametrize("name", ["intake_capacity", "intake_handoff"])
+def test_bad_intake_bounds_are_clear_errors(name: str, bad: object) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        Sender(b"me", sockets=FakeSocketFactory(), **{name: bad})  # type: ignore[arg-type]
 
 
 def watched_intake(planned: frozenset[bytes]) -> tuple[Intake, Preemption]:
