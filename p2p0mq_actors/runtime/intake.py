@@ -123,6 +123,20 @@ class Intake:
             self.wakes += 1
             self._wake()
 
+    def append_behind(self, messages: Sequence[Message]) -> bool:
+        """Queue ``messages`` at once, room or not, behind what waits (the
+        Scheduler's use: work it was told while older work still waits here,
+        which it must not overtake); False if the intake is closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._queue.extend(messages)
+            self._since_take += len(messages)
+            self.puts += 1
+            if self._watched is not None:
+                self._preempt_for(messages)
+            return True
+
     def watch(self, epoch: tuple[Preemption, frozenset[bytes]] | None) -> None:
         """The epoch in flight, as ``Planner.preemptible`` gives it (None: no
         epoch new work can preempt). The Scheduler calls this. Messages put

@@ -99,7 +99,7 @@ class Scheduler(Actor):
         if message is TAKE_INTAKE:
             self._take_intake()
         elif isinstance(message, Enqueue):
-            self._intake(message.messages)
+            self._enqueue(message.messages)
         elif isinstance(message, PlanResult):
             if self._planner.complete(message):
                 self._watch_epoch()
@@ -157,6 +157,22 @@ class Scheduler(Actor):
             self.preemptions += 1
         if not self._planner.epoch_in_flight:
             self._pump()
+
+    def _enqueue(self, messages: Sequence[Message]) -> None:
+        """Queue work told to the Scheduler (a Concern's replies when the
+        intake was full): behind whatever waits in the intake, which went
+        in first."""
+        self._take_intake()
+        queue = self._intake_queue
+        if (
+            queue is not None
+            and not self._closed
+            and messages
+            and len(queue)
+            and queue.append_behind(messages)  # no room yet: they wait there too, in order
+        ):
+            return
+        self._intake(messages)
 
     def _take_intake(self) -> None:
         """Take from the intake as much as there is room for."""

@@ -20,6 +20,7 @@ from p2p0mq_actors.core.errors import (
 from p2p0mq_actors.core.fairness import Plan, PlanResult, SlowItem
 from p2p0mq_actors.core.message import Priority
 from p2p0mq_actors.core.ports import SocketEvent
+from p2p0mq_actors.runtime.intake import Intake
 from p2p0mq_actors.runtime.messages import (
     FLUSH,
     AddPeer,
@@ -174,6 +175,43 @@ def test_a_fast_message_for_an_idle_peer_goes_out_at_once(kit: Kit) -> None:
     f = make(kit.clock, b"y", prio=FAST)
     sched.tell(Enqueue((f,)))
     assert logs[b"y"].wait_for(1) == [Plan(peer=b"y", epoch=0, rounds=0, fast=(f,))]
+
+
+def test_a_told_batch_goes_behind_what_waits_in_the_intake(kit: Kit) -> None:
+    # A Concern's replies go to the Scheduler as a tell when the intake is
+    # full; they must not overtake the ones that went into the intake first.
+    intake = Intake(2, lambda: None)  # never wakes the Scheduler by itself
+    sched, logs = scheduler_with(kit, b"x", intake=intake)
+    first = [make(kit.clock, b"x") for _ in range(2)]
+    later = make(kit.clock, b"x")
+    intake.put(first)
+    sched.tell(Enqueue((later,)))
+    assert told_back(sched, logs[b"x"], 3) == [*first, later]
+    assert len(intake) == 0
+
+
+def test_a_told_batch_waits_in_the_intake_while_older_work_has_no_room(kit: Kit) -> None:
+    intake = Intake(4, lambda: None)
+    sched, logs = scheduler_with(kit, b"x", intake=intake, max_held=1)
+    first = [make(kit.clock, b"x") for _ in range(3)]
+    later = make(kit.clock, b"x")
+    intake.put(first)
+    sched.ask(Enqueue((later,)))  # took one (its room), queued the rest behind
+    assert len(intake) == 3
+    assert told_back(sched, logs[b"x"], 4) == [*first, later]
+
+
+def told_back(sched: Any, log: MessageLog, count: int) -> list[Any]:
+    """The medium messages planned for one peer until ``count`` came, each
+    plan's result told back to the Scheduler as it is seen."""
+    sent: list[Any] = []
+    seen = 0
+    while len(sent) < count:
+        plan = log.wait_for(seen + 1)[seen]
+        seen += 1
+        sent.extend(plan.new_medium)
+        sched.tell(PlanResult(peer=plan.peer, epoch=plan.epoch, medium_len=0))
+    return sent
 
 
 def test_messages_for_an_unknown_peer_fail_to_their_concern(kit: Kit) -> None:

@@ -79,6 +79,17 @@ def test_a_batch_larger_than_the_capacity_goes_in_when_the_intake_is_empty() -> 
     assert intake.take(10)[0] == batch
 
 
+def test_append_behind_queues_past_the_capacity_in_order_until_closed() -> None:
+    intake = Intake(2, lambda: None)
+    first, later = msgs(2), msgs(3)
+    intake.put(first)
+    assert intake.append_behind(later)  # no wait, although full
+    assert intake.take(10)[0] == [*first, *later]
+    intake.close()
+    assert not intake.append_behind(msgs(1))
+    assert len(intake) == 0
+
+
 def test_a_closed_intake_refuses_and_hands_back_what_waited() -> None:
     intake = Intake(10, lambda: None)
     batch = msgs(2)
