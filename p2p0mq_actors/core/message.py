@@ -137,9 +137,15 @@ class Message:
             and type(kind) is Kind
             and type(priority) is Priority
             and type(payload) is dict
-            and (not payload or _STR_ONLY.issuperset(map(type, payload)))
         ):
             self._validate()
+        elif payload:  # keys are str: a loop is cheaper for the few keys most carry
+            if len(payload) <= _FEW_KEYS:
+                for key in payload:
+                    if type(key) is not str:
+                        self._validate()  # raises, naming the key
+            elif not _STR_ONLY.issuperset(map(type, payload)):
+                self._validate()
 
     def _validate(self) -> None:
         _check_uuid("source", self.source)
@@ -261,6 +267,7 @@ def _uuid_ok(value: object) -> bool:
 
 
 _STR_ONLY: Final = frozenset({str})
+_FEW_KEYS: Final = 8
 
 
 class _Fields:

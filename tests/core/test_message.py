@@ -100,6 +100,10 @@ def test_message_ids_are_unique_and_increasing() -> None:
     assert ids == sorted(set(ids))
 
 
+class _Key(str):
+    """A str subclass: refused as a payload key (msgpack gives back plain str)."""
+
+
 @pytest.mark.parametrize(
     ("field", "value", "why"),
     [
@@ -127,6 +131,10 @@ def test_message_ids_are_unique_and_increasing() -> None:
         ("payload", [1, 2], "must be a mapping with str keys"),
         ("payload", {b"k": 1}, "key b'k' is not a str"),
         ("payload", {"a": 1, 2: 3}, "key 2 is not a str"),
+        # past the few keys checked one by one: the other way of checking
+        ("payload", {**{f"k{i}": i for i in range(12)}, 5: 0}, "key 5 is not a str"),
+        ("payload", {_Key("k"): 1}, "key 'k' is not a str"),
+        ("payload", {**{f"k{i}": i for i in range(12)}, _Key("k"): 1}, "key 'k' is not a str"),
     ],
 )
 def test_a_bad_field_raises_a_message_error_naming_the_field_and_the_value(
