@@ -37,6 +37,7 @@ from .message import (
     Kind,
     Message,
     Priority,
+    make_message,
     next_message_id,
 )
 from .native import decode_native, decode_native_many, encode_native, encode_native_body, plain
@@ -188,7 +189,7 @@ def decode(
         if previous and kind is not None:  # else the general path names the fault
             message_id = mid[0] if len(mid) == 1 and mid[0] < 0x80 else _message_id(mid)
             try:
-                return Message(
+                return make_message(
                     source or previous,
                     destination or local_uuid,
                     command,
@@ -253,7 +254,7 @@ def _build(
     kind = _kind(parts[3])
     payload = _payload(len(parts) - 1, parts[-1])
     try:
-        return Message(  # positional: the hot path of every received message
+        return make_message(  # positional: the hot path of every received message
             parts[1] or parts[0],  # source
             parts[2] or local_uuid,  # destination
             parts[4],  # command

@@ -29,7 +29,7 @@ from typing import Any, Final
 import msgpack
 
 from .errors import EncodeError, MessageError, ProtocolError
-from .message import DEFAULT_TTL, MAX_MESSAGE_ID, Kind, Message, Priority
+from .message import DEFAULT_TTL, MAX_MESSAGE_ID, Kind, Message, Priority, make_message
 
 NATIVE_VERSION: Final = 1
 MAX_BATCH: Final = 4096
@@ -198,7 +198,7 @@ def _from_body(body: list[Any], context: _Context) -> Message:
         and 0 <= mid <= MAX_MESSAGE_ID
     ):
         try:
-            return Message(
+            return make_message(
                 source,
                 destination,
                 command,

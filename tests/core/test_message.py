@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import math
 import pickle
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,7 @@ from p2p0mq_actors.core.message import (
     Kind,
     Message,
     Priority,
+    make_message,
     next_message_id,
 )
 
@@ -137,12 +139,13 @@ class _Key(str):
         ("payload", {**{f"k{i}": i for i in range(12)}, _Key("k"): 1}, "key 'k' is not a str"),
     ],
 )
+@pytest.mark.parametrize("build", [Message, make_message])
 def test_a_bad_field_raises_a_message_error_naming_the_field_and_the_value(
-    field: str, value: object, why: str
+    field: str, value: object, why: str, build: Callable[..., Message]
 ) -> None:
     good = {"source": b"a", "destination": b"b", "command": b"c", "deadline": 1.0}
     with pytest.raises(MessageError) as caught:
-        Message(**{**good, field: value})  # type: ignore[arg-type]
+        build(**{**good, field: value})
     assert caught.value.field == field
     shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
     assert str(caught.value) == f"invalid message field {field}={shown}: {why}"
@@ -168,6 +171,32 @@ def test_any_uuid_either_builds_or_raises_a_message_error(src: bytes, cmd: bytes
         assert not (0 < len(src) <= 255 and src[0] != 0 and 0 < len(cmd) <= 255)
     else:
         assert (m.source, m.command) == (src, cmd)
+
+
+_POOLS = {
+    "source": [b"a", b"", b"\x00a", "a", b"s" * 256],
+    "destination": [b"b", b"", 7],
+    "command": [b"c", b"", None],
+    "deadline": [1.0, 2, math.nan, "x", True],
+    "kind": [Kind.REPLY, 1, 3, "1"],
+    "payload": [None, {}, {"k": [1]}, {1: 2}, {f"k{i}": i for i in range(10)}, [("k", 1)]],
+    "message_id": [0, 2**64 - 1, 2**64, -1, 1.5],
+    "priority": [Priority.FAST, 2, 5],
+    "previous_hop": [b"", b"p", b"\x00", "p"],
+    "next_hop": [b"", b"n", b"n" * 256],
+    "attempts": [0, 3, -1, True],
+}
+
+
+@given(st.fixed_dictionaries({name: st.sampled_from(pool) for name, pool in _POOLS.items()}))
+def test_make_message_and_message_agree_on_any_fields(values: dict[str, object]) -> None:
+    outcomes = []
+    for build in (Message, make_message):
+        try:
+            outcomes.append(_fields(build(**values)))  # type: ignore[arg-type]
+        except MessageError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
 
 
 def _fields(m: Message) -> dict[str, object]:
