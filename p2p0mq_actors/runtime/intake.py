@@ -137,6 +137,28 @@ class Intake:
                 self._preempt_for(messages)
             return True
 
+    def submit(self, message: Message) -> None:
+        """``express`` if it can, else ``put``: one message by the shortest
+        way, the common case of a stream of ``send()`` calls (the Scheduler
+        woken, room) taken under one lock without building a batch.
+
+        Raises:
+            IntakeFullError: no room came in time.
+            ConfigurationError: the node is stopped.
+        """
+        queue = self._queue
+        if not queue and self.express(message):
+            return
+        with self._lock:
+            if self._woken and len(queue) < self.capacity:
+                queue.append(message)
+                self._since_take += 1
+                self.puts += 1
+                if self._watched is not None:
+                    self._preempt_for((message,))
+                return
+        self.put((message,))
+
     def watch(self, epoch: tuple[Preemption, frozenset[bytes]] | None) -> None:
         """The epoch in flight, as ``Planner.preemptible`` gives it (None: no
         epoch new work can preempt). The Scheduler calls this. Messages put

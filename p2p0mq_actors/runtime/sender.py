@@ -236,8 +236,7 @@ class Sender:
         (one lock), which the Scheduler drains in batches."""
         if self._stopped:
             raise ConfigurationError(f"{self!r} is stopped")
-        if not self.intake.express(message):
-            self.intake.put((message,))
+        self.intake.submit(message)
 
     def enqueue_many(self, messages: Iterable[Message]) -> None:
         """Queue messages each on the lane its own priority names, in one batch."""

@@ -90,6 +90,21 @@ def test_append_behind_queues_past_the_capacity_in_order_until_closed() -> None:
     assert len(intake) == 0
 
 
+def test_submit_queues_one_message_as_put_does() -> None:
+    wakes: list[int] = []
+    intake = Intake(2, lambda: wakes.append(1), timeout=0.05)
+    a, b, c = msgs(3)
+    intake.submit(a)  # not fast: no express, wakes the Scheduler once
+    intake.submit(b)
+    assert len(wakes) == 1
+    with pytest.raises(IntakeFullError):
+        intake.submit(c)
+    assert intake.take(10)[0] == [a, b]
+    intake.close()
+    with pytest.raises(ConfigurationError, match="stopped"):
+        intake.submit(c)
+
+
 def test_a_closed_intake_refuses_and_hands_back_what_waited() -> None:
     intake = Intake(10, lambda: None)
     batch = msgs(2)
