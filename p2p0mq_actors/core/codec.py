@@ -200,6 +200,7 @@ def decode(
                     priority,
                     previous,  # previous hop
                     local_uuid,  # next hop
+                    0,  # attempts
                 )
             except MessageError as exc:
                 raise ProtocolError(f"{_field_origin(exc.field, frames)}: {exc}") from exc
@@ -265,6 +266,7 @@ def _build(
             priority,
             parts[0],  # previous hop
             local_uuid,  # next hop
+            0,  # attempts
         )
     except MessageError as exc:
         raise ProtocolError(f"{_field_origin(exc.field, parts)}: {exc}") from exc

@@ -176,6 +176,7 @@ class Message:
             priority,
             b"",
             next_hop,
+            0,  # attempts
         )
 
     def reply(
@@ -203,6 +204,7 @@ class Message:
             self.priority if priority is None else priority,
             b"",  # previous_hop: this node
             self.previous_hop,  # next_hop
+            0,  # attempts
         )
 
     def retried(self) -> Message:
@@ -244,16 +246,18 @@ def make_message(  # noqa: PLR0917 - the fields, in Message's order
     destination: bytes,
     command: bytes,
     deadline: float,
-    kind: Kind = Kind.REQUEST,
-    payload: Mapping[str, Any] | None = None,
-    message_id: int = 0,
-    priority: Priority = Priority.MEDIUM,
-    previous_hop: bytes = b"",
-    next_hop: bytes = b"",
-    attempts: int = 0,
+    kind: Kind,
+    payload: Mapping[str, Any] | None,
+    message_id: int,
+    priority: Priority,
+    previous_hop: bytes,
+    next_hop: bytes,
+    attempts: int,
+    /,
 ) -> Message:
-    """``Message(...)`` by the shortest way: what the node calls for every
-    message it sends or receives.
+    """``Message(...)`` by the shortest way, every field given in order (None
+    for an empty payload, ``b""`` for a hop that is the end itself): what
+    the node calls for every message it sends or receives.
 
     Written by hand: the common case is checked on the arguments in one
     pass, anything unusual goes to ``Message._validate``, which names it.

@@ -210,6 +210,7 @@ def _from_body(body: list[Any], context: _Context) -> Message:
                 # the ends themselves when equal: Message checks them once
                 source if source == hop else hop,
                 destination if destination == local_uuid else local_uuid,
+                0,  # attempts
             )
         except MessageError as exc:
             raise ProtocolError(f"native envelope: {exc}") from exc
