@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .common import pin_cpus
 from .runner import SPECS, main
 
 
@@ -29,11 +30,23 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="set sys.setswitchinterval in every process of the run (default: Python's, 5 ms)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run each process on one CPU: the senders (ours and raw) on the first, "
+        "the peers (ours and raw) on the second",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
     if args.switch_interval is not None and not 0 < args.switch_interval <= 1:
         parser.error("--switch-interval must be in (0, 1] seconds")
+    if args.pin:
+        args.pin = pin_cpus()
+        if args.pin is None:
+            parser.error("--pin needs two CPUs, and this process may use only one")
+    else:
+        args.pin = None
     return args
 
 
@@ -46,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         json_path=args.json,
         deadline=args.deadline,
         switch_interval=args.switch_interval,
+        pin=args.pin,
     )
 
 

@@ -162,6 +162,32 @@ def apply_switch_interval() -> None:
         sys.setswitchinterval(float(value))
 
 
+PIN_ENV = "P2P0MQ_BENCH_PIN"
+"""How ``--pin`` reaches every process of a run: ``"LOCAL,PEER"``, the CPU
+of the processes that run our sending side and the raw baseline's (the
+scenario and its clients), and the CPU of the peer process (the sinks and
+echoes, ours and raw)."""
+
+
+def pin_cpus() -> tuple[int, int] | None:
+    """``--pin``'s two CPUs: the first two this process may use; None if it
+    may use only one."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
+def apply_process_settings(role: str = "local") -> None:
+    """A process of the run takes the run's settings: the switch interval
+    (``--switch-interval``) and, with ``--pin``, its CPU: the peer CPU for
+    the ``"peer"`` process, the local one for every other. Threads started
+    afterwards (actors, zmq's I/O threads) inherit the CPU."""
+    apply_switch_interval()
+    value = os.environ.get(PIN_ENV)
+    if value:
+        local, peer = (int(cpu) for cpu in value.split(","))
+        os.sched_setaffinity(0, {peer if role == "peer" else local})
+
+
 def raise_nofile() -> int:
     """Raise this process's open-file limit to the hard limit; returns it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -186,12 +212,17 @@ class Child:
     """A spawned child process that takes commands on a pipe and answers each.
 
     ``target(conn, deadline, *args)`` must answer every command it gets, exit on
-    ``("quit",)`` or when the pipe closes, and never outlive ``deadline``.
+    ``("quit",)`` or when the pipe closes, and never outlive ``deadline``. The
+    child takes the run's settings first (``apply_process_settings(role)``).
     """
 
-    def __init__(self, target: Callable[..., None], deadline: float, *args: Any) -> None:
+    def __init__(
+        self, target: Callable[..., None], deadline: float, *args: Any, role: str = "local"
+    ) -> None:
         self.conn, theirs = SPAWN.Pipe()
-        self.proc = SPAWN.Process(target=target, args=(theirs, deadline, *args), daemon=False)
+        self.proc = SPAWN.Process(
+            target=_child_main, args=(target, role, theirs, deadline, *args), daemon=False
+        )
         self.proc.start()
         theirs.close()
 
@@ -241,6 +272,12 @@ class Child:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _child_main(target: Callable[..., None], role: str, *args: Any) -> None:
+    """A child's entry: the run's settings for its ``role``, then ``target``."""
+    apply_process_settings(role)
+    target(*args)
 
 
 def serve(conn: Any, deadline: float, handlers: dict[str, Callable[..., Any]]) -> None:

@@ -25,13 +25,14 @@ from typing import Any
 import zmq
 
 from .common import (
+    PIN_ENV,
     SPAWN,
     SWITCH_INTERVAL_ENV,
     BenchFailure,
     BenchTimeout,
     Params,
     Result,
-    apply_switch_interval,
+    apply_process_settings,
     remove_dir,
     scratch_dir,
 )
@@ -96,7 +97,7 @@ def _scenario_main(spec: Spec, params: Params, conn: Any) -> None:
     """A scenario process: its own process group, its rows sent back."""
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    apply_switch_interval()
+    apply_process_settings()
     try:
         module = importlib.import_module(spec.module, __package__)
         rows = getattr(module, spec.function)(params)
@@ -202,17 +203,28 @@ def notes(rows: dict[str, Result]) -> str:
     return "\n".join(f"  {key}: {r.note}" for key, r in rows.items() if r.note)
 
 
-def header(quick: bool, repeat: int, switch_interval: float | None = None) -> str:
+def header(
+    quick: bool,
+    repeat: int,
+    switch_interval: float | None = None,
+    pin: tuple[int, int] | None = None,
+) -> str:
     switch = (
         f"GIL switch interval {switch_interval * 1000:g} ms (--switch-interval)"
         if switch_interval
         else "Python's GIL switch interval (5 ms)"
     )
+    pinned = (
+        f"; each process on one CPU: senders (ours and raw) on CPU {pin[0]}, "
+        f"peers (ours and raw) on CPU {pin[1]} (--pin)"
+        if pin
+        else ""
+    )
     return (
         f"p2p0mq-actors bench: {'quick' if quick else 'full'} sizes, median of {repeat} "
         f"(raw baseline measured before and after ours); Python {platform.python_version()}, "
         f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()}), {os.cpu_count()} CPUs; "
-        f"127.0.0.1, CURVE + ZAP everywhere; {switch}"
+        f"127.0.0.1, CURVE + ZAP everywhere; {switch}{pinned}"
     )
 
 
@@ -224,14 +236,19 @@ def main(
     json_path: str | None,
     deadline: float | None,
     switch_interval: float | None = None,
+    pin: tuple[int, int] | None = None,
 ) -> int:
     specs = select(only)
     if switch_interval:  # every process of the run inherits it
         os.environ[SWITCH_INTERVAL_ENV] = repr(switch_interval)
     else:
         os.environ.pop(SWITCH_INTERVAL_ENV, None)
+    if pin:  # the same way
+        os.environ[PIN_ENV] = f"{pin[0]},{pin[1]}"
+    else:
+        os.environ.pop(PIN_ENV, None)
     budget = deadline if deadline is not None else (45.0 if quick else 900.0)
-    print(header(quick, repeat, switch_interval), flush=True)
+    print(header(quick, repeat, switch_interval, pin), flush=True)
     started = time.monotonic()
     rows: dict[str, Result] = {}
     for spec in specs:

@@ -29,7 +29,6 @@ from .common import (
     BenchFailure,
     BenchTimeout,
     Child,
-    apply_switch_interval,
     bind_local,
     close_all,
     curve_router,
@@ -375,7 +374,6 @@ class NodeSinks:
 
 def sink_server(conn: Any, deadline: float) -> None:
     """Child main: serves ``SinkServer`` commands until told to quit."""
-    apply_switch_interval()
     raise_nofile()
     sets: dict[str, RawSinks | NodeSinks] = {}
 
@@ -415,7 +413,7 @@ class SinkServer(Child):
     """Parent side of ``sink_server``."""
 
     def __init__(self, deadline: float) -> None:
-        super().__init__(sink_server, deadline)
+        super().__init__(sink_server, deadline, role="peer")
 
     def start_raw(
         self,

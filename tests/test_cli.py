@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -40,7 +42,15 @@ def test_bench_options_are_the_suites_own(capsys: pytest.CaptureFixture[str]) ->
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: p2p0mq-actors bench")
-    for option in ("--quick", "--repeat", "--only", "--json", "--deadline", "--switch-interval"):
+    for option in (
+        "--quick",
+        "--repeat",
+        "--only",
+        "--json",
+        "--deadline",
+        "--switch-interval",
+        "--pin",
+    ):
         assert option in out
 
 
@@ -78,6 +88,52 @@ def test_a_switch_interval_reaches_the_processes_through_the_environment(
         sys.setswitchinterval(before)
     assert "GIL switch interval 0.5 ms (--switch-interval)" in runner.header(False, 3, 0.0005)
     assert "Python's GIL switch interval (5 ms)" in runner.header(False, 3)
+
+
+def test_bench_pin_takes_the_first_two_cpus_or_refuses_with_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = importlib.import_module("p2p0mq_actors.bench.__main__")
+    common = importlib.import_module("p2p0mq_actors.bench.common")
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda _pid: {3, 1, 7})
+    assert entry.parse(["--pin"]).pin == (1, 3)
+    assert entry.parse([]).pin is None
+    monkeypatch.setattr(common.os, "sched_getaffinity", lambda _pid: {2})
+    with pytest.raises(SystemExit) as exit_:
+        entry.parse(["--pin"])
+    assert exit_.value.code == 2
+    assert "--pin needs two CPUs" in capsys.readouterr().err
+
+
+def test_pinning_reaches_each_process_by_its_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Applied in a thread of its own: on Linux a thread's affinity is its own,
+    # so the test process keeps every CPU it had.
+    common = importlib.import_module("p2p0mq_actors.bench.common")
+    runner = importlib.import_module("p2p0mq_actors.bench.runner")
+    cpus = sorted(os.sched_getaffinity(0))
+    local, peer = cpus[0], cpus[-1]
+    monkeypatch.setenv(common.PIN_ENV, f"{local},{peer}")
+    seen: dict[str, set[int]] = {}
+
+    def apply(role: str) -> None:
+        common.apply_process_settings(role)
+        seen[role] = os.sched_getaffinity(0)
+
+    for role in ("local", "peer"):
+        thread = threading.Thread(target=apply, args=(role,))
+        thread.start()
+        thread.join(10)
+    assert seen == {"local": {local}, "peer": {peer}}
+    assert sorted(os.sched_getaffinity(0)) == cpus
+    monkeypatch.delenv(common.PIN_ENV)
+    thread = threading.Thread(target=apply, args=("peer",))
+    thread.start()
+    thread.join(10)
+    assert sorted(seen["peer"]) == cpus  # not asked: every CPU stays
+    assert "senders (ours and raw) on CPU 0, peers (ours and raw) on CPU 1 (--pin)" in (
+        runner.header(False, 3, None, (0, 1))
+    )
+    assert "--pin" not in runner.header(False, 3)
 
 
 @pytest.mark.bench
