@@ -139,7 +139,7 @@ class Planner:
         # its idleness; the epoch's preemption rule is read once, and no more
         # once it has asked for a preemption.
         queued: set[bytes] = set()
-        peers, fast = self._peers, Priority.FAST
+        peers, fast, fast_lanes = self._peers, Priority.FAST, self._fast
         watch = self._preemptible_epoch()
         for message in messages:
             peer = message.next_hop
@@ -151,11 +151,16 @@ class Planner:
                 if batch is not None:
                     batch.append(message)
                     continue
-                if peer not in queued and self._is_idle(peer):
-                    express[peer] = [message]
-                    continue
-            self._queue(message)
-            queued.add(peer)
+                if peer not in queued:
+                    if self._is_idle(peer):
+                        express[peer] = [message]
+                        continue
+                    self._dirty.add(peer)
+                    queued.add(peer)
+                fast_lanes[peer].append(message)  # _queue, inlined for the common case
+            else:
+                self._queue(message)
+                queued.add(peer)
             if watch is not None and not intake.preempted:
                 intake.preempted = preempts(message, watch.waiting)
         for peer, batch in express.items():
