@@ -87,7 +87,7 @@ def report_sent(registry: ConcernRegistry, messages: Iterable[Message]) -> None:
         list(messages),
         observer.sent if observer is not None else None,
         Sent,
-        lambda m: m,
+        None,  # the items are the messages
     )
 
 
@@ -112,7 +112,7 @@ def _report(
     items: list[Any],
     observe: Callable[[list[Any]], None] | None,
     event: Callable[[tuple[Any, ...]], object],
-    message_of: Callable[[Any], Message],
+    message_of: Callable[[Any], Message] | None,
 ) -> None:
     """The observer first, then one tell per owning Concern."""
     if not items:
@@ -135,10 +135,20 @@ def _first(item: tuple[Message, Any]) -> Message:
 
 
 def _group(registry: ConcernRegistry, items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
+    """``items`` by the Concern that owns each one's command, in order. The
+    owner is looked up once per run of one command (a plan's messages are
+    mostly one command: every sent message passes here)."""
     groups: dict[Any, list[Any]] = {}
+    owner_of = registry.get
+    command: bytes | None = None
+    group: list[Any] = []
     for item in items:
-        ref = registry.get(key(item).command)
-        groups.setdefault(ref, []).append(item)
+        message = item if key is None else key(item)
+        if message.command != command:
+            command = message.command
+            ref = owner_of(message.command)
+            group = groups.get(ref) or groups.setdefault(ref, [])
+        group.append(item)
     return groups
 
 
