@@ -88,11 +88,12 @@ class Encoder:
         frames = encoder(message, now)
     """
 
-    __slots__ = ("_pack", "shape")
+    __slots__ = ("pack", "shape")
 
     def __init__(self, shape: WireShape = WireShape.V011) -> None:
         self.shape = shape
-        self._pack = msgpack.Packer(use_bin_type=True, default=plain).pack
+        # Public: a caller may hand it to ``native.encode_native_body`` itself.
+        self.pack = msgpack.Packer(use_bin_type=True, default=plain).pack
 
     def __call__(self, message: Message, now: float = 0.0) -> list[bytes]:
         """The frames for ``message``, as ``encode(message, self.shape, now)``.
@@ -100,7 +101,7 @@ class Encoder:
         Raises:
             EncodeError: the payload cannot be packed as MessagePack.
         """
-        return _encode(message, self.shape, now, self._pack)
+        return _encode(message, self.shape, now, self.pack)
 
     def body(self, message: Message, now: float) -> bytes:
         """``message``'s native envelope body, for a batch frame
@@ -109,7 +110,7 @@ class Encoder:
         Raises:
             EncodeError: the payload cannot be packed as MessagePack.
         """
-        return encode_native_body(message, now, pack=self._pack)
+        return encode_native_body(message, now, pack=self.pack)
 
     def __repr__(self) -> str:
         return f"Encoder({self.shape})"

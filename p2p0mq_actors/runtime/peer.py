@@ -30,7 +30,7 @@ from ..core.errors import (
 )
 from ..core.fairness import Plan, PlanResult, run_plan
 from ..core.message import Message
-from ..core.native import batch_frame, single_frame
+from ..core.native import batch_frame, encode_native_body, single_frame
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
 from .actor import Actor
 from .express import REPORT_SENT, DirectLane, ExpressGate
@@ -101,6 +101,7 @@ class PeerConnection(Actor):
         self._sockets = sockets
         self._clock = clock
         self._encode = Encoder(shape)
+        self._pack = self._encode.pack
         self._gate = gate
         self._lane: DirectLane | None = None
         if gate is not None:
@@ -222,8 +223,8 @@ class PeerConnection(Actor):
             assert self._socket is not None
             if not self._socket.writable():
                 raise WouldBlock(f"peer {self.peer.uuid!r} is not writable", peer=self.peer.uuid)
-        try:
-            body = self._encode.body(message, self._now)
+        try:  # (the body encoder called directly: every message of a plan passes here)
+            body = encode_native_body(message, self._now, pack=self._pack)
         except EncodeError as exc:
             raise UnencodableError(str(exc), peer=self.peer.uuid) from exc
         self._bodies.append(body)
