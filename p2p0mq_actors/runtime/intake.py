@@ -94,11 +94,7 @@ class Intake:
         queue = self._queue
         with self._lock:  # the common case: room, and the Scheduler already woken
             if self._woken and len(queue) + len(messages) <= self.capacity:
-                queue.extend(messages)
-                self._since_take += len(messages)
-                self.puts += 1
-                if self._watched is not None:
-                    self._preempt_for(messages)
+                self._add_locked(messages)
                 return
         wait = self.timeout if timeout == -1.0 else timeout
         with self._cond:
@@ -112,11 +108,7 @@ class Intake:
                     )
             if self._closed:
                 raise ConfigurationError("the node is stopped: nothing more can be sent")
-            queue.extend(messages)
-            self._since_take += len(messages)
-            self.puts += 1
-            if self._watched is not None:
-                self._preempt_for(messages)
+            self._add_locked(messages)
             wake = not self._woken
             self._woken = True
         if wake:
@@ -130,12 +122,18 @@ class Intake:
         with self._lock:
             if self._closed:
                 return False
-            self._queue.extend(messages)
-            self._since_take += len(messages)
-            self.puts += 1
-            if self._watched is not None:
-                self._preempt_for(messages)
+            self._add_locked(messages)
             return True
+
+    def _add_locked(self, messages: Sequence[Message]) -> None:
+        """Queue ``messages`` and hold them to the watched epoch's rule; the
+        caller holds the lock (``submit`` does the same for one message,
+        inline: it is every ``send()``)."""
+        self._queue.extend(messages)
+        self._since_take += len(messages)
+        self.puts += 1
+        if self._watched is not None:
+            self._preempt_for(messages)
 
     def submit(self, message: Message) -> None:
         """``express`` if it can, else ``put``: one message by the shortest
