@@ -309,7 +309,7 @@ def make_message(  # noqa: PLR0917 - the fields, in Message's order
     ):
         draft._validate()
     elif payload:  # keys are str: a loop is cheaper for the few keys most carry
-        if len(payload) <= _FEW_KEYS:
+        if len(payload) <= FEW_KEYS:
             for key in payload:
                 if type(key) is not str:
                     draft._validate()  # raises, naming the key
@@ -325,7 +325,10 @@ def _uuid_ok(value: object) -> bool:
 
 
 _STR_ONLY: Final = frozenset({str})
-_FEW_KEYS: Final = 8
+FEW_KEYS: Final = 8
+"""Up to this many payload keys are checked one by one in a loop (cheaper
+than one C-level pass for the few keys most payloads have); the codec
+checks received payloads the same way."""
 
 
 class _Fields:
