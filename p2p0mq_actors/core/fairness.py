@@ -18,13 +18,16 @@ Rules (the contract of ARCHITECTURE.md):
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from .errors import SendError, UnexpectedSendError, WouldBlock
 from .message import Message, Priority
 
 Shuffle = Callable[[list[bytes]], None]
+SendAll = Callable[[list[Message]], tuple[int, list[tuple[Message, SendError]]]]
+"""Sends a list of messages at once (see ``run_plan``): returns how many of
+the first it took, sent or failed, and the failures among those."""
 
 
 def no_shuffle(items: list[bytes]) -> None:
@@ -172,12 +175,38 @@ class _Runner:
         self.sent.append(message)
         return True
 
+    def offer_all(self, messages: Sequence[Message], send_all: SendAll) -> Sequence[Message]:
+        """Hand the live ones of ``messages`` to ``send_all`` at once (the
+        expired are set aside); returns those it did not take, in order, for
+        ``offer`` to try one by one."""
+        now = self.now
+        live = [message for message in messages if message.deadline > now]
+        if len(live) < len(messages):
+            self.expired.extend(message for message in messages if message.deadline <= now)
+        try:
+            taken, failed = send_all(live)
+        except Exception as exc:  # a bug below us: what it was given fails (some may have gone)
+            error = UnexpectedSendError(
+                f"sending {len(live)} messages raised {type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            self.failed.extend((message, error) for message in live)
+            return ()
+        if failed:
+            gone = {id(message) for message, _ in failed}
+            self.sent.extend(message for message in live[:taken] if id(message) not in gone)
+            self.failed.extend(failed)
+        else:
+            self.sent.extend(live if taken == len(live) else live[:taken])
+        return live[taken:]
+
 
 def run_plan(
     plan: Plan,
     medium: deque[Message],
     send: Callable[[Message], None],
     now: float,
+    send_all: SendAll | None = None,
 ) -> PlanRun:
     """Carry out ``plan`` for one peer whose medium queue is ``medium``.
 
@@ -185,9 +214,16 @@ def run_plan(
     stops there, the message stays at the head of its queue and the rest is
     returned unsent. Expired messages are not sent (they do not use a round's
     medium turn); other ``SendError``s are failures of that message only.
+
+    ``send_all``, if given, is handed the plan's fast messages (two or more)
+    at once, the expired left out; it may stop early (the socket would block,
+    or a message needs ``send``'s care), and ``send`` goes on from the first
+    it did not take.
     """
     runner = _Runner(send, now)
-    fast = plan.fast
+    fast: Sequence[Message] = plan.fast
+    if send_all is not None and len(fast) > 1:
+        fast = runner.offer_all(fast, send_all)
     i = 0
     while i < len(fast) and runner.offer(fast[i]):
         i += 1
@@ -200,7 +236,7 @@ def run_plan(
         peer=plan.peer,
         epoch=plan.epoch,
         medium_len=len(medium),
-        unsent_fast=fast[i:],
+        unsent_fast=tuple(fast[i:]),
         unsent_slow=slow[j:],
         blocked=runner.blocked,
     )

@@ -75,10 +75,53 @@ def encode_native_body(
     Raises:
         EncodeError: the payload cannot be packed as MessagePack.
     """
+    try:
+        if pack is None:
+            return msgpack.packb(  # type: ignore[no-any-return]
+                _row(message, now, hops, trace), use_bin_type=True, default=plain
+            )
+        return pack(_row(message, now, hops, trace))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodeError(
+            f"cannot encode message #{message.message_id} {message.command!r} natively: {exc}"
+        ) from exc
+
+
+def encode_native_batch(
+    messages: Sequence[Message],
+    now: float,
+    *,
+    pack: Callable[[object], bytes] | None = None,
+) -> bytes:
+    """The batch frame of ``messages`` (1 to ``MAX_BATCH``, no hops, no trace),
+    packed in one call: the same bytes as ``batch_frame`` of their bodies,
+    for a third less work a message (what a connection sends a plan's fast
+    messages with).
+
+    Raises:
+        EncodeError: a payload cannot be packed (which one is not said:
+            ``encode_native_body`` names it).
+        ValueError: not 1 to ``MAX_BATCH`` messages.
+    """
+    count = len(messages)
+    if not 1 <= count <= MAX_BATCH:
+        raise ValueError(f"a batch frame carries 1 to {MAX_BATCH} messages, not {count}")
+    rows = [_row(message, now, 0, None) for message in messages]
+    try:
+        if pack is None:
+            packed: bytes = msgpack.packb(rows, use_bin_type=True, default=plain)
+            return _BATCH_HEAD + packed
+        return _BATCH_HEAD + pack(rows)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodeError(f"cannot encode a batch of {count} messages natively: {exc}") from exc
+
+
+def _row(message: Message, now: float, hops: int, trace: bytes | None) -> list[Any]:
+    """A body's nine fields, as MessagePack packs them."""
     ttl_ms = int((message.deadline - now) * 1000)  # clamped without min/max calls:
     if not 1 <= ttl_ms <= _MAX_TTL_MS:  # a connection encodes every message it sends
         ttl_ms = 1 if ttl_ms < 1 else _MAX_TTL_MS
-    body = [
+    return [
         message.kind,  # an IntEnum: msgpack packs an int subclass as the int (strict_types off)
         message.source,
         message.destination,
@@ -89,14 +132,6 @@ def encode_native_body(
         hops,
         trace,
     ]
-    try:
-        if pack is None:
-            return msgpack.packb(body, use_bin_type=True, default=plain)  # type: ignore[no-any-return]
-        return pack(body)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise EncodeError(
-            f"cannot encode message #{message.message_id} {message.command!r} natively: {exc}"
-        ) from exc
 
 
 def single_frame(body: bytes) -> bytes:

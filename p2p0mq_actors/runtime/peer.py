@@ -30,7 +30,7 @@ from ..core.errors import (
 )
 from ..core.fairness import Plan, PlanResult, run_plan
 from ..core.message import Message
-from ..core.native import batch_frame, encode_native_body, single_frame
+from ..core.native import batch_frame, encode_native_batch, encode_native_body, single_frame
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
 from .actor import Actor
 from .express import REPORT_SENT, DirectLane, ExpressGate
@@ -233,6 +233,37 @@ class PeerConnection(Actor):
         if len(self._bodies) >= FRAME_MESSAGES or self._batch_bytes >= FRAME_BYTES:
             self._send_frame()
 
+    def _send_all(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
+        """Native wire: a plan's fast messages, ``FRAME_MESSAGES`` to a
+        frame, each frame packed in one call (``encode_native_batch``).
+        Stops where a frame cannot begin (the socket would block) or cannot
+        be packed whole (a payload that does not encode, or a frame past
+        ``FRAME_BYTES``), and at a last lone message: ``_add_to_frame`` goes
+        on from there, one message at a time. A frame that fails to send
+        fails its messages."""
+        assert self._socket is not None and not self._bodies
+        socket, pack, now = self._socket, self._pack, self._now
+        failed: list[tuple[Message, SendError]] = []
+        total = len(messages)
+        done = 0
+        while total - done > 1:
+            chunk = messages[done : done + FRAME_MESSAGES]
+            try:
+                if not socket.writable():
+                    break
+                frame = encode_native_batch(chunk, now, pack=pack)
+            except (EncodeError, SendError):  # one at a time, to name the culprit
+                break
+            if len(frame) > FRAME_BYTES:
+                break
+            try:
+                socket.send_frames([frame])
+            except Exception as exc:
+                error = self._frame_error(exc, len(chunk))
+                failed.extend((message, error) for message in chunk)
+            done += len(chunk)
+        return done, failed
+
     def _send_frame(self) -> None:
         bodies, messages = self._bodies, self._batched
         if not bodies:
@@ -268,8 +299,10 @@ class PeerConnection(Actor):
             return
         now = self._now = self._clock.now()
         with TURNS, self._socket_lock:  # see turns.py and express.py
-            send = self._add_to_frame if self._batching else self._send
-            run = run_plan(plan, self._medium, send, now)
+            if self._batching:
+                run = run_plan(plan, self._medium, self._add_to_frame, now, self._send_all)
+            else:
+                run = run_plan(plan, self._medium, self._send, now)
             self._send_frame()
         if self._lost:
             lost, self._lost = self._lost, []

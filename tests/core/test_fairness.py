@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lanes_kit import FAST, MEDIUM, SLOW, msg
 
-from p2p0mq_actors.core.errors import TransportError, WouldBlock
+from p2p0mq_actors.core.errors import SendError, TransportError, UnexpectedSendError, WouldBlock
 from p2p0mq_actors.core.fairness import FairQueues, Plan, PlanResult, SlowItem, run_plan
 from p2p0mq_actors.core.message import Message
 
@@ -196,3 +196,111 @@ def test_preemption_stops_a_plan_at_the_next_round_boundary() -> None:
     assert len(sent) == 3
     assert run.result.medium_len == 7
     assert run.result.unsent_slow == plan.slow
+
+
+# -- a plan's fast messages handed over at once (send_all) ----------------------
+
+
+class SendAll:
+    """Takes at most ``take`` of what it is given and fails those whose ids
+    are in ``fail``; records every call."""
+
+    def __init__(self, take: int | None = None, fail: set[int] | None = None) -> None:
+        self.take = take
+        self.fail = fail or set()
+        self.calls: list[list[Message]] = []
+
+    def __call__(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
+        self.calls.append(list(messages))
+        taken = len(messages) if self.take is None else min(self.take, len(messages))
+        failed: list[tuple[Message, SendError]] = [
+            (m, TransportError("boom", errno=113))
+            for m in messages[:taken]
+            if m.message_id in self.fail
+        ]
+        return taken, failed
+
+
+def test_send_all_gets_the_live_fast_messages_at_once_and_send_the_rest_of_the_plan() -> None:
+    f1, f2, f3 = msg(b"x", FAST), msg(b"x", FAST, deadline=5.0), msg(b"x", FAST)
+    m1 = msg(b"x")
+    sock, send_all = Socket(), SendAll()
+    plan = Plan(peer=b"x", epoch=1, rounds=1, fast=(f1, f2, f3))
+    run = run_plan(plan, deque([m1]), sock, 5.0, send_all)
+    assert send_all.calls == [[f1, f3]]
+    assert sock.sent == [m1]
+    assert run.sent == [f1, f3, m1] and run.expired == [f2]
+    assert run.result == PlanResult(peer=b"x", epoch=1, medium_len=0)
+
+
+def test_a_lone_fast_message_is_sent_one_by_one() -> None:
+    f1 = msg(b"x", FAST)
+    sock, send_all = Socket(), SendAll()
+    run_plan(Plan(peer=b"x", epoch=1, rounds=1, fast=(f1,)), deque(), sock, 0.0, send_all)
+    assert send_all.calls == [] and sock.sent == [f1]
+
+
+def test_send_goes_on_from_the_first_message_send_all_did_not_take() -> None:
+    fast = tuple(msg(b"x", FAST) for _ in range(5))
+    sock, send_all = Socket(capacity=1), SendAll(take=2)
+    run = run_plan(Plan(peer=b"x", epoch=1, rounds=1, fast=fast), deque(), sock, 0.0, send_all)
+    assert sock.sent == [fast[2]]  # then the socket would block
+    assert run.sent == list(fast[:3])
+    assert run.result.unsent_fast == fast[3:] and run.result.blocked
+
+
+def test_send_all_failures_are_failures_of_those_messages_only() -> None:
+    fast = tuple(msg(b"x", FAST) for _ in range(4))
+    send_all = SendAll(fail={fast[1].message_id, fast[2].message_id})
+    run = run_plan(Plan(peer=b"x", epoch=1, rounds=1, fast=fast), deque(), Socket(), 0.0, send_all)
+    assert run.sent == [fast[0], fast[3]]
+    assert [m for m, _ in run.failed] == [fast[1], fast[2]]
+
+
+def test_a_send_all_that_raises_fails_what_it_was_given_and_the_plan_goes_on() -> None:
+    fast = (msg(b"x", FAST), msg(b"x", FAST, deadline=5.0), msg(b"x", FAST))
+    m1 = msg(b"x")
+
+    def broken(messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
+        raise RuntimeError("a bug below the plan")
+
+    sock = Socket()
+    run = run_plan(Plan(peer=b"x", epoch=1, rounds=1, fast=fast), deque([m1]), sock, 5.0, broken)
+    assert [m for m, _ in run.failed] == [fast[0], fast[2]]
+    assert all(isinstance(e, UnexpectedSendError) for _, e in run.failed)
+    assert run.expired == [fast[1]] and run.sent == [m1] == sock.sent
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.booleans(), min_size=0, max_size=12),  # expired or not, per fast message
+    st.integers(0, 12),  # how many send_all takes
+    st.sets(st.integers(0, 11)),  # which of them (by position) it fails
+    st.one_of(st.none(), st.integers(0, 12)),  # the socket's capacity after it
+)
+def test_with_send_all_every_fast_message_ends_once_and_in_order(
+    expired: list[bool], take: int, fail_at: set[int], capacity: int | None
+) -> None:
+    fast = tuple(msg(b"x", FAST, deadline=5.0 if gone else 1e9) for gone in expired)
+    fail = {fast[i].message_id for i in fail_at if i < len(fast)}
+    sock, send_all = Socket(capacity=capacity), SendAll(take=take, fail=fail)
+    run = run_plan(Plan(peer=b"x", epoch=1, rounds=1, fast=fast), deque(), sock, 5.0, send_all)
+    failed = [m for m, _ in run.failed]
+    ends = [*run.sent, *run.expired, *failed, *run.result.unsent_fast]
+    assert sorted(ids(ends)) == ids(list(fast))  # each exactly once
+    for part in (run.sent, run.expired, failed, list(run.result.unsent_fast)):
+        assert ids(part) == sorted(ids(part))  # in the plan's order
+    assert run.expired == [m for m in fast if m.deadline <= 5.0]
+    assert run.result.blocked == bool(run.result.unsent_fast)
+    if run.result.unsent_fast:  # only what was never offered, and after all that was
+        first = run.result.unsent_fast[0].message_id
+        assert all(m.message_id < first for m in run.sent + failed)
+    if take >= len(fast) and not fail:  # the same outcome as one by one
+        one_by_one = run_plan(
+            Plan(peer=b"x", epoch=1, rounds=1, fast=fast), deque(), Socket(), 5.0
+        )
+        assert (run.sent, run.expired, run.result) == (
+            one_by_one.sent,
+            one_by_one.expired,
+            one_by_one.result,
+        )

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2p0mq_actors.core.codec import WireShape, decode, decode_many, encode
+from p2p0mq_actors.core.codec import Encoder, WireShape, decode, decode_many, encode
 from p2p0mq_actors.core.errors import EncodeError, ProtocolError
 from p2p0mq_actors.core.message import Kind, Message, Priority
 from p2p0mq_actors.core.native import (
@@ -20,6 +20,7 @@ from p2p0mq_actors.core.native import (
     decode_native,
     decode_native_many,
     encode_native,
+    encode_native_batch,
     encode_native_body,
     single_frame,
 )
@@ -198,6 +199,44 @@ def test_a_batch_frame_gives_back_its_messages_in_order(messages: list[Message])
     assert len(got) == len(messages)
     for g, m in zip(got, messages, strict=True):
         _same(g, m)
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(_messages(), min_size=1, max_size=40),
+    st.floats(NOW - 100.0, NOW + 100.0),
+    st.booleans(),
+)
+def test_a_batch_packed_in_one_call_is_the_batch_frame_of_its_bodies_byte_for_byte(
+    messages: list[Message], now: float, reused_packer: bool
+) -> None:
+    # expired messages (1 ms) and long-lived ones alike
+    pack = Encoder().pack if reused_packer else None
+    bodies = [encode_native_body(m, now) for m in messages]
+    assert encode_native_batch(messages, now, pack=pack) == batch_frame(bodies)
+
+
+def test_a_batch_packed_in_one_call_carries_one_to_max_batch_messages() -> None:
+    m = Message.create(b"alice", b"bob", b"chat", now=NOW, message_id=5)
+    with pytest.raises(ValueError, match="1 to"):
+        encode_native_batch([], NOW)
+    with pytest.raises(ValueError, match="1 to"):
+        encode_native_batch([m] * (MAX_BATCH + 1), NOW)
+    frame = encode_native_batch([m] * 300, NOW)
+    got, errors = decode_native_many(b"alice", frame, b"bob", now=NOW)
+    assert errors == [] and len(got) == 300
+
+
+def test_a_batch_with_an_unpackable_payload_is_an_encode_error() -> None:
+    good = Message.create(b"alice", b"bob", b"chat", {"n": 1}, now=NOW)
+    bad = Message.create(b"alice", b"bob", b"chat", {"n": object()}, now=NOW)
+    for pack in (None, Encoder().pack):
+        with pytest.raises(EncodeError, match="a batch of 2"):
+            encode_native_batch([good, bad], NOW, pack=pack)
+        # a reused packer starts clean after a refusal
+        assert encode_native_batch([good], NOW, pack=pack) == batch_frame(
+            [encode_native_body(good, NOW)]
+        )
 
 
 def test_a_single_frame_reads_as_a_batch_of_one() -> None:

@@ -9,15 +9,15 @@ import errno
 from collections.abc import Iterator
 
 import pytest
-from sendpath_kit import Kit, make
+from sendpath_kit import ME, Kit, make
 
 from p2p0mq_actors.core.codec import WireShape, decode_many
-from p2p0mq_actors.core.errors import TransportError, UnexpectedSendError
+from p2p0mq_actors.core.errors import TransportError, UnencodableError, UnexpectedSendError
 from p2p0mq_actors.core.fairness import Plan, PlanResult
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.runtime.messages import Sent
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
-from p2p0mq_actors.runtime.peer import FRAME_MESSAGES
+from p2p0mq_actors.runtime.peer import FRAME_BYTES, FRAME_MESSAGES
 
 FAST = Priority.FAST
 
@@ -38,6 +38,11 @@ def _decoded(frames: list[list[bytes]]) -> list[list[int]]:
     return out
 
 
+def _all_ids(frames: list[list[bytes]]) -> list[int]:
+    """The message ids of every frame sent, in order."""
+    return [mid for ids in _decoded(frames) for mid in ids]
+
+
 def _plan(fast: tuple[Message, ...] = (), medium: tuple[Message, ...] = (), rounds: int = 16):
     return Plan(peer=b"x", epoch=1, rounds=rounds, fast=fast, new_medium=medium)
 
@@ -51,7 +56,12 @@ def test_a_plan_goes_out_in_frames_of_at_most_frame_messages_in_order(kit: Kit) 
     kit.book.wait_for(lambda b: len(b.sent) == len(fast) + 2)
     sent = kit.factory.sockets[b"x"].sent
     ids = [m.message_id for m in (*fast, *medium[:2])]
-    assert _decoded(sent) == [ids[:FRAME_MESSAGES], ids[FRAME_MESSAGES:]]
+    # the fast messages packed a frame at a time, then the medium ones
+    assert _decoded(sent) == [
+        ids[:FRAME_MESSAGES],
+        ids[FRAME_MESSAGES : len(fast)],
+        ids[len(fast) :],
+    ]
     assert kit.book.sent == [*fast, *medium[:2]]
 
 
@@ -145,3 +155,39 @@ def test_a_frame_whose_send_raises_a_bug_fails_its_messages_and_the_connection_l
     later = make(kit.clock, b"x", prio=FAST)
     peer.tell(Plan(peer=b"x", epoch=2, rounds=1, fast=(later,)))
     kit.book.wait_for(lambda b: b.sent == [later])
+
+
+def _fast_with(kit: Kit, payload: dict[str, object]) -> Message:
+    return Message.create(ME, b"x", b"t", payload, now=kit.clock.now(), priority=FAST)
+
+
+def test_a_fast_message_that_cannot_be_encoded_fails_alone_and_the_rest_go_out_in_order(
+    kit: Kit,
+) -> None:
+    sock = kit.factory.prepare(b"x")
+    peer = kit.peer(shape=WireShape.NATIVE)
+    fast = [make(kit.clock, b"x", prio=FAST) for _ in range(FRAME_MESSAGES + 10)]
+    bad = _fast_with(kit, {"n": object()})
+    fast.insert(5, bad)
+    peer.tell(_plan(tuple(fast)))
+    assert kit.log.wait_for(1) == [PlanResult(peer=b"x", epoch=1, medium_len=0)]
+    kit.book.wait_for(lambda b: len(b.sent) == len(fast) - 1 and len(b.failed) == 1)
+    ((failed, error),) = kit.book.failed
+    assert failed is bad and isinstance(error, UnencodableError)
+    good = [m for m in fast if m is not bad]
+    assert kit.book.sent == good
+    assert _all_ids(sock.sent) == [m.message_id for m in good]
+
+
+def test_fast_messages_too_big_for_one_frame_go_out_in_frames_of_at_most_frame_bytes(
+    kit: Kit,
+) -> None:
+    sock = kit.factory.prepare(b"x")
+    peer = kit.peer(shape=WireShape.NATIVE)
+    size = FRAME_BYTES // 16  # 64 of them make four frames' worth
+    fast = tuple(_fast_with(kit, {"blob": bytes(size)}) for _ in range(FRAME_MESSAGES))
+    peer.tell(_plan(fast))
+    kit.book.wait_for(lambda b: len(b.sent) == len(fast))
+    assert _all_ids(sock.sent) == [m.message_id for m in fast]
+    assert len(sock.sent) >= 4
+    assert all(len(frame[0]) <= FRAME_BYTES + size + 100 for frame in sock.sent)
