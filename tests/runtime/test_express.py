@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from p2p0mq_actors.core.codec import WireShape, decode
 from p2p0mq_actors.core.fairness import PlanResult
 from p2p0mq_actors.core.message import Message, Priority
-from p2p0mq_actors.runtime.express import BURST_WINDOW, REPORT_SENT, DirectLane, ExpressGate
+from p2p0mq_actors.runtime.express import (
+    BURST_STREAK,
+    BURST_WINDOW,
+    REPORT_SENT,
+    DirectLane,
+    ExpressGate,
+)
 from p2p0mq_actors.runtime.intake import Intake
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
 from p2p0mq_actors.testing import FakeSocket, ManualClock
@@ -202,23 +210,36 @@ def test_a_lane_without_a_connection_reports_to_the_concern_at_once() -> None:
     assert concern.told[0].messages == (message,)  # type: ignore[attr-defined]
 
 
-def test_a_native_lane_that_just_sent_is_in_a_burst_until_the_window_passes() -> None:
-    r = Rig()
+def _streak(r: Rig, count: int) -> None:
+    """``count`` direct sends, each half a window after the one before."""
+    for _ in range(count):
+        r.gate.claim_locked(PEER)
+        assert r.lane.deliver(fast(r.clock))
+        r.clock.advance(BURST_WINDOW / 2)
+
+
+@pytest.mark.parametrize("shape", [WireShape.NATIVE, WireShape.V011])
+def test_a_lane_is_in_a_burst_after_a_streak_of_sends_until_the_window_passes(
+    shape: WireShape,
+) -> None:
+    r = Rig(shape)
     assert not r.lane.in_burst()  # nothing sent yet
-    r.gate.claim_locked(PEER)
-    assert r.lane.deliver(fast(r.clock))
-    assert r.lane.in_burst()
-    r.clock.advance(BURST_WINDOW / 2)
-    assert r.lane.in_burst()
+    _streak(r, BURST_STREAK - 1)
+    assert not r.lane.in_burst()  # a few messages at a time go straight out
+    _streak(r, 1)
+    assert r.lane.in_burst()  # half a window after the last
     r.clock.advance(BURST_WINDOW / 2)
     assert not r.lane.in_burst()
 
 
-def test_a_p2p0mq_lane_is_never_in_a_burst_there_are_no_batch_frames_to_gain() -> None:
-    r = Rig(WireShape.V011)
-    r.gate.claim_locked(PEER)
-    assert r.lane.deliver(fast(r.clock))
+def test_a_pause_of_a_window_starts_a_new_streak() -> None:
+    r = Rig()
+    _streak(r, BURST_STREAK - 1)
+    r.clock.advance(BURST_WINDOW)
+    _streak(r, 1)
     assert not r.lane.in_burst()
+    _streak(r, BURST_STREAK - 1)
+    assert r.lane.in_burst()
 
 
 def test_the_intake_leaves_a_burst_to_the_scheduler_and_expresses_again_after() -> None:
@@ -236,10 +257,10 @@ def test_the_intake_leaves_a_burst_to_the_scheduler_and_expresses_again_after() 
     lane.attach(sock)
     intake.gate.add_lane(PEER, lane)
     intake.gate.open(PEER, "ref-x")
-    first, second, third = (fast(clock) for _ in range(3))
-    assert intake.express(first)
-    assert not intake.express(second)  # in the burst: the caller puts it instead
-    assert len(sock.sent) == 1
+    for _ in range(BURST_STREAK):
+        assert intake.express(fast(clock))
+    assert not intake.express(fast(clock))  # in the burst: the caller puts it instead
+    assert len(sock.sent) == BURST_STREAK
     clock.advance(BURST_WINDOW)
-    assert intake.express(third)
-    assert len(sock.sent) == 2
+    assert intake.express(fast(clock))
+    assert len(sock.sent) == BURST_STREAK + 1
