@@ -121,7 +121,12 @@ class Tally:
 
 
 class Sink(Concern):
-    """Counts the requests it gets; never replies."""
+    """Counts the requests it gets; never replies.
+
+    It adds to the tally once per batch the Receiver hands it (after the
+    batch), as the raw sinks do once per drain: the tally's lock and clock
+    cost 0.5 µs, which per message would be charged to our side only.
+    """
 
     command = SINK
 
@@ -129,9 +134,17 @@ class Sink(Concern):
         super().__init__(**kwargs)
         self.tally = tally
         self.index = index
+        self._uncounted = 0
+
+    def on_receive(self, message: Any) -> Any:
+        answer = super().on_receive(message)  # a batch: on_request for each
+        if self._uncounted:
+            self.tally.hit(self.index, self._uncounted)
+            self._uncounted = 0
+        return answer
 
     def on_request(self, message: Message) -> None:
-        self.tally.hit(self.index)
+        self._uncounted += 1
 
 
 class Echo(Sink):
