@@ -37,7 +37,7 @@ Rules:
   (a request, a reply, the requests that a batch of replies sets off)
   still go straight out. Measured with ``send()`` in a loop between two
   processes: native 97k to 127-151k msg/s (then with a streak of one);
-  p2p0mq's wire, our sending side alone on one CPU, 110k to 156-160k.
+  p2p0mq's wire, our sending side alone on one CPU, 110k to 144-160k.
 - The gate shares the intake's lock: a sender claims only while the intake
   is empty, and the Scheduler closes the gates of the peers it takes work
   for in the same step as it empties the intake, so a direct message never
