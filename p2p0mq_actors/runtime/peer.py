@@ -134,6 +134,7 @@ class PeerConnection(Actor):
         self._bodies: list[bytes] = []
         self._batched: list[Message] = []
         self._batch_bytes = 0
+        self._chunk = FRAME_MESSAGES  # fast messages packed a frame (_send_all)
         self._lost: list[tuple[Message, SendError]] = []  # in frames that failed
 
     # -- life cycle --------------------------------------------------------
@@ -234,34 +235,44 @@ class PeerConnection(Actor):
             self._send_frame()
 
     def _send_all(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
-        """Native wire: a plan's fast messages, ``FRAME_MESSAGES`` to a
-        frame, each frame packed in one call (``encode_native_batch``).
-        Stops where a frame cannot begin (the socket would block) or cannot
-        be packed whole (a payload that does not encode, or a frame past
-        ``FRAME_BYTES``), and at a last lone message: ``_add_to_frame`` goes
-        on from there, one message at a time. A frame that fails to send
-        fails its messages."""
+        """Native wire: a plan's fast messages, up to ``FRAME_MESSAGES`` to
+        a frame, each frame packed in one call (``encode_native_batch``).
+
+        A frame packed past ``FRAME_BYTES`` is packed again with half as
+        many messages, and the connection keeps that size until frames come
+        out under half of ``FRAME_BYTES`` again (large payloads cost a few
+        wasted packings once, not in every plan). Stops where a frame cannot
+        begin (the socket would block), where a payload does not encode,
+        where two messages still overflow a frame, and at a last lone
+        message: ``_add_to_frame`` goes on from there, one message at a
+        time, which names the culprit. A frame that fails to send fails
+        its messages."""
         assert self._socket is not None and not self._bodies
         socket, pack, now = self._socket, self._pack, self._now
         failed: list[tuple[Message, SendError]] = []
-        total = len(messages)
-        done = 0
+        total, done, size = len(messages), 0, self._chunk
         while total - done > 1:
-            chunk = messages[done : done + FRAME_MESSAGES]
+            chunk = messages[done : done + size]
             try:
                 if not socket.writable():
                     break
                 frame = encode_native_batch(chunk, now, pack=pack)
-            except (EncodeError, SendError):  # one at a time, to name the culprit
+            except (EncodeError, SendError):
                 break
             if len(frame) > FRAME_BYTES:
-                break
+                if len(chunk) <= 2:
+                    break
+                size = len(chunk) // 2
+                continue
             try:
                 socket.send_frames([frame])
             except Exception as exc:
                 error = self._frame_error(exc, len(chunk))
                 failed.extend((message, error) for message in chunk)
             done += len(chunk)
+            if len(chunk) == size < FRAME_MESSAGES and len(frame) < FRAME_BYTES // 2:
+                size = min(FRAME_MESSAGES, size * 2)
+        self._chunk = size
         return done, failed
 
     def _send_frame(self) -> None:

@@ -15,6 +15,8 @@ from p2p0mq_actors.core.codec import WireShape, decode_many
 from p2p0mq_actors.core.errors import TransportError, UnencodableError, UnexpectedSendError
 from p2p0mq_actors.core.fairness import Plan, PlanResult
 from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.core.native import encode_native_batch
+from p2p0mq_actors.runtime import peer as peer_module
 from p2p0mq_actors.runtime.messages import Sent
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
 from p2p0mq_actors.runtime.peer import FRAME_BYTES, FRAME_MESSAGES
@@ -191,3 +193,44 @@ def test_fast_messages_too_big_for_one_frame_go_out_in_frames_of_at_most_frame_b
     assert _all_ids(sock.sent) == [m.message_id for m in fast]
     assert len(sock.sent) >= 4
     assert all(len(frame[0]) <= FRAME_BYTES + size + 100 for frame in sock.sent)
+
+
+def test_large_fast_messages_are_packed_in_smaller_frames_and_later_plans_keep_the_size(
+    kit: Kit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packed: list[int] = []  # messages per packing, in order
+
+    def counting(messages: list[Message], now: float, **kwargs: object) -> bytes:
+        packed.append(len(messages))
+        return encode_native_batch(messages, now, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(peer_module, "encode_native_batch", counting)
+    sock = kit.factory.prepare(b"x")
+    peer = kit.peer(shape=WireShape.NATIVE)
+    size = FRAME_BYTES // 16
+    first = tuple(_fast_with(kit, {"blob": bytes(size)}) for _ in range(FRAME_MESSAGES))
+    peer.tell(_plan(first))
+    kit.book.wait_for(lambda b: len(b.sent) == len(first))
+    assert packed[:4] == [64, 32, 16, 8]  # halved until a frame fits
+    assert [len(ids) for ids in _decoded(sock.sent)] == [8] * 8
+    packed.clear()
+    second = tuple(_fast_with(kit, {"blob": bytes(size)}) for _ in range(FRAME_MESSAGES))
+    peer.tell(Plan(peer=b"x", epoch=2, rounds=16, fast=second))
+    kit.book.wait_for(lambda b: len(b.sent) == 2 * len(first))
+    assert packed == [8] * 8  # no packing wasted
+    assert _all_ids(sock.sent) == [m.message_id for m in (*first, *second)]
+    assert all(len(frame[0]) <= FRAME_BYTES for frame in sock.sent)
+
+
+def test_small_messages_after_large_ones_go_back_to_full_frames(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    peer = kit.peer(shape=WireShape.NATIVE)
+    big = tuple(_fast_with(kit, {"blob": bytes(FRAME_BYTES // 16)}) for _ in range(16))
+    peer.tell(_plan(big))
+    kit.book.wait_for(lambda b: len(b.sent) == len(big))
+    small = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(4 * FRAME_MESSAGES))
+    peer.tell(Plan(peer=b"x", epoch=2, rounds=16, fast=small))
+    kit.book.wait_for(lambda b: len(b.sent) == len(big) + len(small))
+    sizes = [len(ids) for ids in _decoded(sock.sent)][2:]  # after the two frames of 8 big
+    assert sizes == [8, 16, 32, 64, 64, 64, 8]  # grown back by doubling
+    assert _all_ids(sock.sent) == [m.message_id for m in (*big, *small)]
