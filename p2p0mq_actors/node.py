@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import pykka
 
 from .concerns.base import Concern
 from .core.codec import WireShape
 from .core.errors import ConfigurationError, P2P0MQError
-from .core.message import DEFAULT_TTL, Kind, Message, Priority
+from .core.message import DEFAULT_TTL, Kind, Message, Priority, new_message
 from .core.policy import FailurePolicy
 from .core.ports import Clock
 from .runtime.clock import MonotonicClock
@@ -32,6 +32,8 @@ from .transport.router import AllowedKeys
 from .transport.sockets import CurveDealerFactory
 
 log = logging.getLogger("p2p0mq_actors.node")
+
+_REQUEST: Final = Kind.REQUEST
 
 
 class Node:
@@ -234,16 +236,8 @@ class Node:
         kind: Kind = Kind.REQUEST,
     ) -> Message:
         """A message from this node to ``peer`` (validated; raises MessageError)."""
-        return Message.create(
-            self.uuid,
-            peer,
-            command,
-            payload,
-            now=self.clock.now(),
-            ttl=ttl,
-            priority=priority,
-            kind=kind,
-        )
+        now = self.clock.now()
+        return new_message(self.uuid, peer, command, payload, now, ttl, kind, priority)
 
     def send(
         self,
@@ -259,8 +253,8 @@ class Node:
         sender = self._sender
         if self._stopped or sender is None:
             raise ConfigurationError(f"{self!r} is stopped")
-        message = Message.create(
-            self.uuid, peer, command, payload, now=self.clock.now(), ttl=ttl, priority=priority
+        message = new_message(
+            self.uuid, peer, command, payload, self.clock.now(), ttl, _REQUEST, priority
         )
         sender.send_one(message)
         return message
@@ -292,14 +286,15 @@ class Node:
         ``NodeStoppedError`` if the node stops first.
         """
         sender = self._running()
-        message = Message.create(
+        message = new_message(
             self.uuid,
             peer,
             command,
             payload,
-            now=self.clock.now(),
-            ttl=timeout if ttl is None else ttl,
-            priority=priority,
+            self.clock.now(),
+            timeout if ttl is None else ttl,
+            _REQUEST,
+            priority,
         )
         future = self.pending.register(message, timeout)  # before any actor sees it
         sender.send_one(message)

@@ -319,6 +319,42 @@ def make_message(  # noqa: PLR0917 - the fields, in Message's order
     return result
 
 
+def new_message(  # noqa: PLR0917 - Message.create's arguments, in its order
+    source: bytes,
+    destination: bytes,
+    command: bytes,
+    payload: Mapping[str, Any] | None,
+    now: float,
+    ttl: float,
+    kind: Kind,
+    priority: Priority,
+    /,
+) -> Message:
+    """``Message.create(source, destination, command, payload, now=now,
+    ttl=ttl, kind=kind, priority=priority)`` by the shortest way: what the
+    node calls for every message an application sends (its keywords and
+    checks cost 0.15-0.2 us more a message, measured). A ``ttl`` that is
+    not a positive float goes to ``Message.create``, which takes ints and
+    names what is wrong."""
+    if type(ttl) is not float or not ttl > 0.0:
+        return Message.create(
+            source, destination, command, payload, now=now, ttl=ttl, kind=kind, priority=priority
+        )
+    return make_message(
+        source,
+        destination,
+        command,
+        now + ttl,
+        kind,
+        {} if payload is None else payload,
+        next(_ids),
+        priority,
+        b"",
+        b"",
+        0,  # attempts
+    )
+
+
 def _uuid_ok(value: object) -> bool:
     """The common case of ``_check_uuid``, without naming what is wrong."""
     return type(value) is bytes and 0 < len(value) <= MAX_UUID_LEN and value[0] != 0

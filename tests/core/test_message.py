@@ -7,6 +7,7 @@ import dataclasses
 import math
 import pickle
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -19,6 +20,7 @@ from p2p0mq_actors.core.message import (
     Message,
     Priority,
     make_message,
+    new_message,
     next_message_id,
 )
 
@@ -205,6 +207,71 @@ def test_make_message_and_message_agree_on_any_fields(values: dict[str, object])
         except MessageError as exc:
             outcomes.append(str(exc))
     assert outcomes[0] == outcomes[1]
+
+
+_CREATE_POOLS = {
+    "destination": [b"b", b"", b"\x00b", "b"],
+    "command": [b"c", b"", None],
+    "payload": [None, {}, {"k": 1}, {1: 2}, [("k", 1)]],
+    "now": [0.0, 1e9, math.inf],
+    "ttl": [30.0, 0.5, 3, 0.0, -1.0, math.nan, math.inf, True, "30", 1e308],
+    "kind": [Kind.REQUEST, Kind.REPLY, 2, 3],
+    "priority": [Priority.FAST, Priority.SLOW, 1, 5],
+}
+
+
+_CREATE_VALUES = st.fixed_dictionaries(
+    {name: st.sampled_from(pool) for name, pool in _CREATE_POOLS.items()}
+)
+
+
+@given(_CREATE_VALUES)
+def test_new_message_builds_what_create_builds_or_raises_the_same_error(
+    values: dict[str, object],
+) -> None:
+    """The node's positional shortcut: same message (but for its new id),
+    same error for anything wrong, the ttl's included."""
+    v: dict[str, Any] = values
+    outcomes = []
+    for build in (
+        lambda: Message.create(
+            b"a",
+            v["destination"],
+            v["command"],
+            v["payload"],
+            now=v["now"],
+            ttl=v["ttl"],
+            kind=v["kind"],
+            priority=v["priority"],
+        ),
+        lambda: new_message(
+            b"a",
+            v["destination"],
+            v["command"],
+            v["payload"],
+            v["now"],
+            v["ttl"],
+            v["kind"],
+            v["priority"],
+        ),
+    ):
+        try:
+            fields = _fields(build())
+        except MessageError as exc:
+            outcomes.append(str(exc))
+        else:
+            assert type(fields.pop("message_id")) is int
+            outcomes.append(fields)  # type: ignore[arg-type]
+    assert outcomes[0] == outcomes[1]
+
+
+def test_new_message_takes_a_fresh_id_each_time() -> None:
+    def new_id() -> int:
+        built = new_message(b"a", b"b", b"c", None, 0.0, 1.0, Kind.REQUEST, Priority.FAST)
+        return built.message_id
+
+    ids = [new_id(), next_message_id(), new_id()]
+    assert ids == sorted(ids) and len(set(ids)) == 3
 
 
 def _fields(m: Message) -> dict[str, object]:
