@@ -23,7 +23,7 @@ from .core.ports import Clock
 from .runtime.clock import MonotonicClock
 from .runtime.intake import HANDOFF
 from .runtime.messages import Bind
-from .runtime.receiver import Receiver
+from .runtime.receiver import BACKLOG, Receiver
 from .runtime.requests import NodeObserver, PendingRequests
 from .runtime.sender import Sender
 from .transport.context import end_context, new_context
@@ -51,6 +51,9 @@ class Node:
         shape: the wire shape peers get unless ``add_peer`` says otherwise.
         max_rounds, pacing, unreachable_after: see ``Sender``.
         poll_interval: the Receiver's longest wait (bounds stop latency).
+        receive_backlog: the most received messages the Concerns may hold
+            unhandled (16,384): beyond it the node reads no more until they
+            are down to half, and peers' sends wait in their own queues.
         max_sockets: raise the zmq context's socket limit (1,023 by default;
             a peer costs three sockets with its monitor).
         timeout: how long start-up and ``stop`` wait for each actor.
@@ -85,6 +88,7 @@ class Node:
         pacing: float = 0.0,
         unreachable_after: float = 10.0,
         poll_interval: float = 0.05,
+        receive_backlog: int = BACKLOG,
         max_sockets: int | None = None,
         timeout: float = 5.0,
         intake_capacity: int = 100_000,
@@ -114,6 +118,7 @@ class Node:
                 pacing=pacing,
                 unreachable_after=unreachable_after,
                 poll_interval=poll_interval,
+                receive_backlog=receive_backlog,
                 max_sockets=max_sockets,
             )
         except BaseException:
@@ -129,6 +134,7 @@ class Node:
         pacing: float,
         unreachable_after: float,
         poll_interval: float,
+        receive_backlog: int,
         max_sockets: int | None,
     ) -> None:
         pair = self.keys.ensure(self.uuid)
@@ -158,6 +164,7 @@ class Node:
             clock=self.clock,
             on_reply=self.pending.resolve,
             poll_interval=poll_interval,
+            backlog=receive_backlog,
         )
         self.endpoint: str = self._receiver.ask(Bind(listen), timeout=self._timeout)
 

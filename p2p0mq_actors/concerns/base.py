@@ -109,7 +109,11 @@ class Concern(Actor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Received):  # first: a request waits for its reply
-            self._received(message.messages)
+            try:
+                self._received(message.messages)
+            finally:
+                if message.done is not None:  # the Receiver may read on
+                    message.done()
         elif isinstance(message, Sent):
             self.counts["sent"] += len(message.messages)
             self._guard(self.on_sent, message.messages)

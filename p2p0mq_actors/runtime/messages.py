@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import ConfigurationError, SendError
@@ -80,9 +81,16 @@ class Dropped:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """Concern: requests and replies for us that arrived, in arrival order."""
+    """Concern: requests and replies for us that arrived, in arrival order.
+
+    ``done``, when given, is called once they are handled: the Receiver
+    counts what Concerns hold and reads no more past its bound (see
+    ``backlog.py``). ``Concern`` calls it; an actor that takes ``Received``
+    in its own ``on_receive`` must call it too.
+    """
 
     messages: tuple[Message, ...]
+    done: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,12 @@ Rules:
   polls bring one message each (round trips), a poll's first message is
   handed on before the rest is drained, so a burst after lone messages costs
   one tell more (see ``_poll_once``).
+- What the Concerns were handed and have not handled yet is bounded
+  (``backlog`` messages, plus one drain): at the bound the Receiver reads
+  no more until they are down to half, waiting ``poll_interval`` at a time,
+  so peers' sends wait in the socket and in their own queues rather than
+  in a Concern's inbox (see ``backlog.py``). It says so at WARNING (at most
+  once per ``warn_every``), and ``stats()`` counts the waits.
 - Nothing that arrives stops the Receiver: frames that do not decode are
   counted by reason and logged at WARNING, at most one line per reason per
   ``warn_every`` seconds (with the number left out since); anything
@@ -43,6 +49,7 @@ from ..transport.errors import SocketClosedError
 from ..transport.keys import check_key_pair
 from ..transport.router import AllowedKeys, CurveRouter
 from .actor import Actor
+from .backlog import Backlog
 from .messages import FLUSH, Bind, Flush, Received
 from .outcomes import ConcernRegistry
 from .turns import TURNS
@@ -65,8 +72,13 @@ DROP_REASONS: Final = ("no-route", "route-failed", "concern-stopped")
 """How decoded messages that reached no one are counted in ``stats()["dropped"]``."""
 
 _COUNTERS: Final = (
-    "received", "dispatched", "replies_consumed", "routed", "unknown_command", "errors"
+    "received", "dispatched", "replies_consumed", "routed", "unknown_command", "errors",
+    "backlog_waits",
 )  # fmt: skip
+
+BACKLOG: Final = 16_384
+"""Received messages the Concerns may hold unhandled before the Receiver
+stops reading (``Receiver(backlog=...)``, ``Node(receive_backlog=...)``)."""
 
 CONTEXT_END_TIMEOUT = 5.0
 """Seconds the Receiver's zmq context gets to end when it stops."""
@@ -186,6 +198,9 @@ class Receiver(Actor):
         poll_interval: The longest wait of one step, in seconds: bounds the
             latency of ``stop`` and of asks such as ``stats``.
         batch: The most messages drained in one step.
+        backlog: The most received messages the Concerns may have been
+            handed and not yet handled (plus one drain): beyond it the
+            Receiver reads no more until they are down to half.
         ttl: Seconds a received message may live (its deadline is arrival + ttl).
         warn_every: Seconds between two WARNING lines of the same kind.
 
@@ -206,11 +221,12 @@ class Receiver(Actor):
         route: Callable[[list[Message]], None] | None = None,
         poll_interval: float = 0.05,
         batch: int = 256,
+        backlog: int = BACKLOG,
         ttl: float = 30.0,
         warn_every: float = 10.0,
     ) -> None:
         super().__init__()
-        _check_settings(uuid, poll_interval, batch, ttl, warn_every)
+        _check_settings(uuid, poll_interval, batch, backlog, ttl, warn_every)
         self._uuid = uuid
         self._keys = check_key_pair(keys)
         self._allowed = allowed
@@ -221,6 +237,7 @@ class Receiver(Actor):
         self._route = route
         self._poll_interval = poll_interval
         self._batch = batch
+        self._backlog = Backlog(backlog)
         self._alone = False  # whether the last poll that brought messages brought one
         self._ttl = ttl
         self._throttle = _Throttle(clock, warn_every)
@@ -310,6 +327,9 @@ class Receiver(Actor):
         router = self._router
         if router is None or self._state != "LISTENING":
             return False
+        if self._backlog.full:
+            self._wait_for_concerns()
+            return True
         self._steps += 1
         alone = self._alone
         batch = self._read(router, 1 if alone else self._batch, wait=True)
@@ -326,6 +346,26 @@ class Receiver(Actor):
         if batch:  # an empty poll (idle) leaves the mode as it was
             self._alone = len(batch) == 1
         return True
+
+    def _wait_for_concerns(self) -> None:
+        """Read nothing until the Concerns handled half of what they hold, or
+        for ``poll_interval`` (the step goes on, or ends if anything waits
+        in the inbox); stopped Concerns hold nothing."""
+        backlog = self._backlog
+        self._counts["backlog_waits"] += 1
+        if backlog.wait(self._poll_interval):
+            return
+        backlog.forget_stopped()
+        if backlog.full:
+            held = ", ".join(f"{ref.actor_class.__name__}: {n}" for ref, n in backlog.holders())
+            self._warn(
+                "backlog",
+                "Concerns hold %d received messages not yet handled (%s); "
+                "reading no more until they are down to %d",
+                backlog.total,
+                held,
+                backlog.resume_at,
+            )
 
     def _read(
         self, router: CurveRouter, most: int, *, wait: bool
@@ -515,9 +555,11 @@ class Receiver(Actor):
         return taken
 
     def _tell(self, ref: Any, group: list[Message]) -> None:
+        done = self._backlog.add(ref, len(group))
         try:
-            ref.tell(Received(tuple(group)))
+            ref.tell(Received(tuple(group), done))
         except pykka.ActorDeadError:
+            done()
             self._dropped["concern-stopped"] += len(group)
             count, command = len(group), group[0].command
             self._warn("concern-stopped", "Concern of %r stopped; dropped %d", command, count)
@@ -552,9 +594,12 @@ class Receiver(Actor):
             ``rejected`` and ``dropped``: counts by reason (``REJECT_REASONS``,
             ``DROP_REASONS``); the socket's ``CurveRouter.counters()``
             (``accepted``, ``handshake_failed_*``, ``zap_refused``...);
-            ``endpoint`` (empty until bound), ``state`` and ``steps`` (polls so far).
+            ``endpoint`` (empty until bound), ``state`` and ``steps`` (polls so far);
+            ``backlog`` (messages the Concerns hold unhandled) and
+            ``backlog_waits`` (polls skipped, waiting for them to fall).
         """
         out: dict[str, Any] = dict(self._counts)
+        out["backlog"] = self._backlog.total
         out["rejected"] = dict(self._rejected)
         out["dropped"] = dict(self._dropped)
         if self._router is not None:
@@ -595,8 +640,13 @@ def _sender(frames: Sequence[Any]) -> bytes:
         return b"?"
 
 
-def _check_settings(
-    uuid: object, poll_interval: object, batch: object, ttl: object, warn_every: object
+def _check_settings(  # noqa: PLR0917 - the settings, in the Receiver's order
+    uuid: object,
+    poll_interval: object,
+    batch: object,
+    backlog: object,
+    ttl: object,
+    warn_every: object,
 ) -> None:
     if not isinstance(uuid, bytes) or not 0 < len(uuid) <= MAX_UUID_LEN or uuid[0] == 0:
         raise ConfigurationError(
@@ -611,8 +661,9 @@ def _check_settings(
         raise ConfigurationError(
             f"warn_every must be a number of seconds >= 0, got {warn_every!r}"
         )
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ConfigurationError(f"batch must be an int >= 1, got {batch!r}")
+    for name, count in (("batch", batch), ("backlog", backlog)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigurationError(f"{name} must be an int >= 1, got {count!r}")
 
 
 def _seconds(value: object) -> TypeGuard[float]:

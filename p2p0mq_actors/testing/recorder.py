@@ -26,6 +26,7 @@ from ..concerns.base import Concern
 from ..core.errors import SendError
 from ..core.message import Message
 from ..core.policy import Decision
+from ..runtime.messages import Received
 
 
 class OutcomeBook:
@@ -122,7 +123,8 @@ class MessageLog:
 
 class Recorder(pykka.ThreadingActor):
     """An actor that records every message told to it in a ``MessageLog``: a
-    stand-in for the Scheduler (or a peer) when a test drives one actor alone.
+    stand-in for the Scheduler (or a peer, or a Concern: a ``Received`` it
+    records counts as handled) when a test drives one actor alone.
 
     Example::
 
@@ -139,4 +141,6 @@ class Recorder(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         self.log.append(message)
+        if isinstance(message, Received) and message.done is not None:
+            message.done()  # recorded is handled: the Receiver may read on
         return None

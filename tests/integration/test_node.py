@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -378,6 +380,55 @@ def test_a_send_loop_of_small_and_large_messages_arrives_whole_and_in_order(
         assert [m.payload["n"] for m in got] == list(range(400))
         assert all(len(m.payload.get("blob", blob)) == len(blob) for m in got)
         assert bob.stats()["rejected"] == 0
+
+
+class Gated(Chat):
+    """Records requests once ``gate`` is set (waits for it, bounded)."""
+
+    def __init__(self, *, gate: threading.Event, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def on_request(self, message: Message) -> None:
+        self.gate.wait(30)
+        super().on_request(message)
+
+
+def test_a_concern_that_falls_behind_holds_the_receiver_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    # Bob's Concern is stuck: his Receiver reads up to its backlog (plus one
+    # drain of 256) and no further; the rest waits in the sockets and in
+    # Alice's queues, and all of it arrives in order once the Concern moves.
+    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    gate = threading.Event()
+    with (
+        Node(b"alice", keys=alice_keys) as alice,
+        Node(b"bob", keys=bob_keys, receive_backlog=300, poll_interval=0.01) as bob,
+    ):
+        try:
+            inbox = Inbox()
+            bob.add_concern(Gated, inbox=inbox, gate=gate)
+            bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public)
+            alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public)
+            sent = [
+                alice.message(b"bob", b"chat", {"n": n}, priority=Priority.FAST)
+                for n in range(3000)
+            ]
+            alice.send_many(sent)
+            deadline = time.monotonic() + 20
+            while (receiver := bob.stats()["receiver"])["backlog_waits"] < 3:
+                assert time.monotonic() < deadline, receiver
+            assert 300 <= receiver["received"] <= 300 + 256
+            assert receiver["backlog"] == receiver["received"]
+            assert bob.stats()["receiver"]["received"] == receiver["received"]  # still held
+        finally:
+            gate.set()
+        got = inbox.wait_for(3000, timeout=30)
+        assert [m.payload["n"] for m in got] == list(range(3000))
+        deadline = time.monotonic() + 10  # the last batch is counted off after its handler
+        while bob.stats()["receiver"]["backlog"]:
+            assert time.monotonic() < deadline
 
 
 def test_a_known_key_cannot_speak_under_another_peers_uuid(tmp_path: Path) -> None:

@@ -110,3 +110,33 @@ def test_replies_go_to_on_reply_and_are_not_answered(rig: Rig) -> None:
     assert stats["received"] == 1
     assert rig.concern.proxy().replies_heard.get(timeout=WAIT) == [reply]
     assert rig.told_scheduler() == []
+
+
+class Noting(Concern):
+    """Notes each request's n; raises for n == 0."""
+
+    command = b"calc"
+
+    def __init__(self, *, seen: list[object], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seen = seen
+
+    def on_request(self, message: Message) -> None:
+        self.seen.append(message.payload["n"])
+        if message.payload["n"] == 0:
+            raise ValueError("boom")
+
+
+def test_a_batch_counts_as_handled_once_after_its_handlers_ran_even_when_one_raised(
+    rig: Rig,
+) -> None:
+    seen: list[object] = []
+    concern = Noting.start(scheduler=rig.scheduler, clock=rig.clock, seen=seen)
+    try:
+        concern.tell(Received((rig.request(0), rig.request(5)), done=lambda: seen.append("done")))
+        concern.tell(Received((rig.request(6),)))  # no count to keep: fine too
+        stats = concern.proxy().stats().get(timeout=WAIT)
+    finally:
+        concern.stop()
+    assert seen == [0, 5, "done", 6]
+    assert stats["errors"] == 1 and stats["received"] == 3

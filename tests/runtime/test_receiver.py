@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import msgpack
+import pykka
 import pytest
 import zmq
-from receiver_rig import ALICE, BOB, TIMEOUT, Rig
+from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Rig
 
 from p2p0mq_actors.core.codec import decode
 from p2p0mq_actors.core.errors import ConfigurationError, ProtocolError
@@ -192,6 +194,108 @@ def test_hooks_that_raise_are_counted_and_receiving_goes_on(rig_factory: Any) ->
     rig.wait_stats(lambda s: s["dispatched"] == 2)
 
 
+# -- the bound on what Concerns hold ---------------------------------------------------
+
+
+class Holder(pykka.ThreadingActor):
+    """A Concern stand-in that records what it is handed and counts it
+    handled only when asked to ``"release"`` it."""
+
+    def __init__(self, log: MessageLog) -> None:
+        super().__init__()
+        self.log = log
+        self.held: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "release":
+            held, self.held = self.held, []
+            for done in held:
+                done()
+            return len(held)
+        self.log.append(message)
+        if isinstance(message, Received) and message.done is not None:
+            self.held.append(message.done)
+        return None
+
+
+def _holding_rig(rig_factory: Any, **options: Any) -> tuple[Rig, Any, MessageLog]:
+    rig = rig_factory(poll_interval=0.01, **options)
+    log = MessageLog()
+    holder = Holder.start(log)
+    rig.concerns.remove(COMMAND)
+    rig.concerns.add(COMMAND, holder)
+    return rig, holder, log
+
+
+def _sent_in_batches(rig: Rig, client: Any, count: int) -> list[Message]:
+    sent = [rig.message(n) for n in range(1, count + 1)]
+    for start in range(0, count, 100):  # within the client's high-water mark
+        rig.send(client, *sent[start : start + 100])
+    return sent
+
+
+def test_the_receiver_reads_no_further_than_its_backlog_until_the_concern_catches_up(
+    rig_factory: Any,
+) -> None:
+    rig, holder, log = _holding_rig(rig_factory, backlog=100, batch=10)
+    try:
+        sent = _sent_in_batches(rig, rig.client(), 600)
+        stats = rig.wait_stats(lambda s: s["backlog_waits"] >= 1)
+        held = stats["received"]
+        assert 100 <= held <= 100 + 10  # the bound, plus at most one drain
+        assert stats["backlog"] == stats["dispatched"] == held
+        # It goes on waiting, reading nothing, while the Concern holds them.
+        stats = rig.wait_stats(lambda s: s["backlog_waits"] >= 4)
+        assert stats["received"] == held and stats["backlog"] == held
+        # Each release lets it read on; nothing is lost or reordered.
+        deadline = time.monotonic() + TIMEOUT
+        while rig.stats()["received"] < 600:
+            holder.ask("release", timeout=TIMEOUT)
+            assert time.monotonic() < deadline, rig.stats()
+        holder.ask("release", timeout=TIMEOUT)
+        assert [m for r in log.items() if isinstance(r, Received) for m in r.messages] == sent
+        assert rig.wait_stats(lambda s: s["backlog"] == 0)["dispatched"] == 600
+    finally:
+        holder.stop(timeout=TIMEOUT)
+
+
+def test_a_concern_that_stops_holding_messages_does_not_hold_the_receiver(
+    rig_factory: Any,
+) -> None:
+    rig, holder, _ = _holding_rig(rig_factory, backlog=50, batch=10)
+    _sent_in_batches(rig, rig.client(), 300)
+    held = rig.wait_stats(lambda s: s["backlog_waits"] >= 1)["received"]
+    assert held <= 60
+    holder.stop(timeout=TIMEOUT)  # what it held is gone with it
+    stats = rig.wait_stats(lambda s: s["received"] == 300)
+    assert stats["backlog"] == 0
+    assert stats["dropped"]["concern-stopped"] == 300 - held
+
+
+def test_a_paused_receiver_still_answers_and_stops_within_a_poll(rig_factory: Any) -> None:
+    rig, holder, _ = _holding_rig(rig_factory, backlog=20, batch=5)
+    try:
+        _sent_in_batches(rig, rig.client(), 100)
+        rig.wait_stats(lambda s: s["backlog_waits"] >= 2)
+        rig.ref.stop(timeout=TIMEOUT)
+        assert not rig.ref.is_alive()
+    finally:
+        holder.stop(timeout=TIMEOUT)
+
+
+def test_the_backlog_setting_is_checked(rig_factory: Any) -> None:
+    for bad in (0, -1, 1.5, True, None):
+        with pytest.raises(ConfigurationError, match="backlog must be an int >= 1"):
+            Receiver(
+                uuid=BOB,
+                keys=generate_keypair(),
+                allowed=AllowedKeys(),
+                concerns=ConcernRegistry(),
+                clock=MonotonicClock(),
+                backlog=bad,  # type: ignore[arg-type]
+            )
+
+
 # -- refusing frames ---------------------------------------------------------------
 
 
@@ -289,6 +393,8 @@ def test_a_fresh_receiver_reports_zero_everywhere(rig: Rig) -> None:
         "routed": 0,
         "unknown_command": 0,
         "errors": 0,
+        "backlog": 0,
+        "backlog_waits": 0,
         "rejected": NO_REJECTS,
         "dropped": {"no-route": 0, "route-failed": 0, "concern-stopped": 0},
         "accepted": 0,
