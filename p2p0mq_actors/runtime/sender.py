@@ -44,14 +44,15 @@ class Sender:
         sockets: creates the sending socket of each peer.
         clock: time source; by default a ``MonotonicClock`` the Sender owns.
         max_rounds: the longest plan, in rounds. Longer plans cost fewer
-            tells per message on the medium and slow lanes (the bench's ten
-            native peers, with batch frames: 86-108k msg/s at 16, 121-165k
-            at 32), but a connection holds the GIL for most of its plan, so
-            the other threads (the Scheduler, the newcomer's connection)
-            wait longer for it. In the flood bench (0.1.1 wire, counted at
-            the sockets) a newcomer went out within one round in every run
-            at 16 and at 32, but it waited up to 5.7 ms at 32 (one run in
-            20-40) against at most 2.95 ms at 16.
+            tells per message on the medium and slow lanes, and the
+            newcomer after a flood waits longer in the worst runs. Measured
+            (alternating runs, 16 against 64): backlogs one peer +28-59 %,
+            ten peers +10-18 % (native: +18-27 %, our sending side alone
+            +60-100 %), slow +14-21 %; the flood bench's newcomer went out
+            within one round in every run either way, in a median 0.5-0.6
+            ms, but in 1.64 ms at the 90th percentile against 0.81, and
+            past 5 ms in 1 run of 100 against none (32: 2 of 100). 16
+            keeps the tail; raise it for backlogs when fairness matters less.
         pacing: if > 0, the least time between two epochs.
         policy: the default Concern's failure policy.
         shape: the wire shape peers get unless ``add_peer`` says otherwise.
