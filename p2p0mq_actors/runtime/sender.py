@@ -47,8 +47,8 @@ class Sender:
             tells per message on the medium and slow lanes, and the
             newcomer after a flood waits longer in the worst runs. Measured
             (alternating runs, 16 against 64): backlogs one peer +28-59 %,
-            ten peers +10-18 % (native: +18-27 %, our sending side alone
-            +60-100 %), slow +14-21 %; the flood bench's newcomer went out
+            ten peers +12-17 % (native: +22-27 %, our sending side alone
+            +79-103 %), slow +14-21 %; the flood bench's newcomer went out
             within one round in every run either way, in a median 0.5-0.6
             ms, but in 1.64 ms at the 90th percentile against 0.81, and
             past 5 ms in 1 run of 100 against none (32: 2 of 100). 16
