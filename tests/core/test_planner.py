@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from lanes_kit import FAST, MEDIUM, SLOW, msg
 
 from p2p0mq_actors.core.errors import WouldBlock
-from p2p0mq_actors.core.fairness import Plan, run_plan
+from p2p0mq_actors.core.fairness import Plan, PlanResult, run_plan
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.core.planner import Planner
 
@@ -289,6 +289,31 @@ def test_expired_messages_are_dropped_when_planned() -> None:
     sim.settle()
     assert sorted(m.message_id for m in sim.expired) == [old_f.message_id, old_s.message_id]
     assert len(sim.log) == 1
+
+
+def test_the_sweep_looks_only_at_peers_not_planned_since_the_last_one() -> None:
+    # A planned peer's next plan takes its lanes whole and drops what expired
+    # then; the sweep (once a second) need not look through them. A peer
+    # planned and then blocked is swept one sweep later.
+    p = Planner()
+    for peer in (b"x", b"y"):
+        p.add_peer(peer)
+    p.set_blocked(b"x", True)
+    old_x, live_x = msg(b"x", MEDIUM, deadline=5.0), msg(b"x", MEDIUM)
+    p.enqueue([old_x, live_x])
+    assert p.start_epoch(1.0) == ([], [])  # the sweep ran: nothing expired yet
+    p.enqueue([msg(b"y", MEDIUM)])
+    (plan,), _ = p.start_epoch(1.5)
+    assert plan.peer == b"y"
+    p.complete(PlanResult(peer=b"y", epoch=plan.epoch, medium_len=0))
+    p.set_blocked(b"y", True)
+    old_y, live_y = msg(b"y", MEDIUM, deadline=5.0), msg(b"y", MEDIUM)
+    p.enqueue([old_y, live_y])
+    assert p.start_epoch(6.0) == ([], [old_x])  # y was planned since the last sweep
+    assert p.start_epoch(6.5) == ([], [])  # no sweep due
+    assert p.start_epoch(7.0) == ([], [old_y])
+    assert p.take_peer_messages(b"x") == [live_x]
+    assert p.take_peer_messages(b"y") == [live_y]
 
 
 def test_deferred_messages_fall_due_in_order() -> None:

@@ -86,6 +86,26 @@ def test_would_block_mid_batch_keeps_order_and_loses_nothing(path_factory) -> No
     assert p.book.failed == [] and p.book.dropped == []
 
 
+def test_a_blocked_peer_drops_each_message_as_its_ttl_runs_out_in_any_order(path_factory) -> None:  # type: ignore[no-untyped-def]
+    # The queue is scanned only once its earliest deadline has passed: the
+    # deadlines here are out of queue order, and each drop must come on time
+    # (all within the 10 s a peer may stay unwritable).
+    p: Path = path_factory([b"x"])
+    sock = p.sock(b"x")
+    sock.block()
+    m2, m05, m4, m1 = (p.msg(b"x", ttl=t) for t in (2.0, 0.5, 4.0, 1.0))
+    p.sender.enqueue_medium([m2, m05, m4, m1])
+    p.sender.flush()
+    for advance, dropped in ((0.6, [m05]), (0.5, [m05, m1]), (1.0, [m05, m1, m2])):
+        p.clock.advance(advance)
+        count = len(dropped)
+        p.book.wait_for(lambda bk, n=count: len(bk.dropped) == n)
+        assert [m for m, _ in p.book.dropped] == dropped
+    sock.unblock()
+    p.book.wait_for(lambda bk: len(bk.sent) == 1)
+    assert p.book.sent == [m4] and p.book.failed == []
+
+
 def test_a_message_that_outlives_its_ttl_is_dropped_once_with_reason_ttl(path_factory) -> None:  # type: ignore[no-untyped-def]
     p: Path = path_factory([b"x"])
     sock = p.sock(b"x")
