@@ -51,8 +51,11 @@ class Sender:
             +79-103 %), slow +14-21 %; the flood bench's newcomer went out
             within one round in every run either way, in a median 0.5-0.6
             ms, but in 1.64 ms at the 90th percentile against 0.81, and
-            past 5 ms in 1 run of 100 against none (32: 2 of 100). 16
-            keeps the tail; raise it for backlogs when fairness matters less.
+            past 5 ms in 1 run of 100 against none (32: 2 of 100; again
+            later, 1.57 against 1.48 ms, and 1 against none). The slow runs
+            wait for a CPU (each process on its own CPU: at most 0.4 ms at
+            64), and longer plans keep the CPUs busier. 16 keeps the tail;
+            raise it for backlogs when the newcomer's worst case matters less.
         pacing: if > 0, the least time between two epochs.
         policy: the default Concern's failure policy.
         shape: the wire shape peers get unless ``add_peer`` says otherwise.
