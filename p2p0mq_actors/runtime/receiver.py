@@ -352,6 +352,8 @@ class Receiver(Actor):
         for ``poll_interval`` (the step goes on, or ends if anything waits
         in the inbox); stopped Concerns hold nothing."""
         backlog = self._backlog
+        if backlog.forget_stopped() and not backlog.full:
+            return  # what stopped Concerns held was all that filled it
         self._counts["backlog_waits"] += 1
         if backlog.wait(self._poll_interval):
             return
