@@ -161,6 +161,7 @@ class Message:
         next_hop: bytes = b"",
     ) -> Message:
         """Build a message that lives ``ttl`` seconds from ``now``."""
+        # The same make_message call as new_message's (see there, on purpose).
         if (
             type(ttl) is not float and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)))
         ) or not ttl > 0:
@@ -335,7 +336,12 @@ def new_message(  # noqa: PLR0917 - Message.create's arguments, in its order
     node calls for every message an application sends (its keywords and
     checks cost 0.15-0.2 us more a message, measured). A ``ttl`` that is
     not a positive float goes to ``Message.create``, which takes ints and
-    names what is wrong."""
+    names what is wrong.
+
+    The ``make_message`` call below is ``create``'s own, kept twice on
+    purpose: ``create`` routed through here cost it 0.09 us a message
+    (0.98 -> 1.07 us, measured), and the bench's codec ceilings build
+    with ``create``. A change to one call belongs in both."""
     if type(ttl) is not float or not ttl > 0.0:
         return Message.create(
             source, destination, command, payload, now=now, ttl=ttl, kind=kind, priority=priority
