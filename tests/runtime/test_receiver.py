@@ -20,6 +20,7 @@ from p2p0mq_actors.core.codec import decode
 from p2p0mq_actors.core.errors import ConfigurationError, ProtocolError
 from p2p0mq_actors.core.message import Kind, Message
 from p2p0mq_actors.core.native import batch_frame, encode_native_body
+from p2p0mq_actors.runtime import receiver as receiver_module
 from p2p0mq_actors.runtime.clock import MonotonicClock
 from p2p0mq_actors.runtime.messages import Bind, Received
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
@@ -109,6 +110,25 @@ def test_from_lone_messages_to_bursts_and_back_none_is_lost_or_reordered(rig: Ri
         sent += batch
         rig.wait_stats(dispatched(len(sent)))
     assert rig.delivered() == sent
+
+
+def test_after_a_lone_message_is_handed_on_the_receiver_yields_its_cpu_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yields: list[int] = []
+    monkeypatch.setattr(receiver_module, "_yield_cpu", lambda: yields.append(1))
+    client = rig.client()
+    together = [rig.message(n) for n in range(1, 11)]  # arrive together: see the first test
+    rig.send(client, *together)
+    rig.wait_stats(dispatched(10))
+    assert yields == []  # a batch: no thread waits for this one in particular
+    lone = [rig.message(n) for n in range(11, 15)]
+    for n, message in enumerate(lone, start=11):
+        rig.send(client, message)
+        rig.wait_stats(dispatched(n))
+    # the first lone message came after a batch and was read as one
+    assert len(yields) == 3
+    assert rig.delivered() == together + lone
 
 
 def dispatched(total: int) -> Any:
