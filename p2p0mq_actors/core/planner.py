@@ -18,7 +18,9 @@ Rules:
 - Express path: a fast message for a peer with nothing queued and no plan in
   flight is handed out at once as a one-message plan.
 - A peer has at most one plan in flight; a blocked peer gets no plan until it
-  says it is writable again; its slow messages are skipped, not lost.
+  says it is writable again; its slow messages are skipped, not lost: set
+  aside in order as the lane meets them, and merged back by age when it is
+  writable, so that they are stepped over once, not in every epoch.
 - Expired messages are dropped when about to be planned, and once per
   ``sweep_interval`` by a sweep of the lanes of the peers not planned since
   the last sweep (blocked ones, or with a plan in flight that long).
@@ -27,6 +29,7 @@ Rules:
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +74,11 @@ class Planner:
         self._slow: deque[SlowItem] = deque()
         self._slow_seq = 0
         self._slow_count: dict[bytes, int] = {}
+        self._slow_earliest = math.inf  # no slow deadline is earlier (a lower bound)
+        # Slow items of blocked peers, set aside (in order) as the lane meets
+        # them, and merged back when the peer is writable: otherwise every
+        # epoch would step over them again (20,000 of them took 1.8 ms).
+        self._parked: dict[bytes, deque[SlowItem]] = {}
         self._delayed: list[tuple[float, int, Message]] = []
         self._epoch: _Epoch | None = None
         self._epochs = 0
@@ -113,8 +121,11 @@ class Planner:
         if peer in self._pending:
             self._pending[peer] = []
         if self._slow_count.pop(peer, 0):
-            out.extend(i.message for i in self._slow if i.message.next_hop == peer)
-            self._slow = deque(i for i in self._slow if i.message.next_hop != peer)
+            parked = self._parked.pop(peer, ())
+            lane = [i for i in self._slow if i.message.next_hop == peer]
+            out.extend(i.message for i in heapq.merge(parked, lane, key=_seq))
+            if lane:
+                self._slow = deque(i for i in self._slow if i.message.next_hop != peer)
         return out
 
     def set_blocked(self, peer: bytes, blocked: bool, medium_len: int | None = None) -> None:
@@ -122,6 +133,9 @@ class Planner:
         if peer not in self._peers:
             return
         (self._blocked.add if blocked else self._blocked.discard)(peer)
+        if not blocked and peer in self._parked:
+            self._put_back(self._parked.pop(peer))
+            self._dirty.add(peer)
         if medium_len is not None:
             self._medium_len[peer] = medium_len
             if medium_len:
@@ -180,6 +194,7 @@ class Planner:
         elif message.priority is Priority.SLOW:
             self._slow.append(SlowItem(self._slow_seq, message))
             self._slow_seq += 1
+            self._slow_earliest = min(self._slow_earliest, message.deadline)
             self._slow_count[peer] = self._slow_count.get(peer, 0) + 1
         else:
             self._pending[peer].append(message)
@@ -345,7 +360,10 @@ class Planner:
                 break  # its turn comes as soon as its plan is back: keep the order
             item = self._slow.popleft()
             if peer not in ready:  # blocked: skipped, not lost
-                kept.append(item)
+                if peer in self._blocked:
+                    self._parked.setdefault(peer, deque()).append(item)
+                else:
+                    kept.append(item)
                 continue
             self._slow_count[peer] -= 1
             if item.message.deadline <= now:
@@ -360,7 +378,9 @@ class Planner:
         """Drop every expired message the planner holds, in every lane but
         those of peers planned since the last sweep: their next plan takes
         the lanes whole and drops what expired then (a flood's lane of
-        100,000 took 5 ms to look through, the GIL held)."""
+        100,000 took 5 ms to look through, the GIL held). The slow lane is
+        looked through only once its earliest deadline may have passed: a
+        lower bound, kept as messages join the lane or are handed back."""
         planned, self._planned = self._planned, set()
         for peer in self._peers - planned:
             for lane in (self._fast[peer], self._pending[peer]):
@@ -368,15 +388,29 @@ class Planner:
                     keep = _live(lane, now, expired)
                     lane.clear()
                     lane.extend(keep)
-        if any(item.message.deadline <= now for item in self._slow):
-            keep_slow: deque[SlowItem] = deque()
-            for item in self._slow:
-                if item.message.deadline > now:
-                    keep_slow.append(item)
+        if now >= self._slow_earliest:  # (the lane is looked through only then)
+            self._sweep_slow(now, expired)
+
+    def _sweep_slow(self, now: float, expired: list[Message]) -> None:
+        """Drop the slow lane's expired messages, and make its bound exact."""
+        earliest = math.inf
+        lanes = [self._slow, *self._parked.values()]
+        for n, lane in enumerate(lanes):
+            keep: deque[SlowItem] = deque()
+            for item in lane:
+                deadline = item.message.deadline
+                if deadline > now:
+                    keep.append(item)
+                    earliest = min(earliest, deadline)
                 else:
                     expired.append(item.message)
                     self._slow_count[item.message.next_hop] -= 1
-            self._slow = keep_slow
+            lanes[n] = keep
+        self._slow = lanes[0]
+        self._parked = {
+            peer: lane for peer, lane in zip(self._parked, lanes[1:], strict=True) if lane
+        }
+        self._slow_earliest = earliest
 
     def complete(self, result: PlanResult) -> bool:
         """Take a peer's result back.
@@ -399,11 +433,23 @@ class Planner:
             self._fast[peer].extendleft(reversed(result.unsent_fast))
         if result.unsent_slow:
             returned = [SlowItem(i.seq, i.message) for i in result.unsent_slow]
-            self._slow = deque(heapq.merge(returned, self._slow, key=lambda i: i.seq))
+            self._put_back(returned)
+            earliest = min(i.message.deadline for i in returned)
+            self._slow_earliest = min(self._slow_earliest, earliest)
             self._slow_count[peer] = self._slow_count.get(peer, 0) + len(returned)
         self._medium_len[peer] = result.medium_len
         if result.blocked:
             self._blocked.add(peer)
+
+    def _put_back(self, items: Sequence[SlowItem]) -> None:
+        """Return slow items (oldest first) to their places in the lane. Only
+        the lane's head older than the youngest of them is looked at: they
+        came from the head (merging a lane of 20,000 whole took 0.57 ms)."""
+        lane, youngest = self._slow, items[-1].seq
+        head: list[SlowItem] = []
+        while lane and lane[0].seq < youngest:
+            head.append(lane.popleft())
+        lane.extendleft(reversed(list(heapq.merge(items, head, key=_seq))))
 
     def _finish_if_done(self, peer: bytes, epoch_number: int) -> None:
         epoch = self._epoch
@@ -436,7 +482,9 @@ class Planner:
             out.extend(self.take_peer_messages(peer))
         out.extend(item.message for item in self._slow)
         self._slow.clear()
+        self._parked.clear()
         self._slow_count.clear()
+        self._slow_earliest = math.inf
         out.extend(entry[2] for entry in sorted(self._delayed))
         self._delayed.clear()
         return out
@@ -448,16 +496,19 @@ class Planner:
             sum(map(len, self._fast.values()))
             + sum(self._medium_len.values())
             + sum(map(len, self._pending.values()))
-            + len(self._slow)
+            + self._slow_len()
             + len(self._delayed)
         )
+
+    def _slow_len(self) -> int:
+        return len(self._slow) + sum(map(len, self._parked.values()))
 
     def depths(self) -> dict[str, int]:
         """Queue depths as the planner knows them (medium: last reported)."""
         return {
             "fast": sum(map(len, self._fast.values())),
             "medium": sum(self._medium_len.values()) + sum(map(len, self._pending.values())),
-            "slow": len(self._slow),
+            "slow": self._slow_len(),
             "delayed": len(self._delayed),
         }
 
@@ -476,3 +527,7 @@ def _live(lane: Iterable[Message], now: float, expired: list[Message]) -> list[M
     for message in lane:
         (live if message.deadline > now else expired).append(message)
     return live
+
+
+def _seq(item: SlowItem) -> int:
+    return item.seq

@@ -266,6 +266,59 @@ def test_a_blocked_peer_is_skipped_and_its_slow_messages_wait_in_order() -> None
     assert sim.log == [sy1, sy2, sx1, sx2]
 
 
+def test_a_writable_peers_set_aside_slow_messages_go_before_younger_ones_of_others() -> None:
+    # While x is blocked the lane sets its slow messages aside; once x is
+    # writable they are back in their place by age: the lane's oldest first.
+    p = Planner(max_rounds=1)
+    for peer in (b"x", b"y"):
+        p.add_peer(peer)
+    p.set_blocked(b"x", True)
+    sx1, sx2 = msg(b"x", SLOW), msg(b"x", SLOW)
+    sy1, sy2, sy3 = (msg(b"y", SLOW) for _ in range(3))
+    p.enqueue([sx1, sx2, sy1, sy2, sy3])
+
+    def epoch() -> list[Message]:
+        plans, _ = p.start_epoch(0.0)
+        for plan in plans:
+            p.complete(PlanResult(peer=plan.peer, epoch=plan.epoch, medium_len=0))
+        return [item.message for plan in plans for item in plan.slow]
+
+    assert epoch() == [sy1]  # x's two were stepped over
+    assert p.depths()["slow"] == 4
+    p.set_blocked(b"x", False)
+    assert [epoch() for _ in range(5)] == [[sx1], [sx2], [sy2], [sy3], []]
+
+
+def test_the_sweep_drops_expired_slow_messages_set_aside_for_a_blocked_peer() -> None:
+    p = Planner()
+    for peer in (b"x", b"y"):
+        p.add_peer(peer)
+    p.set_blocked(b"x", True)
+    old, live = msg(b"x", SLOW, deadline=5.0), msg(b"x", SLOW)
+    p.enqueue([old, live])
+    assert p.start_epoch(1.0) == ([], [])  # the lane meets them: set aside
+    assert p.depths()["slow"] == 2
+    assert p.start_epoch(6.0) == ([], [old])
+    assert p.depths()["slow"] == 1
+    assert p.take_peer_messages(b"x") == [live]
+    assert p.depths()["slow"] == 0
+
+
+def test_the_sweep_drops_each_slow_message_when_its_own_deadline_passed() -> None:
+    # Deadlines out of queue order: the lane's bound is its earliest, not its first.
+    p = Planner()
+    p.add_peer(b"x")
+    p.set_blocked(b"x", True)
+    m10, m5, m20 = (msg(b"x", SLOW, deadline=d) for d in (10.0, 5.0, 20.0))
+    p.enqueue([m10, m5, m20])
+    assert p.start_epoch(1.0) == ([], [])
+    assert p.start_epoch(6.0) == ([], [m5])
+    assert p.start_epoch(9.0) == ([], [])
+    assert p.start_epoch(11.0) == ([], [m10])
+    assert p.start_epoch(21.0) == ([], [m20])
+    assert p.drain() == []
+
+
 def test_take_peer_messages_returns_everything_held_for_the_peer() -> None:
     sim = Sim(peers=(b"x", b"y"))
     sim.capacity[b"x"] = 0
@@ -428,3 +481,56 @@ def test_a_fast_message_is_never_behind_medium_or_slow_queued_earlier_for_its_pe
         queued_before_f = {id(m) for m in queued[: queued.index(f)]}
         late = [m for m in before if id(m) not in queued_before_f]
         assert late == []
+
+
+timed_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("enqueue"),
+            st.lists(
+                st.tuples(st.sampled_from(PEERS), st.floats(0.0, 30.0)), min_size=1, max_size=6
+            ),
+        ),
+        st.tuples(st.just("step"), st.sampled_from(PEERS)),
+        st.tuples(st.just("block"), st.tuples(st.sampled_from(PEERS), st.integers(0, 3))),
+        st.tuples(st.just("unblock"), st.sampled_from(PEERS)),
+        st.tuples(st.just("wait"), st.floats(0.0, 8.0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(timed_ops, st.integers(1, 16))
+def test_after_a_sweep_no_expired_slow_message_is_held(script, q) -> None:  # type: ignore[no-untyped-def]
+    """Whatever was queued, handed back or set aside, with deadlines in any
+    order: a sweep leaves no slow message whose deadline passed, and every
+    slow message ends once (sent, expired or still held)."""
+    sim = Sim(rounds=q)
+    sim.planner.sweep_interval = 0.0  # every epoch sweeps
+    queued: list[Message] = []
+    for op, arg in script:
+        if op == "enqueue":
+            batch = [msg(peer, SLOW, deadline=d) for peer, d in arg]  # type: ignore[attr-defined]
+            queued += batch
+            sim.enqueue(*batch)
+        elif op == "step":
+            sim.step(arg)  # type: ignore[arg-type]
+        elif op == "block":
+            peer, cap = arg  # type: ignore[misc]
+            sim.capacity[peer] = cap
+        elif op == "wait":
+            sim.now += arg  # type: ignore[operator]
+            sim.pump()
+        elif sim.planner.is_blocked(arg):  # type: ignore[arg-type]
+            sim.unblock(arg)  # type: ignore[arg-type]
+    for peer in PEERS:  # whatever is in flight comes back unsent
+        sim.capacity[peer] = 0
+    for _ in range(100):
+        if not any([sim.step(peer) for peer in PEERS]):
+            break
+    sim.pump()  # no epoch in flight: this one sweeps
+    held = sim.planner.drain()
+    assert all(m.deadline > sim.now for m in held)
+    ended = [m.message_id for m in [*sim.log, *sim.expired, *held]]
+    assert sorted(ended) == sorted(m.message_id for m in queued)
