@@ -289,6 +289,31 @@ def test_a_writable_peers_set_aside_slow_messages_go_before_younger_ones_of_othe
     assert [epoch() for _ in range(5)] == [[sx1], [sx2], [sy2], [sy3], []]
 
 
+def test_slow_messages_handed_back_by_several_plans_regain_their_order() -> None:
+    p = Planner(max_rounds=4)
+    for peer in (b"x", b"y"):
+        p.add_peer(peer)
+    p.enqueue([msg(b"x"), msg(b"y")])
+    for _ in range(3):  # epochs of 1, 2, then 4 rounds
+        plans, _ = p.start_epoch(0.0)
+        for plan in plans:
+            p.complete(PlanResult(peer=plan.peer, epoch=plan.epoch, medium_len=5))
+    slow = [msg(b"x", SLOW), msg(b"y", SLOW), msg(b"x", SLOW), msg(b"y", SLOW)]
+    p.enqueue(slow)
+    plans, _ = p.start_epoch(0.0)
+    assert sorted((i.round, i.message) for plan in plans for i in plan.slow) == [
+        (k, m) for k, m in enumerate(slow)
+    ]  # x has rounds 0 and 2, y 1 and 3
+    for plan in plans:  # neither sent anything
+        p.complete(
+            PlanResult(peer=plan.peer, epoch=plan.epoch, medium_len=5, unsent_slow=plan.slow)
+        )
+    plans, _ = p.start_epoch(0.0)
+    assert sorted((i.round, i.message) for plan in plans for i in plan.slow) == [
+        (k, m) for k, m in enumerate(slow)
+    ]
+
+
 def test_the_sweep_drops_expired_slow_messages_set_aside_for_a_blocked_peer() -> None:
     p = Planner()
     for peer in (b"x", b"y"):
