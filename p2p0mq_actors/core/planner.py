@@ -352,6 +352,8 @@ class Planner:
         """The first ``rounds`` live slow items, one per round, skipping blocked
         peers and stopping at a peer whose plan is still in flight."""
         taken: dict[bytes, list[SlowItem]] = {}
+        if not ready:
+            return taken  # nothing to take: the lane is left as it is
         kept: list[SlowItem] = []
         k = 0
         while self._slow and k < rounds:
@@ -361,7 +363,10 @@ class Planner:
             item = self._slow.popleft()
             if peer not in ready:  # blocked: skipped, not lost
                 if peer in self._blocked:
-                    self._parked.setdefault(peer, deque()).append(item)
+                    parked = self._parked.get(peer)
+                    if parked is None:
+                        parked = self._parked[peer] = deque()
+                    parked.append(item)
                 else:
                     kept.append(item)
                 continue
@@ -449,7 +454,9 @@ class Planner:
         head: list[SlowItem] = []
         while lane and lane[0].seq < youngest:
             head.append(lane.popleft())
-        lane.extendleft(reversed(list(heapq.merge(items, head, key=_seq))))
+        if head:
+            items = list(heapq.merge(items, head, key=_seq))
+        lane.extendleft(reversed(items))
 
     def _finish_if_done(self, peer: bytes, epoch_number: int) -> None:
         epoch = self._epoch
