@@ -23,7 +23,10 @@ Rules:
   writable, so that they are stepped over once, not in every epoch.
 - Expired messages are dropped when about to be planned, and once per
   ``sweep_interval`` by a sweep of the lanes of the peers not planned since
-  the last sweep (blocked ones, or with a plan in flight that long).
+  the last sweep (blocked ones, or with a plan in flight that long). The
+  sweep looks only where something may have expired: in a medium list, at
+  what joined it since the last sweep, unless the earliest deadline seen
+  then has passed; in the slow lane, once a bound on its deadlines has.
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ class Planner:
         self._in_flight: set[bytes] = set()
         self._fast: dict[bytes, deque[Message]] = {}
         self._pending: dict[bytes, list[Message]] = {}
+        # What the last sweep saw of a peer's pending list, which only grows
+        # until a plan takes it whole: (that list, how many of its messages
+        # it looked at, the earliest deadline among them).
+        self._pending_swept: dict[bytes, tuple[list[Message], int, float]] = {}
         self._medium_len: dict[bytes, int] = {}
         self._slow: deque[SlowItem] = deque()
         self._slow_seq = 0
@@ -106,6 +113,7 @@ class Planner:
         self._in_flight.discard(peer)
         self._fast.pop(peer, None)
         self._pending.pop(peer, None)
+        self._pending_swept.pop(peer, None)
         self._medium_len.pop(peer, None)
         if self._epoch is not None:
             self._finish_if_done(peer, self._epoch.number)
@@ -120,6 +128,7 @@ class Planner:
         out.extend(self._pending.get(peer, ()))
         if peer in self._pending:
             self._pending[peer] = []
+            self._pending_swept.pop(peer, None)
         if self._slow_count.pop(peer, 0):
             parked = self._parked.pop(peer, ())
             lane = [i for i in self._slow if i.message.next_hop == peer]
@@ -332,6 +341,7 @@ class Planner:
         pending = _live(self._pending[peer], now, expired)
         self._fast[peer].clear()
         self._pending[peer] = []
+        self._pending_swept.pop(peer, None)  # (it held the list taken)
         if not (fast or pending or slow or self._medium_len[peer]):
             return None
         self._medium_len[peer] += len(pending)
@@ -388,13 +398,33 @@ class Planner:
         lower bound, kept as messages join the lane or are handed back."""
         planned, self._planned = self._planned, set()
         for peer in self._peers - planned:
-            for lane in (self._fast[peer], self._pending[peer]):
-                if any(m.deadline <= now for m in lane):
-                    keep = _live(lane, now, expired)
-                    lane.clear()
-                    lane.extend(keep)
+            fast = self._fast[peer]
+            if any(m.deadline <= now for m in fast):
+                keep = _live(fast, now, expired)
+                fast.clear()
+                fast.extend(keep)
+            self._sweep_pending(peer, now, expired)
         if now >= self._slow_earliest:  # (the lane is looked through only then)
             self._sweep_slow(now, expired)
+
+    def _sweep_pending(self, peer: bytes, now: float, expired: list[Message]) -> None:
+        """Drop the expired messages of ``peer``'s pending list, looking only
+        at those that joined it since the last sweep while none of the others
+        can have expired (100,000 held for a blocked peer took 3.4 ms to look
+        through, every sweep)."""
+        lane = self._pending[peer]
+        seen, start, earliest = self._pending_swept.get(peer, (None, 0, math.inf))
+        if seen is not lane or now >= earliest:
+            start, earliest = 0, math.inf  # look at them all
+        new = lane[start:] if start else lane
+        if any(m.deadline <= now for m in new):
+            lane = lane[:start] + _live(new, now, expired)
+            self._pending[peer] = lane
+            new = lane[start:]
+        if new:
+            joined = min(m.deadline for m in new)
+            earliest = min(earliest, joined)
+        self._pending_swept[peer] = (lane, len(lane), earliest)
 
     def _sweep_slow(self, now: float, expired: list[Message]) -> None:
         """Drop the slow lane's expired messages, and make its bound exact."""
