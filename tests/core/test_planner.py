@@ -92,6 +92,16 @@ class Sim:
         raise AssertionError("did not settle")
 
 
+def planner(*peers: bytes, blocked: tuple[bytes, ...] = (), rounds: int = 16) -> Planner:
+    """A Planner that knows ``peers``, of which ``blocked`` are blocked."""
+    p = Planner(max_rounds=rounds)
+    for peer in peers:
+        p.add_peer(peer)
+    for peer in blocked:
+        p.set_blocked(peer, True)
+    return p
+
+
 def test_an_idle_planner_plans_nothing() -> None:
     sim = Sim()
     assert sim.planner.start_epoch(0.0) == ([], [])
@@ -269,10 +279,7 @@ def test_a_blocked_peer_is_skipped_and_its_slow_messages_wait_in_order() -> None
 def test_a_writable_peers_set_aside_slow_messages_go_before_younger_ones_of_others() -> None:
     # While x is blocked the lane sets its slow messages aside; once x is
     # writable they are back in their place by age: the lane's oldest first.
-    p = Planner(max_rounds=1)
-    for peer in (b"x", b"y"):
-        p.add_peer(peer)
-    p.set_blocked(b"x", True)
+    p = planner(b"x", b"y", blocked=(b"x",), rounds=1)
     sx1, sx2 = msg(b"x", SLOW), msg(b"x", SLOW)
     sy1, sy2, sy3 = (msg(b"y", SLOW) for _ in range(3))
     p.enqueue([sx1, sx2, sy1, sy2, sy3])
@@ -290,9 +297,7 @@ def test_a_writable_peers_set_aside_slow_messages_go_before_younger_ones_of_othe
 
 
 def test_slow_messages_handed_back_by_several_plans_regain_their_order() -> None:
-    p = Planner(max_rounds=4)
-    for peer in (b"x", b"y"):
-        p.add_peer(peer)
+    p = planner(b"x", b"y", rounds=4)
     p.enqueue([msg(b"x"), msg(b"y")])
     for _ in range(3):  # epochs of 1, 2, then 4 rounds
         plans, _ = p.start_epoch(0.0)
@@ -315,10 +320,7 @@ def test_slow_messages_handed_back_by_several_plans_regain_their_order() -> None
 
 
 def test_the_sweep_drops_expired_slow_messages_set_aside_for_a_blocked_peer() -> None:
-    p = Planner()
-    for peer in (b"x", b"y"):
-        p.add_peer(peer)
-    p.set_blocked(b"x", True)
+    p = planner(b"x", b"y", blocked=(b"x",))
     old, live = msg(b"x", SLOW, deadline=5.0), msg(b"x", SLOW)
     p.enqueue([old, live])
     assert p.start_epoch(1.0) == ([], [])  # the lane meets them: set aside
@@ -331,9 +333,7 @@ def test_the_sweep_drops_expired_slow_messages_set_aside_for_a_blocked_peer() ->
 
 def test_the_sweep_drops_each_slow_message_when_its_own_deadline_passed() -> None:
     # Deadlines out of queue order: the lane's bound is its earliest, not its first.
-    p = Planner()
-    p.add_peer(b"x")
-    p.set_blocked(b"x", True)
+    p = planner(b"x", blocked=(b"x",))
     m10, m5, m20 = (msg(b"x", SLOW, deadline=d) for d in (10.0, 5.0, 20.0))
     p.enqueue([m10, m5, m20])
     assert p.start_epoch(1.0) == ([], [])
@@ -373,10 +373,7 @@ def test_the_sweep_looks_only_at_peers_not_planned_since_the_last_one() -> None:
     # A planned peer's next plan takes its lanes whole and drops what expired
     # then; the sweep (once a second) need not look through them. A peer
     # planned and then blocked is swept one sweep later.
-    p = Planner()
-    for peer in (b"x", b"y"):
-        p.add_peer(peer)
-    p.set_blocked(b"x", True)
+    p = planner(b"x", b"y", blocked=(b"x",))
     old_x, live_x = msg(b"x", MEDIUM, deadline=5.0), msg(b"x", MEDIUM)
     p.enqueue([old_x, live_x])
     assert p.start_epoch(1.0) == ([], [])  # the sweep ran: nothing expired yet
@@ -444,11 +441,12 @@ ops = st.lists(
 )
 
 
-def run_ops(sim: Sim, script: list[tuple[str, object]]) -> list[Message]:
+def run_ops(sim: Sim, script: list[tuple[str, object]], *, settle: bool = True) -> list[Message]:
+    """Carry out ``script`` (the ``ops`` or ``timed_ops`` below); the messages queued."""
     queued: list[Message] = []
     for op, arg in script:
         if op == "enqueue":
-            batch = [msg(peer, lane) for peer, lane in arg]  # type: ignore[attr-defined]
+            batch = [msg(*item) for item in arg]  # type: ignore[attr-defined]
             queued += batch
             sim.enqueue(*batch)
         elif op == "step":
@@ -456,9 +454,13 @@ def run_ops(sim: Sim, script: list[tuple[str, object]]) -> list[Message]:
         elif op == "block":
             peer, cap = arg  # type: ignore[misc]
             sim.capacity[peer] = cap
+        elif op == "wait":
+            sim.now += arg  # type: ignore[operator]
+            sim.pump()
         elif sim.planner.is_blocked(arg):  # type: ignore[arg-type]
             sim.unblock(arg)  # type: ignore[arg-type]
-    sim.settle()
+    if settle:
+        sim.settle()
     return queued
 
 
@@ -538,22 +540,7 @@ def test_after_the_sweeps_no_expired_message_is_held_in_any_lane(script, q) -> N
     connection's medium queue, or still held)."""
     sim = Sim(rounds=q)
     sim.planner.sweep_interval = 0.0  # every epoch sweeps
-    queued: list[Message] = []
-    for op, arg in script:
-        if op == "enqueue":
-            batch = [msg(peer, lane, deadline=d) for peer, lane, d in arg]  # type: ignore[attr-defined]
-            queued += batch
-            sim.enqueue(*batch)
-        elif op == "step":
-            sim.step(arg)  # type: ignore[arg-type]
-        elif op == "block":
-            peer, cap = arg  # type: ignore[misc]
-            sim.capacity[peer] = cap
-        elif op == "wait":
-            sim.now += arg  # type: ignore[operator]
-            sim.pump()
-        elif sim.planner.is_blocked(arg):  # type: ignore[arg-type]
-            sim.unblock(arg)  # type: ignore[arg-type]
+    queued = run_ops(sim, script, settle=False)
     for peer in PEERS:  # whatever is in flight comes back unsent
         sim.capacity[peer] = 0
     for _ in range(100):
@@ -571,9 +558,7 @@ def test_after_the_sweeps_no_expired_message_is_held_in_any_lane(script, q) -> N
 
 def test_the_sweep_drops_each_medium_message_held_for_a_blocked_peer_when_it_expired() -> None:
     # Messages that join the list after a sweep may expire before those it saw.
-    p = Planner()
-    p.add_peer(b"x")
-    p.set_blocked(b"x", True)
+    p = planner(b"x", blocked=(b"x",))
     m10, m5, m20, m7 = (msg(b"x", MEDIUM, deadline=d) for d in (10.0, 5.0, 20.0, 7.0))
     p.enqueue([m10])
     assert p.start_epoch(1.0) == ([], [])
