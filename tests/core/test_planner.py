@@ -570,3 +570,18 @@ def test_the_sweep_drops_each_medium_message_held_for_a_blocked_peer_when_it_exp
     assert p.start_epoch(9.0) == ([], [])
     assert p.start_epoch(11.0) == ([], [m10])
     assert p.take_peer_messages(b"x") == [m20]
+
+
+def test_fast_messages_handed_back_are_swept_even_behind_those_seen_before() -> None:
+    # x's express plan is out while a sweep looks at its lane; the plan then
+    # hands f_a back, ahead of what that sweep saw.
+    p = planner(b"x")
+    f_a, f_b = msg(b"x", FAST, deadline=3.0), msg(b"x", FAST, deadline=50.0)
+    (express,) = p.enqueue([f_a]).express
+    p.enqueue([f_b])
+    assert p.start_epoch(1.0) == ([], [])  # sweeps x's lane: f_b
+    p.complete(
+        PlanResult(peer=b"x", epoch=express.epoch, medium_len=0, unsent_fast=(f_a,), blocked=True)
+    )
+    assert p.start_epoch(4.0) == ([], [f_a])
+    assert p.take_peer_messages(b"x") == [f_b]
