@@ -1,8 +1,11 @@
 """Scenario 5: request/reply between two processes (p2p0mq 0.1.1 wire).
 
-5a. sequential round trips: ``node.request(...).get()`` to an ``Echo``
+5a. sequential round trips: ``node.request(...).get()`` to an echo
     Concern in the other process, against a raw CURVE DEALER sending the
     same 6 frames to a raw ROUTER that sends them straight back; p50 and p99.
+    The echo is an ``InlineEcho`` (``Concern.inline``: the Receiver runs it
+    while it is idle); ``5a_rtt_p50_told`` is the same with an ``Echo``,
+    told as any Concern is.
 5b. pipelined: 100 requests in flight (a new one as the oldest resolves),
     against the raw pair with 100 messages in flight; requests per second.
 """
@@ -34,7 +37,7 @@ from .common import (
     ratio,
 )
 from .flow import SOURCE, Rig, six_frames
-from .sinks import ECHO, raw_sink_uuid
+from .sinks import ECHO, ECHO_INLINE, raw_sink_uuid
 
 WINDOW = 100
 WIRE = "0.1.1"
@@ -123,13 +126,16 @@ class EchoPair:
         finally:
             self.rig.server.arm("echo-raw", left(10), decode=False)
 
-    def ours_request(self, i: int) -> Any:
+    def ours_request(self, i: int, command: bytes = ECHO) -> Any:
         assert self.node is not None
         return self.node.request(
-            self.peer, ECHO, {"seq": i, "data": DATA}, timeout=10, priority=Priority.FAST
+            self.peer, command, {"seq": i, "data": DATA}, timeout=10, priority=Priority.FAST
         )
 
     def ours_once(self, i: int) -> None:
+        _get(self.ours_request(i, ECHO_INLINE))
+
+    def ours_once_told(self, i: int) -> None:
         _get(self.ours_request(i))
 
     # -- runs ------------------------------------------------------------------
@@ -210,11 +216,13 @@ def scenario_5(params: Params) -> dict[str, Result]:
         pair = EchoPair(rig)
         pair.rtts(pair.raw_once, 50)  # warm: handshakes, first allocations
         pair.rtts(pair.ours_once, 50)
+        pair.rtts(pair.ours_once_told, 50)
         pair.ceiling_rtts(50)
         raw_runs = [pair.rtts(pair.raw_once, sequential)]
-        our_runs, ceiling_runs = [], []
+        our_runs, told_runs, ceiling_runs = [], [], []
         for _ in range(params.repeat):
             our_runs.append(pair.rtts(pair.ours_once, sequential))
+            told_runs.append(pair.rtts(pair.ours_once_told, sequential))
             ceiling_runs.append(pair.ceiling_rtts(sequential))
             raw_runs.append(pair.rtts(pair.raw_once, sequential))
         raw_rates = [pair.raw_pipelined(pipelined)]
@@ -232,6 +240,7 @@ def scenario_5(params: Params) -> dict[str, Result]:
     raw99 = median([percentile(r, 99) for r in raw_runs])
     how = f"{sequential:,} sequential round trips per run, echo Concern vs raw ROUTER echo"
     r50 = ratio(p50, raw50)
+    told50 = median([median(r) for r in told_runs])
     c50 = median([median(r) for r in ceiling_runs])
     rate, raw_rate = median(our_rates), median(raw_rates)
     runs = "/".join(f"{v:,.0f}" for v in our_rates)
@@ -242,6 +251,11 @@ def scenario_5(params: Params) -> dict[str, Result]:
             r50 is not None and r50 <= 2.0,
         ),
         "5a_rtt_p99": Result(p99, raw99, ratio(p99, raw99), "us", "(reported)", how),
+        "5a_rtt_p50_told": Result(
+            told50, raw50, ratio(told50, raw50), "us", "(reported)",
+            "p50; the same with an Echo Concern that is told (not inline), as every Concern "
+            "was before inline Concerns",
+        ),
         "5a_ceiling_codec": Result(
             c50, raw50, ratio(c50, raw50), "us", "(bound)",
             f"p50; {sequential:,} sequential round trips per run, raw DEALER and raw ROUTER "

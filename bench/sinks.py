@@ -40,6 +40,7 @@ from .common import (
 SINK = b"sink"
 BATCH_HEAD = b"\x92\x01"  # a native batch frame: [1, [envelope, ...]] (native.py)
 ECHO = b"echo"
+ECHO_INLINE = b"echo-inline"
 
 
 def raw_sink_uuid(index: int) -> bytes:
@@ -154,6 +155,21 @@ class Echo(Sink):
 
     def on_request(self, message: Message) -> Mapping[str, Any]:  # type: ignore[override]
         super().on_request(message)
+        return dict(message.payload)
+
+
+class InlineEcho(Concern):
+    """Replies to every request with its payload; ``inline``: while it is
+    idle, the Receiver runs it in its own thread (what a latency-minded
+    application would declare for a handler this short)."""
+
+    command = ECHO_INLINE
+    inline = True
+
+    def __init__(self, *, tally: Tally, index: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # (round trips are timed by the client)
+
+    def on_request(self, message: Message) -> Mapping[str, Any]:
         return dict(message.payload)
 
 
@@ -356,7 +372,8 @@ def _echo_decoded(
 
 
 class NodeSinks:
-    """One Node per uuid, each with a ``Sink`` or ``Echo`` Concern sharing a tally."""
+    """One Node per uuid, each with a ``Sink``, or an ``Echo`` and an
+    ``InlineEcho``, Concern sharing a tally."""
 
     def __init__(
         self,
@@ -373,6 +390,8 @@ class NodeSinks:
                 node = Node(uuid, keys=KeyStore(store))
                 self.nodes.append(node)
                 node.add_concern(kind, tally=self.tally, index=i)
+                if kind is Echo:
+                    node.add_concern(InlineEcho, tally=self.tally, index=i)
                 for peer, endpoint, wire in peers:
                     node.add_peer(peer, endpoint, wire=wire)
         except BaseException:

@@ -32,6 +32,7 @@ SCENARIO_KEYS = (
     "4_slow_backlog",
     "5a_rtt_p50",
     "5a_rtt_p99",
+    "5a_rtt_p50_told",
     "5a_ceiling_codec",
     "5b_pipelined_100",
     "6a_fairness_rounds",

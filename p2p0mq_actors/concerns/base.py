@@ -9,6 +9,7 @@ instead. Decisions go back to the Scheduler with one ``tell`` per batch.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from ..core.errors import MessageError, P2P0MQError, SendError
 from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy
 from ..core.ports import Clock
+from ..runtime import inline as inline_handling
 from ..runtime.actor import Actor
 from ..runtime.messages import FLUSH, Dropped, Enqueue, Failed, Flush, Received, Retry, Sent
 from ..runtime.outcomes import OutcomeObserver
@@ -56,6 +58,16 @@ class Concern(Actor):
     """Whether ``on_sent`` is overridden: "sent" reports go only to Concerns
     that listen (each one costs an actor message and a thread wake-up)."""
 
+    inline: ClassVar[bool] = False
+    """Set True when ``on_request`` and ``on_reply`` are short and never block
+    (no waiting on a future, a lock held elsewhere, I/O): while this Concern
+    has nothing else to do, the node's Receiver then runs them for the
+    messages it receives in its own thread, saving a thread wake-up (about
+    40 µs of a round trip on a 2-core machine). Everything else still runs
+    in this actor's thread, and never at the same time: received messages
+    keep their order, and a busy Concern gets them told as usual. A handler
+    that blocks would hold up all receiving, so the default is False."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.wants_sent = cls.on_sent is not Concern.on_sent
@@ -83,6 +95,9 @@ class Concern(Actor):
             "received": 0,
             "errors": 0,
         }
+        self._turn = threading.Lock()  # held while this Concern's code runs (``inline``)
+        if self.inline:
+            inline_handling.offer(self.actor_urn, self._handle_inline)
 
     # -- hooks: override these -----------------------------------------------
 
@@ -108,6 +123,30 @@ class Concern(Actor):
     # -- plumbing --------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
+        if not self.inline:
+            return self._on_message(message)
+        with self._turn:
+            return self._on_message(message)
+
+    def on_stop(self) -> None:
+        if self.inline:
+            inline_handling.withdraw(self.actor_urn)
+
+    def _handle_inline(self, messages: Sequence[Message]) -> bool:
+        """Handle received ``messages`` in the calling thread (the
+        Receiver's), if this Concern is idle; False if it is busy or
+        stopped, and they must be told."""
+        if not self._turn.acquire(blocking=False):
+            return False
+        try:
+            if self.actor_stopped.is_set():
+                return False
+            self._received(messages)
+            return True
+        finally:
+            self._turn.release()
+
+    def _on_message(self, message: Any) -> Any:
         if isinstance(message, Received):  # first: a request waits for its reply
             try:
                 self._received(message.messages)

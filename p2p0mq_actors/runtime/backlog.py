@@ -93,6 +93,11 @@ class Backlog:
             self.total -= dropped
             return dropped
 
+    def held_by(self, ref: Any) -> int:
+        """How many received messages the Concern ``ref`` holds (a snapshot)."""
+        entry = self._held.get(ref.actor_urn)
+        return 0 if entry is None else int(entry[1])
+
     def holders(self) -> list[tuple[Any, int]]:
         """Each Concern that holds messages, with how many, most first."""
         with self._cond:

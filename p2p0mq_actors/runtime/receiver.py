@@ -53,6 +53,7 @@ from ..transport.keys import check_key_pair
 from ..transport.router import AllowedKeys, CurveRouter
 from .actor import Actor
 from .backlog import Backlog
+from .inline import InlineHandle, handle_of
 from .messages import FLUSH, Bind, Flush, Received
 from .outcomes import ConcernRegistry
 from .turns import TURNS
@@ -76,7 +77,7 @@ DROP_REASONS: Final = ("no-route", "route-failed", "concern-stopped")
 
 _COUNTERS: Final = (
     "received", "dispatched", "replies_consumed", "routed", "unknown_command", "errors",
-    "backlog_waits",
+    "backlog_waits", "inline",
 )  # fmt: skip
 
 BACKLOG: Final = 16_384
@@ -579,6 +580,11 @@ class Receiver(Actor):
         return taken
 
     def _tell(self, ref: Any, group: list[Message]) -> None:
+        handle = handle_of(ref)
+        if handle is not None and not self._backlog.held_by(ref) and self._inline(handle, group):
+            self._counts["dispatched"] += len(group)
+            self._counts["inline"] += 1
+            return
         done = self._backlog.add(ref, len(group))
         try:
             ref.tell(Received(tuple(group), done))
@@ -589,6 +595,16 @@ class Receiver(Actor):
             self._warn("concern-stopped", "Concern of %r stopped; dropped %d", command, count)
             return
         self._counts["dispatched"] += len(group)
+
+    def _inline(self, handle: InlineHandle, group: list[Message]) -> bool:
+        """Let an idle inline Concern handle ``group`` in this thread (see
+        ``inline.py``); False if it would not."""
+        try:
+            return handle(tuple(group))
+        except Exception:  # its hooks are guarded: this is a bug, told like one
+            self._counts["errors"] += 1
+            self._warn("inline", "an inline Concern raised; its messages are lost", exc_info=True)
+            return True
 
     def _forward(self, messages: list[Message]) -> None:
         if self._route is None:
@@ -620,7 +636,9 @@ class Receiver(Actor):
             (``accepted``, ``handshake_failed_*``, ``zap_refused``...);
             ``endpoint`` (empty until bound), ``state`` and ``steps`` (polls so far);
             ``backlog`` (messages the Concerns hold unhandled) and
-            ``backlog_waits`` (polls skipped, waiting for them to fall).
+            ``backlog_waits`` (polls skipped, waiting for them to fall);
+            ``inline`` (batches an idle inline Concern handled in this
+            thread, counted in ``dispatched`` too).
         """
         out: dict[str, Any] = dict(self._counts)
         out["backlog"] = self._backlog.total

@@ -60,6 +60,21 @@ def test_a_request_gets_its_reply(pair: tuple[Node, Node]) -> None:
     assert alice.stats()["requests"]["resolved"] == 1
 
 
+class InlineEcho(Echo):
+    inline = True
+
+
+def test_an_inline_concern_answers_from_the_receivers_thread(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    inbox = Inbox()
+    bob.add_concern(InlineEcho, inbox=inbox)
+    for n in range(1, 4):  # one at a time: the Concern is idle for each
+        reply = alice.request(b"bob", b"echo", {"n": n}, timeout=5).get(timeout=10)
+        assert reply.payload == {"n": n}
+    assert [m.payload["n"] for m in inbox.wait_for(3)] == [1, 2, 3]
+    assert bob.stats()["receiver"]["inline"] == 3
+
+
 def test_each_side_sees_what_the_other_sent_in_fifo_order_per_lane(
     pair: tuple[Node, Node],
 ) -> None:

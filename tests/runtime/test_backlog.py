@@ -36,6 +36,7 @@ def test_it_counts_what_is_handed_and_what_is_handled_once() -> None:
     assert backlog.total == 5
     done_b()
     assert backlog.total == 2 and backlog.holders() == [(a, 2)]
+    assert (backlog.held_by(a), backlog.held_by(b)) == (2, 0)
 
 
 def test_it_is_full_at_the_limit_and_a_wait_ends_at_half() -> None:
@@ -120,4 +121,11 @@ def test_the_total_is_always_what_running_concerns_hold(ops: list[tuple[str, int
             n for k, (r, n, _) in enumerate(handed) if k not in handled and r not in forgotten
         )
         assert backlog.total == expected >= 0
+        for r in range(len(refs)):  # and per Concern
+            held = sum(
+                n
+                for k, (j, n, _) in enumerate(handed)
+                if j == r and k not in handled and r not in forgotten
+            )
+            assert backlog.held_by(refs[r]) == held
         assert backlog.full == (expected >= 100)

@@ -415,6 +415,7 @@ def test_a_fresh_receiver_reports_zero_everywhere(rig: Rig) -> None:
         "errors": 0,
         "backlog": 0,
         "backlog_waits": 0,
+        "inline": 0,
         "rejected": NO_REJECTS,
         "dropped": {"no-route": 0, "route-failed": 0, "concern-stopped": 0},
         "accepted": 0,
