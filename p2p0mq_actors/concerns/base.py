@@ -27,6 +27,9 @@ from ..runtime.outcomes import OutcomeObserver
 
 log = logging.getLogger("p2p0mq_actors.concerns")
 
+_OFFER_INLINE = object()
+"""Told to itself by an inline Concern: offer its handle to the Receiver."""
+
 
 class Concern(Actor):
     """Base class of command handlers.
@@ -96,8 +99,8 @@ class Concern(Actor):
             "errors": 0,
         }
         self._turn = threading.Lock()  # held while this Concern's code runs (``inline``)
-        if self.inline:
-            inline_handling.offer(self.actor_urn, self._handle_inline)
+        if self.inline:  # offered from its own thread, once ``on_start`` has run
+            self.actor_ref.tell(_OFFER_INLINE)
 
     # -- hooks: override these -----------------------------------------------
 
@@ -126,6 +129,9 @@ class Concern(Actor):
         if not self.inline:
             return self._on_message(message)
         with self._turn:
+            if message is _OFFER_INLINE:
+                inline_handling.offer(self.actor_urn, self._handle_inline)
+                return None
             return self._on_message(message)
 
     def on_stop(self) -> None:

@@ -24,6 +24,7 @@ from p2p0mq_actors.core.errors import (
 )
 from p2p0mq_actors.core.message import Kind, Message, Priority
 from p2p0mq_actors.node import LocalPeer, Node
+from p2p0mq_actors.runtime.messages import FLUSH
 from p2p0mq_actors.transport.keystore import KeyStore
 
 pytestmark = pytest.mark.integration
@@ -67,7 +68,8 @@ class InlineEcho(Echo):
 def test_an_inline_concern_answers_from_the_receivers_thread(pair: tuple[Node, Node]) -> None:
     alice, bob = pair
     inbox = Inbox()
-    bob.add_concern(InlineEcho, inbox=inbox)
+    echo = bob.add_concern(InlineEcho, inbox=inbox)
+    echo.ask(FLUSH, timeout=5)  # started: its handle is offered
     for n in range(1, 4):  # one at a time: the Concern is idle for each
         reply = alice.request(b"bob", b"echo", {"n": n}, timeout=5).get(timeout=10)
         assert reply.payload == {"n": n}

@@ -85,6 +85,7 @@ def rig() -> Iterator[Rig]:
 def start(rig: Rig, kind: type[Quick] = Quick, **kwargs: Any) -> tuple[Any, Seen]:
     seen = Seen()
     ref = kind.start(seen=seen, **kwargs)
+    assert ref.ask(FLUSH, timeout=TIMEOUT) is FLUSH  # started: its handle is offered
     rig.concerns.add(INLINE, ref)
     return ref, seen
 
