@@ -38,8 +38,14 @@ _handles: dict[str, weakref.WeakMethod[InlineHandle]] = {}
 
 def offer(urn: str, handle: InlineHandle) -> None:
     """Let the Receiver call ``handle`` (a bound method) for the actor ``urn``."""
+
+    def gone(method: weakref.WeakMethod[InlineHandle]) -> None:
+        with _lock:
+            if _handles.get(urn) is method:
+                del _handles[urn]
+
     with _lock:
-        _handles[urn] = weakref.WeakMethod(handle)
+        _handles[urn] = weakref.WeakMethod(handle, gone)
 
 
 def withdraw(urn: str) -> None:

@@ -171,5 +171,6 @@ def test_a_handle_whose_concern_is_gone_is_forgotten() -> None:
     ref.stop(timeout=TIMEOUT)
     inline.offer(urn, Quick(seen=Seen())._handle_inline)  # its owner is not kept alive
     assert inline.handle_of(ref) is None
+    assert urn not in inline._handles  # nor its entry
     with pytest.raises(pykka.ActorDeadError):
         ref.tell("hold")
