@@ -64,9 +64,10 @@ class Concern(Actor):
     inline: ClassVar[bool] = False
     """Set True when ``on_request`` and ``on_reply`` are short and never block
     (no waiting on a future, a lock held elsewhere, I/O): while this Concern
-    has nothing else to do, the node's Receiver then runs them for the
-    messages it receives in its own thread, saving a thread wake-up (about
-    40 µs of a round trip on a 2-core machine). Everything else still runs
+    has nothing else to do, the node's Receiver then runs them for a lone
+    message it receives (as in a round trip; a drain of several is told) in
+    its own thread, saving a thread wake-up (about 40 µs of a round trip on
+    a 2-core machine). Everything else still runs
     in this actor's thread, and never at the same time: received messages
     keep their order, and a busy Concern gets them told as usual. A handler
     that blocks would hold up all receiving, so the default is False."""

@@ -13,9 +13,11 @@ Rules:
   its thread holds for every message it handles: one thread at a time ever
   runs the Concern's code, as in any actor. A busy or stopped Concern
   refuses (the handle returns False) and gets a tell as usual.
-- The Receiver uses a handle only while the Concern holds none of the
-  received messages it was told before (``Backlog.held_by``), so received
-  messages keep their order.
+- The Receiver uses a handle only for a lone message (a drain of one zmq
+  message, as in a round trip: a drain of several is told, so that the
+  Concern's thread works beside the Receiver's), and only while the
+  Concern holds none of the received messages it was told before
+  (``Backlog.held_by``), so received messages keep their order.
 - Handles are held weakly, keyed by actor urn: a Concern that went away
   leaves nothing behind.
 """

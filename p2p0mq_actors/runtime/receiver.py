@@ -251,6 +251,7 @@ class Receiver(Actor):
         self._batch = batch
         self._backlog = Backlog(backlog)
         self._alone = False  # whether the last poll that brought messages brought one
+        self._lone = False  # whether the drain being handled is one zmq message
         self._ttl = ttl
         self._throttle = _Throttle(clock, warn_every)
         self._context: Any = None
@@ -433,6 +434,7 @@ class Receiver(Actor):
     # -- one batch ---------------------------------------------------------
 
     def _handle(self, batch: list[tuple[str | None, list[bytes]]]) -> None:
+        self._lone = len(batch) == 1
         now = self._clock.now()
         ours: list[Message] = []
         others: list[Message] = []
@@ -580,7 +582,9 @@ class Receiver(Actor):
         return taken
 
     def _tell(self, ref: Any, group: list[Message]) -> None:
-        handle = handle_of(ref)
+        # Inline only for a lone message (a round trip's): a drain of several
+        # is told, so that the Concern's thread handles it beside this one.
+        handle = handle_of(ref) if self._lone else None
         if handle is not None and not self._backlog.held_by(ref) and self._inline(handle, group):
             self._counts["dispatched"] += len(group)
             self._counts["inline"] += 1

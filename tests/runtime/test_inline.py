@@ -128,8 +128,10 @@ def test_a_busy_inline_concern_is_told_and_received_messages_keep_their_order(
         ref.tell("hold")
         assert holding.wait(TIMEOUT)  # its thread is busy
         client = rig.client()
-        rig.send(client, rig.message(1, command=INLINE), rig.message(2, command=INLINE))
-        assert rig.wait_stats(lambda s: s["dispatched"] == 2)["inline"] == 0  # told
+        for n in (1, 2):  # one at a time: each a lone message, each refused
+            rig.send(client, rig.message(n, command=INLINE))
+            rig.wait_stats(lambda s, n=n: s["dispatched"] == n)
+        assert rig.stats()["inline"] == 0  # told
         release.set()
         assert ref.ask(FLUSH, timeout=TIMEOUT) is FLUSH  # idle again, nothing held
         rig.send(client, rig.message(3, command=INLINE))
@@ -137,6 +139,22 @@ def test_a_busy_inline_concern_is_told_and_received_messages_keep_their_order(
         assert [mid for mid, _ in items] == [1, 2, 3]
         assert [t.startswith("Receiver") for _, t in items] == [False, False, True]
         assert rig.wait_stats(lambda s: s["dispatched"] == 3)["inline"] == 1
+    finally:
+        stop(ref)
+
+
+def test_messages_that_arrive_together_are_told_even_to_an_idle_inline_concern(
+    rig: Rig,
+) -> None:
+    # Sent right after connect, they arrive in one drain (see test_receiver):
+    # its Concern's thread handles them beside the Receiver.
+    ref, seen = start(rig)
+    try:
+        rig.send(rig.client(), *(rig.message(n, command=INLINE) for n in range(1, 11)))
+        items = seen.wait_for(10)
+        assert [mid for mid, _ in items] == list(range(1, 11))
+        assert not any(thread.startswith("Receiver") for _, thread in items)
+        assert rig.wait_stats(lambda s: s["dispatched"] == 10)["inline"] == 0
     finally:
         stop(ref)
 
