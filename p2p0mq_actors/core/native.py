@@ -29,7 +29,19 @@ from typing import Any, Final
 import msgpack
 
 from .errors import EncodeError, MessageError, ProtocolError
-from .message import DEFAULT_TTL, MAX_MESSAGE_ID, Kind, Message, Priority, make_message
+from .message import (
+    DEFAULT_TTL,
+    MAX_COMMAND_LEN,
+    MAX_MESSAGE_ID,
+    MAX_UUID_LEN,
+    Kind,
+    Message,
+    Priority,
+    assemble_unchecked,
+    make_message,
+    plain_payload,
+    uuid_ok,
+)
 
 NATIVE_VERSION: Final = 1
 MAX_BATCH: Final = 4096
@@ -40,6 +52,7 @@ _SINGLE_HEAD: Final = bytes((0x90 | _FIELDS, NATIVE_VERSION))  # fixarray(10), v
 _BATCH_HEAD: Final = bytes((0x92, NATIVE_VERSION))  # fixarray(2), version
 _KINDS: Final = {1: Kind.REQUEST, 2: Kind.REPLY}
 _MAX_TTL_MS: Final = 2**32 - 1
+_FOREVER: Final = float("inf")
 
 
 def encode_native(
@@ -200,8 +213,57 @@ def decode_native_many(
     messages: list[Message] = []
     errors: list[ProtocolError] = []
     append = messages.append
+    hop = context[0]
+    # What every message of the frame shares, checked once: then a body
+    # whose own fields pass the checks below is assembled at once (1.0
+    # against 1.3 us a message with make_message, measured).
+    shared_ok = (
+        uuid_ok(hop)
+        and uuid_ok(local_uuid)
+        and type(now) is float
+        and now - now == 0.0  # finite
+        and type(max_ttl) is float
+        and max_ttl > -_FOREVER  # nor NaN: the deadlines are finite
+        and type(priority) is Priority
+    )
     for body in bodies:
-        try:
+        if shared_ok and type(body) is list and len(body) == _BODY_FIELDS:
+            kind, source, destination, command, mid, payload, ttl_ms, _, _ = body
+            if (
+                type(source) is bytes
+                and type(destination) is bytes
+                and type(command) is bytes
+                and 0 < len(source) <= MAX_UUID_LEN
+                and 0 < len(destination) <= MAX_UUID_LEN
+                and 0 < len(command) <= MAX_COMMAND_LEN
+                and source[0] != 0
+                and destination[0] != 0
+                and type(ttl_ms) is int
+                and ttl_ms >= 1
+                and type(mid) is int
+                and 0 <= mid <= MAX_MESSAGE_ID
+                and type(kind) is int
+                and kind in _KINDS
+                and plain_payload(payload)
+            ):
+                append(
+                    assemble_unchecked(
+                        source,
+                        destination,
+                        command,
+                        now + (ttl if (ttl := ttl_ms / 1000) < max_ttl else max_ttl),
+                        _KINDS[kind],
+                        payload,
+                        mid,
+                        priority,
+                        # the ends themselves when equal, as make_message keeps them
+                        source if source == hop else hop,
+                        destination if destination == local_uuid else local_uuid,
+                        0,  # attempts
+                    )
+                )
+                continue
+        try:  # anything unusual: checked field by field, and named
             if type(body) is not list or len(body) != _BODY_FIELDS:
                 raise ProtocolError(f"native batch: an envelope is not an array of {_BODY_FIELDS}")
             append(_from_body(body, context))

@@ -378,6 +378,67 @@ def test_a_list_of_seven_bytes_frames_decodes_as_any_other_sequence_of_them(
         assert str(fast) == str(general)
 
 
+_MANY_KEYS = {f"k{i}": i for i in range(12)}
+_FRAMES = (A, D, b"", b"\x01", b"hello", b"\x05", b"\x81\xa1k\x01")
+_FRAME_EDGES: list[list[bytes]] = [  # each frame's edges, valid and not
+    [b"p" * 255, b"p" * 256, b"\x00p", b""],  # previous hop
+    [b"", A, b"s" * 255, b"s" * 256, b"\x00s"],  # source (empty: the previous hop)
+    [C, b"d" * 256, b"\x00d"],  # destination
+    [b"\x02", b"\x03", b"", b"\x01\x01"],  # kind
+    [b"c" * 255, b"c" * 256, b""],  # command
+    [  # message id
+        *(msgpack.packb(n) for n in (0, 127, 128, 255, 256, 2**16, 2**32, 2**64 - 1)),
+        b"",
+        b"\xcd\x01",
+        b"\xcc\x05\x00",
+        msgpack.packb(-1),
+        msgpack.packb("7"),
+    ],
+    [  # payload
+        *(msgpack.packb(p) for p in ({}, _MANY_KEYS, {"k": {1: 2}})),
+        *(msgpack.packb(p) for p in ({1: 2}, {**_MANY_KEYS, 3: 4}, [1])),
+        b"\x81",
+    ],
+]
+
+
+@st.composite
+def _edgy_frames(draw: st.DrawFn) -> tuple[bytes, ...]:
+    """Valid 0.1.1 frames with one or two of them at one of their edges."""
+    frames = list(_FRAMES)
+    for index in draw(st.lists(st.integers(0, len(_FRAMES) - 1), max_size=2)):
+        frames[index] = draw(st.sampled_from(_FRAME_EDGES[index]))
+    return tuple(frames)
+
+
+@PROPERTY
+@given(
+    _edgy_frames(),
+    st.sampled_from([B, B, b"m" * 256, b"\x00m"]),
+    st.sampled_from([NOW, NOW, 1e300, float("inf"), float("nan")]),
+    st.sampled_from([DEFAULT_TTL, DEFAULT_TTL, 5, 1e300]),
+)
+def test_the_receivers_form_agrees_with_the_general_path_at_every_edge_of_every_field(
+    frames: tuple[bytes, ...], local: bytes, now: float, ttl: float
+) -> None:
+    """The list-of-bytes path assembles a message it has checked itself;
+    at each field's edges it accepts exactly what ``Message`` accepts,
+    builds the same message, or raises the same error."""
+    results = []
+    for form in (list(frames), frames):
+        try:
+            results.append(decode(form, local, now=now, ttl=ttl, new_id=fixed_id(42)))
+        except ProtocolError as exc:
+            results.append(str(exc))  # type: ignore[arg-type]
+    fast, general = results
+    if isinstance(general, Message):
+        assert isinstance(fast, Message)
+        assert dataclasses.asdict(fast) == dataclasses.asdict(general)
+        assert type(fast.deadline) is float and type(fast.payload) is dict
+    else:
+        assert fast == general
+
+
 def flip(frame: bytes, at: int) -> bytes:
     """``frame`` with the bits of byte ``at`` inverted (a zero byte added if empty)."""
     byte = frame[at] if frame else 0

@@ -21,7 +21,9 @@ from p2p0mq_actors.core.message import (
     Priority,
     make_message,
     new_message,
+    new_messages,
     next_message_id,
+    plain_payload,
 )
 
 
@@ -272,6 +274,72 @@ def test_new_message_takes_a_fresh_id_each_time() -> None:
 
     ids = [new_id(), next_message_id(), new_id()]
     assert ids == sorted(ids) and len(set(ids)) == 3
+
+
+_PAYLOAD_POOL = [
+    None,
+    {},
+    {"k": 1},
+    {f"k{i}": i for i in range(12)},  # more keys than the loop checks one by one
+    {1: 2},
+    {"k": 1, b"b": 2},
+    {**{f"k{i}": i for i in range(12)}, 3: 4},
+    [("k", 1)],
+    "k",
+]
+
+
+_VALID_CREATE_VALUES = st.fixed_dictionaries(
+    {name: st.sampled_from([pool[0]]) for name, pool in _CREATE_POOLS.items()}
+)
+
+
+@given(
+    _VALID_CREATE_VALUES | _CREATE_VALUES,
+    st.lists(st.sampled_from(_PAYLOAD_POOL), max_size=6),
+)
+def test_new_messages_builds_what_new_message_builds_for_each_payload_or_raises_its_error(
+    values: dict[str, object], payloads: list[object]
+) -> None:
+    """One error for a bad shared field or payload (the first one met, as
+    building them one by one in order would raise), else the same messages
+    but for their ids, which are fresh and rising."""
+    v: dict[str, Any] = values
+    shared = (v["now"], v["ttl"], v["kind"], v["priority"])
+    try:
+        expected: list[dict[str, object]] | str = [
+            _fields(new_message(b"a", v["destination"], v["command"], p, *shared))  # type: ignore[arg-type]
+            for p in payloads
+        ]
+    except MessageError as exc:
+        expected = str(exc)
+    try:
+        built = new_messages(b"a", v["destination"], v["command"], iter(payloads), *shared)  # type: ignore[arg-type]
+    except MessageError as exc:
+        assert str(exc) == expected
+        return
+    assert not isinstance(expected, str), expected
+    got = [_fields(m) for m in built]
+    ids = [fields.pop("message_id") for fields in got]
+    assert ids == sorted(set(ids)) and all(type(i) is int for i in ids)
+    for fields in expected:
+        fields.pop("message_id")
+    assert got == expected
+    assert all(type(m) is Message for m in built)
+
+
+def test_new_messages_of_no_payloads_is_an_empty_list() -> None:
+    assert new_messages(b"a", b"b", b"c", [], 0.0, 1.0, Kind.REQUEST, Priority.FAST) == []
+
+
+def test_plain_payload_is_a_dict_with_str_keys_only() -> None:
+    assert (
+        plain_payload({})
+        and plain_payload({"a": 1})
+        and plain_payload(dict.fromkeys("abcdefghij"))
+    )
+    for value in (None, [], {1: 2}, {"a": 1, 2: 3}, dict.fromkeys([*"abcdefghij", 1]), "a"):
+        assert not plain_payload(value)
 
 
 def _fields(m: Message) -> dict[str, object]:

@@ -312,6 +312,61 @@ def test_decoding_any_array_as_a_batch_gives_messages_or_protocol_errors(thing: 
     assert len(got) + len(errors) == len(thing)
 
 
+_MANY_KEYS = {f"k{i}": i for i in range(12)}
+_BODY = (1, b"s", b"me", b"c", 5, {"k": 1}, 30_000, 0, None)
+_BODY_EDGES: list[list[object]] = [  # each field's edges, valid and not
+    [2, 0, 3, True, 1.0, None],  # kind
+    [b"s" * 255, b"s" * 256, b"\x00s", b"", "s", b"peer"],  # source
+    [b"d", b"d" * 256, b"\x00d", b"", 7],  # destination
+    [b"c" * 255, b"c" * 256, b"", "c"],  # command
+    [0, 2**64 - 1, -1, True, 1.5, "5"],  # message id
+    [{}, _MANY_KEYS, {"k": {1: 2}}, {1: 2}, {**_MANY_KEYS, 3: 4}, [1], None],  # payload
+    [1, 2**40, 0, -5, 1.5, None],  # ttl_ms
+    [3],  # hops
+    [b"t"],  # trace
+]
+
+
+@st.composite
+def _edgy_bodies(draw: st.DrawFn) -> list[object]:
+    """A valid body with one or two fields at one of their edges."""
+    body = list(_BODY)
+    for index in draw(st.lists(st.integers(0, len(_BODY) - 1), max_size=2)):
+        body[index] = draw(st.sampled_from(_BODY_EDGES[index]))
+    return body
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(_edgy_bodies(), min_size=1, max_size=4),
+    st.sampled_from([b"peer", b"peer", b"s", b"p" * 256, b"\x00p"]),
+    st.sampled_from([b"me", b"me", b"m" * 256]),
+    st.sampled_from([NOW, NOW, float("inf"), float("nan")]),
+    st.sampled_from([30.0, 30.0, 0.5, -1.0, 30, float("inf"), -float("inf"), float("nan")]),
+)
+def test_a_batch_decodes_each_body_as_the_single_envelope_path_does_at_every_edge(
+    bodies: list[list[object]], hop: bytes, local: bytes, now: float, max_ttl: float
+) -> None:
+    """A batch assembles the messages it has checked itself; at each field's
+    edges it gives, for each body, the message or the error that the
+    single-envelope path (through ``make_message``) gives."""
+    frame = msgpack.packb([NATIVE_VERSION, bodies], use_bin_type=True)
+    got, errors = decode_native_many(hop, frame, local, now=now, max_ttl=max_ttl)
+    expected: list[object] = []
+    for body in bodies:
+        single = msgpack.packb([NATIVE_VERSION, *body], use_bin_type=True)
+        try:
+            expected.append(decode_native(hop, single, local, now=now, max_ttl=max_ttl))
+        except ProtocolError as exc:
+            expected.append(str(exc))
+    assert [str(e) for e in errors] == [e for e in expected if isinstance(e, str)]
+    wanted = [m for m in expected if isinstance(m, Message)]
+    assert len(got) == len(wanted)
+    for g, w in zip(got, wanted, strict=True):
+        assert dataclasses.asdict(g) == dataclasses.asdict(w)
+        assert type(g.deadline) is float and type(g.kind) is Kind and type(g.payload) is dict
+
+
 def test_codec_decode_many_reads_native_batches_and_p2p0mq_frames_alike() -> None:
     m = Message.create(b"alice", b"bob", b"chat", {"n": 1}, now=NOW, message_id=5)
     frame = batch_frame([encode_native_body(m, NOW)] * 2)

@@ -16,7 +16,7 @@ import pytest
 import zmq
 from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Rig
 
-from p2p0mq_actors.core.codec import decode
+from p2p0mq_actors.core.codec import WireShape, decode, encode
 from p2p0mq_actors.core.errors import ConfigurationError, ProtocolError
 from p2p0mq_actors.core.message import Kind, Message
 from p2p0mq_actors.core.native import batch_frame, encode_native_body
@@ -25,7 +25,7 @@ from p2p0mq_actors.runtime.clock import MonotonicClock
 from p2p0mq_actors.runtime.messages import Bind, Received
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
 from p2p0mq_actors.runtime.receiver import REJECT_REASONS, Receiver, reject_reason
-from p2p0mq_actors.testing import MessageLog, Recorder
+from p2p0mq_actors.testing import ManualClock, MessageLog, Recorder
 from p2p0mq_actors.transport.keys import generate_keypair
 from p2p0mq_actors.transport.router import AllowedKeys
 
@@ -344,6 +344,44 @@ def test_malformed_frames_are_counted_by_reason_and_the_next_message_is_served(r
     }
     assert stats["received"] == 1
     assert rig.delivered() == [good]
+
+
+def test_in_one_drain_each_message_is_checked_against_its_own_key_and_identity() -> None:
+    """The check is skipped only for the (key, identity) pair the message
+    before passed with: a key speaking as another uuid, or another key
+    speaking as the same uuid, is refused in the middle of a drain."""
+    alice, carol = generate_keypair(), generate_keypair()
+    allowed = AllowedKeys()
+    allowed.add(alice.public, ALICE)
+    allowed.add(carol.public, b"carol")
+    log = MessageLog()
+    recorder = Recorder.start(log)
+    concerns = ConcernRegistry()
+    concerns.add(COMMAND, recorder)
+    receiver = Receiver(
+        uuid=BOB, keys=generate_keypair(), allowed=allowed, concerns=concerns, clock=ManualClock()
+    )
+    try:
+
+        def sent(n: int, key: bytes, identity: bytes) -> tuple[str, list[bytes]]:
+            message = Message.create(identity, BOB, COMMAND, {"n": n}, now=0.0, message_id=n)
+            return key.decode(), [identity, *encode(message, WireShape.V011)]
+
+        receiver._handle(
+            [
+                sent(1, alice.public, ALICE),
+                sent(2, alice.public, b"carol"),  # Alice's key, Carol's name
+                sent(3, alice.public, ALICE),
+                sent(4, carol.public, ALICE),  # Carol's key, Alice's name
+                sent(5, carol.public, b"carol"),
+                sent(6, alice.public, ALICE),
+            ]
+        )
+        (batch,) = log.wait_for(1, timeout=TIMEOUT)
+        assert [m.payload["n"] for m in batch.messages] == [1, 3, 5, 6]
+        assert receiver.stats()["rejected"]["identity"] == 2
+    finally:
+        recorder.stop()
 
 
 def test_a_client_without_an_identity_is_refused_as_address(rig: Rig) -> None:
