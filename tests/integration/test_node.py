@@ -17,6 +17,7 @@ from node_kit import LANES, PER_LANE, REQUESTS, Chat, Echo, Inbox, exchange, run
 from p2p0mq_actors.core.codec import encode
 from p2p0mq_actors.core.errors import (
     ConfigurationError,
+    MessageError,
     NodeStoppedError,
     PeerRefusedError,
     RequestError,
@@ -374,6 +375,29 @@ def test_native_peers_batch_plans_into_frames_and_lose_or_reorder_nothing(
             assert ns == sorted(ns)
         stats = bob.stats()
         assert stats["received"] == 3000 and stats["rejected"] == 0
+
+
+@pytest.mark.parametrize("wire", ["native", "0.1.1"])
+def test_a_stream_built_with_messages_arrives_in_order_and_a_bad_payload_builds_none(
+    tmp_path: Path, wire: str
+) -> None:
+    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
+        inbox = Inbox()
+        bob.add_concern(Chat, inbox=inbox)
+        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public, wire=wire)
+        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public, wire=wire)
+        with pytest.raises(MessageError, match="payload"):
+            alice.messages(b"bob", b"chat", [{"n": 0}, {1: "not a str key"}])
+        stream = alice.messages(b"bob", b"chat", ({"n": n} for n in range(500)), ttl=60.0)
+        assert len({m.message_id for m in stream}) == 500
+        assert {(m.source, m.destination, m.priority, m.kind) for m in stream} == {
+            (b"alice", b"bob", Priority.MEDIUM, Kind.REQUEST)
+        }
+        alice.send_many(stream)
+        got = inbox.wait_for(500, timeout=30)
+        assert [m.payload["n"] for m in got] == list(range(500))
+        assert [m.message_id for m in got] == [m.message_id for m in stream]
 
 
 @pytest.mark.parametrize("wire", ["native", "0.1.1"])
