@@ -22,6 +22,7 @@ import zmq
 
 from p2p0mq_actors import Concern, KeyStore, Message, Node, P2P0MQError, Priority
 from p2p0mq_actors.core.codec import Encoder, WireShape
+from p2p0mq_actors.core.message import DEFAULT_TTL, Kind, new_messages
 from p2p0mq_actors.core.native import batch_frame
 from p2p0mq_actors.runtime.peer import FRAME_MESSAGES
 
@@ -40,6 +41,7 @@ from .common import (
 from .sinks import SINK, SinkServer, Tally, raw_sink_uuid
 
 SOURCE = b"bench-src"
+REQUEST = Kind.REQUEST
 CODEC_SOURCE = b"bench-codec"
 """The codec ceiling's sender when it sends to our receiving nodes (a
 routing id of its own: a ROUTER refuses a second connection with SOURCE's)."""
@@ -253,8 +255,10 @@ class Flow:
         """Our node sends ``count`` messages round-robin over its peers; msg/s.
 
         ``mode``: ``send`` (one ``node.send`` each), ``send_many`` (messages
-        built in the loop, queued ``chunk`` at a time) or ``backlog`` (built
-        first, untimed, then queued with one ``send_many``). ``to_raw``: to the
+        built in the loop with ``node.messages``, a list per peer, queued
+        ``chunk`` at a time), ``send_many_each`` (the same, each message
+        built with ``node.message``) or ``backlog`` (built first, untimed,
+        then queued with one ``send_many``). ``to_raw``: to the
         raw sinks instead of the Node sinks (the flow needs ``ours_to_raw``),
         which measures our sending side alone.
         """
@@ -278,6 +282,15 @@ class Flow:
             for i in range(count):
                 send(peers[i % k], SINK, {"seq": i, "data": DATA}, priority=lane)
         elif mode == "send_many":
+            messages = node.messages
+            for start in range(0, count, chunk):
+                end = min(start + chunk, count)
+                for j, peer in enumerate(peers):  # peer j gets messages j, j + k, ...
+                    first = start + (j - start) % k
+                    payloads = [{"seq": i, "data": DATA} for i in range(first, end, k)]
+                    if payloads:
+                        node.send_many(messages(peer, SINK, payloads, priority=lane))
+        elif mode == "send_many_each":
             message = node.message
             for start in range(0, count, chunk):
                 node.send_many(
@@ -299,9 +312,10 @@ class Flow:
         no actor, queue or tell; msg/s.
 
         The sender builds each message with ``Message.create`` and encodes it
-        with our ``Encoder`` (p2p0mq's six frames sent with int flags; or
-        native bodies, ``chunk`` messages a round split per sink into batch
-        frames, as our connection batches a ``send_many``); the raw sinks
+        with our ``Encoder`` (p2p0mq's six frames sent with int flags; or, on
+        the native wire, ``chunk`` messages a round built per sink with
+        ``new_messages`` as 2b builds them, their bodies in batch frames as
+        our connection batches a ``send_many``); the raw sinks
         decode every message with ``codec.decode_many`` into validated
         ``Message`` objects. No design built on this codec and message
         model can pass this figure on this wire.
@@ -325,21 +339,22 @@ class Flow:
         self.rig.server.arm(sink_set, self.params.left(10), total=count, decode=not to_nodes)
         t0 = clock()
         try:
-            if self.native:
+            if self.native:  # built as 2b builds them: new_messages, a list per peer
                 body = encoder.body
                 for start in range(0, count, chunk):
-                    bodies: list[list[bytes]] = [[] for _ in socks]
                     now = clock()
-                    for i in range(start, min(start + chunk, count)):
-                        j = i % k
-                        payload = {"seq": i, "data": DATA}
-                        message = create(source, peers[j], SINK, payload, now=now, priority=lane)
-                        batch = bodies[j]
-                        batch.append(body(message, now))
-                        if len(batch) == frame_size:
-                            sends[j](batch_frame(batch), LAST)
-                            batch.clear()
-                    for send, batch in zip(sends, bodies, strict=True):
+                    end = min(start + chunk, count)
+                    for j, send in enumerate(sends):
+                        first = start + (j - start) % k
+                        payloads = [{"seq": i, "data": DATA} for i in range(first, end, k)]
+                        batch: list[bytes] = []
+                        for message in new_messages(
+                            source, peers[j], SINK, payloads, now, DEFAULT_TTL, REQUEST, lane
+                        ):
+                            batch.append(body(message, now))
+                            if len(batch) == frame_size:
+                                send(batch_frame(batch), LAST)
+                                batch.clear()
                         if batch:
                             send(batch_frame(batch), LAST)
             else:

@@ -23,6 +23,7 @@ SCENARIO_KEYS = (
     "1_receiving_side_alone",
     "2a_native_send",
     "2b_native_send_many",
+    "2b_native_send_many_each",
     "2c_native_vs_6frame",
     "2_ceiling_codec",
     "2_receiving_side_alone",
