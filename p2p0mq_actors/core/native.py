@@ -226,10 +226,20 @@ def decode_native_many(
         and max_ttl > -_FOREVER  # nor NaN: the deadlines are finite
         and type(priority) is Priority
     )
+    # The ends and command of the last message assembled: a frame's messages
+    # mostly share them, so they are checked once and their objects shared.
+    ends: tuple[bytes, bytes, bytes, bytes, bytes] | None = None
     for body in bodies:
         if shared_ok and type(body) is list and len(body) == _BODY_FIELDS:
             kind, source, destination, command, mid, payload, ttl_ms, _, _ = body
             if (
+                ends is not None
+                and source == ends[0]
+                and destination == ends[1]
+                and command == ends[2]  # (of what msgpack gives, only bytes equals bytes)
+            ):
+                source, destination, command, previous, following = ends
+            elif (
                 type(source) is bytes
                 and type(destination) is bytes
                 and type(command) is bytes
@@ -238,6 +248,15 @@ def decode_native_many(
                 and 0 < len(command) <= MAX_COMMAND_LEN
                 and source[0] != 0
                 and destination[0] != 0
+            ):
+                # the ends themselves when equal, as make_message keeps them
+                previous = source if source == hop else hop
+                following = destination if destination == local_uuid else local_uuid
+                ends = (source, destination, command, previous, following)
+            else:
+                previous = b""
+            if (
+                previous
                 and type(ttl_ms) is int
                 and ttl_ms >= 1
                 and type(mid) is int
@@ -256,9 +275,8 @@ def decode_native_many(
                         payload,
                         mid,
                         priority,
-                        # the ends themselves when equal, as make_message keeps them
-                        source if source == hop else hop,
-                        destination if destination == local_uuid else local_uuid,
+                        previous,
+                        following,
                         0,  # attempts
                     )
                 )
