@@ -192,7 +192,7 @@ def decode(
     if type(frames) is list and len(frames) == 7:
         # 0.1.1 as the Receiver gives it (bytes frames): _as_frames, _kind
         # and _build inlined, in the same order of checks; a message whose
-        # fields all pass is assembled at once (1.4 against 2.1 us, measured).
+        # fields all pass is assembled at once (1.8 against 2.1 us, measured).
         previous, source, destination, kind_frame, command, mid, payload = frames
         if (
             type(previous) is bytes

@@ -262,7 +262,7 @@ def make_message(  # noqa: PLR0917 - the fields, in Message's order
 
     Written by hand: the common case is checked on the arguments in one
     pass, anything unusual goes to ``Message._validate``, which names it.
-    The object is built by ``assemble`` first (see there).
+    The object is built by ``assemble_unchecked`` first (see there).
     """
     if payload is None:
         payload = {}
@@ -374,7 +374,7 @@ def new_messages(  # noqa: PLR0917 - new_message's arguments, in its order
 
     The fields the messages share are checked once, on the first message
     (by ``new_message``); each later one costs its payload's check and the
-    object (0.4 against 1.0 us a message, measured). A payload that is not a
+    object (0.40 against 0.85 us a message, measured). A payload that is not a
     plain dict goes through ``new_message`` itself, which names what is
     wrong with it.
 
