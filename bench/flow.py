@@ -214,13 +214,14 @@ class Flow:
 
     # -- runs ---------------------------------------------------------------
 
-    def raw(self, count: int, *, backlog: bool = False) -> float:
-        """Raw DEALERs send ``count`` messages round-robin; msg/s."""
+    def raw(self, count: int, *, backlog: bool = False, multipart: bool = False) -> float:
+        """Raw DEALERs send ``count`` messages round-robin; msg/s. With
+        ``multipart`` the raw sinks read them with ``recv_multipart``."""
         frame = one_frame if self.native else six_frames
         sends = [sock.send for sock in self._socks]
         k = len(sends)
         prebuilt = [frame(i) for i in range(count)] if backlog else None
-        self.rig.server.arm(self.raw_set, self.params.left(10), total=count)
+        self.rig.server.arm(self.raw_set, self.params.left(10), total=count, multipart=multipart)
         t0 = time.monotonic()
         try:
             if self.native:

@@ -69,18 +69,26 @@ class Tally:
         self.t_last = 0.0
         self.batches = False
         self.decode = False
+        self.multipart = False
 
     def arm(
-        self, total: int = 0, goal: int = 0, batches: bool = False, decode: bool = False
+        self,
+        total: int = 0,
+        goal: int = 0,
+        batches: bool = False,
+        decode: bool = False,
+        multipart: bool = False,
     ) -> None:
         """Wait for ``total`` messages in all, or ``goal`` new ones at every
         sink; with ``batches`` a native batch frame counts as the messages
         it carries (raw sinks of our node; never for the raw baseline); with
         ``decode`` raw sinks decode what they get with our codec and count
-        the messages it gives (the codec ceiling)."""
+        the messages it gives (the codec ceiling); with ``multipart`` raw
+        sinks read each message with pyzmq's ``recv_multipart``."""
         with self._lock:
             self.batches = batches
             self.decode = decode
+            self.multipart = multipart
             self.total, self.target, self.goal, self.reached = 0, total, goal, 0
             self._base = list(self.per)
             self.t_first = self.t_last = 0.0
@@ -238,6 +246,8 @@ class RawSinks:
                     got = _drain_decoded(sock, raw_sink_uuid(index[sock]))
                 elif tally.batches:
                     got = _drain_batches(sock)
+                elif tally.multipart:
+                    got = _drain_multipart(sock)
                 else:
                     got = _drain(sock)
                 if got:
@@ -259,6 +269,20 @@ def _drain(sock: zmq.Socket[Any], limit: int = 1024) -> int:
             break
         while frame.more:
             frame = recv(NOBLOCK, copy=False)
+        got += 1
+    return got
+
+
+def _drain_multipart(sock: zmq.Socket[Any], limit: int = 1024) -> int:
+    """``_drain`` with pyzmq's own idiom, ``recv_multipart`` (copies, and
+    one ``RCVMORE`` query a frame); returns how many messages."""
+    recv_multipart = sock.recv_multipart
+    got = 0
+    while got < limit:
+        try:
+            recv_multipart(NOBLOCK)
+        except zmq.Again:
+            break
         got += 1
     return got
 
@@ -418,8 +442,10 @@ def sink_server(conn: Any, deadline: float) -> None:
             sets[name] = NodeSinks(uuids, store, concern, peers)
         return ("ready", sets[name].endpoints)
 
-    def arm(name: str, total: int, goal: int, batches: bool, decode: bool) -> tuple[str]:
-        sets[name].tally.arm(total, goal, batches, decode)
+    def arm(
+        name: str, total: int, goal: int, batches: bool, decode: bool, multipart: bool
+    ) -> tuple[str]:
+        sets[name].tally.arm(total, goal, batches, decode, multipart)
         return ("armed",)
 
     def wait(name: str, timeout: float) -> tuple[str, dict[str, Any]]:
@@ -484,8 +510,9 @@ class SinkServer(Child):
         goal: int = 0,
         batches: bool = False,
         decode: bool = False,
+        multipart: bool = False,
     ) -> None:
-        self.ask(timeout, "arm", name, total, goal, batches, decode)
+        self.ask(timeout, "arm", name, total, goal, batches, decode, multipart)
 
     def wait(self, name: str, timeout: float) -> dict[str, Any]:
         """The tally once its armed condition holds; BenchTimeout if it does not in time."""

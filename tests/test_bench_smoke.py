@@ -21,6 +21,7 @@ SCENARIO_KEYS = (
     "1_fast_6frame_send",
     "1_ceiling_codec",
     "1_receiving_side_alone",
+    "1_vs_raw_recv_multipart",
     "2a_native_send",
     "2b_native_send_many",
     "2b_native_send_many_each",
