@@ -190,78 +190,9 @@ def decode(
             priority=priority,
         )
     if type(frames) is list and len(frames) == 7:
-        # 0.1.1 as the Receiver gives it (bytes frames): _as_frames, _kind
-        # and _build inlined, in the same order of checks; a message whose
-        # fields all pass is assembled at once (1.8 against 2.1 us, measured).
-        previous, source, destination, kind_frame, command, mid, payload = frames
-        if (
-            type(previous) is bytes
-            and type(source) is bytes
-            and type(destination) is bytes
-            and type(kind_frame) is bytes
-            and type(command) is bytes
-            and type(mid) is bytes
-            and type(payload) is bytes
-            and previous
-            and (kind := _KINDS.get(kind_frame)) is not None
-        ):  # else the general path names the fault
-            if len(mid) == 1 and mid[0] < 0x80:
-                number = mid[0]
-            elif _UINT_SIZES.get(mid[0] if mid else 0) == len(mid):
-                number = int.from_bytes(mid[1:], "big")
-            else:
-                number = _message_id(mid)
-            try:
-                values = _unpackb(payload, raw=False, strict_map_key=False)
-            except Exception:  # _payload below names the fault
-                values = None
-            if not plain_payload(values):
-                values = _payload(6, payload)  # raises, naming the fault
-            source = source or previous
-            destination = destination or local_uuid
-            deadline = now + ttl
-            if (
-                0 < len(source) <= MAX_UUID_LEN
-                and 0 < len(destination) <= MAX_UUID_LEN
-                and 0 < len(command) <= MAX_COMMAND_LEN
-                and len(previous) <= MAX_UUID_LEN
-                and source[0] != 0
-                and destination[0] != 0
-                and previous[0] != 0
-                and type(deadline) is float
-                and deadline - deadline == 0.0  # finite
-                and type(priority) is Priority
-                and uuid_ok(local_uuid)
-            ):
-                return assemble_unchecked(
-                    source,
-                    destination,
-                    command,
-                    deadline,
-                    kind,
-                    values,
-                    number,
-                    priority,
-                    previous,  # previous hop
-                    local_uuid,  # next hop
-                    0,  # attempts
-                )
-            try:  # make_message names what is wrong
-                return make_message(
-                    source,
-                    destination,
-                    command,
-                    deadline,
-                    kind,
-                    values,
-                    number,
-                    priority,
-                    previous,
-                    local_uuid,
-                    0,
-                )
-            except MessageError as exc:
-                raise ProtocolError(f"{_field_origin(exc.field, frames)}: {exc}") from exc
+        received = _received_011(frames, local_uuid, now + ttl, priority)
+        if received is not None:
+            return received
     parts = _as_frames(frames)
     message_id = _message_id(parts[5]) if len(parts) == 7 else None
     return _build(
@@ -272,6 +203,75 @@ def decode(
         message_id=message_id,
         new_id=new_id,
     )
+
+
+def _received_011(
+    frames: list[Any], local_uuid: bytes, deadline: float, priority: Priority
+) -> Message | None:
+    """``decode`` of 0.1.1 frames as the Receiver gives them (a list of
+    seven bytes), checked in ``decode``'s order of checks: its message, or
+    its ``ProtocolError``; None for frames of any other types, which
+    ``decode``'s general path converts and checks. A message whose fields
+    all pass is assembled at once (1.8 against 2.1 us, measured).
+    """
+    previous, source, destination, kind_frame, command, mid, payload = frames
+    if not (
+        type(previous) is bytes
+        and type(source) is bytes
+        and type(destination) is bytes
+        and type(kind_frame) is bytes
+        and type(command) is bytes
+        and type(mid) is bytes
+        and type(payload) is bytes
+        and previous
+        and (kind := _KINDS.get(kind_frame)) is not None
+    ):
+        return None  # the general path converts the frames, or names the fault
+    if len(mid) == 1 and mid[0] < 0x80:
+        number = mid[0]
+    elif _UINT_SIZES.get(mid[0] if mid else 0) == len(mid):
+        number = int.from_bytes(mid[1:], "big")
+    else:
+        number = _message_id(mid)
+    try:
+        values = _unpackb(payload, raw=False, strict_map_key=False)
+    except Exception:  # _payload below names the fault
+        values = None
+    if not plain_payload(values):
+        values = _payload(6, payload)  # raises, naming the fault
+    source = source or previous
+    destination = destination or local_uuid
+    build: Callable[..., Message] = make_message  # which names what is wrong
+    if (
+        0 < len(source) <= MAX_UUID_LEN
+        and 0 < len(destination) <= MAX_UUID_LEN
+        and 0 < len(command) <= MAX_COMMAND_LEN
+        and len(previous) <= MAX_UUID_LEN
+        and source[0] != 0
+        and destination[0] != 0
+        and previous[0] != 0
+        and type(deadline) is float
+        and deadline - deadline == 0.0  # finite
+        and type(priority) is Priority
+        and uuid_ok(local_uuid)
+    ):
+        build = assemble_unchecked
+    try:
+        return build(
+            source,
+            destination,
+            command,
+            deadline,
+            kind,
+            values,
+            number,
+            priority,
+            previous,  # previous hop
+            local_uuid,  # next hop
+            0,  # attempts
+        )
+    except MessageError as exc:
+        raise ProtocolError(f"{_field_origin(exc.field, frames)}: {exc}") from exc
 
 
 def decode_many(

@@ -284,14 +284,7 @@ def make_message(  # noqa: PLR0917 - the fields, in Message's order
         attempts,
     )
     if not (
-        type(source) is bytes
-        and type(destination) is bytes
-        and type(command) is bytes
-        and 0 < len(source) <= MAX_UUID_LEN
-        and 0 < len(destination) <= MAX_UUID_LEN
-        and 0 < len(command) <= MAX_COMMAND_LEN
-        and source[0] != 0
-        and destination[0] != 0
+        ends_ok(source, destination, command)
         # the hops are most often the very same objects as the ends
         and (previous_hop is source or uuid_ok(previous_hop))
         and (next_hop is destination or uuid_ok(next_hop))
@@ -454,6 +447,22 @@ def assemble_unchecked(  # noqa: PLR0917 - the fields, in Message's order
     draft.__class__ = Message
     result: Message = draft
     return result
+
+
+def ends_ok(source: object, destination: object, command: object) -> bool:
+    """Whether these are a valid source, destination and command (bytes,
+    1 to 255 long, the uuids not starting with a zero byte): the common
+    case of their checks in ``Message``, without naming what is wrong."""
+    return (
+        type(source) is bytes
+        and type(destination) is bytes
+        and type(command) is bytes
+        and 0 < len(source) <= MAX_UUID_LEN
+        and 0 < len(destination) <= MAX_UUID_LEN
+        and 0 < len(command) <= MAX_COMMAND_LEN
+        and source[0] != 0
+        and destination[0] != 0
+    )
 
 
 def plain_payload(value: object) -> TypeGuard[dict[str, Any]]:

@@ -175,14 +175,25 @@ def test_a_long_value_is_shortened_in_the_error() -> None:
     assert len(str(caught.value)) < 160
 
 
-@given(st.binary(max_size=300), st.binary(max_size=300))
-def test_any_uuid_either_builds_or_raises_a_message_error(src: bytes, cmd: bytes) -> None:
+_EDGY_BYTES = st.binary(max_size=300) | st.sampled_from(
+    [b"", b"\x00", b"\x00a", b"a" * 255, b"a" * 256]
+)
+
+
+@given(_EDGY_BYTES, _EDGY_BYTES, _EDGY_BYTES)
+def test_any_uuid_either_builds_or_raises_a_message_error(
+    src: bytes, dst: bytes, cmd: bytes
+) -> None:
+    def uuid(value: bytes) -> bool:
+        return 0 < len(value) <= 255 and value[0] != 0
+
     try:
-        m = Message(source=src, destination=b"b", command=cmd, deadline=0.0)
+        m = Message(source=src, destination=dst, command=cmd, deadline=0.0)
     except MessageError:
-        assert not (0 < len(src) <= 255 and src[0] != 0 and 0 < len(cmd) <= 255)
+        assert not (uuid(src) and uuid(dst) and 0 < len(cmd) <= 255)
     else:
-        assert (m.source, m.command) == (src, cmd)
+        assert uuid(src) and uuid(dst) and 0 < len(cmd) <= 255
+        assert (m.source, m.destination, m.command) == (src, dst, cmd)
 
 
 _POOLS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -44,6 +45,21 @@ def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
     finally:
         alice.stop()
         bob.stop()
+
+
+@contextlib.contextmanager
+def linked_pair(
+    tmp_path: Path, concern: type[Chat] | type[Echo], *, wire: str
+) -> Iterator[tuple[Node, Node, Inbox]]:
+    """Alice and Bob, each the other's peer on ``wire``; Bob's ``concern``
+    puts what it gets in the inbox."""
+    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
+        inbox = Inbox()
+        bob.add_concern(concern, inbox=inbox)
+        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public, wire=wire)
+        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public, wire=wire)
+        yield alice, bob, inbox
 
 
 def test_a_request_gets_its_reply(pair: tuple[Node, Node]) -> None:
@@ -340,28 +356,18 @@ def test_refused_clients_are_counted_and_reach_no_concern(tmp_path: Path) -> Non
 
 
 def test_native_peers_exchange_single_frame_messages(tmp_path: Path) -> None:
-    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
-    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
-        inbox = Inbox()
-        bob.add_concern(Echo, inbox=inbox)
-        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public, wire="native")
-        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public, wire="native")
+    with linked_pair(tmp_path, Echo, wire="native") as (alice, bob, _):
         replies = [alice.request(b"bob", b"echo", {"n": n}) for n in range(20)]
         assert [f.get(timeout=10).payload for f in replies] == [{"n": n} for n in range(20)]
         assert bob.stats()["received"] == 20
         with pytest.raises(ConfigurationError, match="unknown wire 'json'"):
-            alice.add_peer(b"carol", bob.endpoint, bob_keys.load(b"bob").public, wire="json")
+            alice.add_peer(b"carol", bob.endpoint, bob.keys.load(b"bob").public, wire="json")
 
 
 def test_native_peers_batch_plans_into_frames_and_lose_or_reorder_nothing(
     tmp_path: Path,
 ) -> None:
-    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
-    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
-        inbox = Inbox()
-        bob.add_concern(Chat, inbox=inbox)
-        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public, wire="native")
-        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public, wire="native")
+    with linked_pair(tmp_path, Chat, wire="native") as (alice, bob, inbox):
         lanes = (Priority.FAST, Priority.MEDIUM, Priority.SLOW)
         sent = [
             alice.message(b"bob", b"chat", {"n": n}, priority=lanes[n % 3]) for n in range(3000)
@@ -381,12 +387,7 @@ def test_native_peers_batch_plans_into_frames_and_lose_or_reorder_nothing(
 def test_a_stream_built_with_messages_arrives_in_order_and_a_bad_payload_builds_none(
     tmp_path: Path, wire: str
 ) -> None:
-    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
-    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
-        inbox = Inbox()
-        bob.add_concern(Chat, inbox=inbox)
-        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public, wire=wire)
-        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public, wire=wire)
+    with linked_pair(tmp_path, Chat, wire=wire) as (alice, _, inbox):
         with pytest.raises(MessageError, match="payload"):
             alice.messages(b"bob", b"chat", [{"n": 0}, {1: "not a str key"}])
         stream = alice.messages(b"bob", b"chat", ({"n": n} for n in range(500)), ttl=60.0)
@@ -407,12 +408,7 @@ def test_a_send_loop_of_small_and_large_messages_arrives_whole_and_in_order(
     # Past 16 sends in a row the stream goes through the Scheduler's plans;
     # on the native wire its 100 KiB messages make frames of 64 too large,
     # so they are packed again in smaller ones.
-    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
-    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
-        inbox = Inbox()
-        bob.add_concern(Chat, inbox=inbox)
-        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public, wire=wire)
-        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public, wire=wire)
+    with linked_pair(tmp_path, Chat, wire=wire) as (alice, bob, inbox):
         blob = bytes(100 * 1024)
         for n in range(400):
             payload = {"n": n, "blob": blob} if n % 5 == 0 else {"n": n}
