@@ -438,14 +438,13 @@ class Receiver(Actor):
         now = self._clock.now()
         ours: list[Message] = []
         others: list[Message] = []
-        checked: dict[tuple[str, bytes], bool] = {}  # (User-Id, sender) -> its owner's
         uuid, ttl = self._uuid, self._ttl
         passed: tuple[str | None, bytes] = (None, b"")  # the last pair that passed
         for user, frames in batch:
             # The identity check, skipped for the pair the last message
             # passed with (a drain's messages mostly come from one peer).
             if user is not None and (user != passed[0] or frames[0] != passed[1]):
-                if not self._identity_ok(user, frames[0], checked):
+                if not self._identity_ok(user, frames[0]):
                     self._refuse_identity(frames)
                     continue
                 passed = (user, frames[0])
@@ -469,22 +468,12 @@ class Receiver(Actor):
         if others:
             self._forward(others)
 
-    def _identity_ok(
-        self, user: str | None, sender: bytes, checked: dict[tuple[str, bytes], bool]
-    ) -> bool:
+    def _identity_ok(self, user: str, sender: bytes) -> bool:
         """A key added for a uuid may only speak as that uuid: the sender's
         identity (frame 0, chosen by the client) must be the key's owner
-        (ZAP's User-Id, the Z85 key libzmq attached to the connection).
-        ``checked`` remembers the answer for a (User-Id, sender) pair within
-        one batch."""
-        if user is None:
-            return True  # no ZAP metadata: nothing to check
-        pair = (user, sender)
-        known = checked.get(pair)
-        if known is None:
-            owner = self._allowed.owner(user.encode())
-            known = checked[pair] = owner is None or owner == sender
-        return known
+        (ZAP's User-Id, the Z85 key libzmq attached to the connection)."""
+        owner = self._allowed.owner(user.encode())
+        return owner is None or owner == sender
 
     def _decode_native(self, frames: list[bytes], now: float) -> list[Message]:
         try:
