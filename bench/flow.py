@@ -83,6 +83,12 @@ class Rig:
         self.server.close()
 
 
+def share(j: int, k: int, start: int, end: int) -> list[dict[str, Any]]:
+    """The payloads of messages ``start`` to ``end`` (excluded) that go to
+    peer ``j`` of ``k`` round-robin (messages j, j + k, ...)."""
+    return [{"seq": i, "data": DATA} for i in range(start + (j - start) % k, end, k)]
+
+
 def six_frames(i: int) -> list[bytes]:
     """What p2p0mq 0.1.1 sends for a small request: source, destination, kind,
     command, message id, payload (empty ends: the direct peer)."""
@@ -286,9 +292,8 @@ class Flow:
             messages = node.messages
             for start in range(0, count, chunk):
                 end = min(start + chunk, count)
-                for j, peer in enumerate(peers):  # peer j gets messages j, j + k, ...
-                    first = start + (j - start) % k
-                    payloads = [{"seq": i, "data": DATA} for i in range(first, end, k)]
+                for j, peer in enumerate(peers):
+                    payloads = share(j, k, start, end)
                     if payloads:
                         node.send_many(messages(peer, SINK, payloads, priority=lane))
         elif mode == "send_many_each":
@@ -346,8 +351,7 @@ class Flow:
                     now = clock()
                     end = min(start + chunk, count)
                     for j, send in enumerate(sends):
-                        first = start + (j - start) % k
-                        payloads = [{"seq": i, "data": DATA} for i in range(first, end, k)]
+                        payloads = share(j, k, start, end)
                         batch: list[bytes] = []
                         for message in new_messages(
                             source, peers[j], SINK, payloads, now, DEFAULT_TTL, REQUEST, lane
