@@ -33,7 +33,6 @@ import msgpack
 from .errors import EncodeError, MessageError, ProtocolError
 from .message import (
     DEFAULT_TTL,
-    FEW_KEYS,
     MAX_COMMAND_LEN,
     MAX_MESSAGE_ID,
     MAX_UUID_LEN,
@@ -62,7 +61,6 @@ class WireShape(Enum):
 
 _FRAME_COUNTS: Final = (6, 7)  # as received: 0.1.0, 0.1.1
 _BYTES_ONLY: Final = frozenset({bytes})
-_STR_ONLY: Final = frozenset({str})
 _KIND_FRAMES: Final = {Kind.REQUEST: b"\x01", Kind.REPLY: b"\x02"}
 _KINDS: Final = {b"\x01": Kind.REQUEST, b"\x02": Kind.REPLY}
 _EMPTY_MAP: Final = b"\x80"
@@ -414,8 +412,8 @@ def _payload(index: int, frame: bytes) -> dict[str, Any]:
         raise ProtocolError(
             f"frame {index} (payload): must be a MessagePack map, not {_preview(value)}"
         )
-    if len(value) > FEW_KEYS and _STR_ONLY.issuperset(map(type, value)):
-        return value  # many keys: one C-level pass (a loop is cheaper for a few)
+    if plain_payload(value):
+        return value
     for key in value:  # as Message checks them, but naming the frame
         if type(key) is not str:
             raise ProtocolError(

@@ -296,16 +296,9 @@ def make_message(  # noqa: PLR0917 - the fields, in Message's order
         and deadline - deadline == 0.0  # finite
         and type(kind) is Kind
         and type(priority) is Priority
-        and type(payload) is dict
+        and plain_payload(payload)
     ):
-        draft._validate()
-    elif payload:  # keys are str: a loop is cheaper for the few keys most carry
-        if len(payload) <= FEW_KEYS:
-            for key in payload:
-                if type(key) is not str:
-                    draft._validate()  # raises, naming the key
-        elif not _STR_ONLY.issuperset(map(type, payload)):
-            draft._validate()
+        draft._validate()  # raises, naming the field (or accepts a read-only mapping)
     result: Message = draft
     return result
 
@@ -488,8 +481,8 @@ def uuid_ok(value: object) -> bool:
 _STR_ONLY: Final = frozenset({str})
 FEW_KEYS: Final = 8
 """Up to this many payload keys are checked one by one in a loop (cheaper
-than one C-level pass for the few keys most payloads have); the codec
-checks received payloads the same way."""
+than one C-level pass for the few keys most payloads have), by
+``plain_payload``, which the codecs use too."""
 
 
 class _Fields:
