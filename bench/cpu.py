@@ -1,0 +1,345 @@
+"""Where a stream's CPU goes: ``python -m bench.cpu``.
+
+A diagnostic, not a scenario: it asserts nothing. It runs scenario 1's work
+(or 2a's, ``--wire native``) between two processes, ours and the raw
+baseline alternately, and reads the CPU time of every thread of both
+processes over each run (Linux: ``/proc/self/task``). It prints the CPU
+each thread used per message, each process's total, the rates, and the
+ratio the CPU alone predicts on a machine whose cores are all busy: raw's
+CPU per message over ours.
+
+- Ours: ``node.send(..., priority=FAST)`` in a loop, from a Node here to a
+  Node in a spawned child whose Concern counts what it gets.
+- Raw: a DEALER here sends the same frames with ``sock.send(frame,
+  int_flags)`` to a ROUTER in the child, read with ``recv(copy=False)`` and
+  ``.more`` (scenario 1's raw sink); CURVE and ZAP on both.
+
+Threads are named after their Python thread (pykka names an actor's
+thread after its class); zmq's own threads keep their system names
+(``ZMQbg/IO/0``; the receiving process has two contexts, the Node's and
+the raw sink's, whose I/O threads are summed, the idle one using next to
+nothing). A thread that used no CPU in a run is left out. The kernel counts
+a thread's CPU in clock ticks (10 ms here): over a run of 100,000 messages
+that is 0.1 µs a message per thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+from msgpack import packb
+
+from p2p0mq_actors import Concern, KeyStore, Message, Node, Priority
+
+from .common import (
+    KIND_REQUEST,
+    LAST,
+    MORE,
+    NOBLOCK,
+    SPAWN,
+    bind_local,
+    close_all,
+    curve_dealer,
+    curve_pair,
+    curve_router,
+    remove_dir,
+    scratch_dir,
+    start_authenticator,
+    write_certificates,
+)
+
+SENDER, RECEIVER = b"cpu-sender", b"cpu-receiver"
+COMMAND = b"sink"
+PAYLOAD_DATA = "x" * 32
+WAIT = 120.0  # the longest any step waits for the other process
+
+ThreadCpu = dict[str, float]  # thread name -> CPU seconds
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """Each thread of this process: native id -> (name, CPU seconds so far)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{entry}/stat", encoding="ascii") as f:
+                stat = f.read()
+            with open(f"/proc/self/task/{entry}/comm", encoding="utf-8") as f:
+                comm = f.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        tid = int(entry)
+        out[tid] = (names.get(tid, comm), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> ThreadCpu:
+    """CPU seconds each thread used between two ``thread_cpu`` readings,
+    summed by name (pykka's ``Receiver-7`` counts as ``Receiver``)."""
+    out: ThreadCpu = {}
+    for tid, (name, seconds) in after.items():
+        spent = seconds - before.get(tid, (name, 0.0))[1]
+        if spent > 0:
+            key = _short(name)
+            out[key] = out.get(key, 0.0) + spent
+    return out
+
+
+def _short(name: str) -> str:
+    base, _, tail = name.rpartition("-")
+    return base if base and tail.isdigit() else name
+
+
+class _Counter(Concern):
+    """Counts the requests it gets; sets ``done`` at ``goal``."""
+
+    command = COMMAND
+
+    def __init__(self, *, state: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = state
+
+    def on_request(self, message: Message) -> None:
+        state = self.state
+        state["got"] += 1
+        if state["got"] == state["goal"]:
+            state["last"] = time.monotonic()
+            state["done"].set()
+
+
+def _raw_sink(sock: zmq.Socket[Any], state: dict[str, Any], stop: threading.Event) -> None:
+    """Scenario 1's raw sink: counts whole messages read with recv(copy=False)/.more."""
+    recv = sock.recv
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    while not stop.is_set():
+        if not poller.poll(50):
+            continue
+        got = 0
+        while got < 1024:
+            try:
+                frame = recv(NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            while frame.more:
+                frame = recv(NOBLOCK, copy=False)
+            got += 1
+        state["got"] += got
+        if state["got"] >= state["goal"] and not state["done"].is_set():
+            state["last"] = time.monotonic()
+            state["done"].set()
+
+
+def _receiver(conn: Any, store: str, wire: str, raw_pair: tuple[bytes, bytes], certs: str) -> None:
+    """Child main: a Node with a counting Concern and a raw CURVE ROUTER
+    sink; each ``("arm", kind, goal)`` is answered when ``goal`` messages
+    came, with the time of the last and what each thread used meanwhile."""
+    states: dict[str, dict[str, Any]] = {
+        kind: {"got": 0, "goal": 0, "done": threading.Event()} for kind in ("ours", "raw")
+    }
+    ctx: zmq.Context[Any] = zmq.Context()
+    auth = start_authenticator(ctx, certs)
+    sock = curve_router(ctx, *raw_pair)
+    stop = threading.Event()
+    sink = threading.Thread(target=_raw_sink, args=(sock, states["raw"], stop), name="raw-sink")
+    node = Node(RECEIVER, keys=KeyStore(store))
+    try:
+        raw_endpoint = bind_local(sock)
+        sink.start()
+        node.add_concern(_Counter, state=states["ours"])
+        conn.send((node.endpoint, raw_endpoint))
+        node.add_peer(SENDER, conn.recv(), wire=wire)
+        while conn.poll(WAIT):
+            command = conn.recv()
+            if command[0] != "arm":
+                break
+            _, kind, goal = command
+            state = states[kind]
+            state["got"], state["goal"] = 0, goal
+            state["done"].clear()
+            conn.send("armed")
+            before = thread_cpu()
+            if not state["done"].wait(WAIT):
+                conn.send(("error", f"{kind}: {state['got']} of {goal} came"))
+                break
+            conn.send((state["last"], used(before, thread_cpu())))
+    finally:
+        stop.set()
+        if sink.is_alive():
+            sink.join(10)
+        node.stop()
+        close_all(ctx, [sock], auth)
+        conn.close()
+
+
+def _frames(i: int, native: bool) -> list[bytes]:
+    payload = packb({"seq": i, "data": PAYLOAD_DATA})
+    return [payload] if native else [b"", b"", KIND_REQUEST, COMMAND, packb(i), payload]
+
+
+class Run:
+    """One kind of run: its rates and each side's CPU a message by thread."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+        self.sending: list[ThreadCpu] = []
+        self.receiving: list[ThreadCpu] = []
+
+    def add(self, count: int, span: float, sending: ThreadCpu, receiving: ThreadCpu) -> None:
+        """One run: ``count`` messages in ``span`` seconds (the first send to
+        the last receive), and what each side's threads used meanwhile."""
+        self.rates.append(count / max(span, 1e-9))
+        self.sending.append({k: v / count * 1e6 for k, v in sending.items()})
+        self.receiving.append({k: v / count * 1e6 for k, v in receiving.items()})
+
+    def both(self) -> float:
+        """Median over the runs of both processes' CPU a message (µs)."""
+        pairs = zip(self.sending, self.receiving, strict=True)
+        return statistics.median(sum(s.values()) + sum(r.values()) for s, r in pairs)
+
+
+def _median_by_thread(runs: list[ThreadCpu]) -> ThreadCpu:
+    names = sorted({name for run in runs for name in run})
+    return {name: statistics.median(run.get(name, 0.0) for run in runs) for name in names}
+
+
+def _total(runs: list[ThreadCpu]) -> float:
+    return statistics.median(sum(run.values()) for run in runs)
+
+
+def run(count: int, wire: str, repeat: int) -> dict[str, Run]:
+    """``repeat`` runs of ``count`` messages each, ours and raw alternately."""
+    native = wire == "native"
+    scratch = scratch_dir()
+    store = str(Path(scratch) / "store")
+    keys = KeyStore(store)
+    for uuid in (SENDER, RECEIVER):
+        keys.ensure(uuid)
+    raw_server, raw_client = curve_pair(), curve_pair()
+    certs = write_certificates(Path(scratch) / "certs", [raw_client[0]])
+    ours_conn, theirs = SPAWN.Pipe()
+    child = SPAWN.Process(
+        target=_receiver, args=(theirs, store, wire, raw_server, certs), daemon=True
+    )
+    child.start()
+    ctx: zmq.Context[Any] = zmq.Context()
+    dealer: zmq.Socket[Any] | None = None
+    node: Node | None = None
+    results = {"ours": Run(), "raw": Run()}
+    try:
+
+        def answer() -> Any:
+            if not ours_conn.poll(WAIT):
+                raise RuntimeError("the receiving process did not answer")
+            got = ours_conn.recv()
+            if isinstance(got, tuple) and got and got[0] == "error":
+                raise RuntimeError(f"the receiving process failed: {got[1]}")
+            return got
+
+        node_endpoint, raw_endpoint = answer()
+        node = Node(SENDER, keys=KeyStore(store))
+        ours_conn.send(node.endpoint)
+        node.add_peer(RECEIVER, node_endpoint, wire=wire)
+        dealer = curve_dealer(ctx, raw_endpoint, raw_client, raw_server[0])
+        send = dealer.send
+
+        def ours(n: int) -> None:
+            node_send, fast = node.send, Priority.FAST
+            for i in range(n):
+                node_send(RECEIVER, COMMAND, {"seq": i, "data": PAYLOAD_DATA}, priority=fast)
+
+        def raw(n: int) -> None:
+            for i in range(n):
+                *first, payload = _frames(i, native)
+                for part in first:
+                    send(part, MORE)
+                send(payload, LAST)
+
+        senders = {"ours": ours, "raw": raw}
+        for kind, sender in senders.items():  # warm both paths: handshakes are not measured
+            ours_conn.send(("arm", kind, 10))
+            answer()
+            sender(10)
+            answer()
+        for _ in range(repeat):
+            for kind, sender in senders.items():
+                ours_conn.send(("arm", kind, count))
+                answer()
+                before = thread_cpu()
+                start = time.monotonic()
+                sender(count)
+                last, receiving = answer()
+                results[kind].add(count, last - start, used(before, thread_cpu()), receiving)
+        ours_conn.send(("quit",))
+    finally:
+        if dealer is not None:
+            close_all(ctx, [dealer])
+        else:
+            ctx.term()
+        if node is not None:
+            node.stop()
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+        remove_dir(scratch)
+    return results
+
+
+def report(results: dict[str, Run], count: int, wire: str, repeat: int) -> str:
+    """The table ``main`` prints."""
+    ours, raw = results["ours"], results["raw"]
+    lines = [
+        f"{count:,} messages a run, {wire} wire, medians of {repeat} runs each;"
+        " CPU in µs a message",
+        f"  {'':34} {'ours':>8} {'raw':>8}",
+    ]
+    for side, label in (("sending", "sending process"), ("receiving", "receiving process")):
+        mine: list[ThreadCpu] = getattr(ours, side)
+        theirs: list[ThreadCpu] = getattr(raw, side)
+        a, b = _median_by_thread(mine), _median_by_thread(theirs)
+        lines.append(f"  {label}")
+        for name in sorted(set(a) | set(b), key=lambda n: -max(a.get(n, 0.0), b.get(n, 0.0))):
+            lines.append(f"    {name:32} {a.get(name, 0.0):8.2f} {b.get(name, 0.0):8.2f}")
+        lines.append(f"    {'(the process)':32} {_total(mine):8.2f} {_total(theirs):8.2f}")
+    ours_cpu, raw_cpu = ours.both(), raw.both()
+    ours_rate, raw_rate = statistics.median(ours.rates), statistics.median(raw.rates)
+    lines += [
+        f"  {'both processes':34} {ours_cpu:8.2f} {raw_cpu:8.2f}",
+        f"  {'rate (msg/s)':34} {ours_rate:8,.0f} {raw_rate:8,.0f}",
+        f"  rate ratio (ours / raw): {ours_rate / raw_rate:.2f}",
+        f"  CPU ratio (raw's CPU a message / ours): {raw_cpu / ours_cpu:.2f}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cpu",
+        description="CPU a message of each thread, ours against raw pyzmq (Linux).",
+    )
+    parser.add_argument("--count", type=int, default=100_000, help="messages a run (100,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each kind (3)")
+    parser.add_argument("--wire", choices=("0.1.1", "native"), default="0.1.1")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.repeat < 1:
+        parser.error("--count and --repeat must be >= 1")
+    if not os.path.isdir("/proc/self/task"):
+        parser.error("needs Linux's /proc/self/task")
+    results = run(args.count, args.wire, args.repeat)
+    print(report(results, args.count, args.wire, args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
