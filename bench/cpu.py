@@ -309,7 +309,8 @@ def report(results: dict[str, Run], count: int, wire: str, repeat: int) -> str:
         theirs: list[ThreadCpu] = getattr(raw, side)
         a, b = _median_by_thread(mine), _median_by_thread(theirs)
         lines.append(f"  {label}")
-        for name in sorted(set(a) | set(b), key=lambda n: -max(a.get(n, 0.0), b.get(n, 0.0))):
+        shown = [n for n in set(a) | set(b) if max(a.get(n, 0.0), b.get(n, 0.0)) >= 0.005]
+        for name in sorted(shown, key=lambda n: -max(a.get(n, 0.0), b.get(n, 0.0))):
             lines.append(f"    {name:32} {a.get(name, 0.0):8.2f} {b.get(name, 0.0):8.2f}")
         lines.append(f"    {'(the process)':32} {_total(mine):8.2f} {_total(theirs):8.2f}")
     ours_cpu, raw_cpu = ours.both(), raw.both()
