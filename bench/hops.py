@@ -73,7 +73,7 @@ def instrument(marks: Marks) -> Callable[[], None]:
     around(Encoder, "body", "encode", "encoded")  # the connection's native batches
     around(CurveDealerSocket, "send_frames", "send", "sent")
     around(Receiver, "_handle", "handle", "handled")
-    around(receiver_module, "decode", "decode", "decoded")
+    around(receiver_module, "decode_p2p0mq", "decode", "decoded")
     around(receiver_module, "decode_many", "decode", "decoded")
     around(Receiver, "_tell", "tell", "told")
     around(ReplyFuture, "set", "set", "was_set")

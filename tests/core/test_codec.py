@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2p0mq_actors.core.codec import Encoder, WireShape, decode, encode
+from p2p0mq_actors.core.codec import Encoder, WireShape, decode, decode_p2p0mq, encode
 from p2p0mq_actors.core.errors import EncodeError, ProtocolError
 from p2p0mq_actors.core.message import (
     DEFAULT_TTL,
@@ -437,6 +437,22 @@ def test_the_receivers_form_agrees_with_the_general_path_at_every_edge_of_every_
         assert type(fast.deadline) is float and type(fast.payload) is dict
     else:
         assert fast == general
+
+
+def test_the_receivers_entry_takes_the_deadline_it_is_given_and_refuses_the_native_shape() -> None:
+    """``decode_p2p0mq`` is ``decode``'s own path for p2p0mq's shapes (which
+    the properties above test through ``decode``); the Receiver calls it
+    with a deadline computed once a batch, and reads native frames apart."""
+    frames = list(_FRAMES)
+    got = decode_p2p0mq(frames, B, 123.5, Priority.SLOW)
+    assert (got.deadline, got.priority) == (123.5, Priority.SLOW)
+    assert got == decode(frames, B, now=120.0, ttl=3.5, priority=Priority.SLOW)
+    six = frames[:5] + frames[6:]  # 0.1.0: no message id; one is assigned
+    assert decode_p2p0mq(six, B, 1.0, Priority.FAST, fixed_id(7)).message_id == 7
+    native = encode(Message.create(A, B, b"cmd", {}, now=NOW), WireShape.NATIVE)
+    assert decode([A, *native], B, now=NOW).command == b"cmd"
+    with pytest.raises(ProtocolError):
+        decode_p2p0mq([A, *native], B, NOW + 5.0)
 
 
 def flip(frame: bytes, at: int) -> bytes:
