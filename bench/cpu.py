@@ -44,7 +44,6 @@ from .common import (
     KIND_REQUEST,
     LAST,
     MORE,
-    NOBLOCK,
     SPAWN,
     bind_local,
     close_all,
@@ -56,6 +55,7 @@ from .common import (
     start_authenticator,
     write_certificates,
 )
+from .sinks import _drain
 
 SENDER, RECEIVER = b"cpu-sender", b"cpu-receiver"
 COMMAND = b"sink"
@@ -120,22 +120,12 @@ class _Counter(Concern):
 
 def _raw_sink(sock: zmq.Socket[Any], state: dict[str, Any], stop: threading.Event) -> None:
     """Scenario 1's raw sink: counts whole messages read with recv(copy=False)/.more."""
-    recv = sock.recv
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     while not stop.is_set():
         if not poller.poll(50):
             continue
-        got = 0
-        while got < 1024:
-            try:
-                frame = recv(NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            while frame.more:
-                frame = recv(NOBLOCK, copy=False)
-            got += 1
-        state["got"] += got
+        state["got"] += _drain(sock)
         if state["got"] >= state["goal"] and not state["done"].is_set():
             state["last"] = time.monotonic()
             state["done"].set()
