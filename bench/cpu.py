@@ -21,11 +21,21 @@ the raw sink's, whose I/O threads are summed, the idle one using next to
 nothing). A thread that used no CPU in a run is left out. The kernel counts
 a thread's CPU in clock ticks (10 ms here): over a run of 100,000 messages
 that is 0.1 µs a message per thread.
+
+Each process's rows end with what else could bound it: its threads'
+context switches (voluntary: a wait for the GIL, a lock, a poll or an
+inbox; involuntary: preempted for another thread) a 1,000 messages, and
+the time its cyclic garbage collector ran, in µs a message. For ours, the
+last lines give the messages the Receiver read a step (a poll and what it
+drained: up to 256 zmq messages, each one message on p2p0mq's wire and up
+to 64 on the native one) and the Scheduler planned an epoch (from
+``node.stats()``): a Receiver that reads full steps never waits for work.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -62,7 +72,7 @@ COMMAND = b"sink"
 PAYLOAD_DATA = "x" * 32
 WAIT = 120.0  # the longest any step waits for the other process
 
-ThreadCpu = dict[str, float]  # thread name -> CPU seconds
+ThreadCpu = dict[str, float]  # thread name -> CPU seconds (or another count)
 
 
 def thread_cpu() -> dict[int, tuple[str, float]]:
@@ -99,6 +109,114 @@ def used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float
 def _short(name: str) -> str:
     base, _, tail = name.rpartition("-")
     return base if base and tail.isdigit() else name
+
+
+def thread_switches() -> dict[int, tuple[str, float]]:
+    """Each thread of this process: native id -> (name, context switches so
+    far, voluntary and involuntary together); ``used`` takes two readings."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{entry}/status", encoding="utf-8") as f:
+                status = f.read()
+            with open(f"/proc/self/task/{entry}/comm", encoding="utf-8") as f:
+                comm = f.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        tid = int(entry)
+        out[tid] = (names.get(tid, comm), float(switches_in(status)))
+    return out
+
+
+def switches_in(status: str) -> int:
+    """The context switches a ``/proc/.../status`` text counts (voluntary
+    and involuntary)."""
+    total = 0
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+            total += int(value)
+    return total
+
+
+class GcClock:
+    """The time this process spends in the cyclic garbage collector, and how
+    many collections ran (``gc.callbacks``; collections never overlap: each
+    holds the GIL). ``close`` removes the hook."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+    def reading(self) -> tuple[float, int]:
+        """(seconds, collections) so far."""
+        return self.seconds, self.collections
+
+    def close(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+
+class Side:
+    """What one process used over one run: CPU and context switches by
+    thread, garbage collection, and (ours only) the messages our actor read
+    or planned a step: the Receiver's a poll, the Scheduler's an epoch."""
+
+    def __init__(
+        self,
+        cpu: ThreadCpu,
+        switches: ThreadCpu | None = None,
+        gc_seconds: float = 0.0,
+        per_step: float | None = None,
+    ) -> None:
+        self.cpu = cpu
+        self.switches = switches or {}
+        self.gc_seconds = gc_seconds
+        self.per_step = per_step
+
+
+class Meter:
+    """Readings of this process before a run, and what it used since."""
+
+    def __init__(self, gc_clock: GcClock) -> None:
+        self._gc = gc_clock
+        self._cpu = thread_cpu()
+        self._switches = thread_switches()
+        self._gc_seconds = gc_clock.reading()[0]
+
+    def side(self, per_step: float | None = None) -> Side:
+        return Side(
+            used(self._cpu, thread_cpu()),
+            used(self._switches, thread_switches()),
+            self._gc.reading()[0] - self._gc_seconds,
+            per_step,
+        )
+
+
+def _per_step(messages: int, steps: int) -> float | None:
+    """Messages a step; None if there was no step."""
+    return messages / steps if steps > 0 else None
+
+
+def _received_and_steps(node: Node) -> tuple[int, int]:
+    """The messages our Receiver decoded, and the steps it took, so far."""
+    stats = node.stats()["receiver"]
+    return int(stats["received"]), int(stats["steps"])
+
+
+def _epochs(node: Node) -> int:
+    """The epochs our Scheduler started so far."""
+    return int(node.stats()["scheduler"]["epochs"])
 
 
 class _Counter(Concern):
@@ -138,6 +256,7 @@ def _receiver(conn: Any, store: str, wire: str, raw_pair: tuple[bytes, bytes], c
     states: dict[str, dict[str, Any]] = {
         kind: {"got": 0, "goal": 0, "done": threading.Event()} for kind in ("ours", "raw")
     }
+    gc_clock = GcClock()
     ctx: zmq.Context[Any] = zmq.Context()
     auth = start_authenticator(ctx, certs)
     sock = curve_router(ctx, *raw_pair)
@@ -158,13 +277,19 @@ def _receiver(conn: Any, store: str, wire: str, raw_pair: tuple[bytes, bytes], c
             state = states[kind]
             state["got"], state["goal"] = 0, goal
             state["done"].clear()
+            before = _received_and_steps(node) if kind == "ours" else None
             conn.send("armed")
-            before = thread_cpu()
+            meter = Meter(gc_clock)
             if not state["done"].wait(WAIT):
                 conn.send(("error", f"{kind}: {state['got']} of {goal} came"))
                 break
-            conn.send((state["last"], used(before, thread_cpu())))
+            side = meter.side()
+            if before is not None:
+                received, steps = _received_and_steps(node)
+                side.per_step = _per_step(received - before[0], steps - before[1])
+            conn.send((state["last"], side))
     finally:
+        gc_clock.close()
         stop.set()
         if sink.is_alive():
             sink.join(10)
@@ -179,19 +304,28 @@ def _frames(i: int, native: bool) -> list[bytes]:
 
 
 class Run:
-    """One kind of run: its rates and each side's CPU a message by thread."""
+    """One kind of run: its rates and, a message, each side's CPU by thread
+    (µs), context switches (a 1,000 messages) and garbage collection (µs)."""
 
     def __init__(self) -> None:
         self.rates: list[float] = []
         self.sending: list[ThreadCpu] = []
         self.receiving: list[ThreadCpu] = []
+        self.switches: dict[str, list[float]] = {"sending": [], "receiving": []}
+        self.gc: dict[str, list[float]] = {"sending": [], "receiving": []}
+        self.per_step: dict[str, list[float]] = {"sending": [], "receiving": []}
 
-    def add(self, count: int, span: float, sending: ThreadCpu, receiving: ThreadCpu) -> None:
+    def add(self, count: int, span: float, sending: Side, receiving: Side) -> None:
         """One run: ``count`` messages in ``span`` seconds (the first send to
-        the last receive), and what each side's threads used meanwhile."""
+        the last receive), and what each side used meanwhile."""
         self.rates.append(count / max(span, 1e-9))
-        self.sending.append({k: v / count * 1e6 for k, v in sending.items()})
-        self.receiving.append({k: v / count * 1e6 for k, v in receiving.items()})
+        self.sending.append({k: v / count * 1e6 for k, v in sending.cpu.items()})
+        self.receiving.append({k: v / count * 1e6 for k, v in receiving.cpu.items()})
+        for name, side in (("sending", sending), ("receiving", receiving)):
+            self.switches[name].append(sum(side.switches.values()) / count * 1e3)
+            self.gc[name].append(side.gc_seconds / count * 1e6)
+            if side.per_step is not None:
+                self.per_step[name].append(side.per_step)
 
     def both(self) -> float:
         """Median over the runs of both processes' CPU a message (µs)."""
@@ -227,6 +361,7 @@ def run(count: int, wire: str, repeat: int) -> dict[str, Run]:
     dealer: zmq.Socket[Any] | None = None
     node: Node | None = None
     results = {"ours": Run(), "raw": Run()}
+    gc_clock = GcClock()
     try:
 
         def answer() -> Any:
@@ -266,13 +401,18 @@ def run(count: int, wire: str, repeat: int) -> dict[str, Run]:
             for kind, sender in senders.items():
                 ours_conn.send(("arm", kind, count))
                 answer()
-                before = thread_cpu()
+                epochs = _epochs(node) if kind == "ours" else None
+                meter = Meter(gc_clock)
                 start = time.monotonic()
                 sender(count)
                 last, receiving = answer()
-                results[kind].add(count, last - start, used(before, thread_cpu()), receiving)
+                sending = meter.side()
+                if epochs is not None:
+                    sending.per_step = _per_step(count, _epochs(node) - epochs)
+                results[kind].add(count, last - start, sending, receiving)
         ours_conn.send(("quit",))
     finally:
+        gc_clock.close()
         if dealer is not None:
             close_all(ctx, [dealer])
         else:
@@ -303,6 +443,10 @@ def report(results: dict[str, Run], count: int, wire: str, repeat: int) -> str:
         for name in sorted(shown, key=lambda n: -max(a.get(n, 0.0), b.get(n, 0.0))):
             lines.append(f"    {name:32} {a.get(name, 0.0):8.2f} {b.get(name, 0.0):8.2f}")
         lines.append(f"    {'(the process)':32} {_total(mine):8.2f} {_total(theirs):8.2f}")
+        switches = _median(ours.switches[side]), _median(raw.switches[side])
+        lines.append(f"    {'switches a 1,000 messages':32} {switches[0]:8.1f} {switches[1]:8.1f}")
+        collected = _median(ours.gc[side]), _median(raw.gc[side])
+        lines.append(f"    {'garbage collector':32} {collected[0]:8.2f} {collected[1]:8.2f}")
     ours_cpu, raw_cpu = ours.both(), raw.both()
     ours_rate, raw_rate = statistics.median(ours.rates), statistics.median(raw.rates)
     lines += [
@@ -311,7 +455,17 @@ def report(results: dict[str, Run], count: int, wire: str, repeat: int) -> str:
         f"  rate ratio (ours / raw): {ours_rate / raw_rate:.2f}",
         f"  CPU ratio (raw's CPU a message / ours): {raw_cpu / ours_cpu:.2f}",
     ]
+    for side, what in (
+        ("receiving", "ours: messages the Receiver read a step (of up to 256 zmq messages)"),
+        ("sending", "ours: messages the Scheduler planned an epoch"),
+    ):
+        if ours.per_step[side]:
+            lines.append(f"  {what}: {_median(ours.per_step[side]):,.0f}")
     return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

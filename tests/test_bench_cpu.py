@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import threading
 from typing import Any
@@ -43,16 +44,71 @@ def test_thread_cpu_names_this_thread_and_counts_its_time() -> None:
     assert all(seconds >= 0 for _, seconds in readings.values())
 
 
+def test_thread_switches_names_this_thread_and_counts_its_switches() -> None:
+    me = threading.current_thread()
+    readings = cpu.thread_switches()
+    assert readings[me.native_id][0] == me.name
+    assert all(count >= 0 for _, count in readings.values())
+
+
+def test_switches_in_adds_voluntary_and_involuntary_switches() -> None:
+    status = (
+        "Name:\tReceiver-3\nState:\tS (sleeping)\n"
+        "voluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n"
+    )
+    assert cpu.switches_in(status) == 127
+    assert cpu.switches_in("Name:\tx\n") == 0
+
+
+def test_the_gc_clock_counts_collections_until_closed() -> None:
+    clock = cpu.GcClock()
+    try:
+        gc.collect()
+        seconds, collections = clock.reading()
+        assert collections == 1
+        assert seconds > 0
+    finally:
+        clock.close()
+    gc.collect()
+    assert clock.reading()[1] == 1  # the hook is gone
+    assert clock._callback not in gc.callbacks
+
+
+def test_per_step_is_messages_over_steps_and_none_without_a_step() -> None:
+    assert cpu._per_step(1000, 4) == 250
+    assert cpu._per_step(1000, 0) is None
+
+
 def test_the_report_puts_each_thread_of_each_side_against_raw() -> None:
     ours, raw = cpu.Run(), cpu.Run()
-    ours.add(1000, 0.01, {"MainThread": 0.002, "PeerConnection": 0.003}, {"Receiver": 0.008})
-    raw.add(1000, 0.005, {"MainThread": 0.003}, {"raw-sink": 0.004})
+    ours.add(
+        1000,
+        0.01,
+        cpu.Side(
+            {"MainThread": 0.002, "PeerConnection": 0.003}, {"MainThread": 10.0}, 0.0004, 500
+        ),
+        cpu.Side({"Receiver": 0.008}, {"Receiver": 20.0, "_Counter": 5.0}, 0.0001, 250),
+    )
+    raw.add(1000, 0.005, cpu.Side({"MainThread": 0.003}), cpu.Side({"raw-sink": 0.004}))
     text = cpu.report({"ours": ours, "raw": raw}, 1000, "0.1.1", 1)
     assert "PeerConnection                       3.00     0.00" in text
     assert "raw-sink                             0.00     4.00" in text
     assert "both processes                        13.00     7.00" in text
     assert "rate ratio (ours / raw): 0.50" in text
     assert "CPU ratio (raw's CPU a message / ours): 0.54" in text
+    sending, receiving = text.split("receiving process")
+    assert _row(sending, "switches a 1,000 messages") == ["10.0", "0.0"]
+    assert _row(sending, "garbage collector") == ["0.40", "0.00"]
+    assert _row(receiving, "switches a 1,000 messages") == ["25.0", "0.0"]
+    assert _row(receiving, "garbage collector") == ["0.10", "0.00"]
+    assert "ours: messages the Receiver read a step (of up to 256 zmq messages): 250" in text
+    assert "ours: messages the Scheduler planned an epoch: 500" in text
+
+
+def _row(text: str, label: str) -> list[str]:
+    """The figures on the report's line that starts with ``label``."""
+    (line,) = [line for line in text.splitlines() if line.strip().startswith(label)]
+    return line.strip()[len(label) :].split()
 
 
 @pytest.mark.bench
@@ -67,3 +123,11 @@ def test_a_short_run_measures_both_kinds_in_both_processes() -> None:
     assert ours.sending[0]["MainThread"] > 0 and raw.sending[0]["MainThread"] > 0
     assert ours.receiving[0]["Receiver"] > 0
     assert raw.receiving[0]["raw-sink"] > 0
+    # a Receiver step reads at least one message and at most a batch
+    assert 1 <= ours.per_step["receiving"][0] <= 256
+    assert ours.per_step["sending"][0] >= 1
+    assert not raw.per_step["receiving"] and not raw.per_step["sending"]
+    for run in (ours, raw):  # both processes switched, and collected, in every run
+        assert len(run.switches["sending"]) == len(run.switches["receiving"]) == 1
+        assert run.switches["receiving"][0] > 0
+        assert len(run.gc["sending"]) == len(run.gc["receiving"]) == 1
