@@ -24,8 +24,12 @@ that is 0.1 µs a message per thread.
 
 Each process's rows end with what else could bound it: its threads'
 context switches (voluntary: a wait for the GIL, a lock, a poll or an
-inbox; involuntary: preempted for another thread) a 1,000 messages, and
-the time its cyclic garbage collector ran, in µs a message. For ours, the
+inbox; involuntary: preempted for another thread) a 1,000 messages, the
+time its cyclic garbage collector ran, and the time its threads waited
+for a CPU while they could run (``/proc/.../schedstat``), in µs a
+message. Then, for each kind, the receiving process's busiest thread:
+what it ran and waited a message against the wall time a message; one
+that runs or waits nearly all the time bounds the rate. For ours, the
 last lines give the messages the Receiver read a step (a poll and what it
 drained: up to 256 zmq messages, each one message on p2p0mq's wire and up
 to 64 on the native one) and the Scheduler planned an epoch (from
@@ -41,7 +45,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,28 +79,41 @@ WAIT = 120.0  # the longest any step waits for the other process
 ThreadCpu = dict[str, float]  # thread name -> CPU seconds (or another count)
 
 
-def thread_cpu() -> dict[int, tuple[str, float]]:
-    """Each thread of this process: native id -> (name, CPU seconds so far)."""
+def _per_thread(file: str, parse: Callable[[str], float]) -> dict[int, tuple[str, float]]:
+    """Each thread of this process: native id -> (name, ``parse`` of its
+    ``/proc/self/task/<id>/<file>``); a thread whose file cannot be read
+    (it ended meanwhile, or the kernel has no such file) is left out."""
     names = {t.native_id: t.name for t in threading.enumerate()}
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[str, float]] = {}
     for entry in os.listdir("/proc/self/task"):
         try:
-            with open(f"/proc/self/task/{entry}/stat", encoding="ascii") as f:
-                stat = f.read()
+            with open(f"/proc/self/task/{entry}/{file}", encoding="utf-8") as f:
+                text = f.read()
             with open(f"/proc/self/task/{entry}/comm", encoding="utf-8") as f:
                 comm = f.read().strip()
-        except OSError:  # the thread ended meanwhile
+        except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
         tid = int(entry)
-        out[tid] = (names.get(tid, comm), (int(fields[11]) + int(fields[12])) / tick)
+        out[tid] = (names.get(tid, comm), parse(text))
     return out
 
 
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """Each thread of this process: native id -> (name, CPU seconds so far)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def seconds(stat: str) -> float:
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    return _per_thread("stat", seconds)
+
+
 def used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> ThreadCpu:
-    """CPU seconds each thread used between two ``thread_cpu`` readings,
-    summed by name (pykka's ``Receiver-7`` counts as ``Receiver``)."""
+    """What each thread used between two readings of ``thread_cpu`` (or
+    ``thread_switches``, ``thread_waits``), summed by name (pykka's
+    ``Receiver-7`` counts as ``Receiver``); threads that used none are left
+    out."""
     out: ThreadCpu = {}
     for tid, (name, seconds) in after.items():
         spent = seconds - before.get(tid, (name, 0.0))[1]
@@ -114,19 +131,20 @@ def _short(name: str) -> str:
 def thread_switches() -> dict[int, tuple[str, float]]:
     """Each thread of this process: native id -> (name, context switches so
     far, voluntary and involuntary together); ``used`` takes two readings."""
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    out: dict[int, tuple[str, float]] = {}
-    for entry in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{entry}/status", encoding="utf-8") as f:
-                status = f.read()
-            with open(f"/proc/self/task/{entry}/comm", encoding="utf-8") as f:
-                comm = f.read().strip()
-        except OSError:  # the thread ended meanwhile
-            continue
-        tid = int(entry)
-        out[tid] = (names.get(tid, comm), float(switches_in(status)))
-    return out
+    return _per_thread("status", lambda status: float(switches_in(status)))
+
+
+def thread_waits() -> dict[int, tuple[str, float]]:
+    """Each thread of this process: native id -> (name, seconds it has
+    waited for a CPU while it could run); empty if the kernel keeps no
+    ``schedstat``."""
+    return _per_thread("schedstat", waited_in)
+
+
+def waited_in(schedstat: str) -> float:
+    """The seconds a ``/proc/.../schedstat`` text says the thread waited on
+    a run queue (its fields: ns on a CPU, ns waiting, time slices)."""
+    return int(schedstat.split()[1]) / 1e9
 
 
 def switches_in(status: str) -> int:
@@ -168,9 +186,10 @@ class GcClock:
 
 
 class Side:
-    """What one process used over one run: CPU and context switches by
-    thread, garbage collection, and (ours only) the messages our actor read
-    or planned a step: the Receiver's a poll, the Scheduler's an epoch."""
+    """What one process used over one run: CPU, context switches and the
+    time spent waiting for a CPU, by thread; garbage collection; and (ours
+    only) the messages our actor read or planned a step: the Receiver's a
+    poll, the Scheduler's an epoch."""
 
     def __init__(
         self,
@@ -178,11 +197,13 @@ class Side:
         switches: ThreadCpu | None = None,
         gc_seconds: float = 0.0,
         per_step: float | None = None,
+        waits: ThreadCpu | None = None,
     ) -> None:
         self.cpu = cpu
         self.switches = switches or {}
         self.gc_seconds = gc_seconds
         self.per_step = per_step
+        self.waits = waits or {}
 
 
 class Meter:
@@ -192,6 +213,7 @@ class Meter:
         self._gc = gc_clock
         self._cpu = thread_cpu()
         self._switches = thread_switches()
+        self._waits = thread_waits()
         self._gc_seconds = gc_clock.reading()[0]
 
     def side(self, per_step: float | None = None) -> Side:
@@ -200,6 +222,7 @@ class Meter:
             used(self._switches, thread_switches()),
             self._gc.reading()[0] - self._gc_seconds,
             per_step,
+            used(self._waits, thread_waits()),
         )
 
 
@@ -312,6 +335,7 @@ class Run:
         self.sending: list[ThreadCpu] = []
         self.receiving: list[ThreadCpu] = []
         self.switches: dict[str, list[float]] = {"sending": [], "receiving": []}
+        self.waits: dict[str, list[ThreadCpu]] = {"sending": [], "receiving": []}
         self.gc: dict[str, list[float]] = {"sending": [], "receiving": []}
         self.per_step: dict[str, list[float]] = {"sending": [], "receiving": []}
 
@@ -323,6 +347,7 @@ class Run:
         self.receiving.append({k: v / count * 1e6 for k, v in receiving.cpu.items()})
         for name, side in (("sending", sending), ("receiving", receiving)):
             self.switches[name].append(sum(side.switches.values()) / count * 1e3)
+            self.waits[name].append({k: v / count * 1e6 for k, v in side.waits.items()})
             self.gc[name].append(side.gc_seconds / count * 1e6)
             if side.per_step is not None:
                 self.per_step[name].append(side.per_step)
@@ -447,6 +472,9 @@ def report(results: dict[str, Run], count: int, wire: str, repeat: int) -> str:
         lines.append(f"    {'switches a 1,000 messages':32} {switches[0]:8.1f} {switches[1]:8.1f}")
         collected = _median(ours.gc[side]), _median(raw.gc[side])
         lines.append(f"    {'garbage collector':32} {collected[0]:8.2f} {collected[1]:8.2f}")
+        if any(ours.waits[side]) or any(raw.waits[side]):  # none: no schedstat
+            waited = _total(ours.waits[side]), _total(raw.waits[side])
+            lines.append(f"    {'waiting for a CPU':32} {waited[0]:8.2f} {waited[1]:8.2f}")
     ours_cpu, raw_cpu = ours.both(), raw.both()
     ours_rate, raw_rate = statistics.median(ours.rates), statistics.median(raw.rates)
     lines += [
@@ -455,6 +483,8 @@ def report(results: dict[str, Run], count: int, wire: str, repeat: int) -> str:
         f"  rate ratio (ours / raw): {ours_rate / raw_rate:.2f}",
         f"  CPU ratio (raw's CPU a message / ours): {raw_cpu / ours_cpu:.2f}",
     ]
+    for kind, run_ in (("ours", ours), ("raw", raw)):
+        lines.extend(_busiest(kind, run_))
     for side, what in (
         ("receiving", "ours: messages the Receiver read a step (of up to 256 zmq messages)"),
         ("sending", "ours: messages the Scheduler planned an epoch"),
@@ -462,6 +492,23 @@ def report(results: dict[str, Run], count: int, wire: str, repeat: int) -> str:
         if ours.per_step[side]:
             lines.append(f"  {what}: {_median(ours.per_step[side]):,.0f}")
     return "\n".join(lines)
+
+
+def _busiest(kind: str, run_: Run) -> list[str]:
+    """The line on ``run_``'s busiest receiving thread: what it ran and
+    waited for a CPU a message, against the wall time a message (1 / rate).
+    A thread that runs or waits nearly all the time bounds the rate."""
+    if not run_.receiving or not any(run_.waits["receiving"]):
+        return []
+    ran = _median_by_thread(run_.receiving)
+    name = max(ran, key=lambda n: ran[n])
+    waited = _median_by_thread(run_.waits["receiving"]).get(name, 0.0)
+    wall = 1e6 / statistics.median(run_.rates)
+    share = (ran[name] + waited) / wall
+    return [
+        f"  {kind}: {name} ran {ran[name]:.2f} and waited for a CPU {waited:.2f}"
+        f" µs a message, of {wall:.2f} µs of wall time ({share:.0%})"
+    ]
 
 
 def _median(values: list[float]) -> float:

@@ -60,6 +60,18 @@ def test_switches_in_adds_voluntary_and_involuntary_switches() -> None:
     assert cpu.switches_in("Name:\tx\n") == 0
 
 
+def test_waited_in_reads_the_run_queue_nanoseconds_of_a_schedstat() -> None:
+    assert cpu.waited_in("7180000000 2880000000 4096\n") == 2.88
+
+
+def test_thread_waits_names_this_thread_when_the_kernel_keeps_schedstat() -> None:
+    me = threading.current_thread()
+    readings = cpu.thread_waits()
+    if readings:  # a kernel without schedstat gives nothing, and the report leaves it out
+        assert readings[me.native_id][0] == me.name
+        assert all(seconds >= 0 for _, seconds in readings.values())
+
+
 def test_the_gc_clock_counts_collections_until_closed() -> None:
     clock = cpu.GcClock()
     try:
@@ -87,20 +99,37 @@ def test_the_report_puts_each_thread_of_each_side_against_raw() -> None:
         cpu.Side(
             {"MainThread": 0.002, "PeerConnection": 0.003}, {"MainThread": 10.0}, 0.0004, 500
         ),
-        cpu.Side({"Receiver": 0.008}, {"Receiver": 20.0, "_Counter": 5.0}, 0.0001, 250),
+        cpu.Side(
+            {"Receiver": 0.008, "_Counter": 0.0005},
+            {"Receiver": 20.0, "_Counter": 5.0},
+            0.0001,
+            250,
+            {"Receiver": 0.0015, "_Counter": 0.0005},
+        ),
     )
-    raw.add(1000, 0.005, cpu.Side({"MainThread": 0.003}), cpu.Side({"raw-sink": 0.004}))
+    raw.add(
+        1000,
+        0.005,
+        cpu.Side({"MainThread": 0.003}),
+        cpu.Side({"raw-sink": 0.004}, waits={"raw-sink": 0.0005}),
+    )
     text = cpu.report({"ours": ours, "raw": raw}, 1000, "0.1.1", 1)
     assert "PeerConnection                       3.00     0.00" in text
     assert "raw-sink                             0.00     4.00" in text
-    assert "both processes                        13.00     7.00" in text
+    assert "both processes                        13.50     7.00" in text
     assert "rate ratio (ours / raw): 0.50" in text
-    assert "CPU ratio (raw's CPU a message / ours): 0.54" in text
+    assert "CPU ratio (raw's CPU a message / ours): 0.52" in text
     sending, receiving = text.split("receiving process")
     assert _row(sending, "switches a 1,000 messages") == ["10.0", "0.0"]
     assert _row(sending, "garbage collector") == ["0.40", "0.00"]
     assert _row(receiving, "switches a 1,000 messages") == ["25.0", "0.0"]
     assert _row(receiving, "garbage collector") == ["0.10", "0.00"]
+    assert _row(receiving, "waiting for a CPU") == ["2.00", "0.50"]
+    assert "waiting for a CPU" not in sending  # raw's sending side has no reading
+    # the busiest receiving thread, against the wall time a message (1e6 / rate)
+    assert "ours: Receiver ran 8.00 and waited for a CPU 1.50 µs a message, of 10.00" in text
+    assert "(95%)" in text
+    assert "raw: raw-sink ran 4.00 and waited for a CPU 0.50 µs a message, of 5.00" in text
     assert "ours: messages the Receiver read a step (of up to 256 zmq messages): 250" in text
     assert "ours: messages the Scheduler planned an epoch: 500" in text
 
@@ -131,3 +160,6 @@ def test_a_short_run_measures_both_kinds_in_both_processes() -> None:
         assert len(run.switches["sending"]) == len(run.switches["receiving"]) == 1
         assert run.switches["receiving"][0] > 0
         assert len(run.gc["sending"]) == len(run.gc["receiving"]) == 1
+        assert len(run.waits["sending"]) == len(run.waits["receiving"]) == 1
+    if cpu.thread_waits():  # the kernel keeps schedstat: the busiest thread is named
+        assert "ours: Receiver ran" in cpu.report(results, 20_000, "0.1.1", 1)
