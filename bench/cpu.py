@@ -216,13 +216,12 @@ class Meter:
         self._waits = thread_waits()
         self._gc_seconds = gc_clock.reading()[0]
 
-    def side(self, per_step: float | None = None) -> Side:
+    def side(self) -> Side:
         return Side(
             used(self._cpu, thread_cpu()),
             used(self._switches, thread_switches()),
             self._gc.reading()[0] - self._gc_seconds,
-            per_step,
-            used(self._waits, thread_waits()),
+            waits=used(self._waits, thread_waits()),
         )
 
 
@@ -327,8 +326,9 @@ def _frames(i: int, native: bool) -> list[bytes]:
 
 
 class Run:
-    """One kind of run: its rates and, a message, each side's CPU by thread
-    (µs), context switches (a 1,000 messages) and garbage collection (µs)."""
+    """One kind of run: its rates and, a message, each side's CPU and time
+    waiting for a CPU by thread (µs), context switches (a 1,000 messages),
+    garbage collection (µs) and, ours only, messages a step."""
 
     def __init__(self) -> None:
         self.rates: list[float] = []
