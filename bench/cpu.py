@@ -159,13 +159,12 @@ def switches_in(status: str) -> int:
 
 
 class GcClock:
-    """The time this process spends in the cyclic garbage collector, and how
-    many collections ran (``gc.callbacks``; collections never overlap: each
-    holds the GIL). ``close`` removes the hook."""
+    """``seconds``: the time this process has spent in the cyclic garbage
+    collector since the clock was made (``gc.callbacks``; collections never
+    overlap: each holds the GIL). ``close`` removes the hook."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self.collections = 0
         self._started = 0.0
         gc.callbacks.append(self._callback)
 
@@ -174,11 +173,6 @@ class GcClock:
             self._started = time.perf_counter()
         else:
             self.seconds += time.perf_counter() - self._started
-            self.collections += 1
-
-    def reading(self) -> tuple[float, int]:
-        """(seconds, collections) so far."""
-        return self.seconds, self.collections
 
     def close(self) -> None:
         if self._callback in gc.callbacks:
@@ -214,13 +208,13 @@ class Meter:
         self._cpu = thread_cpu()
         self._switches = thread_switches()
         self._waits = thread_waits()
-        self._gc_seconds = gc_clock.reading()[0]
+        self._gc_seconds = gc_clock.seconds
 
     def side(self) -> Side:
         return Side(
             used(self._cpu, thread_cpu()),
             used(self._switches, thread_switches()),
-            self._gc.reading()[0] - self._gc_seconds,
+            self._gc.seconds - self._gc_seconds,
             waits=used(self._waits, thread_waits()),
         )
 
