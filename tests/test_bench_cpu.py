@@ -75,7 +75,6 @@ def test_thread_waits_names_this_thread_when_the_kernel_keeps_schedstat() -> Non
 def test_the_gc_clock_times_collections_until_closed() -> None:
     clock = cpu.GcClock()
     try:
-        assert clock.seconds == 0.0
         gc.collect()
         seconds = clock.seconds
         assert seconds > 0
