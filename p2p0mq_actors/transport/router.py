@@ -32,6 +32,11 @@ Rules:
   costs a ``getsockopt`` per frame (trap 6 of PERFORMANCE.md), and a
   ``zmq.Frame`` costs about 0.9 µs where a small copy costs 0.15 µs: only
   the frames whose ``.more`` (or metadata) we need are frames.
+- That is every frame but the routing id: a frame is read only once the
+  one before is known not to end its message. Copying some frames blind
+  (measured: 1 µs a 0.1.1 message less) would let a short message from
+  one admitted peer take in the frames of the next message, perhaps
+  another peer's; a malformed message must harm only its sender.
 """
 
 from __future__ import annotations
