@@ -80,6 +80,20 @@ def test_a_second_router_on_one_context_is_refused(
         CurveRouter(context, generate_keypair(), AllowedKeys())
 
 
+def _client(
+    ctx: zmq.Context[Any], endpoint: str, keys: Any, identity: bytes | None = None
+) -> zmq.Socket[Any]:
+    """A CURVE DEALER of ``ctx`` connected to ``endpoint`` with ``keys``."""
+    client = ctx.socket(zmq.DEALER)
+    client.linger = 0
+    if identity is not None:
+        client.identity = identity
+    client.curve_publickey, client.curve_secretkey = keys.public, keys.secret
+    client.curve_serverkey = SERVER.public
+    client.connect(endpoint)
+    return client
+
+
 def test_poll_waits_its_timeout_and_recv_batch_never_blocks(router: CurveRouter) -> None:
     router.bind("tcp://127.0.0.1:*")
     start = time.monotonic()
@@ -93,13 +107,8 @@ def test_recv_batch_gives_whole_messages_as_bytes_with_the_user_id(
 ) -> None:
     endpoint = router.bind("tcp://127.0.0.1:*")
     ctx = zmq.Context()
-    client = ctx.socket(zmq.DEALER)
-    client.linger = 0
-    client.identity = b"alice"
-    client.curve_publickey, client.curve_secretkey = ALICE.public, ALICE.secret
-    client.curve_serverkey = SERVER.public
     try:
-        client.connect(endpoint)
+        client = _client(ctx, endpoint, ALICE, b"alice")
         for n in range(3):
             client.send_multipart([b"x", bytes([n])])
         batch: list[list[Any]] = []
@@ -111,18 +120,7 @@ def test_recv_batch_gives_whole_messages_as_bytes_with_the_user_id(
         counts = router.counters()
         assert (counts["accepted"], counts["handshake_succeeded"]) == (1, 1)
     finally:
-        client.close()
-        ctx.term()
-
-
-def _client(ctx: zmq.Context[Any], endpoint: str, identity: bytes, keys: Any) -> zmq.Socket[Any]:
-    client = ctx.socket(zmq.DEALER)
-    client.linger = 0
-    client.identity = identity
-    client.curve_publickey, client.curve_secretkey = keys.public, keys.secret
-    client.curve_serverkey = SERVER.public
-    client.connect(endpoint)
-    return client
+        ctx.destroy(linger=0)
 
 
 def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
@@ -138,11 +136,11 @@ def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
     router = CurveRouter(context, SERVER, AllowedKeys([ALICE.public, mallory.public]))
     endpoint = router.bind("tcp://127.0.0.1:*")
     ctx = zmq.Context()
-    alice = _client(ctx, endpoint, b"alice", ALICE)
-    other = _client(ctx, endpoint, b"mallory", mallory)
     counts = [3, 1, 5, 2, 8, 4, 6, 7] * 3  # frames after the routing id
     sent: dict[str, list[list[bytes]]] = {ALICE.public.decode(): [], mallory.public.decode(): []}
     try:
+        alice = _client(ctx, endpoint, ALICE, b"alice")
+        other = _client(ctx, endpoint, mallory, b"mallory")
         for n, count in enumerate(counts):
             honest = [b"a%d-%d" % (n, i) for i in range(6)]  # 0.1.1's six frames
             odd = [b"m%d-%d" % (n, i) for i in range(count)]
@@ -159,9 +157,7 @@ def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
         assert got == sent  # each whole, with its own key, in its sender's order
         assert router.recv_batch(256) == []
     finally:
-        alice.close()
-        other.close()
-        ctx.term()
+        ctx.destroy(linger=0)
         router.close()
 
 
@@ -169,20 +165,15 @@ def test_readable_says_whether_a_message_waits_without_waiting(router: CurveRout
     endpoint = router.bind("tcp://127.0.0.1:*")
     assert router.readable() is False
     ctx = zmq.Context()
-    client = ctx.socket(zmq.DEALER)
-    client.linger = 0
-    client.curve_publickey, client.curve_secretkey = ALICE.public, ALICE.secret
-    client.curve_serverkey = SERVER.public
     try:
-        client.connect(endpoint)
+        client = _client(ctx, endpoint, ALICE)
         client.send_multipart([b"x", b"1"])
         assert router.poll(5.0)
         assert router.readable() is True
         assert len(router.recv_batch(1)) == 1
         assert router.readable() is False
     finally:
-        client.close()
-        ctx.term()
+        ctx.destroy(linger=0)
 
 
 def test_close_is_idempotent_stops_zap_and_refuses_further_use(
