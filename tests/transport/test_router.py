@@ -11,6 +11,7 @@ import pytest
 import zmq
 
 from p2p0mq_actors.core.errors import ConfigurationError
+from p2p0mq_actors.core.ports import KeyPair
 from p2p0mq_actors.transport.context import end_context, new_context
 from p2p0mq_actors.transport.keys import generate_keypair
 from p2p0mq_actors.transport.router import AllowedKeys, CurveRouter, describe_handshake_failure
@@ -81,10 +82,10 @@ def test_a_second_router_on_one_context_is_refused(
 
 
 def _client(
-    ctx: zmq.Context[Any], endpoint: str, keys: Any, identity: bytes | None = None
+    ctx: zmq.Context[Any], endpoint: str, keys: KeyPair, identity: bytes | None = None
 ) -> zmq.Socket[Any]:
     """A CURVE DEALER of ``ctx`` connected to ``endpoint`` with ``keys``."""
-    client = ctx.socket(zmq.DEALER)
+    client: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     client.linger = 0
     if identity is not None:
         client.identity = identity
@@ -111,7 +112,7 @@ def test_recv_batch_gives_whole_messages_as_bytes_with_the_user_id(
         client = _client(ctx, endpoint, ALICE, b"alice")
         for n in range(3):
             client.send_multipart([b"x", bytes([n])])
-        batch: list[list[Any]] = []
+        batch: list[tuple[str | None, list[bytes]]] = []
         deadline = time.monotonic() + 5
         while len(batch) < 3 and time.monotonic() < deadline:
             if router.poll(0.1):
