@@ -54,6 +54,14 @@ class PeerSocket(Protocol):
         sent) and ``TransportError`` for any other failure.
         """
 
+    def send_each(self, messages: Sequence[Sequence[bytes]]) -> int:
+        """Send ``messages`` (each its frames, at least one) in order without
+        blocking, until one is not taken whole; returns how many were.
+
+        Never raises: a message that would block, or fails, ends the call
+        unsent, and ``send_frames`` tells what is wrong with it.
+        """
+
     def writable(self) -> bool:
         """Whether one more message would be sent now, without waiting.
 

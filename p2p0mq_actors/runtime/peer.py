@@ -57,6 +57,9 @@ FRAME_MESSAGES: Final = 64
 """On the native wire, the most messages of a plan sent in one frame."""
 FRAME_BYTES: Final = 256 * 1024
 """... and the size at which a frame is sent before it has that many."""
+EACH_CHUNK: Final = 64
+"""p2p0mq's wire: how many of a plan's fast messages are encoded, then
+sent, at a time (``PeerConnection._send_each``)."""
 
 
 class PeerConnection(Actor):
@@ -222,6 +225,29 @@ class PeerConnection(Actor):
         assert self._socket is not None
         self._socket.send_frames(frames)
 
+    def _send_each(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
+        """p2p0mq's wire: a plan's fast messages, encoded and sent a chunk
+        of ``EACH_CHUNK`` at a time, each chunk in one pass and one loop
+        (``Encoder.many``, ``PeerSocket.send_each``) rather than a ``_send``
+        a message: this thread's CPU 2.7-3.1 -> 2.1-2.2 us a message
+        (``python -m bench.cpu``, scenario 1's work). Stops at the first
+        message that does not encode or that the socket does not take
+        whole: ``_send`` goes on from there, one message at a time, and
+        names what went wrong. Chunks, not the whole plan at once: a plan
+        of thousands meets the high-water mark, and what was encoded past
+        it would be encoded again in the next plan (measured that way, the
+        thread's CPU rose to 3.6-3.7 us a message)."""
+        assert self._socket is not None
+        send_each, encode_many, now = self._socket.send_each, self._encode.many, self._now
+        done, total = 0, len(messages)
+        while done < total:
+            chunk = messages[done : done + EACH_CHUNK]
+            sent = send_each(encode_many(chunk, now))
+            done += sent
+            if sent < len(chunk):
+                break
+        return done, []
+
     def _add_to_frame(self, message: Message) -> None:
         """Native wire: put ``message`` in the frame being filled. A frame is
         begun only when the socket would take it now, so it goes out when
@@ -323,7 +349,7 @@ class PeerConnection(Actor):
             if self._batching:
                 run = run_plan(plan, self._medium, self._add_to_frame, now, self._send_all)
             else:
-                run = run_plan(plan, self._medium, self._send, now)
+                run = run_plan(plan, self._medium, self._send, now, self._send_each)
             self._send_frame()
         if self._lost:
             lost, self._lost = self._lost, []

@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
+from ..core.errors import SendError
 from ..core.ports import PeerAddress, SocketEvent
 from ..transport.errors import EAGAIN, ENOTSOCK, error_for_errno
 
@@ -90,6 +91,23 @@ class FakeSocket:
                 self._credit -= 1
             self._sent.append([bytes(frame) for frame in frames])
             self._cond.notify_all()
+
+    def send_each(self, messages: Sequence[Sequence[bytes]]) -> int:
+        """``send_frames`` for each message in order, up to the first it
+        would refuse (closed, a pending ``fail_next`` failure, blocked, or
+        no frames); returns how many were recorded. The refusal is left for
+        ``send_frames`` to raise when it is called for that message."""
+        done = 0
+        for frames in messages:
+            with self._cond:
+                if not frames or self._closed or self._failures or self._credit == 0:
+                    break
+            try:
+                self.send_frames(frames)  # (as replaced on the object, if it was)
+            except SendError:  # refused meanwhile, from another thread
+                break
+            done += 1
+        return done
 
     def writable(self) -> bool:
         """False while blocked (as ``send_frames`` would raise ``WouldBlock``).

@@ -138,6 +138,30 @@ class CurveDealerSocket:
         except zmq.ZMQError as exc:
             raise translate(exc, peer=self._uuid) from exc
 
+    def send_each(self, messages: Sequence[Sequence[bytes]]) -> int:
+        """Send ``messages`` (each its frames, at least one) in order without
+        blocking, until one is not taken whole; returns how many were.
+
+        One loop for a plan's messages, not a ``send_frames`` call each.
+        Never raises: a message that would block or fails ends the call,
+        counted unsent, and ``send_frames`` sends it again or tells what is
+        wrong. Only the first frame can block; a failure after it (the
+        socket is gone) leaves a part of that message queued, which
+        ``send_frames`` then meets as the same failure.
+        """
+        if self._closed:
+            return 0
+        send, done = self._send, 0
+        try:
+            for frames in messages:
+                for frame in frames[:-1]:
+                    send(frame, _MORE)
+                send(frames[-1], _LAST)
+                done += 1
+        except (zmq.ZMQError, IndexError):  # IndexError: a message of no frames
+            pass
+        return done
+
     def writable(self) -> bool:
         """Whether the socket would take one more message now (POLLOUT).
 

@@ -893,6 +893,34 @@ def test_an_encoder_gives_the_frames_encode_gives(
     assert encoder(message, now) == encode(message, shape, now)  # its packer is reused
 
 
+@HEAVY_PROPERTY
+@given(st.lists(messages(), max_size=5), st.sampled_from(WireShape), st.floats(-1e9, 1e9))
+def test_an_encoders_many_gives_each_messages_frames_in_order(
+    batch: list[Message], shape: WireShape, now: float
+) -> None:
+    encoder = Encoder(shape)
+    assert encoder.many(batch, now) == [encode(message, shape, now) for message in batch]
+
+
+@pytest.mark.parametrize("shape", list(WireShape))
+@pytest.mark.parametrize("bad_value", [object(), 2**64, [1, object()]])
+def test_many_stops_before_the_first_payload_that_does_not_pack(
+    shape: WireShape, bad_value: object
+) -> None:
+    """What comes before it is encoded; it and what follows are left out,
+    for the caller to encode one at a time (the encoder then names it)."""
+    encoder = Encoder(shape)
+    good = [Message.create(A, B, b"ok", {"n": n}, now=NOW, message_id=n) for n in range(1, 4)]
+    bad = Message.create(A, B, b"bad", {"x": bad_value}, now=NOW, message_id=9)
+    assert encoder.many([*good[:2], bad, good[2]], NOW) == [
+        encode(message, shape, NOW) for message in good[:2]
+    ]
+    assert encoder.many([bad, *good], NOW) == []
+    with pytest.raises(EncodeError, match="message #9 b'bad'"):
+        encoder(bad, NOW)
+    assert encoder.many(good, NOW) == [encode(message, shape, NOW) for message in good]
+
+
 @pytest.mark.parametrize("shape", list(WireShape))
 def test_an_encoder_that_refused_a_payload_encodes_the_next_message_whole(
     shape: WireShape,

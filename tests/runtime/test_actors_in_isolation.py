@@ -31,6 +31,7 @@ from p2p0mq_actors.runtime.messages import (
     Retry,
     Sent,
 )
+from p2p0mq_actors.runtime.peer import EACH_CHUNK
 from p2p0mq_actors.runtime.scheduler import Scheduler
 from p2p0mq_actors.testing.recorder import MessageLog, Recorder
 
@@ -81,6 +82,52 @@ def test_a_blocked_peer_returns_the_plan_and_says_when_it_is_writable_again(kit:
     sock.unblock()
     assert kit.log.wait_for(2)[1] == PeerWritable(b"x", 1)
     assert sock.sent == [] and kit.book.failed == []
+
+
+def test_a_plans_fast_messages_go_to_the_socket_a_chunk_at_a_time_until_it_blocks(
+    kit: Kit,
+) -> None:
+    """p2p0mq's wire: one ``send_each`` for each ``EACH_CHUNK`` of the plan's
+    fast messages, not a send each; where the socket blocks, the rest go
+    back unsent, in order, and nothing past that chunk was encoded."""
+    sock = kit.factory.prepare(b"x")
+    passes: list[int] = []
+    send_each = sock.send_each
+
+    def counted(messages: Any) -> int:
+        passes.append(len(messages))
+        return send_each(messages)
+
+    sock.send_each = counted  # type: ignore[method-assign]
+    sock.block()
+    taken = EACH_CHUNK + 36
+    sock.accept(taken)
+    peer = kit.peer()
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(3 * EACH_CHUNK))
+    peer.tell(Plan(peer=b"x", epoch=2, rounds=0, fast=fast))
+    assert kit.log.wait_for(1) == [
+        PlanResult(peer=b"x", epoch=2, medium_len=0, unsent_fast=fast[taken:], blocked=True)
+    ]
+    kit.book.wait_for(lambda b: len(b.sent) == taken)
+    assert passes == [EACH_CHUNK, EACH_CHUNK]
+    assert sock.sent == [encode(m) for m in fast[:taken]]
+    assert kit.book.sent == list(fast[:taken]) and kit.book.failed == []
+
+
+def test_a_failure_in_a_plans_fast_messages_fails_that_message_only(kit: Kit) -> None:
+    sock = kit.factory.prepare(b"x")
+    peer = kit.peer()
+    first = make(kit.clock, b"x", prio=FAST)
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=0, fast=(first,)))
+    kit.book.wait_for(lambda b: len(b.sent) == 1)
+    sock.fail_next(1, errno.EHOSTUNREACH)
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(4))
+    peer.tell(Plan(peer=b"x", epoch=2, rounds=0, fast=fast))
+    kit.book.wait_for(lambda b: len(b.sent) == 4 and len(b.failed) == 1)
+    assert [m for m, _ in kit.book.failed] == [fast[0]]
+    assert isinstance(kit.book.failed[0][1], TransportError)
+    assert kit.book.sent == [first, *fast[1:]]
+    assert sock.sent == [encode(m) for m in (first, *fast[1:])]
 
 
 def test_a_refused_handshake_fails_what_the_peer_holds(kit: Kit) -> None:

@@ -94,6 +94,62 @@ def test_the_default_peer_is_a_placeholder() -> None:
 # -- FakeSocket: injected failures -------------------------------------------------
 
 
+def test_send_each_records_messages_in_order_and_counts_them() -> None:
+    sock = FakeSocket(BOB)
+
+    assert sock.send_each([[b"a"], (b"b", b"c")]) == 2
+    assert sock.send_each([]) == 0
+    assert sock.sent == [[b"a"], [b"b", b"c"]]
+
+
+@pytest.mark.parametrize(
+    ("steer", "raised"),
+    [
+        (lambda sock: sock.fail_next(1), TransportError),
+        (lambda sock: sock.block(), WouldBlock),
+        (lambda sock: sock.close(), SocketClosedError),
+    ],
+)
+def test_send_each_stops_where_send_frames_would_raise_and_leaves_it_to_raise(
+    steer: Callable[[FakeSocket], None], raised: type[Exception]
+) -> None:
+    sock = FakeSocket(BOB)
+    assert sock.send_each([[b"a"]]) == 1
+    steer(sock)
+
+    assert sock.send_each([[b"b"], [b"c"]]) == 0
+    with pytest.raises(raised):  # the refusal was not spent by send_each
+        sock.send_frames([b"b"])
+    assert sock.sent == [[b"a"]]
+
+
+def test_send_each_takes_what_accept_allows_and_stops_at_an_empty_message() -> None:
+    sock = FakeSocket(BOB)
+    sock.block()
+    sock.accept(2)
+
+    assert sock.send_each([[b"a"], [b"b"], [b"c"]]) == 2
+    sock.unblock()
+    assert sock.send_each([[b"d"], [], [b"e"]]) == 1
+    assert sock.sent == [[b"a"], [b"b"], [b"d"]]
+
+
+def test_send_each_goes_through_a_send_frames_replaced_on_the_object() -> None:
+    """A test that wraps ``send_frames`` (to log, or to fail on cue) sees
+    what ``send_each`` sends too."""
+    sock = FakeSocket(BOB)
+    seen: list[list[bytes]] = []
+    original = sock.send_frames
+
+    def logged(frames: list[bytes]) -> None:
+        seen.append(list(frames))
+        original(frames)
+
+    sock.send_frames = logged  # type: ignore[method-assign]
+    assert sock.send_each([[b"a"], [b"b"]]) == 2
+    assert seen == [[b"a"], [b"b"]] == sock.sent
+
+
 def test_fail_next_fails_that_many_sends_like_a_real_socket_then_recovers() -> None:
     sock = FakeSocket(BOB)
     sock.fail_next(2)

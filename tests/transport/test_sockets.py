@@ -234,6 +234,60 @@ def test_a_full_high_water_mark_is_would_block_and_clears_when_the_peer_reads(
     assert sock.wait_writable(5.0) is True
 
 
+def test_send_each_sends_messages_whole_in_order_and_counts_them(
+    ctx: Context, server: Server, closing: list[CurveDealerSocket]
+) -> None:
+    sock = connect(ctx, server)
+    closing.append(sock)
+    assert sock.send_each([FRAMES]) == 0  # before the handshake: would block
+    assert sock.wait_writable(5.0)
+    messages = [[b"m%d" % n, *FRAMES[: n % 3 + 1]] for n in range(20)]
+
+    assert sock.send_each(messages) == 20
+    assert sock.send_each([]) == 0
+
+    got = []
+    for _ in messages:
+        assert server.router.poll(5000) == zmq.POLLIN
+        got.append(server.router.recv_multipart())
+    assert got == [[b"client-1", *frames] for frames in messages]
+    assert server.router.poll(100) == 0  # the one refused before the handshake left no trace
+
+
+def test_send_each_stops_at_the_high_water_mark_and_at_a_message_of_no_frames(
+    ctx: Context, server: Server, closing: list[CurveDealerSocket]
+) -> None:
+    factory = CurveDealerFactory(ctx, b"client-1", server.client_keys, sndhwm=1)
+    sock = factory.connect(PeerAddress(b"server-1", server.endpoint, server.keys.public))
+    closing.append(sock)
+    server.router.rcvhwm = 1
+    assert sock.wait_writable(5.0)
+    big = [b"h", b"x" * 1_000_000]
+
+    sent = sock.send_each([big] * 1000)  # loopback buffers hold a few MB at most
+    assert 0 < sent < 1000
+    with pytest.raises(WouldBlock):  # send_frames names why it stopped
+        sock.send_frames(big)
+    for _ in range(sent):  # exactly the messages counted, each whole
+        assert server.router.poll(5000) == zmq.POLLIN
+        assert server.router.recv_multipart() == [b"client-1", *big]
+    assert sock.wait_writable(5.0)
+    assert sock.send_each([[b"a"], [], [b"b"]]) == 1
+    assert server.router.poll(5000) == zmq.POLLIN
+    assert server.router.recv_multipart() == [b"client-1", b"a"]
+
+
+def test_send_each_on_a_closed_socket_sends_nothing_and_raises_nothing(
+    ctx: Context, server: Server
+) -> None:
+    sock = connect(ctx, server)
+    assert sock.wait_writable(5.0)
+    sock.close()
+    assert sock.send_each([FRAMES, FRAMES]) == 0
+    with pytest.raises(SocketClosedError):
+        sock.send_frames(FRAMES)
+
+
 # -- (b) handshakes that fail ------------------------------------------------------
 
 
