@@ -71,7 +71,9 @@ def instrument(marks: Marks) -> Callable[[], None]:
     around(PendingRequests, "register", "register", "registered")
     around(Encoder, "__call__", "encode", "encoded")
     around(Encoder, "body", "encode", "encoded")  # the connection's native batches
+    around(Encoder, "many", "encode", "encoded")  # a p2p0mq plan's fast messages
     around(CurveDealerSocket, "send_frames", "send", "sent")
+    around(CurveDealerSocket, "send_each", "send", "sent")
     around(Receiver, "_handle", "handle", "handled")
     around(receiver_module, "decode_p2p0mq", "decode", "decoded")
     around(receiver_module, "decode_many", "decode", "decoded")
