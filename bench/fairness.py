@@ -7,8 +7,8 @@ reported sent) one medium message for Y is queued. Measured, from that
 enqueue:
 
 - rounds, as the X messages put on X's socket before Y's message is put on
-  Y's (the bench wraps ``CurveDealerSocket.send_frames`` in its own
-  process to count them). X sends one medium message per round, so this
+  Y's (the bench wraps ``CurveDealerSocket.send_frames`` and ``send_each``
+  in its own process to count them). X sends one medium message per round, so this
   counts the rounds X took part in before Y's message went out. The
   contract allows two (X finishes the round in flight and sends its share
   of the next one, the round Y goes out in): two or fewer means "within
@@ -106,14 +106,26 @@ class Probe(Concern):
 def _count_socket_sends(watch: Watch) -> Callable[[], None]:
     """Tell ``watch`` of every message a connection of this process puts on
     its socket; returns what undoes it."""
-    original = CurveDealerSocket.send_frames
+    original, original_each = CurveDealerSocket.send_frames, CurveDealerSocket.send_each
 
     def send_frames(sock: CurveDealerSocket, frames: Sequence[bytes]) -> None:
         original(sock, frames)  # what raises was not sent
         watch.socket_sent(sock.peer.uuid)
 
+    def send_each(sock: CurveDealerSocket, messages: Sequence[Sequence[bytes]]) -> int:
+        sent = original_each(sock, messages)  # (a plan's fast messages)
+        for _ in range(sent):
+            watch.socket_sent(sock.peer.uuid)
+        return sent
+
     CurveDealerSocket.send_frames = send_frames  # type: ignore[method-assign, assignment]
-    return lambda: setattr(CurveDealerSocket, "send_frames", original)
+    CurveDealerSocket.send_each = send_each  # type: ignore[method-assign, assignment]
+
+    def undo() -> None:
+        CurveDealerSocket.send_frames = original  # type: ignore[method-assign]
+        CurveDealerSocket.send_each = original_each  # type: ignore[method-assign]
+
+    return undo
 
 
 def _wait_until(params: Params, check: Any, what: str, cap: float = 60.0) -> None:
