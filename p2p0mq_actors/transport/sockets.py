@@ -10,6 +10,9 @@ Rules:
 - Frames go out one ``send`` call each, with plain integer flags computed once:
   pyzmq's ``send_multipart`` does enum arithmetic per frame. Only the first
   frame can raise ``Again``: libzmq queues a multipart message atomically.
+- ``send_each`` sends many messages in one loop (a plan's, a chunk at a
+  time) and stops, without raising, at the first it cannot send whole;
+  ``send_frames`` then says why.
 - The monitor reports only the events the peer state machine needs; what a
   failed handshake looks like from this side (measured on libzmq 4.3.5):
   * wrong server key: CONNECTED, HANDSHAKE_FAILED, DISCONNECTED about 1 ms
