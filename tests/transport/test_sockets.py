@@ -210,19 +210,27 @@ def test_an_empty_message_is_refused_before_zmq_sees_it(
         sock.send_frames([])
 
 
-def test_a_full_high_water_mark_is_would_block_and_clears_when_the_peer_reads(
+def _one_message_deep(
     ctx: Context, server: Server, closing: list[CurveDealerSocket]
-) -> None:
+) -> CurveDealerSocket:
+    """A writable socket whose high-water marks, both ends, are one message."""
     factory = CurveDealerFactory(ctx, b"client-1", server.client_keys, sndhwm=1)
     sock = factory.connect(PeerAddress(b"server-1", server.endpoint, server.keys.public))
     closing.append(sock)
     server.router.rcvhwm = 1
     assert sock.wait_writable(5.0)
-    big = [b"h", b"x" * 1_000_000]
+    return sock
+
+
+def test_a_full_high_water_mark_is_would_block_and_clears_when_the_peer_reads(
+    ctx: Context, server: Server, closing: list[CurveDealerSocket]
+) -> None:
+    sock = _one_message_deep(ctx, server, closing)
+    big = [b"h", b"x" * 1_000_000]  # loopback buffers hold a few MB at most
 
     sent = 0
     with pytest.raises(WouldBlock):
-        for _ in range(1000):  # loopback buffers hold a few MB at most
+        for _ in range(1000):
             sock.send_frames(big)
             sent += 1
 
@@ -257,14 +265,10 @@ def test_send_each_sends_messages_whole_in_order_and_counts_them(
 def test_send_each_stops_at_the_high_water_mark_and_at_a_message_of_no_frames(
     ctx: Context, server: Server, closing: list[CurveDealerSocket]
 ) -> None:
-    factory = CurveDealerFactory(ctx, b"client-1", server.client_keys, sndhwm=1)
-    sock = factory.connect(PeerAddress(b"server-1", server.endpoint, server.keys.public))
-    closing.append(sock)
-    server.router.rcvhwm = 1
-    assert sock.wait_writable(5.0)
-    big = [b"h", b"x" * 1_000_000]
+    sock = _one_message_deep(ctx, server, closing)
+    big = [b"h", b"x" * 1_000_000]  # loopback buffers hold a few MB at most
 
-    sent = sock.send_each([big] * 1000)  # loopback buffers hold a few MB at most
+    sent = sock.send_each([big] * 1000)
     assert 0 < sent < 1000
     with pytest.raises(WouldBlock):  # send_frames names why it stopped
         sock.send_frames(big)
