@@ -31,7 +31,7 @@ from ..core.errors import (
     UnexpectedSendError,
     WouldBlock,
 )
-from ..core.fairness import Plan, PlanResult, run_plan
+from ..core.fairness import Plan, PlanResult, SendAll, run_plan
 from ..core.message import Message
 from ..core.native import batch_frame, encode_native_batch, encode_native_body, single_frame
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
@@ -130,6 +130,7 @@ class PeerConnection(Actor):
         self._refused_grace = refused_grace
         self._refused_since: float | None = None
         self._socket: PeerSocket | None = None
+        self._each: SendAll | None = None  # p2p0mq's wire: _send_each, if the socket can
         self._medium: deque[Message] = deque()
         # No message in _medium has an earlier deadline: while blocked, a
         # poll scans the queue for expired messages only once one may be
@@ -163,6 +164,9 @@ class PeerConnection(Actor):
             if self._socket is not None:
                 self._socket.close()
             self._socket = socket
+            # A PeerSocket of the application's written without send_each
+            # still works: a plan's messages then go out one call each.
+            self._each = self._send_each if hasattr(socket, "send_each") else None
             if self._lane is not None:
                 self._lane.attach(socket)
 
@@ -349,7 +353,7 @@ class PeerConnection(Actor):
             if self._batching:
                 run = run_plan(plan, self._medium, self._add_to_frame, now, self._send_all)
             else:
-                run = run_plan(plan, self._medium, self._send, now, self._send_each)
+                run = run_plan(plan, self._medium, self._send, now, self._each)
             self._send_frame()
         if self._lost:
             lost, self._lost = self._lost, []

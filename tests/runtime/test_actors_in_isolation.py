@@ -19,7 +19,7 @@ from p2p0mq_actors.core.errors import (
 )
 from p2p0mq_actors.core.fairness import Plan, PlanResult, SlowItem
 from p2p0mq_actors.core.message import Priority
-from p2p0mq_actors.core.ports import SocketEvent
+from p2p0mq_actors.core.ports import PeerAddress, SocketEvent
 from p2p0mq_actors.runtime.intake import Intake
 from p2p0mq_actors.runtime.messages import (
     FLUSH,
@@ -31,8 +31,9 @@ from p2p0mq_actors.runtime.messages import (
     Retry,
     Sent,
 )
-from p2p0mq_actors.runtime.peer import EACH_CHUNK
+from p2p0mq_actors.runtime.peer import EACH_CHUNK, PeerConnection
 from p2p0mq_actors.runtime.scheduler import Scheduler
+from p2p0mq_actors.testing.fake_socket import FakeSocket
 from p2p0mq_actors.testing.recorder import MessageLog, Recorder
 
 FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
@@ -112,6 +113,39 @@ def test_a_plans_fast_messages_go_to_the_socket_a_chunk_at_a_time_until_it_block
     assert passes == [EACH_CHUNK, EACH_CHUNK]
     assert sock.sent == [encode(m) for m in fast[:taken]]
     assert kit.book.sent == list(fast[:taken]) and kit.book.failed == []
+
+
+class _SocketWithoutSendEach:
+    """An application's PeerSocket written without ``send_each``: a
+    FakeSocket's other methods, nothing more."""
+
+    def __init__(self, inner: FakeSocket) -> None:
+        self.send_frames = inner.send_frames
+        self.writable = inner.writable
+        self.wait_writable = inner.wait_writable
+        self.events = inner.events
+        self.close = inner.close
+
+
+def test_a_socket_without_send_each_gets_a_plans_messages_one_call_each(kit: Kit) -> None:
+    inner = FakeSocket()
+
+    class Factory:
+        def connect(self, peer: PeerAddress) -> Any:
+            return _SocketWithoutSendEach(inner)
+
+    peer = PeerConnection.start(
+        PeerAddress(b"x", "tcp://127.0.0.1:1", b"k" * 40),
+        scheduler=kit.recorder,
+        concerns=kit.registry,
+        sockets=Factory(),
+        clock=kit.clock,
+    )
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(3))
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=0, fast=fast))
+    kit.book.wait_for(lambda b: len(b.sent) == 3)
+    assert inner.sent == [encode(m) for m in fast]
+    assert kit.book.failed == []
 
 
 def test_a_failure_in_a_plans_fast_messages_fails_that_message_only(kit: Kit) -> None:
