@@ -81,12 +81,9 @@ class FakeSocket:
         if not frames:
             raise ValueError(f"a message to peer {self.peer.uuid!r} needs at least one frame")
         with self._cond:
-            if self._closed:
-                raise error_for_errno(ENOTSOCK, peer=self.peer.uuid)
-            if self._failures:
-                raise error_for_errno(self._failures.popleft(), peer=self.peer.uuid)
-            if self._credit == 0:
-                raise error_for_errno(EAGAIN, peer=self.peer.uuid)
+            refusal = self._refusal(take=True)
+            if refusal is not None:
+                raise error_for_errno(refusal, peer=self.peer.uuid)
             if self._credit is not None:
                 self._credit -= 1
             self._sent.append([bytes(frame) for frame in frames])
@@ -100,7 +97,7 @@ class FakeSocket:
         done = 0
         for frames in messages:
             with self._cond:
-                if not frames or self._closed or self._failures or self._credit == 0:
+                if not frames or self._refusal(take=False) is not None:
                     break
             try:
                 self.send_frames(frames)  # (as replaced on the object, if it was)
@@ -108,6 +105,18 @@ class FakeSocket:
                 break
             done += 1
         return done
+
+    def _refusal(self, *, take: bool) -> int | None:
+        """The errno ``send_frames`` refuses the next message with, in its
+        order of checks (closed, a ``fail_next`` failure, blocked), or None;
+        ``take`` uses up a pending failure. The caller holds the lock."""
+        if self._closed:
+            return ENOTSOCK
+        if self._failures:
+            return self._failures.popleft() if take else self._failures[0]
+        if self._credit == 0:
+            return EAGAIN
+        return None
 
     def writable(self) -> bool:
         """False while blocked (as ``send_frames`` would raise ``WouldBlock``).
