@@ -22,7 +22,11 @@ Rules:
   once (``sched_yield``), so that the thread it just woke runs at once if it
   shares that CPU.
 - What the Concerns were handed and have not handled yet is bounded
-  (``backlog`` messages, plus one drain): at the bound the Receiver reads
+  (``backlog`` messages, plus one drain of p2p0mq's messages or one native
+  batch frame): a drain stops decoding once its native batch frames
+  (up to ``MAX_BATCH`` messages each) filled the backlog, and the rest of
+  it waits, read but not decoded, for the next step that finds room. At
+  the bound the Receiver reads
   no more until they are down to half, waiting ``poll_interval`` at a time,
   so peers' sends wait in the socket and in their own queues rather than
   in a Concern's inbox (see ``backlog.py``). It says so at WARNING (at most
@@ -252,6 +256,9 @@ class Receiver(Actor):
         self._backlog = Backlog(backlog)
         self._alone = False  # whether the last poll that brought messages brought one
         self._lone = False  # whether the drain being handled is one zmq message
+        # The rest of a drain whose native batch frames filled the backlog:
+        # read, not yet decoded (see _handle).
+        self._undecoded: list[tuple[str | None, list[bytes]]] = []
         self._ttl = float(ttl)  # a float: the decoders' fast paths take floats
         self._throttle = _Throttle(clock, warn_every)
         self._context: Any = None
@@ -284,6 +291,14 @@ class Receiver(Actor):
 
     def _shutdown(self) -> None:
         self._state = "CLOSED"
+        if self._undecoded:
+            log.warning(
+                "%r: stopped with %d zmq messages read and not decoded (their Concerns"
+                " were full); they are dropped",
+                self,
+                len(self._undecoded),
+            )
+            self._undecoded = []
         if self._router is not None:
             try:
                 self._router.close()
@@ -342,6 +357,10 @@ class Receiver(Actor):
             return False
         if self._backlog.full:
             self._wait_for_concerns()
+            return True
+        if self._undecoded:  # the rest of a drain comes before anything newer
+            undecoded, self._undecoded = self._undecoded, []
+            self._take(router, undecoded)
             return True
         self._steps += 1
         alone = self._alone
@@ -440,7 +459,12 @@ class Receiver(Actor):
         others: list[Message] = []
         uuid, deadline = self._uuid, now + self._ttl  # the same for every message read
         passed: tuple[str | None, bytes] = (None, b"")  # the last pair that passed
-        for user, frames in batch:
+        # Room left in the backlog: spent by native batch frames only, which
+        # carry up to MAX_BATCH messages each (a drain of p2p0mq's messages
+        # is at most ``batch`` of them). At none, the rest of the drain waits.
+        room = self._backlog.limit - self._backlog.total
+        drain = iter(batch)
+        for user, frames in drain:
             # The identity check, skipped for the pair the last message
             # passed with (a drain's messages mostly come from one peer).
             if user is not None and (user != passed[0] or frames[0] != passed[1]):
@@ -449,8 +473,13 @@ class Receiver(Actor):
                     continue
                 passed = (user, frames[0])
             if len(frames) == 2:  # native: one message or a batch of them
-                for message in self._decode_native(frames, now):
+                messages = self._decode_native(frames, now)
+                for message in messages:
                     (ours if message.destination == uuid else others).append(message)
+                room -= len(messages)
+                if room <= 0:
+                    self._undecoded = list(drain)
+                    break
                 continue
             try:  # one p2p0mq message (decode's own path for them: no keywords)
                 single = decode_p2p0mq(frames, uuid, deadline)

@@ -279,6 +279,35 @@ def test_the_receiver_reads_no_further_than_its_backlog_until_the_concern_catche
         holder.stop(timeout=TIMEOUT)
 
 
+def test_native_batch_frames_fill_the_backlog_no_further_than_one_frame(
+    rig_factory: Any,
+) -> None:
+    # Ten frames of 64 messages may come in one drain of ten: the drain
+    # stops decoding once the backlog is full, the rest waits undecoded.
+    rig, holder, log = _holding_rig(rig_factory, backlog=100, batch=10)
+    try:
+        client = rig.client()
+        sent = [rig.message(n) for n in range(1, 641)]
+        now = rig.clock.now()
+        for start in range(0, 640, 64):
+            bodies = [encode_native_body(m, now) for m in sent[start : start + 64]]
+            rig.send(client, [batch_frame(bodies)])
+        stats = rig.wait_stats(lambda s: s["backlog_waits"] >= 1)
+        held = stats["received"]
+        assert 100 <= held <= 100 + 64  # the bound, plus at most one frame
+        assert stats["backlog"] == held
+        deadline = time.monotonic() + TIMEOUT
+        while rig.stats()["received"] < 640:
+            holder.ask("release", timeout=TIMEOUT)
+            assert time.monotonic() < deadline, rig.stats()
+        holder.ask("release", timeout=TIMEOUT)
+        got = [m for r in log.items() if isinstance(r, Received) for m in r.messages]
+        assert [m.message_id for m in got] == [m.message_id for m in sent]
+        assert rig.wait_stats(lambda s: s["backlog"] == 0)["dispatched"] == 640
+    finally:
+        holder.stop(timeout=TIMEOUT)
+
+
 def test_a_concern_that_stops_holding_messages_does_not_hold_the_receiver(
     rig_factory: Any,
 ) -> None:
