@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from p2p0mq_actors import Concern, KeyStore, Message, Node, P2P0MQError, Priority
+from p2p0mq_actors import Concern, KeyStore, Message, Node, P2P0MQError, Priority, SendError
 from p2p0mq_actors.transport.sockets import CurveDealerSocket
 
 from .common import DATA, BenchFailure, BenchTimeout, Params, Result, median
@@ -112,11 +112,13 @@ def _count_socket_sends(watch: Watch) -> Callable[[], None]:
         original(sock, frames)  # what raises was not sent
         watch.socket_sent(sock.peer.uuid)
 
-    def send_each(sock: CurveDealerSocket, messages: Sequence[Sequence[bytes]]) -> int:
-        sent = original_each(sock, messages)  # (a plan's fast messages)
+    def send_each(
+        sock: CurveDealerSocket, messages: Sequence[Sequence[bytes]]
+    ) -> tuple[int, SendError | None]:
+        sent, error = original_each(sock, messages)  # (a plan's fast messages)
         for _ in range(sent):
             watch.socket_sent(sock.peer.uuid)
-        return sent
+        return sent, error
 
     CurveDealerSocket.send_frames = send_frames  # type: ignore[method-assign, assignment]
     CurveDealerSocket.send_each = send_each  # type: ignore[method-assign, assignment]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from .errors import SendError, UnexpectedSendError
+
 
 class SocketEvent(Enum):
     """What a socket monitor tells about a connection, reduced to what matters."""
@@ -54,13 +56,35 @@ class PeerSocket(Protocol):
         sent) and ``TransportError`` for any other failure.
         """
 
-    def send_each(self, messages: Sequence[Sequence[bytes]]) -> int:
+    def send_each(self, messages: Sequence[Sequence[bytes]]) -> tuple[int, SendError | None]:
         """Send ``messages`` (each its frames, at least one) in order without
-        blocking, until one is not taken whole; returns how many were.
+        blocking, until one is not taken; returns how many were taken and
+        why the next was not: None when all were, ``WouldBlock`` when it
+        would block (nothing of it was sent), else the error it failed with.
 
-        Never raises: a message that would block, or fails, ends the call
-        unsent, and ``send_frames`` tells what is wrong with it.
+        Never raises: what ``send_frames`` would raise for that message is
+        returned, and anything that is not a ``SendError`` (a bug below) as
+        an ``UnexpectedSendError``. A message not taken was tried once; the
+        caller must not send it again unless the error was ``WouldBlock``.
+
+        This default sends each with ``send_frames``: a socket that
+        subclasses ``PeerSocket`` inherits it, and defines its own only to
+        be faster.
         """
+        done = 0
+        for frames in messages:
+            try:
+                self.send_frames(frames)
+            except SendError as exc:
+                return done, exc
+            except Exception as exc:
+                error = UnexpectedSendError(
+                    f"sending a message raised {type(exc).__name__}: {exc}"
+                )
+                error.__cause__ = exc
+                return done, error
+            done += 1
+        return done, None
 
     def writable(self) -> bool:
         """Whether one more message would be sent now, without waiting.

@@ -178,9 +178,9 @@ class PeerConnection(Actor):
 
     def _shutdown(self) -> None:
         self._closed = True
+        self._set_socket(None)  # an express send in flight ends first; none after it
         if self._lane is not None and self._gate is not None:
-            self._gate.remove_lane(self.peer.uuid, self._lane)
-        self._set_socket(None)  # no express send after this one
+            self._gate.remove_lane(self.peer.uuid, self._lane)  # (counts the lane's sends)
         self._report_lane()
         if self._medium:
             report_dropped(self._concerns, [(m, "stopped") for m in self._medium])
@@ -234,23 +234,35 @@ class PeerConnection(Actor):
         of ``EACH_CHUNK`` at a time, each chunk in one pass and one loop
         (``Encoder.many``, ``PeerSocket.send_each``) rather than a ``_send``
         a message: this thread's CPU 2.7-3.1 -> 2.1-2.2 us a message
-        (``python -m bench.cpu``, scenario 1's work). Stops at the first
-        message that does not encode or that the socket does not take
-        whole: ``_send`` goes on from there, one message at a time, and
-        names what went wrong. Chunks, not the whole plan at once: a plan
-        of thousands meets the high-water mark, and what was encoded past
-        it would be encoded again in the next plan (measured that way, the
-        thread's CPU rose to 3.6-3.7 us a message)."""
+        (``python -m bench.cpu``, scenario 1's work). A message the socket
+        fails fails alone (it was tried: it is not sent again) and the rest
+        goes on. Stops where the socket would block, and at the first
+        message that does not encode: ``_send`` goes on from there, one
+        message at a time, and names what went wrong. Chunks, not the whole
+        plan at once: a plan of thousands meets the high-water mark, and
+        what was encoded past it would be encoded again in the next plan
+        (measured that way, the thread's CPU rose to 3.6-3.7 us a message)."""
         assert self._socket is not None
         send_each, encode_many, now = self._socket.send_each, self._encode.many, self._now
+        failed: list[tuple[Message, SendError]] = []
         done, total = 0, len(messages)
         while done < total:
             chunk = messages[done : done + EACH_CHUNK]
-            sent = send_each(encode_many(chunk, now))
-            done += sent
-            if sent < len(chunk):
-                break
-        return done, []
+            frames = encode_many(chunk, now)
+            encoded = len(frames)
+            while frames:
+                taken, error = send_each(frames)
+                done += taken
+                if error is None:
+                    break
+                if isinstance(error, WouldBlock):
+                    return done, failed
+                failed.append((messages[done], error))
+                done += 1
+                frames = frames[taken + 1 :]
+            if encoded < len(chunk):
+                break  # the next does not encode: ``_send`` names the fault
+        return done, failed
 
     def _add_to_frame(self, message: Message) -> None:
         """Native wire: put ``message`` in the frame being filled. A frame is

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from ..core.errors import SendError
-from ..core.ports import PeerAddress, SocketEvent
+from ..core.ports import PeerAddress, PeerSocket, SocketEvent
 from ..transport.errors import EAGAIN, ENOTSOCK, error_for_errno
 
 __all__ = ["FakeSocket", "FakeSocketFactory"]
@@ -81,42 +81,25 @@ class FakeSocket:
         if not frames:
             raise ValueError(f"a message to peer {self.peer.uuid!r} needs at least one frame")
         with self._cond:
-            refusal = self._refusal(take=True)
-            if refusal is not None:
-                raise error_for_errno(refusal, peer=self.peer.uuid)
+            if self._closed:
+                raise error_for_errno(ENOTSOCK, peer=self.peer.uuid)
+            if self._failures:
+                raise error_for_errno(self._failures.popleft(), peer=self.peer.uuid)
+            if self._credit == 0:
+                raise error_for_errno(EAGAIN, peer=self.peer.uuid)
             if self._credit is not None:
                 self._credit -= 1
             self._sent.append([bytes(frame) for frame in frames])
             self._cond.notify_all()
 
-    def send_each(self, messages: Sequence[Sequence[bytes]]) -> int:
-        """``send_frames`` for each message in order, up to the first it
-        would refuse (closed, a pending ``fail_next`` failure, blocked, or
-        no frames); returns how many were recorded. The refusal is left for
-        ``send_frames`` to raise when it is called for that message."""
-        done = 0
-        for frames in messages:
-            with self._cond:
-                if not frames or self._refusal(take=False) is not None:
-                    break
-            try:
-                self.send_frames(frames)  # (as replaced on the object, if it was)
-            except SendError:  # refused meanwhile, from another thread
-                break
-            done += 1
-        return done
-
-    def _refusal(self, *, take: bool) -> int | None:
-        """The errno ``send_frames`` refuses the next message with, in its
-        order of checks (closed, a ``fail_next`` failure, blocked), or None;
-        ``take`` uses up a pending failure. The caller holds the lock."""
-        if self._closed:
-            return ENOTSOCK
-        if self._failures:
-            return self._failures.popleft() if take else self._failures[0]
-        if self._credit == 0:
-            return EAGAIN
-        return None
+    def send_each(self, messages: Sequence[Sequence[bytes]]) -> tuple[int, SendError | None]:
+        """``send_frames`` once for each message in order (as replaced on the
+        object, if it was: a test that wraps it sees these messages, and
+        what it raises fails that message), up to the first it raises for;
+        returns how many were taken and that error, as
+        ``PeerSocket.send_each`` says. Never raises, and never tries a
+        message twice."""
+        return PeerSocket.send_each(self, messages)
 
     def writable(self) -> bool:
         """False while blocked (as ``send_frames`` would raise ``WouldBlock``).

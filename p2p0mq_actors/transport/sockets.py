@@ -11,8 +11,9 @@ Rules:
   pyzmq's ``send_multipart`` does enum arithmetic per frame. Only the first
   frame can raise ``Again``: libzmq queues a multipart message atomically.
 - ``send_each`` sends many messages in one loop (a plan's, a chunk at a
-  time) and stops, without raising, at the first it cannot send whole;
-  ``send_frames`` then says why.
+  time) and stops, without raising, at the first it cannot send: it
+  returns how many it sent and the error ``send_frames`` would have raised
+  for that one.
 - The monitor reports only the events the peer state machine needs; what a
   failed handshake looks like from this side (measured on libzmq 4.3.5):
   * wrong server key: CONNECTED, HANDSHAKE_FAILED, DISCONNECTED about 1 ms
@@ -47,7 +48,7 @@ from typing import Any, cast
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from ..core.errors import ConfigurationError
+from ..core.errors import ConfigurationError, SendError, UnexpectedSendError
 from ..core.ports import KeyPair, PeerAddress, SocketEvent
 from .errors import ENOTSOCK, ETERM, configuration_error, error_for_errno, translate
 from .keys import check_key_pair, check_public_key
@@ -141,19 +142,21 @@ class CurveDealerSocket:
         except zmq.ZMQError as exc:
             raise translate(exc, peer=self._uuid) from exc
 
-    def send_each(self, messages: Sequence[Sequence[bytes]]) -> int:
+    def send_each(self, messages: Sequence[Sequence[bytes]]) -> tuple[int, SendError | None]:
         """Send ``messages`` (each its frames, at least one) in order without
-        blocking, until one is not taken whole; returns how many were.
+        blocking, until one is not taken; returns how many were taken and
+        why the next was not (None when all were), as ``send_frames``
+        would raise it: ``WouldBlock`` (nothing of it was sent),
+        ``SocketClosedError``, ``TransportError``; a message of no frames
+        is an ``UnexpectedSendError``. Never raises.
 
         One loop for a plan's messages, not a ``send_frames`` call each.
-        Never raises: a message that would block or fails ends the call,
-        counted unsent, and ``send_frames`` sends it again or tells what is
-        wrong. Only the first frame can block; a failure after it (the
-        socket is gone) leaves a part of that message queued, which
-        ``send_frames`` then meets as the same failure.
+        Only the first frame can block; a failure after it (the socket is
+        gone) leaves a part of that message queued, on a socket that sends
+        nothing more.
         """
         if self._closed:
-            return 0
+            return 0, error_for_errno(ENOTSOCK, peer=self._uuid)
         send, done = self._send, 0
         try:
             for frames in messages:
@@ -161,9 +164,15 @@ class CurveDealerSocket:
                     send(frame, _MORE)
                 send(frames[-1], _LAST)
                 done += 1
-        except (zmq.ZMQError, IndexError):  # IndexError: a message of no frames
-            pass
-        return done
+        except zmq.ZMQError as exc:
+            error = translate(exc, peer=self._uuid)
+            error.__cause__ = exc
+            return done, error
+        except IndexError:  # (frames[-1] of a message of no frames)
+            return done, UnexpectedSendError(
+                f"a message to peer {self._uuid!r} needs at least one frame", peer=self._uuid
+            )
+        return done, None
 
     def writable(self) -> bool:
         """Whether the socket would take one more message now (POLLOUT).

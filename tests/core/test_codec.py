@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import array
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -917,6 +917,34 @@ def test_many_stops_before_the_first_payload_that_does_not_pack(
     ]
     assert encoder.many([bad, *good], NOW) == []
     with pytest.raises(EncodeError, match="message #9 b'bad'"):
+        encoder(bad, NOW)
+    assert encoder.many(good, NOW) == [encode(message, shape, NOW) for message in good]
+
+
+class _BrokenMapping(Mapping[str, int]):
+    """A payload value whose reading raises (a lazily loaded view, say)."""
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("backing store gone")
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, key: str) -> int:
+        raise RuntimeError("backing store gone")
+
+
+@pytest.mark.parametrize("shape", list(WireShape))
+def test_many_stops_before_a_payload_whose_packing_raises_anything(shape: WireShape) -> None:
+    """Not only msgpack's refusals: whatever packing raises is left to the
+    encoder called on that message alone, not to the whole batch."""
+    encoder = Encoder(shape)
+    good = [Message.create(A, B, b"ok", {"n": n}, now=NOW, message_id=n) for n in range(1, 4)]
+    bad = Message.create(A, B, b"bad", {"x": _BrokenMapping()}, now=NOW, message_id=9)
+    assert encoder.many([*good[:2], bad, good[2]], NOW) == [
+        encode(message, shape, NOW) for message in good[:2]
+    ]
+    with pytest.raises(RuntimeError, match="backing store gone"):
         encoder(bad, NOW)
     assert encoder.many(good, NOW) == [encode(message, shape, NOW) for message in good]
 

@@ -4,7 +4,8 @@ its clock a ManualClock."""
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -18,8 +19,9 @@ from p2p0mq_actors.core.errors import (
     TransportError,
 )
 from p2p0mq_actors.core.fairness import Plan, PlanResult, SlowItem
-from p2p0mq_actors.core.message import Priority
-from p2p0mq_actors.core.ports import PeerAddress, SocketEvent
+from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.core.ports import PeerAddress, PeerSocket, SocketEvent
+from p2p0mq_actors.runtime.express import DirectLane, ExpressGate
 from p2p0mq_actors.runtime.intake import Intake
 from p2p0mq_actors.runtime.messages import (
     FLUSH,
@@ -115,6 +117,22 @@ def test_a_plans_fast_messages_go_to_the_socket_a_chunk_at_a_time_until_it_block
     assert kit.book.sent == list(fast[:taken]) and kit.book.failed == []
 
 
+def _peer_on(kit: Kit, socket: Any) -> Any:
+    """A PeerConnection whose factory hands out ``socket``."""
+
+    class Factory:
+        def connect(self, peer: PeerAddress) -> Any:
+            return socket
+
+    return PeerConnection.start(
+        PeerAddress(b"x", "tcp://127.0.0.1:1", b"k" * 40),
+        scheduler=kit.recorder,
+        concerns=kit.registry,
+        sockets=Factory(),
+        clock=kit.clock,
+    )
+
+
 class _SocketWithoutSendEach:
     """An application's PeerSocket written without ``send_each``: a
     FakeSocket's other methods, nothing more."""
@@ -129,18 +147,42 @@ class _SocketWithoutSendEach:
 
 def test_a_socket_without_send_each_gets_a_plans_messages_one_call_each(kit: Kit) -> None:
     inner = FakeSocket()
+    peer = _peer_on(kit, _SocketWithoutSendEach(inner))
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(3))
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=0, fast=fast))
+    kit.book.wait_for(lambda b: len(b.sent) == 3)
+    assert inner.sent == [encode(m) for m in fast]
+    assert kit.book.failed == []
 
-    class Factory:
-        def connect(self, peer: PeerAddress) -> Any:
-            return _SocketWithoutSendEach(inner)
 
-    peer = PeerConnection.start(
-        PeerAddress(b"x", "tcp://127.0.0.1:1", b"k" * 40),
-        scheduler=kit.recorder,
-        concerns=kit.registry,
-        sockets=Factory(),
-        clock=kit.clock,
-    )
+class _SubclassWithoutSendEach(PeerSocket):
+    """An application's socket that subclasses ``PeerSocket`` (as PEP 544
+    allows) and defines no ``send_each``: it inherits the protocol's."""
+
+    def __init__(self, inner: FakeSocket) -> None:
+        self.inner = inner
+
+    def send_frames(self, frames: Sequence[bytes]) -> None:
+        self.inner.send_frames(frames)
+
+    def writable(self) -> bool:
+        return self.inner.writable()
+
+    def wait_writable(self, timeout: float) -> bool:
+        return self.inner.wait_writable(timeout)
+
+    def events(self) -> list[SocketEvent]:
+        return self.inner.events()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_peer_socket_subclass_without_send_each_sends_a_plan_with_the_protocols_own(
+    kit: Kit,
+) -> None:
+    inner = FakeSocket()
+    peer = _peer_on(kit, _SubclassWithoutSendEach(inner))
     fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(3))
     peer.tell(Plan(peer=b"x", epoch=1, rounds=0, fast=fast))
     kit.book.wait_for(lambda b: len(b.sent) == 3)
@@ -162,6 +204,93 @@ def test_a_failure_in_a_plans_fast_messages_fails_that_message_only(kit: Kit) ->
     assert isinstance(kit.book.failed[0][1], TransportError)
     assert kit.book.sent == [first, *fast[1:]]
     assert sock.sent == [encode(m) for m in (first, *fast[1:])]
+
+
+def test_a_failure_injected_through_send_frames_fails_that_fast_message_once(
+    kit: Kit,
+) -> None:
+    """A test's replaced ``send_frames`` that fails one message: the
+    message fails (it is not tried again) and the rest of its chunk goes
+    on in one more ``send_each``."""
+    sock = kit.factory.prepare(b"x")
+    send, send_each = sock.send_frames, sock.send_each
+    tried: list[bytes] = []
+    passes: list[int] = []
+    injected = TransportError("injected", errno=errno.EHOSTUNREACH, peer=b"x")
+
+    def fails_the_third(frames: Sequence[bytes]) -> None:
+        tried.append(frames[4])  # the message-id frame
+        if len(tried) == 3:
+            raise injected
+        send(frames)
+
+    def counted(messages: Any) -> Any:
+        passes.append(len(messages))
+        return send_each(messages)
+
+    sock.send_frames = fails_the_third  # type: ignore[method-assign]
+    sock.send_each = counted  # type: ignore[method-assign]
+    peer = kit.peer()
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(6))
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=0, fast=fast))
+    kit.book.wait_for(lambda b: len(b.sent) == 5 and len(b.failed) == 1)
+    assert tried == [encode(m)[4] for m in fast]
+    assert passes == [6, 3]
+    assert kit.book.failed == [(fast[2], injected)]
+    assert kit.book.sent == [*fast[:2], *fast[3:]]
+    assert sock.sent == [encode(m) for m in (*fast[:2], *fast[3:])]
+
+
+def test_a_send_that_raises_a_bug_in_a_plans_fast_messages_fails_that_message_only(
+    kit: Kit,
+) -> None:
+    sock = kit.factory.prepare(b"x")
+    send = sock.send_frames
+
+    def explodes_once(frames: Sequence[bytes]) -> None:
+        if len(sock.sent) == 1 and not getattr(sock, "exploded", False):
+            sock.exploded = True  # type: ignore[attr-defined]
+            raise RuntimeError("a bug, not a send failure")
+        send(frames)
+
+    sock.send_frames = explodes_once  # type: ignore[method-assign]
+    peer = kit.peer()
+    fast = tuple(make(kit.clock, b"x", prio=FAST) for _ in range(3))
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=0, fast=fast))
+    kit.book.wait_for(lambda b: len(b.sent) == 2 and len(b.dropped) == 1)
+    assert kit.book.sent == [fast[0], fast[2]]
+    assert kit.book.dropped == [(fast[1], "error")]
+    assert sock.sent == [encode(m) for m in (fast[0], fast[2])]
+
+
+class _BrokenMapping(Mapping[str, int]):
+    """A payload value whose reading raises (a lazily loaded view, say)."""
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("backing store gone")
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, key: str) -> int:
+        raise RuntimeError("backing store gone")
+
+
+def test_a_payload_whose_packing_raises_a_bug_fails_that_fast_message_only(kit: Kit) -> None:
+    """Past the first chunk, too: what was sent before it stays sent, and
+    what comes after it is sent."""
+    sock = kit.factory.prepare(b"x")
+    peer = kit.peer()
+    fast = [make(kit.clock, b"x", prio=FAST) for _ in range(EACH_CHUNK + 6)]
+    bad = fast[EACH_CHUNK + 2] = Message.create(
+        b"me", b"x", b"t", {"v": _BrokenMapping()}, now=kit.clock.now(), priority=FAST
+    )
+    good = [m for m in fast if m is not bad]
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=0, fast=tuple(fast)))
+    kit.book.wait_for(lambda b: len(b.sent) == len(good) and len(b.dropped) == 1)
+    assert kit.book.sent == good
+    assert kit.book.dropped == [(bad, "error")]
+    assert sock.sent == [encode(m) for m in good]
 
 
 def test_a_refused_handshake_fails_what_the_peer_holds(kit: Kit) -> None:
@@ -421,6 +550,38 @@ def test_a_peer_connection_that_crashes_closes_its_socket_and_drops_its_queue(ki
     assert kit.book.dropped == [(m, "stopped") for m in queued]
     assert sock.closed
     assert peer.actor_stopped.wait(5)
+
+
+class _GateSendingAsALaneGoes(ExpressGate):
+    """An application thread's express send that comes just as a stopping
+    connection removes its lane from the gate (done here, in the
+    connection's thread, to be exact about the moment)."""
+
+    def __init__(self, message: Message) -> None:
+        self._claims = threading.Lock()
+        super().__init__(self._claims)
+        self._message = message
+        self.delivered: bool | None = None
+
+    def remove_lane(self, peer: bytes, lane: DirectLane) -> None:
+        super().remove_lane(peer, lane)
+        self.open(peer, "ref")
+        with self._claims:
+            self.claim_locked(peer)
+        self.delivered = lane.deliver(self._message)
+
+
+def test_an_express_send_as_a_connection_stops_is_counted_or_not_sent(kit: Kit) -> None:
+    """A lane's sends no Concern listens to are counted once, when the
+    lane is removed: none may go out after that."""
+    sock = kit.factory.prepare(b"x")
+    quiet = Message.create(b"me", b"x", b"quiet", {}, now=kit.clock.now(), priority=FAST)
+    gate = _GateSendingAsALaneGoes(quiet)
+    peer = kit.peer(gate=gate)
+    peer.ask(FLUSH)  # started: its lane is the gate's
+    peer.stop(timeout=5)
+    assert gate.quiet_sent() == len(sock.sent)
+    assert (gate.delivered, sock.sent) == (False, [])
 
 
 def _wait_state(peer: Any, state: str, attempts: int = 500) -> None:

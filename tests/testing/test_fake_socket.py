@@ -13,6 +13,7 @@ import pytest
 from p2p0mq_actors.core.errors import (
     ConfigurationError,
     TransportError,
+    UnexpectedSendError,
     WouldBlock,
 )
 from p2p0mq_actors.core.ports import PeerAddress, PeerSocket, SocketEvent, SocketFactory
@@ -97,8 +98,8 @@ def test_the_default_peer_is_a_placeholder() -> None:
 def test_send_each_records_messages_in_order_and_counts_them() -> None:
     sock = FakeSocket(BOB)
 
-    assert sock.send_each([[b"a"], (b"b", b"c")]) == 2
-    assert sock.send_each([]) == 0
+    assert sock.send_each([[b"a"], (b"b", b"c")]) == (2, None)
+    assert sock.send_each([]) == (0, None)
     assert sock.sent == [[b"a"], [b"b", b"c"]]
 
 
@@ -110,17 +111,26 @@ def test_send_each_records_messages_in_order_and_counts_them() -> None:
         (lambda sock: sock.close(), SocketClosedError),
     ],
 )
-def test_send_each_stops_where_send_frames_would_raise_and_leaves_it_to_raise(
+def test_send_each_stops_at_what_send_frames_raises_and_returns_it(
     steer: Callable[[FakeSocket], None], raised: type[Exception]
 ) -> None:
     sock = FakeSocket(BOB)
-    assert sock.send_each([[b"a"]]) == 1
+    assert sock.send_each([[b"a"]]) == (1, None)
     steer(sock)
 
-    assert sock.send_each([[b"b"], [b"c"]]) == 0
-    with pytest.raises(raised):  # the refusal was not spent by send_each
-        sock.send_frames([b"b"])
+    taken, error = sock.send_each([[b"b"], [b"c"]])
+    assert (taken, type(error)) == (0, raised)
     assert sock.sent == [[b"a"]]
+
+
+def test_send_each_spends_an_injected_failure_on_the_message_it_fails() -> None:
+    sock = FakeSocket(BOB)
+    sock.fail_next(1)
+
+    taken, error = sock.send_each([[b"a"], [b"b"]])
+    assert (taken, type(error)) == (0, TransportError)
+    assert sock.send_each([[b"b"]]) == (1, None)  # the failure is not met twice
+    assert sock.sent == [[b"b"]]
 
 
 def test_send_each_takes_what_accept_allows_and_stops_at_an_empty_message() -> None:
@@ -128,9 +138,15 @@ def test_send_each_takes_what_accept_allows_and_stops_at_an_empty_message() -> N
     sock.block()
     sock.accept(2)
 
-    assert sock.send_each([[b"a"], [b"b"], [b"c"]]) == 2
+    taken, error = sock.send_each([[b"a"], [b"b"], [b"c"]])
+    assert (taken, type(error)) == (2, WouldBlock)
     sock.unblock()
-    assert sock.send_each([[b"d"], [], [b"e"]]) == 1
+    taken, error = sock.send_each([[b"d"], [], [b"e"]])
+    assert (taken, type(error), str(error)) == (
+        1,
+        UnexpectedSendError,
+        "sending a message raised ValueError: a message to peer b'bob' needs at least one frame",
+    )
     assert sock.sent == [[b"a"], [b"b"], [b"d"]]
 
 
@@ -146,8 +162,45 @@ def test_send_each_goes_through_a_send_frames_replaced_on_the_object() -> None:
         original(frames)
 
     sock.send_frames = logged  # type: ignore[method-assign]
-    assert sock.send_each([[b"a"], [b"b"]]) == 2
+    assert sock.send_each([[b"a"], [b"b"]]) == (2, None)
     assert seen == [[b"a"], [b"b"]] == sock.sent
+
+
+def test_send_each_returns_what_a_replaced_send_frames_raised_having_called_it_once() -> None:
+    """A failure a test injects by replacing ``send_frames`` is that
+    message's, and nothing calls ``send_frames`` for it again."""
+    sock = FakeSocket(BOB)
+    calls: list[bytes] = []
+    original = sock.send_frames
+    injected = error_for_errno(errno.EHOSTUNREACH, peer=b"bob")
+
+    def fails_b(frames: list[bytes]) -> None:
+        calls.append(frames[0])
+        if frames[0] == b"b":
+            raise injected
+        original(frames)
+
+    sock.send_frames = fails_b  # type: ignore[method-assign]
+    assert sock.send_each([[b"a"], [b"b"], [b"c"]]) == (1, injected)
+    assert calls == [b"a", b"b"]
+    assert sock.sent == [[b"a"]]
+
+
+def test_send_each_returns_a_bug_in_send_frames_as_an_unexpected_send_error() -> None:
+    sock = FakeSocket(BOB)
+    bug = RuntimeError("a bug, not a send failure")
+
+    def explodes(frames: list[bytes]) -> None:
+        raise bug
+
+    sock.send_frames = explodes  # type: ignore[method-assign]
+    taken, error = sock.send_each([[b"a"], [b"b"]])
+    assert (taken, type(error), str(error)) == (
+        0,
+        UnexpectedSendError,
+        "sending a message raised RuntimeError: a bug, not a send failure",
+    )
+    assert error is not None and error.__cause__ is bug
 
 
 def test_fail_next_fails_that_many_sends_like_a_real_socket_then_recovers() -> None:

@@ -22,7 +22,12 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from p2p0mq_actors.core.errors import ConfigurationError, TransportError, WouldBlock
+from p2p0mq_actors.core.errors import (
+    ConfigurationError,
+    TransportError,
+    UnexpectedSendError,
+    WouldBlock,
+)
 from p2p0mq_actors.core.ports import KeyPair, PeerAddress, SocketEvent
 from p2p0mq_actors.transport import (
     CurveDealerFactory,
@@ -247,12 +252,13 @@ def test_send_each_sends_messages_whole_in_order_and_counts_them(
 ) -> None:
     sock = connect(ctx, server)
     closing.append(sock)
-    assert sock.send_each([FRAMES]) == 0  # before the handshake: would block
+    taken, error = sock.send_each([FRAMES])  # before the handshake: would block
+    assert (taken, type(error)) == (0, WouldBlock)
     assert sock.wait_writable(5.0)
     messages = [[b"m%d" % n, *FRAMES[: n % 3 + 1]] for n in range(20)]
 
-    assert sock.send_each(messages) == 20
-    assert sock.send_each([]) == 0
+    assert sock.send_each(messages) == (20, None)
+    assert sock.send_each([]) == (0, None)
 
     got = []
     for _ in messages:
@@ -268,28 +274,47 @@ def test_send_each_stops_at_the_high_water_mark_and_at_a_message_of_no_frames(
     sock = _one_message_deep(ctx, server, closing)
     big = [b"h", b"x" * 1_000_000]  # loopback buffers hold a few MB at most
 
-    sent = sock.send_each([big] * 1000)
-    assert 0 < sent < 1000
-    with pytest.raises(WouldBlock):  # send_frames names why it stopped
-        sock.send_frames(big)
+    sent, error = sock.send_each([big] * 1000)
+    assert 0 < sent < 1000 and type(error) is WouldBlock
+    assert isinstance(error.__cause__, zmq.Again)
     for _ in range(sent):  # exactly the messages counted, each whole
         assert server.router.poll(5000) == zmq.POLLIN
         assert server.router.recv_multipart() == [b"client-1", *big]
     assert sock.wait_writable(5.0)
-    assert sock.send_each([[b"a"], [], [b"b"]]) == 1
+    taken, error = sock.send_each([[b"a"], [], [b"b"]])
+    assert (taken, type(error), str(error)) == (
+        1,
+        UnexpectedSendError,
+        "a message to peer b'server-1' needs at least one frame",
+    )
     assert server.router.poll(5000) == zmq.POLLIN
     assert server.router.recv_multipart() == [b"client-1", b"a"]
 
 
-def test_send_each_on_a_closed_socket_sends_nothing_and_raises_nothing(
+def test_send_each_on_a_closed_socket_sends_nothing_and_returns_what_send_frames_raises(
     ctx: Context, server: Server
 ) -> None:
     sock = connect(ctx, server)
     assert sock.wait_writable(5.0)
     sock.close()
-    assert sock.send_each([FRAMES, FRAMES]) == 0
+    taken, error = sock.send_each([FRAMES, FRAMES])
+    assert (taken, type(error)) == (0, SocketClosedError)
     with pytest.raises(SocketClosedError):
         sock.send_frames(FRAMES)
+
+
+def test_send_each_returns_a_zmq_failure_translated_as_send_frames_raises_it(
+    ctx: Context, server: Server, closing: list[CurveDealerSocket]
+) -> None:
+    sock = connect(ctx, server)
+    closing.append(sock)
+    assert sock.wait_writable(5.0)
+    sock._sock.close(linger=0)  # gone underneath, as when zmq fails (ENOTSOCK)
+
+    taken, error = sock.send_each([FRAMES])
+    assert (taken, type(error)) == (0, SocketClosedError)
+    assert isinstance(error, SocketClosedError) and error.errno == errno.ENOTSOCK
+    assert isinstance(error.__cause__, zmq.ZMQError)
 
 
 # -- (b) handshakes that fail ------------------------------------------------------
