@@ -4,7 +4,12 @@ Rules:
 - The Planner owns the fast lanes (per peer), the slow lane (global, oldest
   first), the medium messages not yet handed to their peer, and deferred
   retries. Each peer owns its medium queue and reports its length with every
-  ``PlanResult``; the Planner only keeps the last report.
+  ``PlanResult``, and while blocked when it drops or fails what the queue
+  held; the Planner only keeps the last report (it counts against the
+  node's bound: a stale one holds back the intake for every peer).
+- The result of a plan for a peer removed meanwhile hands its unsent
+  messages back to the caller, to fail like the rest of that peer's: none
+  is kept, none is lost.
 - An epoch is Q rounds (``Plan.rounds``) for every ready peer with work. The
   next epoch starts when every plan of this one has come back. Q doubles
   after each epoch up to ``max_rounds``, and falls to 1 after a preemption
@@ -122,6 +127,13 @@ class Planner:
         if self._epoch is not None:
             self._finish_if_done(peer, self._epoch.number)
         return orphans
+
+    def fail_peer(self, peer: bytes) -> list[Message]:
+        """``peer`` failed every message of its medium queue, which is empty
+        now; returns the messages the planner holds for it, to fail as well."""
+        if peer in self._medium_len:
+            self._medium_len[peer] = 0
+        return self.take_peer_messages(peer)
 
     def take_peer_messages(self, peer: bytes) -> list[Message]:
         """Remove and return every fast, slow and not-yet-handed medium message
@@ -431,18 +443,24 @@ class Planner:
         }
         self._slow_earliest = earliest
 
-    def complete(self, result: PlanResult) -> bool:
+    def complete(self, result: PlanResult) -> list[Message]:
         """Take a peer's result back.
 
-        Returns True when no epoch is in flight any more: time to call
-        ``start_epoch`` (an express plan's result can free work that waited).
+        Returns what the plan did not send if the peer was removed meanwhile
+        (fast, then slow), for the caller to fail as it failed the rest of
+        that peer's messages; otherwise nothing. When no epoch is in flight
+        after it (``epoch_in_flight``), it is time to call ``start_epoch``
+        (an express plan's result can free work that waited).
         """
         peer = result.peer
         self._in_flight.discard(peer)
+        orphans: list[Message] = []
         if peer in self._peers:
             self._take_back(result)
+        else:
+            orphans = [*result.unsent_fast, *(i.message for i in result.unsent_slow)]
         self._finish_if_done(peer, result.epoch)
-        return self._epoch is None
+        return orphans
 
     def _take_back(self, result: PlanResult) -> None:
         peer = result.peer

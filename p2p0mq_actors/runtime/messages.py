@@ -51,6 +51,16 @@ class PeerWritable:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerBlocked:
+    """Scheduler: a peer still not writable dropped messages of its medium
+    queue (their TTL ran out); ``medium_len`` is its length now. The peer
+    owns that count; a stale one would hold back the intake."""
+
+    uuid: bytes
+    medium_len: int
+
+
+@dataclass(frozen=True, slots=True)
 class PeerFailed:
     """Scheduler: the peer gave up on its queue with ``error``; fail the rest too."""
 

@@ -37,7 +37,7 @@ from ..core.native import batch_frame, encode_native_batch, encode_native_body, 
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
 from .actor import Actor
 from .express import REPORT_SENT, DirectLane, ExpressGate
-from .messages import FLUSH, Flush, PeerFailed, PeerWritable, Shutdown
+from .messages import FLUSH, Flush, PeerBlocked, PeerFailed, PeerWritable, Shutdown
 from .outcomes import ConcernRegistry, report_dropped, report_failed, report_sent
 from .turns import TURNS
 
@@ -480,6 +480,8 @@ class PeerConnection(Actor):
         self._earliest = min(self._earliest, earliest)
 
     def _expire(self, now: float) -> None:
+        """While blocked: drop what expired in the queue, and tell the
+        Scheduler its new length (it counts against the node's bound)."""
         if now < self._earliest:
             return  # nothing in the queue can have expired yet
         expired: list[Message] = []
@@ -490,6 +492,7 @@ class PeerConnection(Actor):
         if expired:
             self._medium = deque(live)
             report_dropped(self._concerns, [(m, "ttl") for m in expired])
+            self._tell_scheduler(PeerBlocked(self.peer.uuid, len(live)))
 
     def _fail_all(self, now: float, *, refused: bool) -> None:
         error: SendError

@@ -28,6 +28,7 @@ from .messages import (
     AddPeer,
     Enqueue,
     Flush,
+    PeerBlocked,
     PeerFailed,
     PeerWritable,
     RemovePeer,
@@ -63,7 +64,8 @@ class Scheduler(Actor):
         pacing: if > 0, the least time between the starts of two epochs.
         shuffle: shuffles the order of peers in each epoch (injectable for tests).
         intake: where ``send`` puts messages; taken when ``TAKE_INTAKE`` is
-            told. Its express gate is opened for idle peers (``express.py``).
+            told, and whenever room comes while no epoch is in flight. Its
+            express gate is opened for idle peers (``express.py``).
         max_held: the most messages the Scheduler (and the medium queues it
             knows of) holds; the rest waits in the intake, which is bounded.
     """
@@ -96,16 +98,22 @@ class Scheduler(Actor):
         self.preemptions = 0
 
     def on_receive(self, message: Any) -> Any:
+        answer = self._handle(message)
+        if not self._planner.epoch_in_flight:
+            # Room may have come (a peer removed or failed, messages dropped)
+            # while work waits in the intake, which wakes the Scheduler only
+            # when it was empty: take it now. (An epoch in flight takes it
+            # when it ends.)
+            self._take_intake()
+        return answer
+
+    def _handle(self, message: Any) -> Any:
         if message is TAKE_INTAKE:
             self._take_intake()
         elif isinstance(message, Enqueue):
             self._enqueue(message.messages)
         elif isinstance(message, PlanResult):
-            if self._planner.complete(message):
-                self._watch_epoch()
-                self._take_intake()
-                self._pump()
-            self._open_gate(message.peer)
+            self._complete(message)
         elif isinstance(message, Retry):
             self._retry(message)
         elif message is _WAKE:
@@ -114,8 +122,10 @@ class Scheduler(Actor):
             self._planner.set_blocked(message.uuid, False, message.medium_len)
             self._pump()
             self._open_gate(message.uuid)
+        elif isinstance(message, PeerBlocked):
+            self._planner.set_blocked(message.uuid, True, message.medium_len)
         elif isinstance(message, PeerFailed):
-            self._fail(self._planner.take_peer_messages(message.uuid), message.error)
+            self._fail(self._planner.fail_peer(message.uuid), message.error)
         else:
             return self._control(message)
         return None
@@ -159,9 +169,9 @@ class Scheduler(Actor):
             self._pump()
 
     def _enqueue(self, messages: Sequence[Message]) -> None:
-        """Queue work told to the Scheduler (a Concern's replies when the
-        intake was full): behind whatever waits in the intake, which went
-        in first."""
+        """Queue work told to the Scheduler (a Concern's replies when it
+        has no open intake): behind whatever waits in the intake, which
+        went in first."""
         self._take_intake()
         queue = self._intake_queue
         if (
@@ -186,6 +196,21 @@ class Scheduler(Actor):
                 self._planner.release(peer)
             if batch:
                 self._intake(batch, gates_closed=True)
+
+    def _complete(self, result: PlanResult) -> None:
+        """Take a plan's result back: its unsent messages are planned again,
+        failed if their peer was removed meanwhile (as its queued ones were),
+        or dropped with reason ``"stopped"`` once the Scheduler is."""
+        if self._closed:
+            gone = [*result.unsent_fast, *(i.message for i in result.unsent_slow)]
+            report_dropped(self._concerns, [(m, "stopped") for m in gone])
+            return
+        self._fail(self._planner.complete(result), None)
+        if not self._planner.epoch_in_flight:
+            self._watch_epoch()
+            self._take_intake()
+            self._pump()
+        self._open_gate(result.peer)
 
     def _retry(self, retry: Retry) -> None:
         if self._closed:

@@ -70,7 +70,8 @@ class Sim:
 
         run = run_plan(plan, self.medium[peer], send, self.now)
         self.expired += run.expired
-        if self.planner.complete(run.result):
+        assert self.planner.complete(run.result) == []  # (no peer is removed here)
+        if not self.planner.epoch_in_flight:
             self.pump()
         return True
 
@@ -355,6 +356,33 @@ def test_take_peer_messages_returns_everything_held_for_the_peer() -> None:
     assert held == [f, m, s]  # f came back from its express plan; m was never handed out
     assert sim.planner.depths()["fast"] == sim.planner.depths()["medium"] == 0
     assert [i.message for i in sim.inbox[b"y"][0].slow] == [keep]
+
+
+def test_a_result_for_a_removed_peer_hands_its_unsent_messages_back() -> None:
+    p = planner(b"x")
+    m, f, s = msg(b"x"), msg(b"x", FAST), msg(b"x", SLOW)
+    p.enqueue([m, f, s])
+    (plan,), _ = p.start_epoch(0.0)
+    assert p.remove_peer(b"x") == []  # all of it was handed out
+    result = PlanResult(
+        peer=b"x", epoch=plan.epoch, medium_len=1, unsent_fast=(f,), unsent_slow=plan.slow
+    )
+    assert p.complete(result) == [f, s]
+    assert not p.epoch_in_flight
+    assert p.depths() == {"fast": 0, "medium": 0, "slow": 0, "delayed": 0}
+
+
+def test_a_failed_peer_no_longer_counts_its_medium_queue() -> None:
+    p = planner(b"x")
+    f = msg(b"x", FAST)
+    p.enqueue([msg(b"x") for _ in range(3)])
+    (plan,), _ = p.start_epoch(0.0)
+    p.complete(PlanResult(peer=b"x", epoch=plan.epoch, medium_len=3, blocked=True))
+    p.enqueue([f])
+    assert p.held() == 4
+    assert p.fail_peer(b"x") == [f]
+    assert p.held() == 0
+    assert p.depths() == {"fast": 0, "medium": 0, "slow": 0, "delayed": 0}
 
 
 def test_expired_messages_are_dropped_when_planned() -> None:
