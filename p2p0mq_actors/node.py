@@ -25,7 +25,7 @@ from .runtime.intake import HANDOFF
 from .runtime.messages import Bind
 from .runtime.receiver import BACKLOG, Receiver
 from .runtime.requests import NodeObserver, PendingRequests
-from .runtime.sender import Sender
+from .runtime.sender import Sender, stop_actor
 from .transport.context import end_context, new_context
 from .transport.keystore import KeyStore
 from .transport.router import AllowedKeys
@@ -314,10 +314,14 @@ class Node:
     ) -> pykka.Future[Message]:
         """Send a request; the future resolves with the reply ``Message``.
 
-        It fails with ``RequestTimeoutError`` after ``timeout`` seconds, with
-        ``RequestError`` (``reason`` says why) if the request is dropped, with
-        ``PeerRefusedError`` if the peer refuses our key, and with
-        ``NodeStoppedError`` if the node stops first.
+        Only a reply that ``peer`` itself sent us (the sender its key
+        authenticates, not the source a message claims) resolves it; any
+        other reply goes to the command's Concern. A request the send path
+        refuses (``IntakeFullError``: it stayed full) raises here and is not
+        left pending. The future fails with ``RequestTimeoutError`` after
+        ``timeout`` seconds, with ``RequestError`` (``reason`` says why) if
+        the request is dropped, with ``PeerRefusedError`` if the peer refuses
+        our key, and with ``NodeStoppedError`` if the node stops first.
         """
         sender = self._running()
         message = new_message(
@@ -331,7 +335,11 @@ class Node:
             priority,
         )
         future = self.pending.register(message, timeout)  # before any actor sees it
-        sender.send_one(message)
+        try:
+            sender.send_one(message)
+        except BaseException:
+            self.pending.forget(message)  # never left: nothing to wait for or count
+            raise
         return future
 
     # -- looking in ------------------------------------------------------------
@@ -381,19 +389,30 @@ class Node:
 
     def stop(self) -> None:
         """Stop every actor, close every socket, end the zmq contexts, fail
-        the pending requests. Idempotent."""
+        the pending requests. Idempotent.
+
+        Each actor gets ``timeout`` seconds to stop. A thread cannot be
+        stopped from outside: a Concern still busy in a handler by then is
+        named in a warning and stops by itself once the handler returns
+        (what it sends then is dropped, ``"stopped"``); everything else is
+        stopped all the same.
+        """
         if self._stopped:
             return
         self._stopped = True
-        if self._receiver is not None:
-            self._receiver.stop(timeout=self._timeout)
-        if self._sender is not None:
-            self._sender.stop()
-        self.pending.fail_all()
-        if self._context is not None:
-            end_context(self._context, self._timeout)
-        if self._own_clock and isinstance(self.clock, MonotonicClock):
-            self.clock.close()
+        try:  # each later step runs whatever an earlier one raised: a second stop() won't
+            if self._receiver is not None:
+                stop_actor(self._receiver, self._timeout)
+            if self._sender is not None:
+                self._sender.stop()
+        finally:
+            try:
+                self.pending.fail_all()
+                if self._context is not None:
+                    end_context(self._context, self._timeout)
+            finally:
+                if self._own_clock and isinstance(self.clock, MonotonicClock):
+                    self.clock.close()
 
     def __enter__(self) -> Node:
         return self

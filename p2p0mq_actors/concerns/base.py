@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pykka
 
-from ..core.errors import MessageError, P2P0MQError, SendError
+from ..core.errors import MessageError, SendError
 from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy
 from ..core.ports import Clock
@@ -245,8 +245,9 @@ class Concern(Actor):
 
     def _send_replies(self, replies: list[Message]) -> None:
         """Replies take the shortest way: straight to an idle peer's connection
-        through the express gate, else the intake (never waiting for room: a
-        handler must not block), else a tell to the Scheduler."""
+        through the express gate, else into the intake, room or not (a handler
+        must not block, and a reply that took another way could be overtaken
+        by the next one), else (stopping, or no intake) a tell to the Scheduler."""
         intake = self.intake
         if intake is None:
             self._tell_scheduler(Enqueue(tuple(replies)))
@@ -255,11 +256,8 @@ class Concern(Actor):
         for reply in replies:
             if rest or not intake.express(reply):
                 rest.append(reply)  # once one waits, the later ones wait behind it
-        if rest:
-            try:
-                intake.put(rest, timeout=0.0)
-            except P2P0MQError:  # full, or stopping: the Scheduler decides
-                self._tell_scheduler(Enqueue(tuple(rest)))
+        if rest and not intake.put_now(rest):  # closed: the Scheduler drops them
+            self._tell_scheduler(Enqueue(tuple(rest)))
 
     def _as_reply(self, request: Message, answer: object) -> Message | None:
         """The reply ``answer`` (not None) stands for; None if it is no answer."""

@@ -15,7 +15,9 @@ Rules:
 - Bounded: ``put`` waits while the intake is full, up to its timeout, then
   raises ``IntakeFullError``; a pykka inbox would grow without limit (trap 5).
   The Scheduler takes only what it has room for, so the bound holds through
-  the whole send path, not just this queue.
+  the whole send path, not just this queue. Two kinds of work go past it,
+  never waiting: a Concern's replies (``put_now``: a handler must not
+  block) and the Scheduler's own (``append_behind``).
 - Small: the node's intake holds ``HANDOFF`` messages (the Scheduler holds
   the backlog, up to the node's ``intake_capacity``). An application
   thread sending in bulk never blocks on anything else, so with a large
@@ -114,6 +116,24 @@ class Intake:
         if wake:
             self.wakes += 1
             self._wake()
+
+    def put_now(self, messages: Sequence[Message]) -> bool:
+        """Queue ``messages`` at once, room or not, and wake the Scheduler as
+        ``put`` does; False if the intake is closed. For a thread that must
+        not wait and whose messages must not overtake its own earlier ones:
+        a Concern's replies (a handler must not block, and a reply told to
+        the Scheduler instead could be overtaken by the next one going
+        straight out once the Scheduler has emptied the intake)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._add_locked(messages)
+            wake = not self._woken
+            self._woken = True
+        if wake:
+            self.wakes += 1
+            self._wake()
+        return True
 
     def append_behind(self, messages: Sequence[Message]) -> bool:
         """Queue ``messages`` at once, room or not, behind what waits (the

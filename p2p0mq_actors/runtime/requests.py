@@ -3,8 +3,12 @@
 Rules:
 - A request's future is registered *before* the request is handed to any
   actor (a reply can beat its request's "sent" report home, trap 10).
-- A reply resolves the future whose request has the same message id and was
-  sent to the reply's source; any other reply goes to its Concern.
+- A reply resolves the future whose request has the same message id, was
+  sent to the reply's source, and came back over the hop the request went
+  out on (the peer itself, or the hop it was routed through). The source is
+  a claim any admitted peer can make; the previous hop is the sender the
+  Receiver authenticated (a routing id must be its CURVE key's owner), and
+  message ids are easy to guess. Any other reply goes to its Concern.
 - A future fails at once when its request is dropped (any reason), when the
   peer refuses our key, on timeout, or when the node stops. It resolves or
   fails exactly once.
@@ -48,7 +52,8 @@ class PendingRequests:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._pending: dict[int, tuple[bytes, ReplyFuture[Message], float]] = {}
+        # message id -> (asked peer, hop it went out on, future, deadline)
+        self._pending: dict[int, tuple[bytes, bytes, ReplyFuture[Message], float]] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._armed: float | None = None
         self._timer: TimerHandle | None = None
@@ -60,11 +65,16 @@ class PendingRequests:
         future: ReplyFuture[Message] = ReplyFuture()
         due = self._clock.now() + timeout
         with self._lock:
-            self._pending[request.message_id] = (request.destination, future, due)
+            self._pending[request.message_id] = (
+                request.destination,
+                request.next_hop,
+                future,
+                due,
+            )
             deadlines = self._deadlines
             if len(deadlines) > 2 * len(self._pending) + COMPACT_SLACK:
                 # Mostly answered requests' deadlines: keep the waiting ones'.
-                deadlines[:] = [(d, mid) for mid, (_, _, d) in self._pending.items()]
+                deadlines[:] = [(d, mid) for mid, (_, _, _, d) in self._pending.items()]
                 heapq.heapify(deadlines)
             else:
                 heapq.heappush(deadlines, (due, request.message_id))
@@ -74,6 +84,13 @@ class PendingRequests:
         if arm:
             self._arm(due)
         return future
+
+    def forget(self, request: Message) -> None:
+        """Stop waiting for ``request``'s reply, leaving its future unsettled:
+        the request was refused before it left, and its caller got the error
+        instead of the future. (Its deadline goes as an answered one's does.)"""
+        with self._lock:
+            self._pending.pop(request.message_id, None)
 
     def _arm(self, due: float) -> None:
         timer = self._clock.call_later(max(0.0, due - self._clock.now()), self._expire)
@@ -101,7 +118,7 @@ class PendingRequests:
                 if entry is not None and due > now:
                     break
                 heapq.heappop(deadlines)
-                if entry is not None and entry[2] <= now:
+                if entry is not None and entry[3] <= now:
                     late.append(mid)
             self._armed = deadlines[0][0] if deadlines else None
             again = self._armed
@@ -111,16 +128,21 @@ class PendingRequests:
             self._arm(again)
 
     def resolve(self, reply: Message) -> bool:
-        """Resolve the future waiting for ``reply``; False if none was waiting."""
+        """Resolve the future waiting for ``reply``; False if none was waiting
+        for a reply from its source over its previous hop (see the rules)."""
         if reply.kind is not Kind.REPLY:
             return False
         with self._lock:
             entry = self._pending.get(reply.message_id)
-            if entry is None or entry[0] != reply.source:
+            if (
+                entry is None
+                or entry[0] != reply.source
+                or reply.previous_hop not in (entry[0], entry[1])
+            ):
                 return False
             del self._pending[reply.message_id]
             self.resolved += 1
-        entry[1].set(reply)
+        entry[2].set(reply)
         return True
 
     def _fail(self, mid: int, error: RequestError | SendError) -> None:
@@ -129,7 +151,7 @@ class PendingRequests:
             if entry is None:
                 return
             self.failed[getattr(error, "reason", "error")] += 1
-        entry[1].set_exception((type(error), error, None))
+        entry[2].set_exception((type(error), error, None))
 
     def fail_all(self, reason: str = "stopped") -> None:
         """Fail every pending future (the node is stopping)."""

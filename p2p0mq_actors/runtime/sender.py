@@ -298,7 +298,13 @@ class Sender:
 
     def stop(self) -> None:
         """Stop every actor; what is still queued is dropped with reason
-        ``"stopped"`` (the Concerns hear of it before they stop). Idempotent."""
+        ``"stopped"`` (the Concerns hear of it before they stop). Idempotent.
+
+        Each actor gets ``timeout`` seconds. A thread cannot be stopped from
+        outside: an actor still busy in a handler by then is named in a
+        warning and left to stop by itself once the handler returns (what it
+        sends then is dropped, ``"stopped"``); the others stop all the same.
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -309,7 +315,7 @@ class Sender:
             _ask(ref, FLUSH, self._timeout)
         _ask(self.scheduler, FLUSH, self._timeout)  # retries told meanwhile: dropped
         for ref in [self.scheduler, *self._connections.values(), *self.concerns.refs()]:
-            ref.stop(timeout=self._timeout)
+            stop_actor(ref, self._timeout)
         if self._own_clock and isinstance(self.clock, MonotonicClock):
             self.clock.close()
 
@@ -343,6 +349,20 @@ def _checked(messages: Messages) -> list[Message]:
 
 def _on_lane(messages: Messages, lane: Priority) -> list[Message]:
     return [m if m.priority is lane else replace(m, priority=lane) for m in _checked(messages)]
+
+
+def stop_actor(ref: Any, timeout: float) -> None:
+    """Stop ``ref``'s actor, waiting up to ``timeout`` seconds; if it is still
+    busy then, say so and go on: it stops once its handler returns."""
+    try:
+        ref.stop(timeout=timeout)
+    except pykka.Timeout:
+        log.warning(
+            "%s did not stop within %.1f s (a handler still running); "
+            "it stops when the handler returns",
+            ref,
+            timeout,
+        )
 
 
 def _ask(ref: Any, message: object, timeout: float) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 import zmq
 from node_kit import LANES, PER_LANE, REQUESTS, Chat, Echo, Inbox, exchange, run_peer
 
+from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.codec import encode
 from p2p0mq_actors.core.errors import (
     ConfigurationError,
@@ -26,6 +29,7 @@ from p2p0mq_actors.core.errors import (
 )
 from p2p0mq_actors.core.message import Kind, Message, Priority
 from p2p0mq_actors.node import LocalPeer, Node
+from p2p0mq_actors.runtime.intake import IntakeFullError
 from p2p0mq_actors.runtime.messages import FLUSH
 from p2p0mq_actors.transport.keystore import KeyStore
 
@@ -501,3 +505,112 @@ def test_a_known_key_cannot_speak_under_another_peers_uuid(tmp_path: Path) -> No
     assert got.payload == {"from": "alice"}
     assert [m.payload for m in inbox.messages] == [{"from": "alice"}]
     assert stats["receiver"]["rejected"]["identity"] == 1
+
+
+class HearingChat(Chat):
+    """Records requests and the replies no request was waiting for; never replies."""
+
+    def on_reply(self, message: Message) -> None:
+        self.inbox.add(message)
+
+
+def test_a_reply_forged_by_another_admitted_peer_goes_to_the_concern_not_the_request(
+    tmp_path: Path,
+) -> None:
+    # Mallory's key is admitted under her own uuid; she claims Alice as the
+    # source of a reply to Bob's request to Alice (ids are easy to guess).
+    alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
+    mallory = KeyStore(tmp_path / "m").create(b"mallory")
+    bob_keys.add_public_key(b"mallory", mallory.public)
+    at_alice, at_bob = Inbox(), Inbox()
+    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
+        alice.add_concern(Chat, inbox=at_alice)
+        bob.add_concern(HearingChat, inbox=at_bob)
+        alice.add_peer(b"bob", bob.endpoint, bob_keys.load(b"bob").public)
+        bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public)
+        future = bob.request(b"alice", b"chat", {"q": 1}, timeout=30)
+        (request,) = at_alice.wait_for(1)
+        genuine = request.reply({"answer": "real"}, now=alice.clock.now())
+        forged = replace(genuine, payload={"answer": "forged"}, previous_hop=b"mallory")
+        ctx = zmq.Context()
+        try:
+            sock = ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.identity = b"mallory"
+            sock.curve_publickey, sock.curve_secretkey = mallory.public, mallory.secret
+            sock.curve_serverkey = bob_keys.load(b"bob").public
+            sock.connect(bob.endpoint)
+            sock.send_multipart(encode(forged))
+            (heard,) = at_bob.wait_for(1)
+        finally:
+            ctx.destroy(linger=0)
+        assert (heard.source, heard.previous_hop, heard.message_id) == (
+            b"alice",
+            b"mallory",
+            request.message_id,
+        )
+        assert heard.payload == {"answer": "forged"}
+        assert bob.stats()["requests"] == {"pending": 1, "resolved": 0, "failed": {}}
+        alice.send_message(genuine)
+        assert future.get(timeout=10).payload == {"answer": "real"}
+
+
+def test_a_request_refused_at_send_is_not_left_pending(tmp_path: Path) -> None:
+    # One message held for a peer nobody listens at fills the send path
+    # (intake_capacity 1); the next waits in the intake, so the request finds
+    # no room and (intake_timeout 0) is refused at once.
+    ghost = KeyStore(tmp_path / "g").create(b"ghost").public
+    with Node(
+        b"alice",
+        keys=KeyStore(tmp_path / "a"),
+        intake_capacity=1,
+        intake_handoff=1,
+        intake_timeout=0.0,
+    ) as alice:
+        alice.add_peer(b"ghost", "tcp://127.0.0.1:1", ghost)
+        alice.send(b"ghost", b"chat", {"n": 1})
+        assert alice.stats()["queues"]["medium"] == 1  # the Scheduler took it
+        alice.send(b"ghost", b"chat", {"n": 2})
+        with pytest.raises(IntakeFullError):
+            alice.request(b"ghost", b"chat", {"n": 3}, timeout=30)
+        assert alice.stats()["requests"] == {"pending": 0, "resolved": 0, "failed": {}}
+
+
+class Stuck(Concern):
+    """Busy (in ``on_other``) until the test releases it, or 30 s at most."""
+
+    command = b"stuck"
+
+    def __init__(self, *, busy: threading.Event, release: threading.Event, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.busy, self.release = busy, release
+
+    def on_other(self, message: Any) -> None:
+        self.busy.set()
+        self.release.wait(30)
+
+
+def test_stopping_past_a_busy_concern_stops_everything_else_and_names_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ghost = KeyStore(tmp_path / "g").create(b"ghost").public
+    busy, release = threading.Event(), threading.Event()
+    alice = Node(b"alice", keys=KeyStore(tmp_path / "a"), timeout=0.5)
+    try:
+        stuck = alice.add_concern(Stuck, busy=busy, release=release)
+        later = alice.add_concern(Chat, inbox=Inbox())
+        alice.add_peer(b"ghost", "tcp://127.0.0.1:1", ghost)
+        future = alice.request(b"ghost", b"chat", {}, timeout=30)  # nobody answers
+        stuck.tell("hold on")
+        assert busy.wait(5)
+        with caplog.at_level(logging.WARNING, logger="p2p0mq_actors"):
+            alice.stop()  # returns: it does not raise pykka.Timeout
+        with pytest.raises(NodeStoppedError):
+            future.get(timeout=5)
+        assert later.actor_stopped.is_set()
+        assert not stuck.actor_stopped.is_set()  # a thread cannot be stopped from outside
+        assert f"{stuck} did not stop within 0.5 s" in caplog.text
+    finally:
+        release.set()
+        alice.stop()
+    assert stuck.actor_stopped.wait(5)  # once its handler returns

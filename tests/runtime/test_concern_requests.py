@@ -12,7 +12,8 @@ import pytest
 
 from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.message import Kind, Message, Priority
-from p2p0mq_actors.runtime.messages import Enqueue, Received
+from p2p0mq_actors.runtime.intake import Intake
+from p2p0mq_actors.runtime.messages import FLUSH, Enqueue, Received
 from p2p0mq_actors.testing.clock import ManualClock
 from p2p0mq_actors.testing.recorder import MessageLog, Recorder
 
@@ -140,3 +141,36 @@ def test_a_batch_counts_as_handled_once_after_its_handlers_ran_even_when_one_rai
         concern.stop()
     assert seen == [0, 5, "done", 6]
     assert stats["errors"] == 1 and stats["received"] == 3
+
+
+def test_a_reply_that_finds_the_intake_full_waits_in_it_and_the_next_one_goes_behind(
+    rig: Rig,
+) -> None:
+    # The test thread plays the Scheduler: it takes the intake between the
+    # two replies. A reply told to the Scheduler instead would be taken
+    # after the next one, which finds the intake empty and goes straight out.
+    wakes: list[int] = []
+    intake = Intake(2, lambda: wakes.append(1))
+    connection_log = MessageLog()
+    connection = Recorder.start(connection_log)  # the peer's PeerConnection
+    intake.gate.open(PEER, connection)  # the peer is idle
+    intake.put(
+        [Message.create(ME, b"other", b"calc", {"n": n}, now=0.0) for n in (10, 11)]
+    )  # full
+    concern = Answering.start(scheduler=rig.scheduler, clock=rig.clock, intake=intake)
+    try:
+        concern.tell(Received((rig.request(2),)))
+        concern.ask(FLUSH, timeout=WAIT)
+        taken, gates_closed = intake.take(100)
+        assert [m.payload for m in taken] == [{"n": 10}, {"n": 11}, {"twice": 4}]
+        assert gates_closed == [PEER]
+        concern.tell(Received((rig.request(3),)))
+        concern.ask(FLUSH, timeout=WAIT)
+        assert [m.payload for m in intake.take(100)[0]] == [{"twice": 6}]
+        assert len(wakes) == 2  # for the first put, and for the second reply
+        connection.ask(FLUSH, timeout=WAIT)
+        assert connection_log.items() == [FLUSH]
+        assert rig.told_scheduler() == []
+    finally:
+        concern.stop()
+        connection.stop()

@@ -90,6 +90,21 @@ def test_append_behind_queues_past_the_capacity_in_order_until_closed() -> None:
     assert len(intake) == 0
 
 
+def test_put_now_queues_past_the_capacity_in_order_and_wakes_as_put_does() -> None:
+    wakes: list[int] = []
+    intake = Intake(2, lambda: wakes.append(1), timeout=0.05)
+    first, replies, more = msgs(2), msgs(2), msgs(1)
+    intake.put(first)
+    assert intake.put_now(replies)  # no wait, although full
+    assert len(wakes) == 1  # the Scheduler was already woken
+    assert intake.take(10)[0] == [*first, *replies]
+    assert intake.put_now(more)
+    assert len(wakes) == 2
+    intake.close()
+    assert not intake.put_now(msgs(1))
+    assert len(intake) == 0
+
+
 def test_submit_queues_one_message_as_put_does() -> None:
     wakes: list[int] = []
     intake = Intake(2, lambda: wakes.append(1), timeout=0.05)

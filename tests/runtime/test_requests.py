@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from sendpath_kit import make
+from sendpath_kit import ME, make
 
 from p2p0mq_actors.core.errors import NodeStoppedError, RequestError, RequestTimeoutError
 from p2p0mq_actors.core.message import Kind, Message
@@ -115,3 +117,52 @@ def test_the_deadline_heap_stays_near_the_number_of_waiting_requests() -> None:
         with pytest.raises(RequestTimeoutError):
             future.get(timeout=1)
     assert len(pending) == 0
+
+
+def test_a_reply_claiming_the_asked_peer_as_source_from_another_hop_resolves_nothing() -> None:
+    # Mallory is admitted under her own uuid (the Receiver checks that), but
+    # frame 1 (source) is hers to fill: the hop the reply came over decides.
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    request = make(clock, b"alice")
+    future = pending.register(request, timeout=5)
+    genuine = request.reply({"answer": "real"}, now=clock.now())
+    forged = replace(genuine, payload={"answer": "forged"}, previous_hop=b"mallory")
+    assert (forged.source, forged.message_id) == (b"alice", request.message_id)
+    assert not pending.resolve(forged)
+    assert len(pending) == 1
+    assert pending.resolve(genuine)
+    assert future.get(timeout=1) == genuine
+
+
+def test_a_routed_request_is_answered_over_its_hop_or_by_its_peer_and_no_one_else() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    requests = [
+        Message.create(ME, b"carol", b"t", now=clock.now(), next_hop=b"bob", message_id=mid)
+        for mid in (9001, 9002)
+    ]
+    futures = [pending.register(request, timeout=5) for request in requests]
+
+    def reply(mid: int, over: bytes) -> Message:
+        answer = Message.create(
+            b"carol", ME, b"t", now=clock.now(), kind=Kind.REPLY, message_id=mid
+        )
+        return replace(answer, previous_hop=over)
+
+    assert not pending.resolve(reply(9001, b"mallory"))
+    answers = [reply(9001, b"bob"), reply(9002, b"carol")]
+    assert [pending.resolve(answer) for answer in answers] == [True, True]
+    assert [future.get(timeout=1) for future in futures] == answers
+
+
+def test_a_forgotten_request_is_not_pending_and_never_times_out() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    request = make(clock, b"bob")
+    pending.register(request, timeout=1.0)
+    pending.forget(request)
+    assert len(pending) == 0
+    clock.advance(1.0)
+    assert (len(pending), pending.failed, clock.pending) == (0, {}, 0)
+    assert not pending.resolve(request.reply({}, now=clock.now()))
