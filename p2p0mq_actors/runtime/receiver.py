@@ -1,7 +1,7 @@
 """Receiver: the actor that owns a node's listening socket.
 
 Rules:
-- The socket (a ROUTER bound as a CURVE server, guarded by ZAP:
+- The socket (a DEALER bound as a CURVE server, guarded by ZAP:
   ``transport.router.CurveRouter``) lives in this actor's thread, from
   ``on_start`` until ``on_stop`` / ``on_failure``, in a zmq context of its own
   (one ZAP authenticator per context), which it ends when it stops.
@@ -498,9 +498,10 @@ class Receiver(Actor):
             self._forward(others)
 
     def _identity_ok(self, user: str, sender: bytes) -> bool:
-        """A key added for a uuid may only speak as that uuid: the sender's
-        identity (frame 0, chosen by the client) must be the key's owner
-        (ZAP's User-Id, the Z85 key libzmq attached to the connection)."""
+        """A key added for a uuid may only speak as that uuid: the sender
+        (frame 0) must be the key's owner (ZAP's User-Id, the Z85 key libzmq
+        attached to the connection). ``CurveRouter`` names the owner itself;
+        this guards frames that come another way (a transport of one's own)."""
         owner = self._allowed.owner(user.encode())
         return owner is None or owner == sender
 

@@ -1,4 +1,4 @@
-"""The receiving socket of a node: a ROUTER bound as a CURVE server, guarded
+"""The receiving socket of a node: a DEALER bound as a CURVE server, guarded
 by pyzmq's ZAP authenticator and watched by a socket monitor.
 
 Rules:
@@ -26,17 +26,25 @@ Rules:
     that notices (1 to 4 attempts seen; sometimes a single NO_DETAIL).
 - Used by the creating thread only (the owning actor's); ``close`` stops the
   authenticator and closes the monitor and the socket with linger 0.
-- The routing id is received as bytes (a copy: a ROUTER always sets MORE on
-  it, so nothing needs checking); every other frame with ``recv(copy=False)``,
-  following ``.more``, and copied out as bytes at once. ``recv_multipart``
-  costs a ``getsockopt`` per frame (trap 6 of PERFORMANCE.md), and a
-  ``zmq.Frame`` costs about 0.9 µs where a small copy costs 0.15 µs: only
-  the frames whose ``.more`` (or metadata) we need are frames.
-- That is every frame but the routing id: a frame is read only once the
-  one before is known not to end its message. Copying some frames blind
-  (measured: 1 µs a 0.1.1 message less) would let a short message from
-  one admitted peer take in the frames of the next message, perhaps
-  another peer's; a malformed message must harm only its sender.
+- A DEALER, not the ROUTER p2p0mq binds: a ROUTER keys its connections by
+  the identity each client announces, so an admitted client announcing
+  another peer's uuid took that peer's connection over (ROUTER_HANDOVER),
+  or, connecting first, shut it out, libzmq dropping that peer's messages
+  unseen. A DEALER keeps every connection apart. Who sent a message (the
+  previous hop, which a ROUTER would prepend as the routing id) is the uuid
+  its CURVE key was added for; for a key added without one, the identity
+  its client announced (libzmq's ``Identity`` property, read as UTF-8).
+  p2p0mq's peers see no difference: they connect with a DEALER, or a
+  ROUTER, and send the same frames.
+- Every frame is read with ``recv(copy=False)``, following ``.more``, and
+  copied out as bytes at once. ``recv_multipart`` costs a ``getsockopt``
+  per frame (trap 6 of PERFORMANCE.md), and a ``zmq.Frame`` costs about
+  0.5 µs more than a small copy, but only a Frame carries ``.more``: a
+  frame is read only once the one before is known not to end its message.
+  Copying some frames blind (measured: 1 µs a 0.1.1 message less) would
+  let a short message from one admitted peer take in the frames of the
+  next message, perhaps another peer's; a malformed message must harm
+  only its sender.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ _NOBLOCK: Final = int(zmq.NOBLOCK)
 _EVENTS: Final = int(zmq.EVENTS)
 _POLLIN: Final = int(zmq.POLLIN)
 _USER_ID: Final = b"User-Id"  # as bytes: pyzmq encodes a str name at every call
+_IDENTITY: Final = b"Identity"  # the socket identity a client announced
 
 # What the monitor counts, under these names (see ``counters``).
 _EVENT_NAMES: Final[dict[int, str]] = {
@@ -114,8 +123,9 @@ class AllowedKeys:
         """How many handshakes ZAP refused because the key was unknown."""
 
     def add(self, key: bytes, uuid: bytes | None = None) -> None:
-        """Admit ``key`` from the next handshake on; with ``uuid``, only a
-        client whose socket identity is that uuid may use it (``owner``).
+        """Admit ``key`` from the next handshake on; with ``uuid``, what comes
+        on a connection with this key is that uuid's (``owner``), whatever
+        socket identity its client announces.
 
         Raises:
             ConfigurationError: ``key`` is not 40 bytes of Z85.
@@ -159,7 +169,8 @@ class AllowedKeys:
 
 
 class CurveRouter:
-    """A ROUTER socket bound as a CURVE server, admitting only ``allowed`` keys.
+    """The receiving socket (a DEALER; see the rules above) bound as a CURVE
+    server, admitting only ``allowed`` keys.
 
     Create it in the thread that will use it; it starts pyzmq's ZAP
     authenticator (a thread) on ``context`` and a monitor on the socket.
@@ -270,8 +281,11 @@ class CurveRouter:
 
         Each message is ``(user_id, frames)``: ZAP's User-Id of the
         connection it came on (the client's public key in Z85; None if the
-        connection has none), and its frames as ``bytes``, the sender's
-        routing id first; ``codec.decode`` takes them as they are.
+        connection has none), and its frames as ``bytes``, the sender first
+        (what a ROUTER's routing id would be; ``codec.decode`` takes them as
+        they are): the uuid that owns the key, or, for a key added without
+        one, the socket identity the client announced (empty if it has none,
+        or one that is not UTF-8 text: libzmq gives it as a C string).
 
         Frames are copied out of their ``zmq.Frame`` at once: keeping the
         seven Frame objects of a p2p0mq message alive until the batch is
@@ -282,8 +296,9 @@ class CurveRouter:
             TransportError: any other zmq failure.
         """
         self._live()
-        recv = self._recv
+        recv, owner = self._recv, self.allowed.owner
         batch: list[tuple[str | None, list[bytes]]] = []
+        known: tuple[str | None, bytes] = (None, b"")  # the last key and its owner
         try:
             while len(batch) < max_messages:
                 # After one message, ask whether another waits: a lone
@@ -293,13 +308,9 @@ class CurveRouter:
                 if len(batch) == 1 and not cast(int, self._socket.get(_EVENTS)) & _POLLIN:
                     break
                 try:
-                    routing_id = recv(_NOBLOCK)
+                    frame = recv(_NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                # libzmq delivers a message whole: the rest is here, and a
-                # ROUTER's routing id always has at least one frame after it.
-                frame = recv(_NOBLOCK, copy=False)
-                frames = [routing_id, frame.bytes]
                 # ZAP's User-Id of the connection it came on, read here and
                 # not in a function, the name as bytes: 0.25 -> 0.15 µs a
                 # message (measured in process), on the Receiver's busiest path.
@@ -307,6 +318,15 @@ class CurveRouter:
                     user: str | None = frame.get(_USER_ID)
                 except zmq.ZMQError:  # no such property: not a ZAP-checked connection
                     user = None
+                if user is not None and user == known[0]:
+                    sender = known[1]
+                else:
+                    uuid = owner(user.encode()) if user is not None else None
+                    if uuid is None:
+                        sender = _announced(frame)
+                    else:
+                        sender, known = uuid, (user, uuid)
+                frames = [sender, frame.bytes]
                 batch.append((user, frames))
                 while frame.more:
                     frame = recv(_NOBLOCK, copy=False)
@@ -424,17 +444,24 @@ def _start_authenticator(context: zmq.Context[Any], allowed: AllowedKeys) -> Thr
     return auth
 
 
-def _server_socket(context: zmq.Context[Any], keys: KeyPair) -> zmq.Socket[Any]:
+def _announced(frame: zmq.Frame) -> bytes:
+    """The socket identity a client announced (libzmq's ``Identity``
+    property), as bytes; empty if it announced none, or one that is not
+    UTF-8 text."""
     try:
-        sock: zmq.Socket[Any] = context.socket(zmq.ROUTER)
+        return frame.get(_IDENTITY).encode()
+    except (zmq.ZMQError, UnicodeError):
+        return b""
+
+
+def _server_socket(context: zmq.Context[Any], keys: KeyPair) -> zmq.Socket[Any]:
+    # A DEALER, not a ROUTER: see the rules at the top. It only receives.
+    try:
+        sock: zmq.Socket[Any] = context.socket(zmq.DEALER)
     except zmq.ZMQError as exc:
         raise translate(exc) from exc
     try:
         sock.setsockopt(zmq.LINGER, 0)
-        # A peer that reconnects (say after a restart) takes its uuid over at
-        # once; by default the ROUTER would ignore the new connection until
-        # the old one timed out.
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         sock.setsockopt(zmq.CURVE_SERVER, 1)
         sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)

@@ -201,6 +201,43 @@ def _fate(frames: list[bytes]) -> str:
     return "dispatched" if message.command == COMMAND else "unknown_command"
 
 
+# -- who sent it ------------------------------------------------------------------
+
+
+def test_a_client_announcing_another_peers_uuid_neither_takes_nor_blocks_its_connection(
+    rig: Rig,
+) -> None:
+    # Mallory's key is admitted for her own uuid; her sockets announce Alice's.
+    # Before Alice connects, and again while Alice is connected, they change
+    # nothing for Alice: each message is the sender's its key says.
+    mallory = generate_keypair()
+    rig.allowed.add(rig.alice_keys.public, ALICE)
+    rig.allowed.add(mallory.public, b"mallory")
+    first = rig.client(identity=ALICE, keys=mallory)
+    rig.send(first, rig.message(1, source=b"mallory"))
+    rig.wait_stats(lambda s: s["dispatched"] == 1)
+    alice = rig.client()
+    rig.send(alice, rig.message(2))
+    rig.wait_stats(lambda s: s["dispatched"] == 2)
+    second = rig.client(identity=ALICE, keys=mallory)
+    rig.send(second, rig.message(3, source=b"mallory"))
+    rig.wait_stats(lambda s: s["dispatched"] == 3)
+    rig.send(alice, rig.message(4))
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 4)
+    got = {m.message_id: m.previous_hop for m in rig.delivered()}
+    assert got == {1: b"mallory", 2: ALICE, 3: b"mallory", 4: ALICE}
+    assert sum(stats["rejected"].values()) == 0
+
+
+def test_a_key_added_without_an_owner_speaks_as_the_identity_its_client_announces(
+    rig: Rig,
+) -> None:
+    rig.send(rig.client(identity=b"carol"), rig.message(1, source=b"carol"))
+    rig.wait_stats(lambda s: s["dispatched"] == 1)
+    (got,) = rig.delivered()
+    assert got.previous_hop == b"carol"
+
+
 # -- the two p2p0mq shapes ------------------------------------------------------------
 
 A, B = b"1~1~1~1", b"2~2~2~2"
