@@ -173,7 +173,7 @@ class Sender:
         self.scheduler.tell(RemovePeer(uuid))
         if ref is not None:
             _ask(ref, SHUTDOWN, self._timeout)
-            ref.stop(timeout=self._timeout)
+            stop_actor(ref, self._timeout)
 
     def connections(self) -> dict[bytes, Any]:
         """Every connected peer's PeerConnection ref."""
@@ -218,10 +218,11 @@ class Sender:
 
     def remove_concern(self, command: bytes) -> None:
         """Unregister and stop the Concern of ``command`` (its messages then go
-        to the default Concern)."""
+        to the default Concern). One still busy in a handler after
+        ``timeout`` is named in a warning and stops once the handler returns."""
         ref = self.concerns.remove(command)
         if ref is not None:
-            ref.stop(timeout=self._timeout)
+            stop_actor(ref, self._timeout)
 
     # -- work ------------------------------------------------------------------
 

@@ -612,3 +612,21 @@ def test_stopping_past_a_busy_concern_stops_everything_else_and_names_it(
         release.set()
         alice.stop()
     assert stuck.actor_stopped.wait(5)  # once its handler returns
+
+
+def test_removing_a_busy_concern_names_it_and_it_stops_once_its_handler_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    busy, release = threading.Event(), threading.Event()
+    with Node(b"alice", keys=KeyStore(tmp_path / "a"), timeout=0.5) as alice:
+        stuck = alice.add_concern(Stuck, busy=busy, release=release)
+        try:
+            stuck.tell("hold on")
+            assert busy.wait(5)
+            with caplog.at_level(logging.WARNING, logger="p2p0mq_actors"):
+                alice.remove_concern(b"stuck")  # returns: it does not raise pykka.Timeout
+            assert f"{stuck} did not stop within 0.5 s" in caplog.text
+            assert not stuck.actor_stopped.is_set()
+        finally:
+            release.set()
+        assert stuck.actor_stopped.wait(5)
