@@ -111,11 +111,8 @@ class Intake:
             if self._closed:
                 raise ConfigurationError("the node is stopped: nothing more can be sent")
             self._add_locked(messages)
-            wake = not self._woken
-            self._woken = True
-        if wake:
-            self.wakes += 1
-            self._wake()
+            wake = self._first_since_take_locked()
+        self._wake_if(wake)
 
     def put_now(self, messages: Sequence[Message]) -> bool:
         """Queue ``messages`` at once, room or not, and wake the Scheduler as
@@ -128,12 +125,21 @@ class Intake:
             if self._closed:
                 return False
             self._add_locked(messages)
-            wake = not self._woken
-            self._woken = True
+            wake = self._first_since_take_locked()
+        self._wake_if(wake)
+        return True
+
+    def _first_since_take_locked(self) -> bool:
+        """Whether the Scheduler is to be woken for what was just queued (it
+        was not since it last took); the caller holds the lock."""
+        wake = not self._woken
+        self._woken = True
+        return wake
+
+    def _wake_if(self, wake: bool) -> None:
         if wake:
             self.wakes += 1
             self._wake()
-        return True
 
     def append_behind(self, messages: Sequence[Message]) -> bool:
         """Queue ``messages`` at once, room or not, behind what waits (the

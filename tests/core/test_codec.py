@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import array
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
 import msgpack
 import pytest
+from broken_mapping import BrokenMapping
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -921,26 +922,13 @@ def test_many_stops_before_the_first_payload_that_does_not_pack(
     assert encoder.many(good, NOW) == [encode(message, shape, NOW) for message in good]
 
 
-class _BrokenMapping(Mapping[str, int]):
-    """A payload value whose reading raises (a lazily loaded view, say)."""
-
-    def __iter__(self) -> Iterator[str]:
-        raise RuntimeError("backing store gone")
-
-    def __len__(self) -> int:
-        return 1
-
-    def __getitem__(self, key: str) -> int:
-        raise RuntimeError("backing store gone")
-
-
 @pytest.mark.parametrize("shape", list(WireShape))
 def test_many_stops_before_a_payload_whose_packing_raises_anything(shape: WireShape) -> None:
     """Not only msgpack's refusals: whatever packing raises is left to the
     encoder called on that message alone, not to the whole batch."""
     encoder = Encoder(shape)
     good = [Message.create(A, B, b"ok", {"n": n}, now=NOW, message_id=n) for n in range(1, 4)]
-    bad = Message.create(A, B, b"bad", {"x": _BrokenMapping()}, now=NOW, message_id=9)
+    bad = Message.create(A, B, b"bad", {"x": BrokenMapping()}, now=NOW, message_id=9)
     assert encoder.many([*good[:2], bad, good[2]], NOW) == [
         encode(message, shape, NOW) for message in good[:2]
     ]

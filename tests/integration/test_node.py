@@ -28,6 +28,7 @@ from p2p0mq_actors.core.errors import (
     RequestTimeoutError,
 )
 from p2p0mq_actors.core.message import Kind, Message, Priority
+from p2p0mq_actors.core.ports import KeyPair
 from p2p0mq_actors.node import LocalPeer, Node
 from p2p0mq_actors.runtime.intake import IntakeFullError
 from p2p0mq_actors.runtime.messages import FLUSH
@@ -472,6 +473,19 @@ def test_a_concern_that_falls_behind_holds_the_receiver_and_loses_nothing(
             assert time.monotonic() < deadline
 
 
+def _raw_client(
+    ctx: zmq.Context[Any], identity: bytes, keys: KeyPair, server_key: bytes, node: Node
+) -> zmq.Socket[Any]:
+    """A raw CURVE DEALER announcing ``identity``, with ``keys``, connected to ``node``."""
+    sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.identity = identity
+    sock.curve_publickey, sock.curve_secretkey = keys.public, keys.secret
+    sock.curve_serverkey = server_key
+    sock.connect(node.endpoint)
+    return sock
+
+
 def test_a_known_key_speaks_as_its_owner_whatever_identity_its_socket_announces(
     tmp_path: Path,
 ) -> None:
@@ -486,12 +500,7 @@ def test_a_known_key_speaks_as_its_owner_whatever_identity_its_socket_announces(
         bob.add_concern(Chat, inbox=inbox)
         ctx = zmq.Context()
         try:
-            sock = ctx.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.identity = b"mallory"
-            sock.curve_publickey, sock.curve_secretkey = alice_pair.public, alice_pair.secret
-            sock.curve_serverkey = bob_keys.load(b"bob").public
-            sock.connect(bob.endpoint)
+            sock = _raw_client(ctx, b"mallory", alice_pair, bob_keys.load(b"bob").public, bob)
             m = Message.create(b"mallory", b"bob", b"chat", {"n": 1}, now=0.0, ttl=1e9)
             frames = encode(m)
             frames[0] = b""  # no source: the sender itself
@@ -532,12 +541,7 @@ def test_a_reply_forged_by_another_admitted_peer_goes_to_the_concern_not_the_req
         forged = replace(genuine, payload={"answer": "forged"}, previous_hop=b"mallory")
         ctx = zmq.Context()
         try:
-            sock = ctx.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.identity = b"mallory"
-            sock.curve_publickey, sock.curve_secretkey = mallory.public, mallory.secret
-            sock.curve_serverkey = bob_keys.load(b"bob").public
-            sock.connect(bob.endpoint)
+            sock = _raw_client(ctx, b"mallory", mallory, bob_keys.load(b"bob").public, bob)
             sock.send_multipart(encode(forged))
             (heard,) = at_bob.wait_for(1)
         finally:

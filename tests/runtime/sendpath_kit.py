@@ -11,8 +11,10 @@ from p2p0mq_actors.core.codec import decode
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.core.policy import FailurePolicy
 from p2p0mq_actors.core.ports import PeerAddress
+from p2p0mq_actors.runtime.messages import AddPeer
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
 from p2p0mq_actors.runtime.peer import PeerConnection
+from p2p0mq_actors.runtime.scheduler import Scheduler
 from p2p0mq_actors.runtime.sender import Sender
 from p2p0mq_actors.testing.clock import ManualClock
 from p2p0mq_actors.testing.fake_socket import FakeSocketFactory
@@ -109,6 +111,18 @@ class Kit:
         self.registry = ConcernRegistry()
         self.concern = Recording.start(book=self.book, scheduler=self.recorder, clock=self.clock)
         self.registry.add(b"t", self.concern)
+
+    def scheduler_with(self, *peers: bytes, **options: Any) -> tuple[Any, dict[bytes, MessageLog]]:
+        """A Scheduler (no shuffling) whose peers are Recorders; returns it
+        and what each peer was told."""
+        sched = Scheduler.start(
+            concerns=self.registry, clock=self.clock, shuffle=lambda order: None, **options
+        )
+        logs = {}
+        for uuid in peers:
+            logs[uuid] = MessageLog()
+            sched.tell(AddPeer(uuid, Recorder.start(logs[uuid])))
+        return sched, logs
 
     def peer(self, uuid: bytes = b"x", **options: Any) -> Any:
         return PeerConnection.start(

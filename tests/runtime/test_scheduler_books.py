@@ -17,15 +17,14 @@ from p2p0mq_actors.runtime.intake import Intake
 from p2p0mq_actors.runtime.messages import (
     FLUSH,
     SHUTDOWN,
-    AddPeer,
     Enqueue,
     PeerBlocked,
     PeerFailed,
     PeerWritable,
     RemovePeer,
 )
-from p2p0mq_actors.runtime.scheduler import TAKE_INTAKE, Scheduler
-from p2p0mq_actors.testing.recorder import MessageLog, Recorder
+from p2p0mq_actors.runtime.scheduler import TAKE_INTAKE
+from p2p0mq_actors.testing.recorder import MessageLog
 
 FAST, SLOW = Priority.FAST, Priority.SLOW
 NO_WORK = {"fast": 0, "medium": 0, "slow": 0, "delayed": 0}
@@ -34,18 +33,6 @@ NO_WORK = {"fast": 0, "medium": 0, "slow": 0, "delayed": 0}
 @pytest.fixture
 def kit() -> Iterator[Kit]:
     yield Kit()
-
-
-def scheduler_with(kit: Kit, *peers: bytes, **options: Any) -> tuple[Any, dict[bytes, MessageLog]]:
-    """A Scheduler whose peers are Recorders; returns it and what each was told."""
-    sched = Scheduler.start(
-        concerns=kit.registry, clock=kit.clock, shuffle=lambda order: None, **options
-    )
-    logs = {}
-    for uuid in peers:
-        logs[uuid] = MessageLog()
-        sched.tell(AddPeer(uuid, Recorder.start(logs[uuid])))
-    return sched, logs
 
 
 def plan_of_three(kit: Kit, sched: Any, log: MessageLog) -> tuple[Plan, Message, Message]:
@@ -80,7 +67,7 @@ def unsent(plan: Plan) -> PlanResult:
 def test_a_plan_result_told_after_shutdown_drops_its_unsent_messages_as_stopped(
     kit: Kit,
 ) -> None:
-    sched, logs = scheduler_with(kit, b"x")
+    sched, logs = kit.scheduler_with(b"x")
     plan, f, s = plan_of_three(kit, sched, logs[b"x"])
     sched.ask(SHUTDOWN)
     sched.tell(unsent(plan))  # the peer was still carrying it out
@@ -89,7 +76,7 @@ def test_a_plan_result_told_after_shutdown_drops_its_unsent_messages_as_stopped(
 
 
 def test_a_plan_result_for_a_removed_peer_fails_its_unsent_messages(kit: Kit) -> None:
-    sched, logs = scheduler_with(kit, b"x")
+    sched, logs = kit.scheduler_with(b"x")
     plan, f, s = plan_of_three(kit, sched, logs[b"x"])
     sched.tell(RemovePeer(b"x"))
     sched.tell(unsent(plan))  # the peer was still carrying it out
@@ -108,7 +95,7 @@ def held_back(kit: Kit) -> tuple[Any, dict[bytes, MessageLog], Intake, Message]:
     """A Scheduler at its bound (``max_held=2``): blocked peer x holds two
     medium messages; one for peer y waits in the intake."""
     intake = Intake(4, lambda: None)  # the Scheduler is told TAKE_INTAKE by hand
-    sched, logs = scheduler_with(kit, b"x", b"y", intake=intake, max_held=2)
+    sched, logs = kit.scheduler_with(b"x", b"y", intake=intake, max_held=2)
     sched.tell(Enqueue((make(kit.clock, b"x"), make(kit.clock, b"x"))))
     (plan,) = logs[b"x"].wait_for(1)
     sched.tell(unsent(plan))
@@ -137,7 +124,7 @@ def test_room_that_comes_lets_what_waits_in_the_intake_in(kit: Kit, event: objec
 
 
 def test_a_failed_peer_no_longer_counts_its_medium_queue(kit: Kit) -> None:
-    sched, logs = scheduler_with(kit, b"x")
+    sched, logs = kit.scheduler_with(b"x")
     sched.tell(Enqueue((make(kit.clock, b"x"), make(kit.clock, b"x"))))
     (plan,) = logs[b"x"].wait_for(1)
     sched.tell(unsent(plan))
