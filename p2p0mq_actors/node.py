@@ -349,8 +349,19 @@ class Node:
         that failed: unknown keys, wrong server keys, plaintext clients),
         rejected (malformed messages), queue depths, the Scheduler's epochs
         and preemptions, and per peer its state, medium queue and messages
-        sent. ``receiver`` has the details."""
+        sent. ``receiver`` has the details.
+
+        Raises:
+            ConfigurationError: the node is stopped (or stopping: an actor
+                asked is gone).
+        """
         sender = self._running()
+        try:
+            return self._stats(sender)
+        except pykka.ActorDeadError as exc:  # stop() ran meanwhile, in another thread
+            raise ConfigurationError(f"{self!r} is stopped") from exc
+
+    def _stats(self, sender: Sender) -> dict[str, Any]:
         out = self._observer.snapshot()
         out["sent"] += sender.intake.gate.quiet_sent()
         out["uuid"] = self.uuid

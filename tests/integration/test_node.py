@@ -634,3 +634,13 @@ def test_removing_a_busy_concern_names_it_and_it_stops_once_its_handler_returns(
         finally:
             release.set()
         assert stuck.actor_stopped.wait(5)
+
+
+def test_stats_while_the_node_stops_says_it_is_stopped(tmp_path: Path) -> None:
+    # stop() in another thread may end the actors stats() asks: as if it
+    # had, the Receiver is stopped here first.
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
+        assert alice._receiver is not None
+        alice._receiver.stop(timeout=5)
+        with pytest.raises(ConfigurationError, match="is stopped"):
+            alice.stats()
