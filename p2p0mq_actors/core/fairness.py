@@ -117,6 +117,10 @@ class Plan:
     """Sent by an application thread through the peer's express gate: the
     connection hands the gate back itself when the plan went out whole."""
 
+    def messages(self) -> list[Message]:
+        """Every message the plan carries: fast, new medium, then slow."""
+        return [*self.fast, *self.new_medium, *(item.message for item in self.slow)]
+
 
 @dataclass(frozen=True, slots=True)
 class PlanResult:
@@ -129,6 +133,10 @@ class PlanResult:
     unsent_fast: tuple[Message, ...] = ()
     unsent_slow: tuple[SlowItem, ...] = ()
     blocked: bool = False
+
+    def unsent(self) -> list[Message]:
+        """What the plan did not send: fast, then slow."""
+        return [*self.unsent_fast, *(item.message for item in self.unsent_slow)]
 
 
 @dataclass(slots=True)

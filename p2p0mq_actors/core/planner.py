@@ -458,7 +458,7 @@ class Planner:
         if peer in self._peers:
             self._take_back(result)
         else:
-            orphans = [*result.unsent_fast, *(i.message for i in result.unsent_slow)]
+            orphans = result.unsent()
         self._finish_if_done(peer, result.epoch)
         return orphans
 

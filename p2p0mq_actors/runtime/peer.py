@@ -399,7 +399,7 @@ class PeerConnection(Actor):
         if plan.through_gate and self._gate is not None:
             self._gate.hand_back(plan.peer, reopen=False)
         if self._closed:
-            gone = [*plan.fast, *plan.new_medium, *(i.message for i in plan.slow)]
+            gone = plan.messages()
             report_dropped(self._concerns, [(m, "stopped") for m in gone])
         elif plan.new_medium:
             self._note_deadlines(plan.new_medium)
@@ -420,7 +420,7 @@ class PeerConnection(Actor):
             self._scheduler.tell(event)
         except pykka.ActorDeadError:
             if isinstance(event, PlanResult):
-                gone = [*event.unsent_fast, *(i.message for i in event.unsent_slow)]
+                gone = event.unsent()
                 report_dropped(self._concerns, [(m, "stopped") for m in gone])
 
     # -- waiting for the socket ---------------------------------------------

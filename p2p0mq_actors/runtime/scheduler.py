@@ -202,7 +202,7 @@ class Scheduler(Actor):
         failed if their peer was removed meanwhile (as its queued ones were),
         or dropped with reason ``"stopped"`` once the Scheduler is."""
         if self._closed:
-            gone = [*result.unsent_fast, *(i.message for i in result.unsent_slow)]
+            gone = result.unsent()
             report_dropped(self._concerns, [(m, "stopped") for m in gone])
             return
         self._fail(self._planner.complete(result), None)
@@ -270,7 +270,7 @@ class Scheduler(Actor):
             self._refs[plan.peer].tell(plan)
         except pykka.ActorDeadError:
             log.warning("%r: PeerConnection %r is gone; failing its messages", self, plan.peer)
-            gone = [*plan.fast, *plan.new_medium, *(i.message for i in plan.slow)]
+            gone = plan.messages()
             self._remove_peer(plan.peer, gone)
 
     def _remove_peer(self, peer: bytes, extra: Iterable[Message] = ()) -> None:
