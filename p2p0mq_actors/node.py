@@ -15,7 +15,7 @@ from typing import Any, Final
 import pykka
 
 from .concerns.base import Concern
-from .core.codec import WireShape
+from .core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size
 from .core.errors import ConfigurationError, P2P0MQError
 from .core.message import DEFAULT_TTL, Kind, Message, Priority, new_message, new_messages
 from .core.policy import FailurePolicy
@@ -65,6 +65,12 @@ class Node:
             then hands its messages on in batches of this size, while they
             are still in the CPU's cache (about a fifth more throughput on
             the native wire than with no such wait).
+        max_message_size: the longest frame, in bytes, sent to a peer or
+            taken from one (16 MiB; None: no limit). On p2p0mq's wire that
+            is a message's packed payload; on the native wire its whole
+            envelope. A message that needs more fails with
+            ``UnencodableError``; a peer that sends more is disconnected by
+            libzmq before the frame is read. Give every node the same.
 
     Example::
 
@@ -94,6 +100,7 @@ class Node:
         intake_capacity: int = 100_000,
         intake_handoff: int = HANDOFF,
         intake_timeout: float | None = 10.0,
+        max_message_size: int | None = MAX_MESSAGE_SIZE,
     ) -> None:
         if type(uuid) is not bytes or not uuid:
             raise ConfigurationError(f"a node's uuid must be non-empty bytes, not {uuid!r}")
@@ -103,6 +110,7 @@ class Node:
         self._policy = policy
         self._stopped = False
         self._intake = (intake_capacity, intake_handoff, intake_timeout)
+        self._max_message_size = check_message_size(max_message_size)
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.pending = PendingRequests(self.clock)
@@ -155,6 +163,7 @@ class Node:
             intake_capacity=self._intake[0],
             intake_handoff=self._intake[1],
             intake_timeout=self._intake[2],
+            max_message_size=self._max_message_size,
         )
         self._receiver = Receiver.start(
             uuid=self.uuid,
@@ -165,6 +174,7 @@ class Node:
             on_reply=self.pending.resolve,
             poll_interval=poll_interval,
             backlog=receive_backlog,
+            max_message_size=self._max_message_size,
         )
         self.endpoint: str = self._receiver.ask(Bind(listen), timeout=self._timeout)
 

@@ -16,6 +16,11 @@ Rules:
   ``msgpack.packb`` builds a packer on every call (about 0.5 µs of the
   1.7 µs a native encode took). A packer is not thread-safe: one ``Encoder``
   per user thread (a PeerConnection has one).
+- An ``Encoder`` given ``max_frame`` refuses a message whose largest frame
+  (the payload's, on p2p0mq's shapes; the envelope, natively) would be
+  longer, as it refuses a payload it cannot pack: a receiver whose limit it
+  passes drops the whole connection (libzmq's ``MAXMSGSIZE``), and with it
+  whatever else was on the way.
 - ``decode`` is total: whatever it is given, it returns a valid ``Message`` or
   raises ``ProtocolError`` chained (``from``) to the cause. Its messages name
   the frame and what was wrong, and never dump a whole frame.
@@ -30,7 +35,7 @@ from typing import Any, Final
 
 import msgpack
 
-from .errors import EncodeError, MessageError, ProtocolError
+from .errors import ConfigurationError, EncodeError, MessageError, ProtocolError
 from .message import (
     DEFAULT_TTL,
     MAX_COMMAND_LEN,
@@ -57,6 +62,29 @@ class WireShape(Enum):
     """7 frames as received; the sender sends 6."""
     NATIVE = "native"
     """p2p0mq-actors' own envelope: one frame (2 as received); see ``native.py``."""
+
+
+MAX_MESSAGE_SIZE: Final = 16 * 2**20
+"""The default largest frame, in bytes, a node sends to or takes from a
+peer (``Node(max_message_size=...)``)."""
+MIN_MESSAGE_SIZE: Final = 4096
+"""The least such limit: libzmq applies it to the CURVE handshake's own
+commands too (a few hundred bytes)."""
+_NO_LIMIT: Final = 2**63
+
+
+def check_message_size(value: object) -> int | None:
+    """``value`` if it is a valid frame size limit (None: no limit).
+
+    Raises:
+        ConfigurationError: not None nor an int >= ``MIN_MESSAGE_SIZE``.
+    """
+    if value is None or (type(value) is int and value >= MIN_MESSAGE_SIZE):
+        return value
+    raise ConfigurationError(
+        f"max_message_size must be None (no limit) or an int >= {MIN_MESSAGE_SIZE} "
+        f"(bytes), not {value!r}"
+    )
 
 
 _FRAME_COUNTS: Final = (6, 7)  # as received: 0.1.0, 0.1.1
@@ -87,16 +115,24 @@ class Encoder:
     """``encode`` for one wire shape, reusing one msgpack packer; for one
     thread at a time.
 
+    Args:
+        shape: the wire shape.
+        max_frame: the longest frame it may give, in bytes (None: no limit);
+            a message that would need a longer one raises ``EncodeError``.
+
     Example::
 
         encoder = Encoder(WireShape.NATIVE)
         frames = encoder(message, now)
     """
 
-    __slots__ = ("pack", "shape")
+    __slots__ = ("limit", "max_frame", "pack", "shape")
 
-    def __init__(self, shape: WireShape = WireShape.V011) -> None:
+    def __init__(self, shape: WireShape = WireShape.V011, max_frame: int | None = None) -> None:
         self.shape = shape
+        self.max_frame = check_message_size(max_frame)
+        self.limit = _NO_LIMIT if max_frame is None else max_frame
+        """``max_frame``, or 2**63 for none: what frames are compared with."""
         # Public: a caller may hand it to ``native.encode_native_body`` itself.
         self.pack = msgpack.Packer(use_bin_type=True, default=plain).pack
 
@@ -104,14 +140,21 @@ class Encoder:
         """The frames for ``message``, as ``encode(message, self.shape, now)``.
 
         Raises:
-            EncodeError: the payload cannot be packed as MessagePack.
+            EncodeError: the payload cannot be packed as MessagePack, or a
+                frame would be longer than ``max_frame``.
         """
-        return _encode(message, self.shape, now, self.pack)
+        frames = _encode(message, self.shape, now, self.pack)
+        # The last frame is the longest: the payload, or the envelope; the
+        # others are at most 255 bytes (uuids, command) and the limit is not.
+        if len(frames[-1]) > self.limit:
+            raise too_large(message, len(frames[-1]), self.limit)
+        return frames
 
     def many(self, messages: Sequence[Message], now: float = 0.0) -> list[list[bytes]]:
         """The frames of each of ``messages``, in order, up to the first whose
-        encoding raises anything (left out, with all after it): calling the
-        encoder on that one names the fault, for that message alone.
+        encoding raises anything, or is too long (left out, with all after
+        it): calling the encoder on that one names the fault, for that
+        message alone.
 
         On p2p0mq's shapes, one loop with the packer at hand, not
         ``encode``'s calls for each message: 0.39 against 0.69 µs a message
@@ -126,12 +169,15 @@ class Encoder:
                     break
             return out
         append, frames_of = out.append, _p2p0mq_frames
-        pack, with_id = self.pack, self.shape is WireShape.V011
+        pack, with_id, limit = self.pack, self.shape is WireShape.V011, self.limit
         for message in messages:
             try:
-                append(frames_of(message, pack, with_id))
+                frames = frames_of(message, pack, with_id)
             except Exception:  # not only msgpack's refusals: a payload's own bug too
                 break
+            if len(frames[-1]) > limit:
+                break
+            append(frames)
         return out
 
     def body(self, message: Message, now: float) -> bytes:
@@ -139,12 +185,25 @@ class Encoder:
         (``native.batch_frame``); for ``WireShape.NATIVE`` only.
 
         Raises:
-            EncodeError: the payload cannot be packed as MessagePack.
+            EncodeError: the payload cannot be packed as MessagePack, or the
+                body would not fit a frame of ``max_frame`` bytes.
         """
-        return encode_native_body(message, now, pack=self.pack)
+        body = encode_native_body(message, now, pack=self.pack)
+        if len(body) + 1 > self.limit:  # as a frame of its own: a byte more
+            raise too_large(message, len(body) + 1, self.limit)
+        return body
 
     def __repr__(self) -> str:
-        return f"Encoder({self.shape})"
+        limit = "" if self.max_frame is None else f", max_frame={self.max_frame}"
+        return f"Encoder({self.shape}{limit})"
+
+
+def too_large(message: Message, size: int, limit: int) -> EncodeError:
+    """The error of a message whose frame would be ``size`` bytes, over ``limit``."""
+    return EncodeError(
+        f"message #{message.message_id} {message.command!r} needs a frame of {size:,} "
+        f"bytes, over the limit of {limit:,} (max_message_size)"
+    )
 
 
 def encode(message: Message, shape: WireShape = WireShape.V011, now: float = 0.0) -> list[bytes]:

@@ -53,7 +53,7 @@ from typing import Any, Final
 
 import pykka
 
-from ..core.codec import Encoder, WireShape
+from ..core.codec import MAX_MESSAGE_SIZE, Encoder, WireShape
 from ..core.fairness import PlanResult
 from ..core.message import Message
 from ..core.ports import Clock, PeerSocket
@@ -173,10 +173,13 @@ class DirectLane:
         concerns: ConcernRegistry,
         gate: ExpressGate,
         tell_scheduler: Callable[[object], None],
+        max_frame: int | None = MAX_MESSAGE_SIZE,
     ) -> None:
         self.peer = peer
         self.lock = threading.Lock()
-        self._encode = Encoder(shape)  # its own packer: callers' threads vary
+        # Its own packer: callers' threads vary. A message over ``max_frame``
+        # is not sent here: the connection fails it, as any unencodable one.
+        self._encode = Encoder(shape, max_frame)
         self._clock = clock
         self._concerns = concerns
         self._gate = gate

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import pykka
 
-from ..core.codec import Encoder, WireShape
+from ..core.codec import MAX_MESSAGE_SIZE, Encoder, WireShape, too_large
 from ..core.errors import (
     EncodeError,
     PeerRefusedError,
@@ -56,7 +56,9 @@ REPORT_PACE: Final = 0.001
 FRAME_MESSAGES: Final = 64
 """On the native wire, the most messages of a plan sent in one frame."""
 FRAME_BYTES: Final = 256 * 1024
-"""... and the size at which a frame is sent before it has that many."""
+"""... and the size at which a frame is sent before it has that many (or
+``max_frame``, if less: a frame never passes that)."""
+_BATCH_HEAD_BYTES: Final = 5  # a batch frame's bytes before its bodies, at most
 EACH_CHUNK: Final = 64
 """p2p0mq's wire: how many of a plan's fast messages are encoded, then
 sent, at a time (``PeerConnection._send_each``)."""
@@ -84,6 +86,10 @@ class PeerConnection(Actor):
             other's keys at about the same time refuse each other briefly).
         gate: the node's express gate, handed back open after an express
             plan that went out whole (``express.py``).
+        max_frame: the longest frame it sends, in bytes (None: no limit); a
+            message that does not fit fails with ``UnencodableError`` (a
+            receiver would drop the connection on it). The peer's
+            ``max_message_size``.
     """
 
     def __init__(
@@ -100,6 +106,7 @@ class PeerConnection(Actor):
         renew_after: float = 2.0,
         refused_grace: float = 1.0,
         gate: ExpressGate | None = None,
+        max_frame: int | None = MAX_MESSAGE_SIZE,
     ) -> None:
         super().__init__()
         self.peer = peer
@@ -107,7 +114,7 @@ class PeerConnection(Actor):
         self._concerns = concerns
         self._sockets = sockets
         self._clock = clock
-        self._encode = Encoder(shape)
+        self._encode = Encoder(shape, max_frame)
         self._pack = self._encode.pack
         self._gate = gate
         self._lane: DirectLane | None = None
@@ -119,6 +126,7 @@ class PeerConnection(Actor):
                 concerns=concerns,
                 gate=gate,
                 tell_scheduler=scheduler.tell,
+                max_frame=max_frame,
             )
         # Held whenever this actor uses its socket: the lane's (express.py).
         self._socket_lock = self._lane.lock if self._lane is not None else threading.Lock()
@@ -146,6 +154,7 @@ class PeerConnection(Actor):
         self._bodies: list[bytes] = []
         self._batched: list[Message] = []
         self._batch_bytes = 0
+        self._frame_bytes = min(FRAME_BYTES, self._encode.limit)
         self._chunk = FRAME_MESSAGES  # fast messages packed a frame (_send_all)
         self._lost: list[tuple[Message, SendError]] = []  # in frames that failed
 
@@ -267,30 +276,41 @@ class PeerConnection(Actor):
     def _add_to_frame(self, message: Message) -> None:
         """Native wire: put ``message`` in the frame being filled. A frame is
         begun only when the socket would take it now, so it goes out when
-        full or at the end of the plan (``_send_frame``); as a zmq message
+        full or at the end of the plan (``_send_frame``), or before a
+        message that would take it past ``max_frame``; as a zmq message
         is sent whole or not at all, a frame that still fails (the
         connection dropped meanwhile) fails the messages in it."""
         if not self._bodies:
-            assert self._socket is not None
-            if not self._socket.writable():
-                raise WouldBlock(f"peer {self.peer.uuid!r} is not writable", peer=self.peer.uuid)
+            self._check_writable()
         try:  # (the body encoder called directly: every message of a plan passes here)
             body = encode_native_body(message, self._now, pack=self._pack)
         except EncodeError as exc:
             raise UnencodableError(str(exc), peer=self.peer.uuid) from exc
+        size, limit = len(body), self._encode.limit
+        if size + 1 > limit:  # as a frame of its own, a byte more
+            error = too_large(message, size + 1, limit)
+            raise UnencodableError(str(error), peer=self.peer.uuid) from error
+        if self._bodies and self._batch_bytes + size + _BATCH_HEAD_BYTES > limit:
+            self._send_frame()
+            self._check_writable()
         self._bodies.append(body)
         self._batched.append(message)
-        self._batch_bytes += len(body)
-        if len(self._bodies) >= FRAME_MESSAGES or self._batch_bytes >= FRAME_BYTES:
+        self._batch_bytes += size
+        if len(self._bodies) >= FRAME_MESSAGES or self._batch_bytes >= self._frame_bytes:
             self._send_frame()
+
+    def _check_writable(self) -> None:
+        assert self._socket is not None
+        if not self._socket.writable():
+            raise WouldBlock(f"peer {self.peer.uuid!r} is not writable", peer=self.peer.uuid)
 
     def _send_all(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
         """Native wire: a plan's fast messages, up to ``FRAME_MESSAGES`` to
         a frame, each frame packed in one call (``encode_native_batch``).
 
-        A frame packed past ``FRAME_BYTES`` is packed again with half as
-        many messages, and the connection keeps that size until frames come
-        out under half of ``FRAME_BYTES`` again (large payloads cost a few
+        A frame packed past ``FRAME_BYTES`` (or ``max_frame``) is packed
+        again with half as many messages, and the connection keeps that size
+        until frames come out under half of that again (large payloads cost a few
         wasted packings once, not in every plan). Stops where a frame cannot
         begin (the socket would block), where a payload does not encode,
         where two messages still overflow a frame, and at a last lone
@@ -309,7 +329,7 @@ class PeerConnection(Actor):
                 frame = encode_native_batch(chunk, now, pack=pack)
             except (EncodeError, SendError):
                 break
-            if len(frame) > FRAME_BYTES:
+            if len(frame) > self._frame_bytes:
                 if len(chunk) <= 2:
                     break
                 size = len(chunk) // 2
@@ -320,7 +340,7 @@ class PeerConnection(Actor):
                 error = self._frame_error(exc, len(chunk))
                 failed.extend((message, error) for message in chunk)
             done += len(chunk)
-            if len(chunk) == size < FRAME_MESSAGES and len(frame) < FRAME_BYTES // 2:
+            if len(chunk) == size < FRAME_MESSAGES and len(frame) < self._frame_bytes // 2:
                 size = min(FRAME_MESSAGES, size * 2)
         self._chunk = size
         return done, failed

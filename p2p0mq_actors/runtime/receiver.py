@@ -47,7 +47,7 @@ from typing import Any, Final, TypeGuard
 
 import pykka
 
-from ..core.codec import decode_many, decode_p2p0mq
+from ..core.codec import MAX_MESSAGE_SIZE, check_message_size, decode_many, decode_p2p0mq
 from ..core.errors import ConfigurationError, MessageError, ProtocolError
 from ..core.message import MAX_UUID_LEN, Kind, Message
 from ..core.ports import Clock, KeyPair
@@ -219,6 +219,9 @@ class Receiver(Actor):
             Receiver reads no more until they are down to half.
         ttl: Seconds a received message may live (its deadline is arrival + ttl).
         warn_every: Seconds between two WARNING lines of the same kind.
+        max_message_size: The longest frame a peer may send, in bytes (None:
+            no limit); libzmq disconnects a peer that sends a longer one
+            (``CurveRouter``).
 
     Raises:
         ConfigurationError: a malformed uuid, key pair or setting.
@@ -240,9 +243,11 @@ class Receiver(Actor):
         backlog: int = BACKLOG,
         ttl: float = 30.0,
         warn_every: float = 10.0,
+        max_message_size: int | None = MAX_MESSAGE_SIZE,
     ) -> None:
         super().__init__()
         _check_settings(uuid, poll_interval, batch, backlog, ttl, warn_every)
+        self._max_message_size = check_message_size(max_message_size)
         self._uuid = uuid
         self._keys = check_key_pair(keys)
         self._allowed = allowed
@@ -275,7 +280,9 @@ class Receiver(Actor):
     def on_start(self) -> None:
         context = self._context_factory()
         try:
-            self._router = CurveRouter(context, self._keys, self._allowed)
+            self._router = CurveRouter(
+                context, self._keys, self._allowed, max_message_size=self._max_message_size
+            )
         except BaseException:
             # pykka calls neither on_stop nor on_failure after on_start fails.
             end_context(context, CONTEXT_END_TIMEOUT)

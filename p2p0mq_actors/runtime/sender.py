@@ -18,7 +18,7 @@ from typing import Any
 import pykka
 
 from ..concerns.base import Concern, DefaultConcern
-from ..core.codec import WireShape
+from ..core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size
 from ..core.errors import ConfigurationError
 from ..core.fairness import Shuffle
 from ..core.message import Message, Priority
@@ -72,6 +72,10 @@ class Sender:
             they are still in the CPU's cache (``intake.py``).
         intake_timeout: how long ``enqueue`` waits for room before it raises
             ``IntakeFullError``; None waits for ever.
+        max_message_size: the longest frame sent to a peer, in bytes (None:
+            no limit): a message that needs a longer one fails with
+            ``UnencodableError`` rather than make the peer drop the
+            connection. Give every node the same.
 
     Use it as a context manager, or call ``stop()``.
     """
@@ -93,8 +97,10 @@ class Sender:
         intake_capacity: int = 100_000,
         intake_handoff: int = HANDOFF,
         intake_timeout: float | None = 10.0,
+        max_message_size: int | None = MAX_MESSAGE_SIZE,
     ) -> None:
         self.uuid = uuid
+        self._max_frame = check_message_size(max_message_size)
         self._sockets = sockets
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else MonotonicClock()
@@ -161,6 +167,7 @@ class Sender:
                 shape=shape,
                 unreachable_after=self._unreachable_after,
                 gate=self.intake.gate,
+                max_frame=self._max_frame,
             )
             self._connections[uuid] = ref
             self.scheduler.tell(AddPeer(uuid, ref))

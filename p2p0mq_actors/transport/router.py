@@ -36,6 +36,13 @@ Rules:
   its client announced (libzmq's ``Identity`` property, read as UTF-8).
   p2p0mq's peers see no difference: they connect with a DEALER, or a
   ROUTER, and send the same frames.
+- No frame longer than ``max_message_size`` comes in: libzmq checks each as
+  it comes off the wire (``MAXMSGSIZE``, set ``CURVE_OVERHEAD`` bytes
+  higher: the check sees the frame encrypted) and drops the connection of
+  a client that sends a longer one, before reading it; the monitor counts
+  a ``disconnected`` (the client reconnects, and what it had queued on the
+  way is lost). Without it one admitted peer could make the node allocate
+  whatever size it names, up to 2**64 bytes.
 - Every frame is read with ``recv(copy=False)``, following ``.more``, and
   copied out as bytes at once. ``recv_multipart`` costs a ``getsockopt``
   per frame (trap 6 of PERFORMANCE.md), and a ``zmq.Frame`` costs about
@@ -64,10 +71,11 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
+from ..core.codec import MAX_MESSAGE_SIZE, check_message_size
 from ..core.errors import ConfigurationError
 from ..core.ports import KeyPair
 from .errors import bind_error, translate
-from .keys import check_key_pair, check_public_key
+from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
 
 __all__ = ["AllowedKeys", "CurveRouter", "describe_handshake_failure"]
 
@@ -179,10 +187,12 @@ class CurveRouter:
         context: A zmq context of its own: one ZAP authenticator per context.
         keys: The server's key pair.
         allowed: The client public keys ZAP admits; change it at any time.
+        max_message_size: The longest frame a client may send, in bytes
+            (None: no limit); one that sends a longer one is disconnected.
 
     Raises:
-        ConfigurationError: a malformed key pair, or ``context`` already has a
-            ZAP authenticator.
+        ConfigurationError: a malformed key pair or limit, or ``context``
+            already has a ZAP authenticator.
 
     Example:
         >>> router = CurveRouter(new_context(), keys, AllowedKeys([alice_public]))
@@ -192,8 +202,16 @@ class CurveRouter:
         ...         message = decode(frames, my_uuid, now=clock.now())
     """
 
-    def __init__(self, context: zmq.Context[Any], keys: KeyPair, allowed: AllowedKeys) -> None:
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        keys: KeyPair,
+        allowed: AllowedKeys,
+        *,
+        max_message_size: int | None = MAX_MESSAGE_SIZE,
+    ) -> None:
         check_key_pair(keys)
+        limit = check_message_size(max_message_size)
         self.allowed = allowed
         self.endpoint = ""
         self._counts = dict.fromkeys(_EVENT_NAMES.values(), 0)
@@ -201,7 +219,7 @@ class CurveRouter:
         self._auth = _start_authenticator(context, allowed)
         self._closed = False
         try:
-            self._socket = _server_socket(context, keys)
+            self._socket = _server_socket(context, keys, limit)
         except BaseException:
             self._auth.stop()
             raise
@@ -454,7 +472,9 @@ def _announced(frame: zmq.Frame) -> bytes:
         return b""
 
 
-def _server_socket(context: zmq.Context[Any], keys: KeyPair) -> zmq.Socket[Any]:
+def _server_socket(
+    context: zmq.Context[Any], keys: KeyPair, max_message_size: int | None
+) -> zmq.Socket[Any]:
     # A DEALER, not a ROUTER: see the rules at the top. It only receives.
     try:
         sock: zmq.Socket[Any] = context.socket(zmq.DEALER)
@@ -465,6 +485,8 @@ def _server_socket(context: zmq.Context[Any], keys: KeyPair) -> zmq.Socket[Any]:
         sock.setsockopt(zmq.CURVE_SERVER, 1)
         sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+        if max_message_size is not None:
+            sock.setsockopt(zmq.MAXMSGSIZE, max_message_size + CURVE_OVERHEAD)
     except zmq.ZMQError as exc:
         sock.close(linger=0)
         raise translate(exc) from exc

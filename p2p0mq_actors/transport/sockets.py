@@ -14,6 +14,11 @@ Rules:
   time) and stops, without raising, at the first it cannot send: it
   returns how many it sent and the error ``send_frames`` would have raised
   for that one.
+- It never receives: a peer's replies come to our own listening socket. So
+  a frame sent to it (by a peer misbehaving) may be at most
+  ``CLIENT_MAX_FRAME`` bytes, enough for the CURVE handshake's commands,
+  which pass the same check (``MAXMSGSIZE``); libzmq drops the connection
+  on a longer one, and at most RCVHWM (1,000) such frames wait unread.
 - The monitor reports only the events the peer state machine needs; what a
   failed handshake looks like from this side (measured on libzmq 4.3.5):
   * wrong server key: CONNECTED, HANDSHAKE_FAILED, DISCONNECTED about 1 ms
@@ -48,10 +53,11 @@ from typing import Any, cast
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from ..core.codec import MIN_MESSAGE_SIZE
 from ..core.errors import ConfigurationError, SendError, UnexpectedSendError
 from ..core.ports import KeyPair, PeerAddress, SocketEvent
 from .errors import ENOTSOCK, ETERM, configuration_error, error_for_errno, translate
-from .keys import check_key_pair, check_public_key
+from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
 
 __all__ = ["CurveDealerFactory", "CurveDealerSocket"]
 
@@ -81,6 +87,8 @@ MAX_BUFFERED_EVENTS = 1024
 """Events kept between two ``events()`` calls; the oldest go first beyond that."""
 
 MAX_IDENTITY_LEN = 255
+CLIENT_MAX_FRAME = MIN_MESSAGE_SIZE
+"""The longest frame a peer may send to one of our connecting sockets."""
 
 _Socket = zmq.Socket[Any]
 _Context = zmq.Context[Any]
@@ -374,6 +382,7 @@ class CurveDealerFactory:
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self._keys.public)
         sock.setsockopt(zmq.CURVE_SECRETKEY, self._keys.secret)
         sock.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+        sock.setsockopt(zmq.MAXMSGSIZE, CLIENT_MAX_FRAME + CURVE_OVERHEAD)
 
     def __repr__(self) -> str:
         return (

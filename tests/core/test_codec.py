@@ -14,8 +14,17 @@ from broken_mapping import BrokenMapping
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p2p0mq_actors.core.codec import Encoder, WireShape, decode, decode_p2p0mq, encode
-from p2p0mq_actors.core.errors import EncodeError, ProtocolError
+from p2p0mq_actors.core.codec import (
+    MAX_MESSAGE_SIZE,
+    MIN_MESSAGE_SIZE,
+    Encoder,
+    WireShape,
+    check_message_size,
+    decode,
+    decode_p2p0mq,
+    encode,
+)
+from p2p0mq_actors.core.errors import ConfigurationError, EncodeError, ProtocolError
 from p2p0mq_actors.core.message import (
     DEFAULT_TTL,
     MAX_MESSAGE_ID,
@@ -956,3 +965,68 @@ def test_every_shape_sends_a_read_only_mapping_payload_as_a_map() -> None:
     for shape in WireShape:
         frames = [A, *Encoder(shape)(message, NOW)]
         assert decode(frames, B, now=NOW).payload == {"a": {"b": 1}}
+
+
+# -- the frame size limit ---------------------------------------------------------
+
+LIMIT = MIN_MESSAGE_SIZE
+
+
+def _with_frame(size: int, shape: WireShape) -> Message:
+    """A message whose longest frame on ``shape`` is ``size`` bytes (>= 300)."""
+
+    def build(blob: int) -> Message:
+        return Message.create(A, B, b"c", {"b": bytes(blob)}, now=NOW, message_id=7)
+
+    longest = len(encode(build(256), shape, NOW)[-1])
+    message = build(256 + size - longest)  # a bin16 grows a byte a byte
+    assert len(encode(message, shape, NOW)[-1]) == size
+    return message
+
+
+@pytest.mark.parametrize("shape", list(WireShape))
+@given(over=st.integers(-200, 200))
+@PROPERTY
+def test_an_encoder_refuses_exactly_the_messages_whose_longest_frame_passes_its_limit(
+    shape: WireShape, over: int
+) -> None:
+    message = _with_frame(LIMIT + over, shape)
+    encoder = Encoder(shape, max_frame=LIMIT)
+    if over > 0:
+        with pytest.raises(EncodeError, match=f"{LIMIT + over:,} bytes, over the limit of"):
+            encoder(message, NOW)
+        assert encoder.many([message], NOW) == []
+    else:
+        assert encoder(message, NOW) == encode(message, shape, NOW)
+        assert encoder.many([message], NOW) == [encode(message, shape, NOW)]
+
+
+@pytest.mark.parametrize("shape", list(WireShape))
+def test_encoder_many_stops_before_a_message_too_long_for_its_limit(shape: WireShape) -> None:
+    small = Message.create(A, B, b"c", {"n": 1}, now=NOW, message_id=1)
+    big = _with_frame(LIMIT + 1, shape)
+    encoder = Encoder(shape, max_frame=LIMIT)
+    assert encoder.many([small, small, big, small], NOW) == [encode(small, shape, NOW)] * 2
+    assert Encoder(shape).many([big], NOW) == [encode(big, shape, NOW)]  # no limit
+
+
+def test_a_native_body_must_fit_a_frame_of_its_own() -> None:
+    encoder = Encoder(WireShape.NATIVE, max_frame=LIMIT)
+    fits, too_long = _with_frame(LIMIT, WireShape.NATIVE), _with_frame(LIMIT + 1, WireShape.NATIVE)
+    assert len(encoder.body(fits, NOW)) == LIMIT - 1
+    with pytest.raises(EncodeError, match="max_message_size"):
+        encoder.body(too_long, NOW)
+
+
+@pytest.mark.parametrize("value", [None, MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE, 2**40])
+def test_a_frame_limit_is_none_or_an_int_at_least_the_handshakes_need(value: int | None) -> None:
+    assert check_message_size(value) == value
+    assert Encoder(max_frame=value).max_frame == value
+
+
+@pytest.mark.parametrize("value", [MIN_MESSAGE_SIZE - 1, 0, -1, True, 2.0**20, "16MiB"])
+def test_any_other_frame_limit_is_a_configuration_error(value: object) -> None:
+    with pytest.raises(ConfigurationError, match=f"max_message_size .*not {value!r}"):
+        check_message_size(value)
+    with pytest.raises(ConfigurationError):
+        Encoder(max_frame=value)  # type: ignore[arg-type]

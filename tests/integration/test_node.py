@@ -54,12 +54,15 @@ def pair(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
 
 @contextlib.contextmanager
 def linked_pair(
-    tmp_path: Path, concern: type[Chat] | type[Echo], *, wire: str
+    tmp_path: Path, concern: type[Chat] | type[Echo], *, wire: str, **options: Any
 ) -> Iterator[tuple[Node, Node, Inbox]]:
-    """Alice and Bob, each the other's peer on ``wire``; Bob's ``concern``
-    puts what it gets in the inbox."""
+    """Alice and Bob (both made with ``options``), each the other's peer on
+    ``wire``; Bob's ``concern`` puts what it gets in the inbox."""
     alice_keys, bob_keys = KeyStore(tmp_path / "a"), KeyStore(tmp_path / "b")
-    with Node(b"alice", keys=alice_keys) as alice, Node(b"bob", keys=bob_keys) as bob:
+    with (
+        Node(b"alice", keys=alice_keys, **options) as alice,
+        Node(b"bob", keys=bob_keys, **options) as bob,
+    ):
         inbox = Inbox()
         bob.add_concern(concern, inbox=inbox)
         bob.add_peer(b"alice", alice.endpoint, alice_keys.load(b"alice").public, wire=wire)
@@ -422,6 +425,28 @@ def test_a_send_loop_of_small_and_large_messages_arrives_whole_and_in_order(
         assert [m.payload["n"] for m in got] == list(range(400))
         assert all(len(m.payload.get("blob", blob)) == len(blob) for m in got)
         assert bob.stats()["rejected"] == 0
+
+
+@pytest.mark.parametrize("wire", ["native", "0.1.1"])
+def test_a_message_past_max_message_size_fails_alone_and_the_connection_stays_up(
+    tmp_path: Path, wire: str
+) -> None:
+    limit = 64 * 1024
+    with linked_pair(tmp_path, Chat, wire=wire, max_message_size=limit) as (alice, bob, inbox):
+        for n in range(200):  # frames of many messages, some near the limit
+            payload = {"n": n, "blob": bytes(limit - 100)} if n % 7 == 0 else {"n": n}
+            alice.send(b"bob", b"chat", payload, priority=Priority.FAST)
+        too_big = alice.request(b"bob", b"chat", {"n": -1, "blob": bytes(limit)}, timeout=10)
+        alice.send(b"bob", b"chat", {"n": 200})  # alone: the express path
+        with pytest.raises(RequestError, match="unencodable") as info:
+            too_big.get(timeout=10)
+        assert info.value.reason == "unencodable"
+        got = inbox.wait_for(201, timeout=30)
+        assert [m.payload["n"] for m in got] == list(range(201))
+        stats = bob.stats()
+        assert (stats["rejected"], stats["receiver"]["disconnected"]) == (0, 0)
+    with pytest.raises(ConfigurationError, match="max_message_size"):
+        Node(b"carol", keys=KeyStore(tmp_path / "c"), max_message_size=1024)
 
 
 class Gated(Chat):

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Rig
 
-from p2p0mq_actors.core.codec import decode
+from p2p0mq_actors.core.codec import WireShape, decode, encode
 from p2p0mq_actors.core.errors import ProtocolError
 from p2p0mq_actors.core.message import Kind, Message
 from p2p0mq_actors.runtime.receiver import REJECT_REASONS, reject_reason
@@ -322,3 +322,36 @@ def test_an_idle_receiver_wakes_once_per_poll_interval(rig_factory: Any) -> None
 def _steps(rig: Rig) -> int:
     steps: int = rig.stats()["steps"]
     return steps
+
+
+# -- the size of a frame ----------------------------------------------------------------
+
+
+def test_a_frame_longer_than_max_message_size_costs_its_sender_the_connection_only(
+    rig_factory: Any,
+) -> None:
+    limit = 8192
+    rig = rig_factory(max_message_size=limit)
+    client = rig.client()
+
+    def request(n: int, payload_frame_size: int) -> Message:
+        # {"b": bin16}: a fixmap, a fixstr "b" and a bin16 head, 6 bytes
+        message = rig.message(n, payload={"b": bytes(payload_frame_size - 6)})
+        assert len(encode(message, WireShape.V011)[-1]) == payload_frame_size
+        return message
+
+    rig.send(client, request(1, limit))
+    rig.wait_stats(lambda s: s["dispatched"] == 1)
+    before = rig.stats()["disconnected"]
+    rig.send(client, request(2, limit + 1))
+    rig.wait_stats(lambda s: s["disconnected"] == before + 1)
+    rig.send(client, rig.message(3))  # the client reconnects, and goes on
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 2)
+    assert [m.message_id for m in rig.delivered()] == [1, 3]
+    assert sum(stats["rejected"].values()) == 0
+
+
+def test_with_no_max_message_size_a_frame_past_the_default_comes_in(rig_factory: Any) -> None:
+    rig = rig_factory(max_message_size=None)
+    rig.send(rig.client(), rig.message(1, payload={"b": bytes(20 * 2**20)}))
+    rig.wait_stats(lambda s: s["dispatched"] == 1, timeout=20)

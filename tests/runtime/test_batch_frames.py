@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from sendpath_kit import ME, Kit, make
 
-from p2p0mq_actors.core.codec import WireShape, decode_many
+from p2p0mq_actors.core.codec import MIN_MESSAGE_SIZE, WireShape, decode_many, encode
 from p2p0mq_actors.core.errors import TransportError, UnencodableError, UnexpectedSendError
 from p2p0mq_actors.core.fairness import Plan, PlanResult
 from p2p0mq_actors.core.message import Message, Priority
@@ -234,3 +234,46 @@ def test_small_messages_after_large_ones_go_back_to_full_frames(kit: Kit) -> Non
     sizes = [len(ids) for ids in _decoded(sock.sent)][2:]  # after the two frames of 8 big
     assert sizes == [8, 16, 32, 64, 64, 64, 8]  # grown back by doubling
     assert _all_ids(sock.sent) == [m.message_id for m in (*big, *small)]
+
+
+# -- max_frame: the peer's max_message_size ------------------------------------------
+
+LIMIT = MIN_MESSAGE_SIZE
+
+
+def _sizes_then_too_big(kit: Kit, prio: Priority) -> tuple[list[Message], Message]:
+    """Messages of payloads from none to 3,000 bytes, and one too big for
+    ``LIMIT`` in the middle of them."""
+    messages = [
+        Message.create(ME, b"x", b"t", {"b": bytes(n)}, now=kit.clock.now(), priority=prio)
+        for n in [0, 3000, 10, 1500, 2900, 0, 700] * 6
+    ]
+    big = Message.create(ME, b"x", b"t", {"b": bytes(LIMIT)}, now=kit.clock.now(), priority=prio)
+    messages.insert(20, big)
+    return messages, big
+
+
+@pytest.mark.parametrize("shape", list(WireShape))
+@pytest.mark.parametrize("prio", [FAST, Priority.MEDIUM])
+def test_no_frame_passes_max_frame_and_a_message_that_cannot_fit_fails_alone(
+    kit: Kit, shape: WireShape, prio: Priority
+) -> None:
+    sock = kit.factory.prepare(b"x")
+    peer = kit.peer(shape=shape, max_frame=LIMIT)
+    messages, big = _sizes_then_too_big(kit, prio)
+    if prio is FAST:
+        peer.tell(_plan(tuple(messages)))
+    else:
+        peer.tell(_plan(medium=tuple(messages), rounds=len(messages)))
+    kit.book.wait_for(lambda b: len(b.sent) + len(b.failed) == len(messages))
+    ((failed, error),) = kit.book.failed
+    assert failed is big and isinstance(error, UnencodableError)
+    assert f"over the limit of {LIMIT:,} (max_message_size)" in str(error)
+    good = [m for m in messages if m is not big]
+    assert kit.book.sent == good
+    assert all(len(part) <= LIMIT for frames in sock.sent for part in frames)
+    if shape is WireShape.NATIVE:
+        assert _all_ids(sock.sent) == [m.message_id for m in good]
+        assert len(sock.sent) < len(good)  # still batched
+    else:
+        assert sock.sent == [encode(m, shape) for m in good]

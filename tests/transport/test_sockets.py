@@ -35,6 +35,7 @@ from p2p0mq_actors.transport import (
     SocketClosedError,
     generate_keypair,
 )
+from p2p0mq_actors.transport.sockets import CLIENT_MAX_FRAME
 
 pytestmark = pytest.mark.integration
 
@@ -621,3 +622,28 @@ def test_a_closed_socket_s_probe_raises_as_its_send_would(
     sock.close()
     with pytest.raises(SocketClosedError):
         sock.writable()
+
+
+# -- what a peer may send back ------------------------------------------------------
+
+
+def test_a_frame_sent_back_longer_than_the_client_limit_drops_the_connection(
+    ctx: Context, server: Server, closing: list[CurveDealerSocket]
+) -> None:
+    # Our connecting sockets never read: a peer's frame may be at most
+    # CLIENT_MAX_FRAME long, the limit checked on the frame as it came
+    # encrypted off the wire (CURVE_OVERHEAD more), to the byte.
+    sock = connect(ctx, server)
+    closing.append(sock)
+    assert sock.wait_writable(5.0)
+    sock.send_frames([b"hi"])
+    assert server.router.poll(5000) == zmq.POLLIN
+    routing_id = server.router.recv_multipart()[0]
+    server.router.send_multipart([routing_id, b"x" * CLIENT_MAX_FRAME])
+    assert sock._sock.poll(5000) == zmq.POLLIN
+    assert len(sock._sock.recv()) == CLIENT_MAX_FRAME
+    assert DISCONNECTED not in sock.events()
+    server.router.send_multipart([routing_id, b"x" * (CLIENT_MAX_FRAME + 1)])
+    seen = events_until(sock, lambda seen: DISCONNECTED in seen)
+    assert DISCONNECTED in seen
+    assert sock._sock.poll(0) == 0  # never read
