@@ -38,6 +38,7 @@ from .core.policy import Action, Decision, FailurePolicy
 from .core.ports import Clock, KeyPair, PeerAddress, PeerSocket, SocketEvent, SocketFactory
 from .node import LocalPeer, Node
 from .runtime.clock import MonotonicClock
+from .runtime.future import ReplyFuture
 from .runtime.intake import IntakeFullError
 from .runtime.peer import PeerConnection
 from .runtime.receiver import Receiver
@@ -63,6 +64,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic, as STYLE.md asks
     "KeyStore",
     "LocalPeer",
     "Node",
+    "ReplyFuture",
     # the actors
     "Concern",
     "DefaultConcern",

@@ -21,6 +21,7 @@ from .core.message import DEFAULT_TTL, Kind, Message, Priority, new_message, new
 from .core.policy import FailurePolicy
 from .core.ports import Clock
 from .runtime.clock import MonotonicClock
+from .runtime.future import ReplyFuture
 from .runtime.intake import HANDOFF
 from .runtime.messages import Bind
 from .runtime.receiver import BACKLOG, Receiver
@@ -321,8 +322,12 @@ class Node:
         timeout: float = 5.0,
         priority: Priority = Priority.FAST,
         ttl: float | None = None,
-    ) -> pykka.Future[Message]:
+    ) -> ReplyFuture[Message]:
         """Send a request; the future resolves with the reply ``Message``.
+
+        A handler must not wait on it (``get``) while others wait for the
+        node's receiving (see README.md): ``future.add_done_callback`` runs a
+        function as the reply comes, e.g. one that tells the Concern.
 
         Only a reply that ``peer`` itself sent us (the sender its key
         authenticates, not the source a message claims) resolves it; any

@@ -10,18 +10,27 @@ the exception set (``pykka.Timeout`` when none came in time, and every
 waiter sees the result); a second ``set`` or ``set_exception`` raises
 ``queue.Full``; ``map``, ``filter``, ``join``, ``reduce``, ``await`` and
 ``pykka.get_all`` work as on any Pykka future.
+
+Pykka's ``map`` and friends are lazy (they run in ``get``), so a future
+alone could not make anything happen when its reply comes: one that must
+not block a thread (a Concern answering a request with a request of its
+own) needs ``add_done_callback``.
 """
 
 from __future__ import annotations
 
 import _thread
+import logging
 import queue
 import sys
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pykka
 
 T = TypeVar("T")
+
+log = logging.getLogger("p2p0mq_actors.runtime.future")
 
 
 class ReplyFuture(pykka.Future[T]):
@@ -33,6 +42,7 @@ class ReplyFuture(pykka.Future[T]):
         self._done = _thread.allocate_lock()  # held until the outcome is in
         self._done.acquire()
         self._guard = _thread.allocate_lock()  # one outcome, or one hook
+        self._callbacks: list[Callable[[ReplyFuture[T]], object]] | None = None
 
     def get(self, *, timeout: float | None = None) -> Any:
         if self._get_hook is not None:
@@ -70,11 +80,44 @@ class ReplyFuture(pykka.Future[T]):
             if self._outcome is not None or self._get_hook is not None:
                 raise queue.Full
             super().set_get_hook(func)
+            callbacks, self._callbacks = self._callbacks, None
         self._done.release()
+        self._run(callbacks)
+
+    def add_done_callback(self, callback: Callable[[ReplyFuture[T]], object]) -> None:
+        """Call ``callback(self)`` once the outcome is in: at once, in this
+        thread, if it is; else in the thread that sets it (for a request,
+        the node's Receiver when the reply comes, its timer on a timeout),
+        after every ``get`` waiting has been let go. So it must be quick and
+        never block: tell an actor, set an event (``get(timeout=0)`` in it
+        gives the outcome). What it raises is logged, not raised.
+
+        Example::
+
+            future = node.request(b"carol", b"lookup", {"k": 1})
+            future.add_done_callback(lambda f: self.actor_ref.tell(("looked up", f)))
+        """
+        with self._guard:
+            if self._outcome is None and self._get_hook is None:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(callback)
+                return
+        self._run([callback])
 
     def _settle(self, outcome: tuple[Any, Any]) -> None:
         with self._guard:
             if self._outcome is not None or self._get_hook is not None:
                 raise queue.Full
             self._outcome = outcome
+            callbacks, self._callbacks = self._callbacks, None
         self._done.release()
+        if callbacks:
+            self._run(callbacks)
+
+    def _run(self, callbacks: list[Callable[[ReplyFuture[T]], object]] | None) -> None:
+        for callback in callbacks or ():
+            try:
+                callback(self)
+            except Exception:
+                log.exception("a done callback of %r raised (ignored)", self)

@@ -138,3 +138,66 @@ def test_await() -> None:
         return await future
 
     assert asyncio.run(read()) == 9
+
+
+# -- done callbacks ----------------------------------------------------------------
+
+
+def test_done_callbacks_run_once_in_order_when_the_outcome_comes() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    seen: list[tuple[str, int]] = []
+    future.add_done_callback(lambda f: seen.append(("a", f.get(timeout=0))))
+    future.add_done_callback(lambda f: seen.append(("b", f.get(timeout=0))))
+    assert seen == []
+    future.set(3)
+    assert seen == [("a", 3), ("b", 3)]
+    future.add_done_callback(lambda f: seen.append(("late", f.get(timeout=0))))  # at once
+    assert seen == [("a", 3), ("b", 3), ("late", 3)]
+
+
+def test_a_done_callback_sees_a_failure_and_one_that_raises_harms_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    seen: list[BaseException] = []
+
+    def broken(_: ReplyFuture[int]) -> None:
+        raise Boom("callback")
+
+    def record(f: ReplyFuture[int]) -> None:
+        with pytest.raises(Boom) as info:
+            f.get(timeout=0)
+        seen.append(info.value)
+
+    future.add_done_callback(broken)
+    future.add_done_callback(record)
+    future.set_exception((Boom, Boom("no"), None))
+    assert [str(e) for e in seen] == ["no"]
+    assert "a done callback" in caplog.text and "callback" in caplog.text
+
+
+def test_a_done_callback_runs_in_the_setting_thread_after_the_waiters_are_let_go() -> None:
+    future: ReplyFuture[str] = ReplyFuture()
+    threads: list[str] = []
+    got = threading.Event()
+    future.add_done_callback(lambda f: threads.append(threading.current_thread().name))
+
+    def wait() -> None:
+        future.get(timeout=WAIT)
+        got.set()
+
+    reader = threading.Thread(target=wait)
+    reader.start()
+    setter = threading.Thread(target=future.set, args=("x",), name="setter")
+    setter.start()
+    setter.join(WAIT)
+    reader.join(WAIT)
+    assert got.is_set() and threads == ["setter"]
+
+
+def test_done_callbacks_run_when_pykka_sets_a_get_hook() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    seen: list[int] = []
+    future.add_done_callback(lambda f: seen.append(f.get(timeout=0)))
+    future.set_get_hook(lambda timeout: 9)
+    assert seen == [9]
