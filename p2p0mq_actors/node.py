@@ -133,6 +133,7 @@ class Node:
         except BaseException:
             self.stop()
             raise
+        _RUNNING.add(self)
 
     def _start(
         self,
@@ -231,7 +232,8 @@ class Node:
 
     def remove_peer(self, uuid: bytes, *, revoke: bool = False) -> None:
         """Close the connection to ``uuid``; with ``revoke`` also refuse its key
-        from now on and remove it from the key store."""
+        from now on (its handshakes, and what it sends on a connection it
+        already has) and remove it from the key store."""
         self._running().remove_peer(uuid)
         if revoke:
             try:
@@ -426,6 +428,7 @@ class Node:
         if self._stopped:
             return
         self._stopped = True
+        _RUNNING.discard(self)
         try:  # each later step runs whatever an earlier one raised: a second stop() won't
             if self._receiver is not None:
                 stop_actor(self._receiver, self._timeout)
@@ -452,6 +455,15 @@ class Node:
 
 
 LocalPeer = Node
+
+_RUNNING: set[Node] = set()
+"""Held strongly: a node nobody references still runs its threads."""
+
+
+def running_nodes() -> list[Node]:
+    """Every Node started and not yet stopped, in this process (the test
+    kit's ``actor_test`` fixture stops and names those a test left behind)."""
+    return list(_RUNNING)
 
 
 def _peer_stats(ref: Any, timeout: float) -> dict[str, Any]:

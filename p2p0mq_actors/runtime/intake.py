@@ -104,9 +104,10 @@ class Intake:
                 room = self._cond.wait_for(self._has_room(len(messages)), wait)
                 if not room:
                     raise IntakeFullError(
-                        f"the send path stayed full ({len(self._queue)} messages waiting, "
-                        f"capacity {self.capacity}) for {wait} s: the peers are not keeping "
-                        "up; send less, or raise the node's intake capacity"
+                        f"the send path stayed full for {wait} s ({len(self._queue)} "
+                        "messages waiting for the Scheduler, which holds the node's "
+                        "intake_capacity): the peers are not keeping up; send less, or "
+                        "raise intake_capacity or intake_timeout"
                     )
             if self._closed:
                 raise ConfigurationError("the node is stopped: nothing more can be sent")

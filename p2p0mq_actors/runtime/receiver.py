@@ -68,6 +68,7 @@ REJECT_REASONS: Final = (
     "frames",
     "address",
     "identity",  # a known key used under another peer's uuid
+    "revoked",  # on a connection whose key was revoked since its handshake
     "kind",
     "command",
     "id",
@@ -475,8 +476,9 @@ class Receiver(Actor):
             # The identity check, skipped for the pair the last message
             # passed with (a drain's messages mostly come from one peer).
             if user is not None and (user != passed[0] or frames[0] != passed[1]):
-                if not self._identity_ok(user, frames[0]):
-                    self._refuse_identity(frames)
+                refusal = self._identity_refusal(user, frames[0])
+                if refusal is not None:
+                    self._refuse_identity(frames, refusal)
                     continue
                 passed = (user, frames[0])
             if len(frames) == 2:  # native: one message or a batch of them
@@ -504,13 +506,24 @@ class Receiver(Actor):
         if others:
             self._forward(others)
 
-    def _identity_ok(self, user: str, sender: bytes) -> bool:
-        """A key added for a uuid may only speak as that uuid: the sender
-        (frame 0) must be the key's owner (ZAP's User-Id, the Z85 key libzmq
-        attached to the connection). ``CurveRouter`` names the owner itself;
-        this guards frames that come another way (a transport of one's own)."""
-        owner = self._allowed.owner(user.encode())
-        return owner is None or owner == sender
+    def _identity_refusal(self, user: str, sender: bytes) -> str | None:
+        """Why a message on the connection of key ``user`` (ZAP's User-Id,
+        the Z85 key libzmq attached to the connection) may not speak as
+        ``sender`` (frame 0), if it may not.
+
+        - ``"identity"``: a key added for a uuid speaks only as that uuid.
+          ``CurveRouter`` names the owner itself; this guards frames that
+          come another way (a transport of one's own).
+        - ``"revoked"``: the key is no longer admitted. CURVE authenticates
+          a connection once, at its handshake, and libzmq cannot close one
+          accepted connection of a socket, so a revoked peer's connection
+          stays up: what comes on it is refused here.
+        """
+        key = user.encode()
+        owner = self._allowed.owner(key)
+        if owner is None:
+            return None if key in self._allowed else "revoked"
+        return None if owner == sender else "identity"
 
     def _decode_native(self, frames: list[bytes], now: float) -> list[Message]:
         try:
@@ -526,12 +539,14 @@ class Receiver(Actor):
             self._reject(frames, error)
         return messages
 
-    def _refuse_identity(self, frames: list[bytes]) -> None:
-        self._rejected["identity"] += 1
+    def _refuse_identity(self, frames: list[bytes], reason: str) -> None:
+        self._rejected[reason] += 1
+        why = "belongs to another peer" if reason == "identity" else "was revoked"
         self._warn(
-            "rejected:identity",
-            "rejected a message from %r: its CURVE key belongs to another peer",
+            f"rejected:{reason}",
+            "rejected a message from %r: its CURVE key %s",
             _sender(frames),
+            why,
         )
 
     def _reject(self, frames: list[bytes], exc: ProtocolError) -> None:
@@ -677,8 +692,9 @@ class Receiver(Actor):
         self._allowed.add(key)
 
     def deny(self, key: bytes) -> None:
-        """Refuse ``key`` from its next handshake on; a connection it already
-        made stays up (CURVE authenticates only at the handshake)."""
+        """Refuse ``key``: its next handshakes, and what comes on a
+        connection it already made (which stays up: CURVE authenticates
+        only at the handshake), counted in ``rejected["revoked"]``."""
         self._allowed.discard(key)
 
     def __repr__(self) -> str:

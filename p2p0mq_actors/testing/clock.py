@@ -30,7 +30,7 @@ class ManualClock:
     Example::
 
         def test_a_failed_send_is_retried_after_the_backoff(manual_clock):
-            sender = Sender.start(clock=manual_clock, ...)
+            sender = Sender(b"me", sockets=FakeSocketFactory(), clock=manual_clock)
             ...  # make a send fail
             assert manual_clock.pending == 1  # the retry is scheduled
             manual_clock.advance(0.05)  # the retry runs, here and now

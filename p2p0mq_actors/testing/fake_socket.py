@@ -38,10 +38,12 @@ class FakeSocket:
     from the test: ``block()``/``unblock()``/``accept(n)`` for writability,
     ``fail_next(n)`` for errors, ``emit(...)`` for monitor events.
 
-    Example:
+    Example (run by the test suite):
         >>> sock = FakeSocket()
         >>> sock.block()
-        >>> sock.send_frames([b"a"])  # raises WouldBlock, records nothing
+        >>> sock.send_frames([b"a"])  # records nothing
+        Traceback (most recent call last):
+        p2p0mq_actors.core.errors.WouldBlock: fake socket is blocked
         >>> sock.unblock()
         >>> sock.send_frames([b"a", b"b"])
         >>> sock.sent
@@ -240,13 +242,17 @@ class FakeSocketFactory:
     Prepare a peer's socket before the actor starts to control it from the
     first send, or wait for the actor to connect and steer it then.
 
-    Example:
-        >>> factory = FakeSocketFactory()
-        >>> factory.prepare(b"bob").block()  # bob's socket starts unwritable
-        >>> actor = PeerConnection.start(factory, bob_address, ...)
-        >>> sock = factory.wait_for_socket(b"bob")
-        >>> sock.unblock()
-        >>> sock.wait_for_sent(1)
+    Example::
+
+        factory = FakeSocketFactory()
+        factory.prepare(b"bob").block()  # bob's socket starts unwritable
+        actor = PeerConnection.start(
+            PeerAddress(b"bob", "tcp://127.0.0.1:1", bob_public),
+            scheduler=scheduler, concerns=concerns, sockets=factory, clock=clock,
+        )
+        sock = factory.wait_for_socket(b"bob")
+        sock.unblock()
+        sock.wait_for_sent(1)
     """
 
     def __init__(self) -> None:

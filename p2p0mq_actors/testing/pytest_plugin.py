@@ -7,7 +7,9 @@ in every test without an import:
 - ``manual_clock``: a fresh ``ManualClock`` (time moves only when the test says).
 - ``actor_cleanup``: after the test, stops every Pykka actor still running.
 - ``no_thread_leak``: fails the test if it leaves a thread running.
-- ``actor_test``: both, in the right order (stop the actors, then look for threads).
+- ``actor_test``: both, in the right order (stop the actors, then look for
+  threads), and first any ``Node`` the test left running: it is stopped,
+  and the test fails naming it.
 
 To guard every test of a suite, add to its root ``conftest.py``::
 
@@ -16,9 +18,11 @@ To guard every test of a suite, add to its root ``conftest.py``::
         pass
 
 When the package is installed, do not also list this module in
-``pytest_plugins``: pytest refuses to register one plugin under two names.
-Without the entry point (e.g. ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``), load it
-with ``-p p2p0mq_actors.testing.pytest_plugin``.
+``pytest_plugins`` nor pass ``-p p2p0mq_actors.testing.pytest_plugin``:
+pytest refuses to register one plugin under two names (``-p
+p2p0mq_actors`` names the entry point). Without the entry point (e.g.
+``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``), load it with ``-p
+p2p0mq_actors.testing.pytest_plugin``.
 """
 
 from __future__ import annotations
@@ -70,12 +74,27 @@ def actor_test() -> Iterator[None]:
     """``actor_cleanup`` then ``no_thread_leak``: stop leftover actors, then check threads.
 
     The order matters: a leftover actor's thread is only gone once the actor
-    has been stopped.
+    has been stopped. Before both, a ``Node`` the test started and left
+    running is stopped (its zmq contexts too, which stopping its actors
+    alone would leave open), and the test then fails naming it.
     """
+    from ..node import running_nodes  # noqa: PLC0415 - loading the plugin loads no zmq
+
     before = set(threading.enumerate())
+    nodes_before = set(running_nodes())
     yield
+    left = [node for node in running_nodes() if node not in nodes_before]
+    for node in left:
+        node.stop()
     stop_all_actors()
     check_no_new_threads(before)
+    if left:
+        names = ", ".join(sorted(repr(node.uuid) for node in left))
+        pytest.fail(
+            f"the test left {len(left)} Node(s) running: {names} (stopped now). Stop "
+            "every node it starts: node.stop(), or `with Node(...) as node:`.",
+            pytrace=False,
+        )
 
 
 def stop_all_actors(timeout: float = ACTOR_STOP_TIMEOUT) -> None:

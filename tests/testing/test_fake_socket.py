@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import errno
 import threading
 import time
@@ -17,6 +18,7 @@ from p2p0mq_actors.core.errors import (
     WouldBlock,
 )
 from p2p0mq_actors.core.ports import PeerAddress, PeerSocket, SocketEvent, SocketFactory
+from p2p0mq_actors.testing import fake_socket
 from p2p0mq_actors.testing.fake_socket import FakeSocket, FakeSocketFactory
 from p2p0mq_actors.transport.errors import ETERM, SocketClosedError, error_for_errno
 
@@ -578,3 +580,9 @@ def test_writable_follows_blocking_and_credit_and_raises_once_closed() -> None:
     sock.close()
     with pytest.raises(SocketClosedError):
         sock.writable()
+
+
+def test_the_fake_sockets_docstring_example_runs_as_written() -> None:
+    flags = doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL
+    failed, tried = doctest.testmod(fake_socket, optionflags=flags, verbose=False)
+    assert (failed, tried > 0) == (0, True)

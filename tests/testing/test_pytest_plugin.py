@@ -9,6 +9,7 @@ from pathlib import Path
 import pykka
 import pytest
 
+from p2p0mq_actors.node import running_nodes
 from p2p0mq_actors.testing import pytest_plugin
 from p2p0mq_actors.testing.clock import ManualClock
 
@@ -241,3 +242,26 @@ def test_the_suite_conftest_registers_the_plugin_once_with_or_without_the_entry_
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *blocked)
 
     result.assert_outcomes(passed=1)
+
+
+def test_actor_test_stops_a_node_the_test_left_running_and_fails_naming_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        from p2p0mq_actors import KeyStore, Node
+
+        def test_forgets_its_node(actor_test, tmp_path):
+            Node(b"forgotten", keys=KeyStore(tmp_path / "keys"))
+
+        def test_stops_its_node(actor_test, tmp_path):
+            with Node(b"minded", keys=KeyStore(tmp_path / "keys")):
+                pass
+        """
+    )
+
+    result = pytester.runpytest(*INNER_ARGS, plugins=[pytest_plugin])
+
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*left 1 Node(s) running: b'forgotten' (stopped now)*"])
+    assert running_nodes() == []
