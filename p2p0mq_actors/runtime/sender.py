@@ -204,7 +204,13 @@ class Sender:
             kwargs.setdefault("clock", self.clock)
             kwargs.setdefault("observer", self.concerns.observer)
             kwargs.setdefault("intake", self.intake)
-            ref = concern.start(*args, **kwargs)
+            try:
+                ref = concern.start(*args, **kwargs)
+            except TypeError as exc:
+                refused = _kwargs_refused(concern, exc)
+                if refused is None:
+                    raise
+                raise refused from exc
         else:
             ref = concern
             command = ref.actor_class.command
@@ -357,6 +363,20 @@ def _checked(messages: Messages) -> list[Message]:
 
 def _on_lane(messages: Messages, lane: Priority) -> list[Message]:
     return [m if m.priority is lane else replace(m, priority=lane) for m in _checked(messages)]
+
+
+def _kwargs_refused(concern: type[Concern], exc: TypeError) -> ConfigurationError | None:
+    """A ConfigurationError that says how to fix it, if ``concern``'s
+    ``__init__`` refused a keyword the node passes (else None)."""
+    text = str(exc)
+    passed = ("scheduler", "clock", "observer", "intake", "policy")
+    if "unexpected keyword argument" not in text or not any(f"'{n}'" in text for n in passed):
+        return None
+    return ConfigurationError(
+        f"{concern.__name__}.__init__ must accept **kwargs and pass them on with "
+        f"super().__init__(**kwargs): the node passes {', '.join(passed[:-1])} (and "
+        f"policy, when it has one). It said: {text}"
+    )
 
 
 def stop_actor(ref: Any, timeout: float) -> None:

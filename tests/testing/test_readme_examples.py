@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from p2p0mq_actors import Concern, Message, Sender, TransportError
-from p2p0mq_actors.runtime.messages import Failed, Retry
 from p2p0mq_actors.testing import (
+    Failed,
     FakeSocketFactory,
     ManualClock,
     MessageLog,
     OutcomeBook,
     Recorder,
     RecordingConcern,
+    Retry,
 )
 
 
