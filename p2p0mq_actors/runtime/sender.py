@@ -170,7 +170,11 @@ class Sender:
                 max_frame=self._max_frame,
             )
             self._connections[uuid] = ref
-            self.scheduler.tell(AddPeer(uuid, ref))
+            # Asked, not told: once this returns the Scheduler knows the
+            # peer. It takes the intake after any message it handles, so a
+            # message sent next could reach it before a told AddPeer did,
+            # and fail as for an unknown peer.
+            self.scheduler.ask(AddPeer(uuid, ref), timeout=self._timeout)
         return new
 
     def remove_peer(self, uuid: bytes) -> None:
