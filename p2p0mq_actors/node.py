@@ -337,8 +337,11 @@ class Node:
         refuses (``IntakeFullError``: it stayed full) raises here and is not
         left pending. The future fails with ``RequestTimeoutError`` after
         ``timeout`` seconds, with ``RequestError`` (``reason`` says why) if
-        the request is dropped, with ``PeerRefusedError`` if the peer refuses
-        our key, and with ``NodeStoppedError`` if the node stops first.
+        the request is dropped, and with ``NodeStoppedError`` if the node
+        stops first; each names the last send error of the request, if one
+        failed, and chains it (a ``PeerRefusedError`` if the peer refused
+        our key). A failed send alone does not fail it: the Concern's
+        policy may retry the request.
         """
         sender = self._running()
         message = new_message(

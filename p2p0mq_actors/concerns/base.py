@@ -3,7 +3,11 @@
 Subclass it, set ``command``, override the hooks you need. Every hook is
 guarded: an exception is logged and counted (``errors``), and never stops the
 Concern or anything else; for ``on_send_failed`` the default policy decides
-instead. Decisions go back to the Scheduler with one ``tell`` per batch.
+instead, as it does when the hook returns something that is not a
+``Decision`` (a forgotten ``return`` is a bug, not a wish to retry). A retry
+that would fall due at or past the message's deadline drops it with reason
+``"ttl"`` at once (``policy.within_deadline``). Decisions go back to the
+Scheduler with one ``tell`` per batch.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pykka
 
 from ..core.errors import MessageError, SendError
 from ..core.message import Kind, Message, Priority
-from ..core.policy import Action, Decision, FailurePolicy
+from ..core.policy import Action, Decision, FailurePolicy, within_deadline
 from ..core.ports import Clock
 from ..runtime import inline as inline_handling
 from ..runtime.actor import Actor
@@ -202,19 +206,39 @@ class Concern(Actor):
         later: list[tuple[Message, float]] = []
         drops: list[tuple[Message, str]] = []
         for message, error in items:
-            decision = self._guard(self.on_send_failed, message, error)
-            if not isinstance(decision, Decision):
-                decision = self.policy.decide(message, error, self._now())
+            now = self._now()
+            decision = within_deadline(self._decision(message, error, now), message, now)
             if decision.action is Action.GIVE_UP:
                 drops.append((message, decision.reason))
             elif decision.delay > 0:
-                later.append((message.retried(), self._now() + decision.delay))
+                later.append((message.retried(), now + decision.delay))
             else:
                 now_list.append(message.retried())
         if now_list or later:
             self.counts["retried"] += len(now_list) + len(later)
             self._tell_scheduler(Retry(tuple(now_list), tuple(later)))
         self._give_up(drops)
+
+    def _decision(self, message: Message, error: SendError, now: float) -> Decision:
+        """``on_send_failed``'s Decision; the policy's if the hook raised or
+        returned anything else (logged and counted either way)."""
+        try:
+            decision = self.on_send_failed(message, error)
+        except Exception:
+            self.counts["errors"] += 1
+            log.exception("%r: on_send_failed raised; carrying on", self)
+        else:
+            if isinstance(decision, Decision):
+                return decision
+            self.counts["errors"] += 1
+            log.error(
+                "%r: on_send_failed returned %r for %r; expected a Decision, "
+                "so the policy decides",
+                self,
+                decision,
+                message,
+            )
+        return self.policy.decide(message, error, now)
 
     def _give_up(self, items: list[tuple[Message, str]]) -> None:
         """Drops decided here (not reported by another actor): tell the observer too."""

@@ -21,6 +21,11 @@ Rules, checked in this order (the first that applies decides):
 
 So a ``RETRY`` decision always falls due strictly before the deadline, and
 delays never decrease as attempts grow (``factor >= 1``).
+
+Rule 6 holds for every decision, not only this policy's: ``within_deadline``
+applies it to whatever a Concern's ``on_send_failed`` returns, so a custom
+retry set past the deadline drops the message now instead of holding it
+until then.
 """
 
 from __future__ import annotations
@@ -165,11 +170,8 @@ class FailurePolicy:
         if self.max_attempts is not None and message.attempts >= self.max_attempts:
             return Decision.give_up("attempts")
         delay = self.backoff(message.attempts)
-        if now + delay >= message.deadline:
-            return Decision.give_up("ttl")
-        if delay == 0.0:
-            return Decision.retry_now()
-        return Decision.retry_after(delay)
+        # retry_after(0.0) == retry_now() (rule 7)
+        return within_deadline(Decision.retry_after(delay), message, now)
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before retrying a message already retried ``attempts`` times.
@@ -184,6 +186,21 @@ class FailurePolicy:
         except OverflowError:  # factor ** huge attempts: the cap applies anyway
             return float(self.max_delay)
         return float(min(self.max_delay, raw))
+
+
+def within_deadline(decision: Decision, message: Message, now: float) -> Decision:
+    """``decision``, or a give-up with reason ``"ttl"`` if it is a retry that
+    would fall due at or past ``message``'s deadline (``now + delay >=
+    deadline``): such a retry could never be sent in time, and carrying it out
+    would only keep the message, neither sent nor dropped, until then.
+
+    Example::
+
+        decision = within_deadline(concern.on_send_failed(message, error), message, now)
+    """
+    if decision.action is Action.RETRY and now + decision.delay >= message.deadline:
+        return Decision.give_up("ttl")
+    return decision
 
 
 def _is_number(value: object) -> TypeGuard[float]:

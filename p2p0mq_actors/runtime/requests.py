@@ -9,9 +9,14 @@ Rules:
   a claim any admitted peer can make; the previous hop is the sender the
   Receiver authenticated (a routing id must be its CURVE key's owner), and
   message ids are easy to guess. Any other reply goes to its Concern.
-- A future fails at once when its request is dropped (any reason), when the
-  peer refuses our key, on timeout, or when the node stops. It resolves or
-  fails exactly once.
+- A future reflects its request's fate: it fails at once when the request
+  is dropped (any reason), on timeout, or when the node stops, never on a
+  failed send alone: the Concern's policy may retry it (a peer that refused
+  our key may admit it later), and a caller told "failed" would ask again
+  for what gets done anyway. It resolves or fails exactly once.
+- The last send error of each pending request is kept until the request
+  ends: a dropped request's error names it (and chains it), since the drop
+  reason alone ("ttl") hides why it was never sent.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from typing import Any
 
 from ..core.errors import (
     NodeStoppedError,
-    PeerRefusedError,
     RequestError,
     RequestTimeoutError,
     SendError,
@@ -54,6 +58,7 @@ class PendingRequests:
         self._lock = threading.Lock()
         # message id -> (asked peer, hop it went out on, future, deadline)
         self._pending: dict[int, tuple[bytes, bytes, ReplyFuture[Message], float]] = {}
+        self._errors: dict[int, SendError] = {}  # message id -> its last send error
         self._deadlines: list[tuple[float, int]] = []
         self._armed: float | None = None
         self._timer: TimerHandle | None = None
@@ -91,6 +96,7 @@ class PendingRequests:
         instead of the future. (Its deadline goes as an answered one's does.)"""
         with self._lock:
             self._pending.pop(request.message_id, None)
+            self._errors.pop(request.message_id, None)
 
     def _arm(self, due: float) -> None:
         timer = self._clock.call_later(max(0.0, due - self._clock.now()), self._expire)
@@ -105,7 +111,7 @@ class PendingRequests:
 
     def _expire(self) -> None:
         now = self._clock.now()
-        late: list[int] = []
+        late: list[tuple[int, bytes, SendError | None]] = []
         with self._lock:
             deadlines, pending = self._deadlines, self._pending
             # Lapsed deadlines fail their requests; deadlines of requests
@@ -119,11 +125,16 @@ class PendingRequests:
                     break
                 heapq.heappop(deadlines)
                 if entry is not None and entry[3] <= now:
-                    late.append(mid)
+                    late.append((mid, entry[0], self._errors.get(mid)))
             self._armed = deadlines[0][0] if deadlines else None
             again = self._armed
-        for mid in late:
-            self._fail(mid, RequestTimeoutError(f"no reply to request #{mid} in time"))
+        for mid, peer, cause in late:
+            text = f"no reply from peer {peer!r} to request #{mid} in time"
+            if cause is not None:  # still being retried: why it was not sent yet
+                text = f"{text}; last send error: {type(cause).__name__}: {cause}"
+            error = RequestTimeoutError(text)
+            error.__cause__ = cause
+            self._fail(mid, error)
         if again is not None:
             self._arm(again)
 
@@ -141,6 +152,7 @@ class PendingRequests:
             ):
                 return False
             del self._pending[reply.message_id]
+            self._errors.pop(reply.message_id, None)
             self.resolved += 1
         entry[2].set(reply)
         return True
@@ -150,6 +162,7 @@ class PendingRequests:
             entry = self._pending.pop(mid, None)
             if entry is None:
                 return
+            self._errors.pop(mid, None)
             self.failed[getattr(error, "reason", "error")] += 1
         entry[2].set_exception((type(error), error, None))
 
@@ -173,28 +186,42 @@ class PendingRequests:
         """Nothing to do: a request waits for its reply, not for being sent."""
 
     def failed_items(self, items: list[tuple[Message, SendError]]) -> None:
+        """Remember each pending request's last send error, and fail nothing:
+        its Concern decides whether the request is retried or dropped."""
         if not self._pending:
             return
-        for message, error in items:
-            if isinstance(error, PeerRefusedError) and message.message_id in self._pending:
-                self._fail(message.message_id, error)
+        with self._lock:
+            pending, errors = self._pending, self._errors
+            for message, error in items:
+                if message.kind is Kind.REQUEST and message.message_id in pending:
+                    errors[message.message_id] = error
 
     def dropped(self, items: list[tuple[Message, str]]) -> None:
         if not self._pending:
             return
         for message, reason in items:
-            if message.kind is Kind.REQUEST and message.message_id in self._pending:
-                text = f"{message!r} was dropped ({reason}) before a reply came"
-                error: RequestError | SendError = (
-                    NodeStoppedError(text)
-                    if reason == "stopped"
-                    else RequestError(text, reason=reason)
-                )
-                self._fail(message.message_id, error)
+            mid = message.message_id
+            if message.kind is Kind.REQUEST and mid in self._pending:
+                self._fail(mid, _dropped_error(message, reason, self._errors.get(mid)))
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._pending)
+
+
+def _dropped_error(
+    request: Message, reason: str, cause: SendError | None
+) -> RequestError | SendError:
+    """The error of ``request`` dropped for ``reason``: the reason, then the
+    last send error's text (what the user can act on), chained."""
+    text = f"{request!r} was dropped ({reason}) before a reply came"
+    if cause is not None:
+        text = f"{text}; last send error: {type(cause).__name__}: {cause}"
+    error: RequestError | SendError = (
+        NodeStoppedError(text) if reason == "stopped" else RequestError(text, reason=reason)
+    )
+    error.__cause__ = cause
+    return error
 
 
 class NodeObserver:

@@ -20,7 +20,7 @@ from p2p0mq_actors.core.errors import (
     WouldBlock,
 )
 from p2p0mq_actors.core.message import Message
-from p2p0mq_actors.core.policy import Action, Decision, FailurePolicy
+from p2p0mq_actors.core.policy import Action, Decision, FailurePolicy, within_deadline
 
 NOW = 100.0
 DEADLINE = 130.0
@@ -166,6 +166,27 @@ def test_a_non_finite_now_is_refused() -> None:
         FailurePolicy().decide(message(), SendError("x"), math.nan)
 
     assert str(info.value) == "invalid now=nan: must be a finite number of seconds"
+
+
+# -- any decision and the deadline -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("decision", "now", "expected"),
+    [
+        (Decision.retry_after(60.0), NOW, Decision.give_up("ttl")),  # far past it
+        (Decision.retry_after(30.0), NOW, Decision.give_up("ttl")),  # exactly at it
+        (Decision.retry_after(29.5), NOW, Decision.retry_after(29.5)),
+        (Decision.retry_now(), NOW, Decision.retry_now()),
+        (Decision.retry_now(), DEADLINE, Decision.give_up("ttl")),
+        (Decision.give_up("mine"), NOW, Decision.give_up("mine")),
+        (Decision.give_up("mine"), DEADLINE + 1, Decision.give_up("mine")),
+    ],
+)
+def test_any_retry_that_would_fall_due_at_or_past_the_deadline_is_given_up_as_ttl(
+    decision: Decision, now: float, expected: Decision
+) -> None:
+    assert within_deadline(decision, message(deadline=DEADLINE), now) == expected
 
 
 # -- decisions ---------------------------------------------------------------------------
@@ -318,3 +339,18 @@ def test_a_retry_always_falls_due_before_the_deadline(
     else:
         assert decision.delay == 0.0
         assert decision.reason in {"ttl", "attempts", "error", "unencodable", "stopped"}
+
+
+@given(
+    st.sampled_from([Decision.retry_now(), Decision.give_up("mine")])
+    | seconds.map(Decision.retry_after),
+    seconds,
+    seconds,
+)
+def test_a_decision_kept_within_the_deadline_is_unchanged_or_given_up_as_ttl(
+    decision: Decision, now: float, ttl: float
+) -> None:
+    kept = within_deadline(decision, message(deadline=now + ttl), now)
+
+    in_time = decision.action is Action.GIVE_UP or now + decision.delay < now + ttl
+    assert kept == (decision if in_time else Decision.give_up("ttl"))

@@ -23,11 +23,14 @@ from p2p0mq_actors.core.errors import (
     ConfigurationError,
     MessageError,
     NodeStoppedError,
+    NoPeerError,
     PeerRefusedError,
     RequestError,
     RequestTimeoutError,
+    SendError,
 )
 from p2p0mq_actors.core.message import Kind, Message, Priority
+from p2p0mq_actors.core.policy import Decision
 from p2p0mq_actors.core.ports import KeyPair
 from p2p0mq_actors.node import LocalPeer, Node
 from p2p0mq_actors.runtime.intake import IntakeFullError
@@ -192,22 +195,73 @@ def test_a_request_times_out_when_no_reply_comes(pair: tuple[Node, Node]) -> Non
         future.get(timeout=5)
 
 
-def test_a_request_to_a_peer_with_the_wrong_key_fails_as_refused(tmp_path: Path) -> None:
+def test_a_request_to_a_peer_with_the_wrong_key_fails_when_given_up_naming_the_refusal(
+    tmp_path: Path,
+) -> None:
     with (
         Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice,
         Node(b"bob", keys=KeyStore(tmp_path / "b")) as bob,
     ):
         wrong = KeyStore(tmp_path / "x").create(b"x").public
         alice.add_peer(b"bob", bob.endpoint, wrong)
-        with pytest.raises(PeerRefusedError):
-            alice.request(b"bob", b"echo", {}, timeout=5).get(timeout=10)
+        # Refused after the connection's 1 s grace, retried, then dropped at
+        # the 2 s ttl; the timeout is only a bound, set apart from the ttl so
+        # the drop comes first.
+        future = alice.request(b"bob", b"echo", {}, timeout=5, ttl=2.0)
+        with pytest.raises(RequestError) as caught:
+            future.get(timeout=10)
+        assert caught.value.reason == "ttl"
+        assert isinstance(caught.value.__cause__, PeerRefusedError)
+        assert str(caught.value).endswith(
+            "was dropped (ttl) before a reply came; last send error: PeerRefusedError: "
+            f"peer b'bob' at {bob.endpoint} refused the CURVE handshake: check its public "
+            "key, and that it knows ours"
+        )
+        assert alice.stats()["requests"] == {"pending": 0, "resolved": 0, "failed": {"ttl": 1}}
 
 
-def test_a_request_for_an_unknown_peer_fails_when_it_is_dropped(tmp_path: Path) -> None:
+def test_a_request_refused_until_the_peer_admits_our_key_gets_its_reply(
+    tmp_path: Path,
+) -> None:
+    refused = threading.Event()
+
+    class Refused(Concern):
+        command = b"echo"
+
+        def on_send_failed(self, message: Message, error: SendError) -> Decision:
+            if isinstance(error, PeerRefusedError):
+                refused.set()
+            return super().on_send_failed(message, error)
+
+    inbox = Inbox()
+    with (
+        Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice,
+        Node(b"bob", keys=KeyStore(tmp_path / "b")) as bob,
+    ):
+        bob.add_concern(Echo, inbox=inbox)
+        alice.add_concern(Refused)
+        alice.add_peer(b"bob", bob.endpoint, bob.keys.load(b"bob").public)  # bob knows not alice
+        future = alice.request(b"bob", b"echo", {"n": 1}, timeout=10)
+        assert refused.wait(timeout=10)  # the pending requests heard of it first
+        bob.add_peer(b"alice", alice.endpoint, alice.keys.load(b"alice").public)
+        assert future.get(timeout=15).payload == {"n": 1}
+        assert [m.payload for m in inbox.wait_for(1)] == [{"n": 1}]
+        assert alice.stats()["requests"] == {"pending": 0, "resolved": 1, "failed": {}}
+
+
+def test_a_request_for_an_unknown_peer_fails_when_it_is_dropped_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
     with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
-        future = alice.request(b"nobody", b"echo", {}, timeout=0.3, ttl=0.3)
-        with pytest.raises((RequestError, RequestTimeoutError)):
-            future.get(timeout=5)
+        future = alice.request(b"nobody", b"echo", {}, timeout=5, ttl=0.3)
+        with pytest.raises(RequestError) as caught:
+            future.get(timeout=10)
+        assert caught.value.reason == "ttl"
+        assert isinstance(caught.value.__cause__, NoPeerError)
+        assert str(caught.value).endswith(
+            "was dropped (ttl) before a reply came; last send error: NoPeerError: "
+            "no connection to peer b'nobody': add and connect it first"
+        )
 
 
 def test_stopping_fails_pending_requests(pair: tuple[Node, Node]) -> None:

@@ -7,7 +7,13 @@ from dataclasses import replace
 import pytest
 from sendpath_kit import ME, make
 
-from p2p0mq_actors.core.errors import NodeStoppedError, RequestError, RequestTimeoutError
+from p2p0mq_actors.core.errors import (
+    NodeStoppedError,
+    NoPeerError,
+    PeerRefusedError,
+    RequestError,
+    RequestTimeoutError,
+)
 from p2p0mq_actors.core.message import Kind, Message
 from p2p0mq_actors.runtime.requests import COMPACT_SLACK, PendingRequests
 from p2p0mq_actors.testing.clock import ManualClock
@@ -166,3 +172,110 @@ def test_a_forgotten_request_is_not_pending_and_never_times_out() -> None:
     clock.advance(1.0)
     assert (len(pending), pending.failed, clock.pending) == (0, {}, 0)
     assert not pending.resolve(request.reply({}, now=clock.now()))
+
+
+def test_a_refused_request_stays_pending_while_its_message_may_still_be_retried() -> None:
+    # Refusal is retryable: the Concern's policy may send the request again
+    # once the peer admits our key, so failing the future now would tell the
+    # caller "not done" about an action that gets done.
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    request = make(clock, b"bob")
+    future = pending.register(request, timeout=5)
+    pending.failed_items([(request, PeerRefusedError("bob refused", peer=b"bob"))])
+    assert (len(pending), pending.failed) == (1, {})
+    reply = request.reply({"ok": 1}, now=clock.now())
+    assert pending.resolve(reply)
+    assert future.get(timeout=1) == reply
+
+
+def test_a_dropped_request_says_its_reason_then_its_last_send_error_and_chains_it() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    request = make(clock, b"carol")
+    future = pending.register(request, timeout=5)
+    first = NoPeerError("no connection to peer b'carol'", peer=b"carol")
+    last = NoPeerError("no connection to peer b'carol': add and connect it first", peer=b"carol")
+    pending.failed_items([(request, first)])
+    pending.failed_items([(request, last)])
+    pending.dropped([(request, "ttl")])
+    with pytest.raises(RequestError) as caught:
+        future.get(timeout=1)
+    assert str(caught.value) == (
+        f"{request!r} was dropped (ttl) before a reply came; last send error: "
+        "NoPeerError: no connection to peer b'carol': add and connect it first"
+    )
+    assert (caught.value.reason, caught.value.__cause__) == ("ttl", last)
+    assert pending.failed == {"ttl": 1}
+
+
+def test_a_request_stopped_after_a_failed_send_names_that_error_too() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    request = make(clock, b"bob")
+    future = pending.register(request, timeout=5)
+    refused = PeerRefusedError("check its public key", peer=b"bob")
+    pending.failed_items([(request, refused)])
+    pending.dropped([(request, "stopped")])
+    with pytest.raises(NodeStoppedError) as caught:
+        future.get(timeout=1)
+    assert str(caught.value) == (
+        f"{request!r} was dropped (stopped) before a reply came; last send error: "
+        "PeerRefusedError: check its public key"
+    )
+    assert caught.value.__cause__ is refused
+
+
+def test_a_request_dropped_without_a_failed_send_has_no_cause() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    request = make(clock, b"bob")
+    future = pending.register(request, timeout=5)
+    pending.dropped([(request, "ttl")])
+    with pytest.raises(RequestError) as caught:
+        future.get(timeout=1)
+    assert str(caught.value) == f"{request!r} was dropped (ttl) before a reply came"
+    assert caught.value.__cause__ is None
+
+
+def test_the_last_send_error_is_forgotten_when_its_request_ends_however_it_ends() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    answered, lapsed, forgotten, stopped, dropped = (make(clock, b"bob") for _ in range(5))
+    for request in (answered, lapsed, forgotten, stopped, dropped):
+        pending.register(request, timeout=5 if request is not lapsed else 1)
+        pending.failed_items([(request, NoPeerError("who?", peer=b"bob"))])
+    other = make(clock, b"bob")  # never registered: nothing to remember
+    pending.failed_items([(other, NoPeerError("who?", peer=b"bob"))])
+    assert sorted(pending._errors) == sorted(
+        r.message_id for r in (answered, lapsed, forgotten, stopped, dropped)
+    )
+    pending.resolve(answered.reply({}, now=clock.now()))
+    clock.advance(1)
+    pending.forget(forgotten)
+    pending.dropped([(dropped, "ttl")])
+    assert sorted(pending._errors) == [stopped.message_id]
+    pending.fail_all()
+    assert pending._errors == {}
+
+
+def test_a_request_timing_out_names_its_peer_and_the_send_error_it_is_retried_for() -> None:
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    quiet, failing = make(clock, b"bob"), make(clock, b"carol")
+    futures = [pending.register(m, timeout=1) for m in (quiet, failing)]
+    refused = PeerRefusedError("peer b'carol' refused our key", peer=b"carol")
+    pending.failed_items([(failing, refused)])
+    clock.advance(1.0)
+    errors = []
+    for future in futures:
+        with pytest.raises(RequestTimeoutError) as caught:
+            future.get(timeout=1)
+        errors.append(caught.value)
+    assert [str(e) for e in errors] == [
+        f"no reply from peer b'bob' to request #{quiet.message_id} in time",
+        f"no reply from peer b'carol' to request #{failing.message_id} in time; "
+        "last send error: PeerRefusedError: peer b'carol' refused our key",
+    ]
+    assert [e.__cause__ for e in errors] == [None, refused]
+    assert pending.failed == {"timeout": 2}

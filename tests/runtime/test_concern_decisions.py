@@ -1,0 +1,134 @@
+"""A Concern carrying out its own decisions about failed messages: a retry
+that could never be sent in time, and a hook that returns no Decision. Its
+Scheduler is a Recorder, its clock a ManualClock (``sendpath_kit.Kit``)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sendpath_kit import Kit, make
+
+from p2p0mq_actors.core.errors import SendError, TransportError
+from p2p0mq_actors.core.message import Message
+from p2p0mq_actors.core.policy import Action, Decision
+from p2p0mq_actors.runtime.messages import Failed, Retry, Sent
+from p2p0mq_actors.testing.recorder import OutcomeBook, RecordingConcern
+
+WAIT = 5.0
+UNREACHABLE = TransportError("no route", errno=errno.EHOSTUNREACH)
+
+
+class Deciding(RecordingConcern):
+    """Records each failure, then answers with what ``decide`` returns."""
+
+    command = b"t"
+
+    def __init__(self, *, decide: Callable[[Message], Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decide = decide
+
+    def on_send_failed(self, message: Message, error: SendError) -> Any:
+        self.book.record("failed", [(message, error)])
+        return self.decide(message)
+
+
+@pytest.fixture
+def kit() -> Iterator[Kit]:
+    yield Kit()
+
+
+def start(kit: Kit, decide: Callable[[Message], Any], book: OutcomeBook | None = None) -> Any:
+    """A ``Deciding`` Concern whose Scheduler is the kit's Recorder (stopped
+    with the test's other actors)."""
+    return Deciding.start(
+        decide=decide, book=book or OutcomeBook(), scheduler=kit.recorder, clock=kit.clock
+    )
+
+
+def settle(concern: Any) -> dict[str, int]:
+    """The Concern's counters once it has handled what it was told before."""
+    concern.ask(Sent(()), timeout=WAIT)
+    stats: dict[str, int] = concern.proxy().stats().get(timeout=WAIT)
+    return stats
+
+
+@pytest.mark.parametrize(
+    ("decision", "late"),
+    [
+        (Decision.retry_after(60.0), 0.0),  # the probe's LongRetry: ttl 2 s, retry at 60 s
+        (Decision.retry_after(2.0), 0.0),  # due exactly at the deadline
+        (Decision.retry_after(1.5), 0.5),  # due at the deadline, half a second on
+        (Decision.retry_now(), 2.0),  # the deadline has passed
+    ],
+)
+def test_a_retry_that_could_not_be_sent_in_time_drops_the_message_as_ttl_at_once(
+    kit: Kit, decision: Decision, late: float
+) -> None:
+    book = OutcomeBook()
+    concern = start(kit, lambda message: decision, book)
+    m = make(kit.clock, b"x", ttl=2)
+    kit.clock.advance(late)
+    concern.tell(Failed(((m, UNREACHABLE),)))
+    stats = settle(concern)
+    assert book.dropped == [(m, "ttl")]
+    assert stats == {
+        "sent": 0,
+        "failed": 1,
+        "retried": 0,
+        "dropped": 1,
+        "received": 0,
+        "errors": 0,
+    }
+    assert kit.log.items() == []  # nothing for the Scheduler to hold until then
+
+
+def test_a_retry_due_just_before_the_deadline_is_carried_out(kit: Kit) -> None:
+    concern = start(kit, lambda message: Decision.retry_after(1.999))
+    m = make(kit.clock, b"x", ttl=2)
+    concern.tell(Failed(((m, UNREACHABLE),)))
+    assert kit.log.wait_for(1, timeout=WAIT) == [
+        Retry(later=((m.retried(), kit.clock.now() + 1.999),))
+    ]
+    assert settle(concern)["dropped"] == 0
+
+
+@pytest.mark.parametrize("returned", [None, "retry", Action.GIVE_UP])
+def test_a_hook_that_returns_no_decision_is_logged_and_counted_and_the_policy_decides(
+    kit: Kit, caplog: pytest.LogCaptureFixture, returned: object
+) -> None:
+    concern = start(kit, lambda message: returned)  # the probe's ForgotReturn
+    m = make(kit.clock, b"x", ttl=30)
+    with caplog.at_level(logging.ERROR, logger="p2p0mq_actors.concerns"):
+        concern.tell(Failed(((m, UNREACHABLE),)))
+        # The default policy's first retry, as when the hook raises.
+        assert kit.log.wait_for(1, timeout=WAIT) == [
+            Retry(later=((m.retried(), kit.clock.now() + 0.05),))
+        ]
+        stats = settle(concern)
+    assert (stats["errors"], stats["retried"]) == (1, 1)
+    # The record formats the Concern's repr lazily: its counters as they are now.
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "p2p0mq_actors.concerns",
+            logging.ERROR,
+            f"<Deciding b't' sent=0 failed=1 retried=1 dropped=0 errors=1>: on_send_failed "
+            f"returned {returned!r} for {m!r}; expected a Decision, so the policy decides",
+        )
+    ]
+
+
+def test_a_hook_that_raises_is_counted_and_the_policy_decides(kit: Kit) -> None:
+    def boom(message: Message) -> Decision:
+        raise ValueError("boom")
+
+    concern = start(kit, boom)
+    m = make(kit.clock, b"x", ttl=30)
+    concern.tell(Failed(((m, UNREACHABLE),)))
+    assert kit.log.wait_for(1, timeout=WAIT) == [
+        Retry(later=((m.retried(), kit.clock.now() + 0.05),))
+    ]
+    assert settle(concern)["errors"] == 1
