@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import msgpack
 
-from .errors import ConfigurationError, EncodeError, MessageError, ProtocolError
+from .errors import ConfigurationError, EncodeError, MessageError, ProtocolError, short_repr
 from .message import (
     DEFAULT_TTL,
     MAX_COMMAND_LEN,
@@ -83,7 +83,7 @@ def check_message_size(value: object) -> int | None:
         return value
     raise ConfigurationError(
         f"max_message_size must be None (no limit) or an int >= {MIN_MESSAGE_SIZE} "
-        f"(bytes), not {value!r}"
+        f"(bytes), not {short_repr(value)}"
     )
 
 

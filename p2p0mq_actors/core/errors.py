@@ -6,9 +6,13 @@ Rules:
   (``transport/errors.py``), always ``raise ... from exc``.
 - A ``SendError`` says whether a retry can help (``retryable``) and names the
   reason a Concern's default policy gives when it gives up (``reason``).
+- An error message quotes a value with ``short_repr``, never ``repr``: the
+  value may be what a peer sent, 16 MiB long or nested 1000 deep.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class P2P0MQError(Exception):
@@ -25,7 +29,7 @@ class MessageError(P2P0MQError, ValueError):
     def __init__(self, field: str, value: object, why: str) -> None:
         self.field = field
         self.value = value
-        super().__init__(f"invalid message field {field}={_short(value)}: {why}")
+        super().__init__(f"invalid message field {field}={short_repr(value)}: {why}")
 
 
 class ProtocolError(P2P0MQError):
@@ -118,9 +122,89 @@ class NodeStoppedError(SendError):
     reason = "stopped"
 
 
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (the last three ``...``
+    when cut): how an error message quotes a value.
+
+    The same text as the whole repr cut, but built only as far as the cut:
+    a value as received may be megabytes long, or nested as deep as msgpack
+    goes (1024), where ``repr`` raises ``RecursionError``, and an error must
+    cost neither. Lists, tuples, dicts, str and bytes are written here, so
+    far; anything else gives its own repr (or, if that raises, its type).
+    """
+    pieces: list[str] = []
+    _put(value, pieces, limit + 1)
+    text = "".join(pieces)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _put(value: object, pieces: list[str], room: int) -> int:
+    """Append ``repr(value)`` to ``pieces`` until ``room`` characters are
+    spent; the room left (none or less: stop). Every call that recurses
+    spends a character first, so the depth is bounded by the room."""
+    if room <= 0:
+        return room
+    if type(value) is list or type(value) is tuple:
+        return _put_items(value, pieces, room)
+    if type(value) is dict:
+        return _put_map(value, pieces, room)
+    if type(value) is str or type(value) is bytes:
+        text = _head_repr(value, room)
+    else:
+        text = _own_repr(value)
+    pieces.append(text)
+    return room - len(text)
+
+
+def _put_items(items: list[Any] | tuple[Any, ...], pieces: list[str], room: int) -> int:
+    is_list = type(items) is list
+    pieces.append("[" if is_list else "(")
+    room -= 1
+    for index, item in enumerate(items):
+        if index:
+            pieces.append(", ")
+            room -= 2
+        room = _put(item, pieces, room)
+        if room <= 0:
+            return room
+    closing = "]" if is_list else ",)" if len(items) == 1 else ")"
+    pieces.append(closing)
+    return room - len(closing)
+
+
+def _put_map(mapping: dict[Any, Any], pieces: list[str], room: int) -> int:
+    pieces.append("{")
+    room -= 1
+    for index, (key, item) in enumerate(mapping.items()):
+        if index:
+            pieces.append(", ")
+            room -= 2
+        room = _put(key, pieces, room)
+        pieces.append(": ")
+        room = _put(item, pieces, room - 2)
+        if room <= 0:
+            return room
+    pieces.append("}")
+    return room - 1
+
+
+def _head_repr(text: str | bytes, room: int) -> str:
+    """``repr(text)``, or for a text longer than ``room``, the repr of its
+    first ``room`` characters, which is the whole one's up to there if
+    quoted alike: repr quotes with ``"`` a text holding ``'`` but no ``"``,
+    so the quotes the whole text holds go along, after the cut."""
+    if len(text) <= room:
+        return repr(text)
+    if isinstance(text, str):
+        return repr(text[:room] + "".join(q for q in "'\"" if q in text))
+    return repr(text[:room] + bytes(q for q in b"'\"" if q in text))
+
+
+def _own_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:  # a __repr__ that raises; an int past str's digit limit
+        return f"<{type(value).__name__} object>"
 
 
 class RequestError(P2P0MQError):

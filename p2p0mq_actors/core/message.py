@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any, Final, TypeGuard
 
-from .errors import MessageError
+from .errors import MessageError, short_repr
 
 DEFAULT_TTL = 30.0
 """p2p0mq's default time-to-live, in seconds."""
@@ -517,12 +517,14 @@ def _check_payload(value: object) -> None:
         raise MessageError("payload", value, "must be a mapping with str keys")
     for key in value:
         if type(key) is not str:
-            raise MessageError("payload", value, f"key {key!r} is not a str")
+            raise MessageError("payload", value, f"key {short_repr(key)} is not a str")
 
 
 def _enum(name: str, enum: type[IntEnum], value: object) -> Any:
-    try:
-        return enum(value)  # type: ignore[arg-type]
-    except (ValueError, TypeError):
-        choices = ", ".join(f"{m.name}={m.value}" for m in enum)
-        raise MessageError(name, value, f"must be one of {choices}") from None
+    # Member by member, as ``enum(value)`` finds one, whose error would
+    # quote the value whole (RecursionError for one nested 1000 deep).
+    for member in enum:
+        if member.value == value:
+            return member
+    choices = ", ".join(f"{m.name}={m.value}" for m in enum)
+    raise MessageError(name, value, f"must be one of {choices}")

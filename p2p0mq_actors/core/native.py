@@ -9,6 +9,7 @@ Rules:
   a trace id (bin) or nil. A receiver refuses any other version.
 - A ROUTER receives it as two frames: the sender's identity (the previous
   hop) and the envelope. ``decode_native`` is total, like ``codec.decode``.
+  A frame whose previous hop is not a uuid (empty, say) is refused whole.
 - A batch frame carries several messages to one peer: ``[version, [body,
   body, ...]]``, each body being an envelope's nine fields after the version
   (``encode_native_body``), at most ``MAX_BATCH`` of them. A single
@@ -28,10 +29,11 @@ from typing import Any, Final
 
 import msgpack
 
-from .errors import EncodeError, MessageError, ProtocolError
+from .errors import EncodeError, MessageError, ProtocolError, short_repr
 from .message import (
     DEFAULT_TTL,
     MAX_MESSAGE_ID,
+    MAX_UUID_LEN,
     Kind,
     Message,
     Priority,
@@ -242,6 +244,8 @@ def _read_bodies(
         and max_ttl > -_FOREVER  # nor NaN: the deadlines are finite
         and type(priority) is Priority
     )
+    if not shared_ok and not uuid_ok(hop):
+        raise _hop_error(hop)
     # The ends and command of the last message assembled: a frame's messages
     # mostly share them, so they are checked once and their objects shared.
     ends: tuple[bytes, bytes, bytes, bytes, bytes] | None = None
@@ -304,18 +308,35 @@ def _read_bodies(
     return messages, errors
 
 
+def _hop_error(hop: bytes) -> ProtocolError:
+    """The error of a frame from a previous hop that is not a uuid, refused
+    whole, as ``codec`` refuses p2p0mq's frames: ``Message`` would take the
+    source an envelope claims for an empty hop (one whose key has no owner
+    and whose client announced no identity), and replies are checked
+    against the hop."""
+    why = f"must be the sender's uuid (1..{MAX_UUID_LEN} bytes, not starting with a zero byte)"
+    cause = MessageError("previous_hop", hop, why)
+    error = ProtocolError(f"native envelope: the identity frame (previous hop): {cause}")
+    error.__cause__ = cause
+    return error
+
+
 def _numbers_error(kind: object, ttl_ms: object, mid: object) -> ProtocolError:
     """What is wrong with an envelope's kind, TTL or message id (one of them is)."""
     if type(kind) is not int or kind not in _KINDS:
-        return ProtocolError(f"native envelope: kind {_short(kind)} is not 1 or 2")
+        return ProtocolError(f"native envelope: kind {short_repr(kind, 40)} is not 1 or 2")
     if type(ttl_ms) is not int or ttl_ms < 1:
-        return ProtocolError(f"native envelope: ttl_ms {_short(ttl_ms)} is not a positive int")
-    return ProtocolError(f"native envelope: message id {_short(mid)} is out of range")
+        return ProtocolError(
+            f"native envelope: ttl_ms {short_repr(ttl_ms, 40)} is not a positive int"
+        )
+    return ProtocolError(f"native envelope: message id {short_repr(mid, 40)} is out of range")
 
 
 def _check_version(version: object) -> None:
     if type(version) is not int or version != NATIVE_VERSION:
-        raise ProtocolError(f"native envelope: version {_short(version)} is not {NATIVE_VERSION}")
+        raise ProtocolError(
+            f"native envelope: version {short_repr(version, 40)} is not {NATIVE_VERSION}"
+        )
 
 
 def _unpack(frame: object) -> list[Any]:
@@ -333,11 +354,6 @@ def _identity(frame: object) -> bytes:
         return frame if type(frame) is bytes else memoryview(frame).tobytes()  # type: ignore[arg-type]
     except Exception as exc:
         raise ProtocolError("native envelope: the identity frame is not bytes") from exc
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def plain(value: object) -> object:

@@ -821,6 +821,39 @@ def test_an_id_from_new_id_that_the_message_refuses_is_a_protocol_error() -> Non
     )
 
 
+_NEST = b"\x91" * 1020 + b"\x00"
+"""A list in a list... 1020 deep: msgpack unpacks up to 1024 levels, repr
+goes nowhere near (RecursionError)."""
+
+
+@pytest.mark.parametrize(
+    ("index", "frame", "why"),
+    [
+        (5, _NEST, "frame 5 (message id): must be a MessagePack int in 0..2**64-1, not list"),
+        (6, _NEST, "frame 6 (payload): must be a MessagePack map, not list"),
+        (6, b"\x81\x01" + _NEST, "frame 6 (payload): map keys must be str, not 1"),
+        (6, b"\x81" + _NEST + b"\x01", "frame 6 (payload): not one MessagePack value: "),
+    ],
+)
+def test_a_value_nested_as_deep_as_msgpack_allows_is_refused_naming_its_frame(
+    index: int, frame: bytes, why: str
+) -> None:
+    frames = [*VALID[:index], frame, *VALID[index + 1 :]]
+    for receive in (lambda: decode(frames, B, now=NOW), lambda: decode_p2p0mq(frames, B, NOW)):
+        with pytest.raises(ProtocolError) as excinfo:
+            receive()
+        assert str(excinfo.value).startswith(why)
+        assert len(str(excinfo.value)) < 200
+
+
+def test_a_payload_holding_a_value_nested_as_deep_as_msgpack_allows_is_taken() -> None:
+    got = decode([*VALID[:6], b"\x81\xa1k" + _NEST], B, now=NOW)
+    depth, value = 0, got.payload["k"]
+    while type(value) is list:
+        depth, value = depth + 1, value[0]
+    assert (depth, value) == (1020, 0)
+
+
 def test_a_0_1_0_message_takes_its_id_from_new_id() -> None:
     ids = iter([11, 12])
     frames = VALID[:5] + VALID[6:]
@@ -1030,3 +1063,13 @@ def test_any_other_frame_limit_is_a_configuration_error(value: object) -> None:
         check_message_size(value)
     with pytest.raises(ConfigurationError):
         Encoder(max_frame=value)  # type: ignore[arg-type]
+
+
+def test_a_deep_or_long_frame_limit_is_quoted_short() -> None:
+    deep: object = 0
+    for _ in range(1100):
+        deep = [deep]
+    for value in (deep, "x" * 2**20):
+        with pytest.raises(ConfigurationError) as excinfo:
+            check_message_size(value)
+        assert len(str(excinfo.value)) < 200

@@ -175,6 +175,68 @@ def test_a_long_value_is_shortened_in_the_error() -> None:
     assert len(str(caught.value)) < 160
 
 
+def _nested(depth: int) -> object:
+    value: object = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+_DEEP = _nested(1100)  # deeper than repr can go (RecursionError), as msgpack may give
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Message)])
+@pytest.mark.parametrize("build", [Message, _made])
+def test_a_deeply_nested_value_in_any_field_raises_a_short_message_error(
+    field: str, build: Callable[..., Message]
+) -> None:
+    good = {"source": b"a", "destination": b"b", "command": b"c", "deadline": 1.0}
+    with pytest.raises(MessageError) as caught:
+        build(**{**good, field: _DEEP})
+    assert caught.value.field == field
+    assert caught.value.value is _DEEP
+    assert str(caught.value).startswith(f"invalid message field {field}=[[[[")
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("ttl", [_DEEP, "t" * 2**20])
+def test_a_deep_or_long_ttl_raises_a_short_message_error(ttl: object) -> None:
+    with pytest.raises(MessageError) as caught:
+        Message.create(b"a", b"b", b"c", now=0.0, ttl=ttl)  # type: ignore[arg-type]
+    assert caught.value.field == "ttl"
+    assert len(str(caught.value)) < 200
+
+
+_MIB = 2**20
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {b"k" * _MIB: 1},  # a key of a wrong type, long
+        {"a": 1, b"\x00" * _MIB: 1},
+        {**{f"k{i}": i for i in range(12)}, ("t" * _MIB,): 1},
+        {"x" * _MIB: 1, 2: "y" * _MIB},  # a long good key, then a bad one
+        "v" * _MIB,  # a payload of a wrong type, long
+        [b"v" * _MIB],
+    ],
+)
+def test_the_error_of_a_huge_bad_payload_is_short(payload: object) -> None:
+    with pytest.raises(MessageError) as caught:
+        Message(b"a", b"b", b"c", 1.0, payload=payload)  # type: ignore[arg-type]
+    assert caught.value.field == "payload"
+    assert len(str(caught.value)) < 300
+
+
+def test_a_payload_key_is_quoted_cut_like_the_payload() -> None:
+    with pytest.raises(MessageError) as caught:
+        Message(b"a", b"b", b"c", 1.0, payload={b"k" * _MIB: 1})  # type: ignore[dict-item]
+    assert str(caught.value) == (
+        "invalid message field payload={b'" + "k" * 74 + "...: "
+        "key b'" + "k" * 75 + "... is not a str"
+    )
+
+
 _EDGY_BYTES = st.binary(max_size=300) | st.sampled_from(
     [b"", b"\x00", b"\x00a", b"a" * 255, b"a" * 256]
 )

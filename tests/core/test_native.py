@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2p0mq_actors.core.codec import Encoder, WireShape, decode, decode_many, encode
-from p2p0mq_actors.core.errors import EncodeError, ProtocolError
+from p2p0mq_actors.core.errors import EncodeError, MessageError, ProtocolError
 from p2p0mq_actors.core.message import Kind, Message, Priority
 from p2p0mq_actors.core.native import (
     MAX_BATCH,
@@ -351,7 +351,15 @@ def test_a_batch_decodes_each_body_as_the_single_envelope_path_does_at_every_edg
     edges it gives, for each body, the message or the error that the
     single-envelope path (through ``make_message``) gives."""
     frame = msgpack.packb([NATIVE_VERSION, bodies], use_bin_type=True)
-    got, errors = decode_native_many(hop, frame, local, now=now, max_ttl=max_ttl)
+    try:
+        got, errors = decode_native_many(hop, frame, local, now=now, max_ttl=max_ttl)
+    except ProtocolError as exc:  # a previous hop that is not a uuid: refused whole
+        for body in bodies:
+            single = msgpack.packb([NATIVE_VERSION, *body], use_bin_type=True)
+            with pytest.raises(ProtocolError) as caught:
+                decode_native(hop, single, local, now=now, max_ttl=max_ttl)
+            assert str(caught.value) == str(exc)
+        return
     expected: list[object] = []
     for body in bodies:
         single = msgpack.packb([NATIVE_VERSION, *body], use_bin_type=True)
@@ -376,3 +384,92 @@ def test_codec_decode_many_reads_native_batches_and_p2p0mq_frames_alike() -> Non
     assert [g.message_id for g in got] == [5] and errors == []
     with pytest.raises(ProtocolError):
         decode_many([b"alice", b"x", b"y"], b"bob", now=NOW)
+
+
+# -- hostile frames ---------------------------------------------------------------
+
+_NEST = b"\x91" * 1015 + b"\x00"
+"""A list in a list... 1015 deep: msgpack unpacks up to 1024 levels, repr
+goes nowhere near (RecursionError)."""
+_FIELDS = [1, b"peer", b"me", b"cmd", 7, {"a": 1}, 1000, 0, None]
+
+
+def _body(index: int | None = None, packed: bytes = b"") -> bytes:
+    """A good body, field ``index`` (0: kind ... 8: trace) replaced by ``packed``."""
+    fields = [msgpack.packb(value, use_bin_type=True) for value in _FIELDS]
+    if index is not None:
+        fields[index] = packed
+    return b"\x99" + b"".join(fields)
+
+
+@pytest.mark.parametrize(
+    ("index", "packed", "refused"),
+    [
+        (0, _NEST, "kind"),
+        (1, _NEST, "source"),
+        (2, _NEST, "destination"),
+        (3, _NEST, "command"),
+        (4, _NEST, "message id"),
+        (5, _NEST, "payload"),
+        (5, b"\x81\x01" + _NEST, "payload"),  # {1: [[[...]]]}: a key that is not a str
+        (5, b"\x81\xa1k" + _NEST, None),  # {"k": [[[...]]]}: a valid payload
+        (6, _NEST, "ttl_ms"),
+        (7, _NEST, None),  # hops: not read
+        (8, _NEST, None),  # trace: not read
+    ],
+)
+def test_a_value_nested_as_deep_as_msgpack_allows_costs_only_its_envelope(
+    index: int, packed: bytes, refused: str | None
+) -> None:
+    bad = _body(index, packed)
+    frame = b"\x92\x01\x93" + _body() + bad + _body()  # a batch: good, bad, good
+    got, errors = decode_native_many(b"peer", frame, b"me", now=NOW)
+    single = b"\x9a\x01" + bad[1:]
+    if refused is None:
+        assert (len(got), errors) == (3, [])
+        assert isinstance(decode_native(b"peer", single, b"me", now=NOW), Message)
+        return
+    assert [m.payload for m in got] == [{"a": 1}, {"a": 1}]
+    (error,) = errors
+    assert refused in str(error) and "[[[[" in str(error)
+    assert len(str(error)) < 200
+    with pytest.raises(ProtocolError) as caught:
+        decode_native(b"peer", single, b"me", now=NOW)
+    assert str(caught.value) == str(error)
+
+
+def test_a_nested_version_refuses_the_frame_with_a_short_reason() -> None:
+    envelope = b"\x9a" + _NEST + _body()[1:]
+    batch = b"\x92" + _NEST + b"\x91" + _body()
+    why = "native envelope: version " + "[" * 37 + "... is not 1"
+    cases = [
+        (decode_native, envelope),
+        (decode_native_many, envelope),
+        (decode_native_many, batch),
+    ]
+    for decoder, frame in cases:
+        with pytest.raises(ProtocolError) as caught:
+            decoder(b"peer", frame, b"me", now=NOW)
+        assert str(caught.value) == why
+
+
+@pytest.mark.parametrize("hop", [b"", b"\x00peer", b"p" * 256])
+def test_a_frame_from_a_previous_hop_that_is_not_a_uuid_is_refused_whole(hop: bytes) -> None:
+    """The previous hop is who sent the frame (an empty one: a client whose
+    key has no owner and that announced no identity). The envelope's claimed
+    source must not stand in for it, as ``Message`` would for an empty one:
+    replies are checked against it."""
+    m = Message.create(b"alice", b"me", b"cmd", {"n": 1}, now=NOW, message_id=7)
+    frames = {
+        decode_native: encode_native(m, NOW),
+        decode_native_many: encode_native_batch([m, m], NOW),
+    }
+    for decoder, frame in frames.items():
+        with pytest.raises(ProtocolError) as caught:
+            decoder(hop, frame, b"me", now=NOW)
+        cause = caught.value.__cause__
+        assert isinstance(cause, MessageError)
+        assert (cause.field, cause.value) == ("previous_hop", hop)
+        assert str(caught.value).startswith("native envelope: the identity frame (previous hop): ")
+    with pytest.raises(ProtocolError):  # as p2p0mq's frames are
+        decode([hop, *encode(m)], b"me", now=NOW)

@@ -23,8 +23,10 @@ from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Rig
 from p2p0mq_actors.core.codec import WireShape, decode, encode
 from p2p0mq_actors.core.errors import ProtocolError
 from p2p0mq_actors.core.message import Kind, Message
+from p2p0mq_actors.core.native import encode_native, encode_native_batch
 from p2p0mq_actors.runtime.receiver import REJECT_REASONS, reject_reason
 from p2p0mq_actors.transport.keys import generate_keypair
+from p2p0mq_actors.transport.router import MAX_FRAMES
 
 pytestmark = pytest.mark.integration
 
@@ -238,6 +240,24 @@ def test_a_key_added_without_an_owner_speaks_as_the_identity_its_client_announce
     assert got.previous_hop == b"carol"
 
 
+def test_a_client_that_names_no_sender_is_refused_in_every_wire_shape(rig: Rig) -> None:
+    """A key added without a uuid speaks as the identity its client
+    announces; one that announces none names no sender (an empty previous
+    hop). Its messages are refused as an address fault, native ones too: the
+    source an envelope claims must not stand in for the hop it came from,
+    which replies are checked against."""
+    anonymous = rig.client(identity=None)
+    first, second = rig.message(1), rig.message(2)
+    now = rig.clock.now()
+    native = [encode_native(first, now)]
+    batch = [encode_native_batch([first, second], now)]
+    rig.send(anonymous, first, native, batch)
+    stats = rig.wait_stats(lambda s: s["rejected"]["address"] == 3)
+    assert stats["rejected"] == {**dict.fromkeys(REJECT_REASONS, 0), "address": 3}
+    assert (stats["received"], stats["dispatched"]) == (0, 0)
+    only_alice_gets_through(rig)
+
+
 # -- the two p2p0mq shapes ------------------------------------------------------------
 
 A, B = b"1~1~1~1", b"2~2~2~2"
@@ -355,3 +375,25 @@ def test_with_no_max_message_size_a_frame_past_the_default_comes_in(rig_factory:
     rig = rig_factory(max_message_size=None)
     rig.send(rig.client(), rig.message(1, payload={"b": bytes(20 * 2**20)}))
     rig.wait_stats(lambda s: s["dispatched"] == 1, timeout=20)
+
+
+def test_a_message_of_ten_thousand_frames_is_refused_for_its_frame_count_and_the_next_served(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No valid message has more than 7 frames: one of thousands is read to
+    its end (a multipart message is atomic), of its frames only the first
+    ``MAX_FRAMES`` are kept, and it is refused; the sender's next message is
+    served."""
+    caplog.set_level(logging.WARNING, logger="p2p0mq_actors.runtime.receiver")
+    client = rig.client()
+    good = rig.message(1)
+    rig.send(client, [b"%d" % n for n in range(10_000)], good)
+    stats = rig.wait_stats(lambda s: s["dispatched"] == 1)
+    assert stats["rejected"] == {**dict.fromkeys(REJECT_REASONS, 0), "frames": 1}
+    assert rig.delivered() == [good]
+    refusals = [r.getMessage() for r in caplog.records if "rejected a message" in r.getMessage()]
+    kept = 1 + MAX_FRAMES  # the sender, then the first frames
+    assert [line[line.index("rejected a message") :] for line in refusals] == [
+        f"rejected a message from b'alice' (frames): expected 6 frames (p2p0mq 0.1.0) "
+        f"or 7 (0.1.1), got {kept}"
+    ]

@@ -14,7 +14,12 @@ from p2p0mq_actors.core.errors import ConfigurationError
 from p2p0mq_actors.core.ports import KeyPair
 from p2p0mq_actors.transport.context import end_context, new_context
 from p2p0mq_actors.transport.keys import generate_keypair
-from p2p0mq_actors.transport.router import AllowedKeys, CurveRouter, describe_handshake_failure
+from p2p0mq_actors.transport.router import (
+    MAX_FRAMES,
+    AllowedKeys,
+    CurveRouter,
+    describe_handshake_failure,
+)
 
 ALICE = generate_keypair()
 SERVER = generate_keypair()
@@ -160,6 +165,33 @@ def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
     finally:
         ctx.destroy(linger=0)
         router.close()
+
+
+@pytest.mark.parametrize("count", [MAX_FRAMES + 1, 10_000])
+def test_a_message_of_more_frames_than_kept_is_read_to_its_end_and_cut(
+    router: CurveRouter, count: int
+) -> None:
+    """Of a message longer than any valid one, the first ``MAX_FRAMES``
+    frames after the sender are kept (what the codec refuses for their
+    count); the rest is read, not kept, and the next message comes whole."""
+    endpoint = router.bind("tcp://127.0.0.1:*")
+    ctx = zmq.Context()
+    try:
+        client = _client(ctx, endpoint, ALICE, b"alice")
+        long = [b"f%d" % n for n in range(count)]
+        whole = [b"f%d" % n for n in range(MAX_FRAMES)]
+        client.send_multipart(long)
+        client.send_multipart(whole)
+        batch: list[tuple[str | None, list[bytes]]] = []
+        deadline = time.monotonic() + 5
+        while len(batch) < 2 and time.monotonic() < deadline:
+            if router.poll(0.1):
+                batch += router.recv_batch(256)
+        user = ALICE.public.decode()
+        assert batch == [(user, [b"alice", *whole]), (user, [b"alice", *whole])]
+        assert router.recv_batch(256) == []
+    finally:
+        ctx.destroy(linger=0)
 
 
 def test_readable_says_whether_a_message_waits_without_waiting(router: CurveRouter) -> None:
