@@ -5,8 +5,11 @@ Rules:
 - The frame is a MessagePack array ``[version, kind, source, destination,
   command, message id, payload, ttl_ms, hops, trace]``: version 1; kind 1
   (request) or 2 (reply); uuids and command as bin; the remaining time to
-  live in whole milliseconds (at least 1); the number of hops taken so far;
-  a trace id (bin) or nil. A receiver refuses any other version.
+  live in whole milliseconds (at least 1); the number of hops taken so far
+  (0 to ``MAX_HOPS``); a trace id (bin, at most ``MAX_TRACE_LEN`` bytes) or
+  nil. A receiver refuses any other version, and an envelope whose hops or
+  trace break these rules (they carry nothing yet, but a receiver that took
+  any value now could not give them a meaning later).
 - A ROUTER receives it as two frames: the sender's identity (the previous
   hop) and the envelope. ``decode_native`` is total, like ``codec.decode``.
   A frame whose previous hop is not a uuid (empty, say) is refused whole.
@@ -51,6 +54,10 @@ _FIELDS: Final = 10
 _BODY_FIELDS: Final = _FIELDS - 1
 _SINGLE_HEAD: Final = bytes((0x90 | _FIELDS, NATIVE_VERSION))  # fixarray(10), version
 _BATCH_HEAD: Final = bytes((0x92, NATIVE_VERSION))  # fixarray(2), version
+MAX_HOPS: Final = 255
+"""The most hops an envelope may say it took (a message past it is looping)."""
+MAX_TRACE_LEN: Final = 64
+"""The longest trace id, in bytes (a W3C trace id is 16)."""
 _KINDS: Final = {1: Kind.REQUEST, 2: Kind.REPLY}
 _MAX_TTL_MS: Final = 2**32 - 1
 _FOREVER: Final = float("inf")
@@ -132,6 +139,8 @@ def encode_native_batch(
 
 def _row(message: Message, now: float, hops: int, trace: bytes | None) -> list[Any]:
     """A body's nine fields, as MessagePack packs them."""
+    if type(hops) is not int or hops or trace is not None:  # (a connection's: 0, None)
+        _check_hops_and_trace(hops, trace)
     ttl_ms = int((message.deadline - now) * 1000)  # clamped without min/max calls:
     if not 1 <= ttl_ms <= _MAX_TTL_MS:  # a connection encodes every message it sends
         ttl_ms = 1 if ttl_ms < 1 else _MAX_TTL_MS
@@ -256,7 +265,7 @@ def _read_bodies(
         try:
             if type(body) is not list or len(body) != _BODY_FIELDS:
                 raise ProtocolError(f"native batch: an envelope is not an array of {_BODY_FIELDS}")
-            kind, source, destination, command, mid, payload, ttl_ms, _, _ = body
+            kind, source, destination, command, mid, payload, ttl_ms, hops, trace = body
             if not (
                 type(kind) is int
                 and kind in _KINDS
@@ -264,8 +273,11 @@ def _read_bodies(
                 and ttl_ms >= 1
                 and type(mid) is int
                 and 0 <= mid <= MAX_MESSAGE_ID
+                and type(hops) is int
+                and 0 <= hops <= MAX_HOPS
+                and (trace is None or (type(trace) is bytes and len(trace) <= MAX_TRACE_LEN))
             ):
-                raise _numbers_error(kind, ttl_ms, mid)
+                raise _numbers_error(kind, ttl_ms, mid, hops, trace)
             build: Callable[..., Message] = make_message
             if (
                 ends is not None
@@ -321,15 +333,37 @@ def _hop_error(hop: bytes) -> ProtocolError:
     return error
 
 
-def _numbers_error(kind: object, ttl_ms: object, mid: object) -> ProtocolError:
-    """What is wrong with an envelope's kind, TTL or message id (one of them is)."""
+def _check_hops_and_trace(hops: object, trace: object) -> None:
+    if type(hops) is not int or not 0 <= hops <= MAX_HOPS:
+        raise EncodeError(f"hops must be an int in 0..{MAX_HOPS}, not {short_repr(hops, 40)}")
+    if trace is not None and (type(trace) is not bytes or len(trace) > MAX_TRACE_LEN):
+        raise EncodeError(
+            f"a trace id must be None or at most {MAX_TRACE_LEN} bytes, "
+            f"not {short_repr(trace, 40)}"
+        )
+
+
+def _numbers_error(
+    kind: object, ttl_ms: object, mid: object, hops: object, trace: object
+) -> ProtocolError:
+    """What is wrong with an envelope's kind, TTL, message id, hops or
+    trace id (one of them is)."""
     if type(kind) is not int or kind not in _KINDS:
         return ProtocolError(f"native envelope: kind {short_repr(kind, 40)} is not 1 or 2")
     if type(ttl_ms) is not int or ttl_ms < 1:
         return ProtocolError(
             f"native envelope: ttl_ms {short_repr(ttl_ms, 40)} is not a positive int"
         )
-    return ProtocolError(f"native envelope: message id {short_repr(mid, 40)} is out of range")
+    if type(mid) is not int or not 0 <= mid <= MAX_MESSAGE_ID:
+        return ProtocolError(f"native envelope: message id {short_repr(mid, 40)} is out of range")
+    if type(hops) is not int or not 0 <= hops <= MAX_HOPS:
+        return ProtocolError(
+            f"native envelope: hops {short_repr(hops, 40)} is not an int in 0..{MAX_HOPS}"
+        )
+    return ProtocolError(
+        f"native envelope: trace id {short_repr(trace, 40)} is neither nil nor at most "
+        f"{MAX_TRACE_LEN} bytes"
+    )
 
 
 def _check_version(version: object) -> None:

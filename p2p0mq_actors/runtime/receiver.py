@@ -149,7 +149,9 @@ def _native_reason(error: ProtocolError) -> str:
         return "kind"
     if text.startswith("native envelope: message id"):
         return "id"
-    if text.startswith("native envelope: ttl_ms"):
+    if text.startswith(
+        ("native envelope: ttl_ms", "native envelope: hops", "native envelope: trace")
+    ):
         return "other"
     return "frames"
 

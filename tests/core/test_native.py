@@ -15,6 +15,8 @@ from p2p0mq_actors.core.errors import EncodeError, MessageError, ProtocolError
 from p2p0mq_actors.core.message import Kind, Message, Priority
 from p2p0mq_actors.core.native import (
     MAX_BATCH,
+    MAX_HOPS,
+    MAX_TRACE_LEN,
     NATIVE_VERSION,
     batch_frame,
     decode_native,
@@ -322,8 +324,8 @@ _BODY_EDGES: list[list[object]] = [  # each field's edges, valid and not
     [0, 2**64 - 1, -1, True, 1.5, "5"],  # message id
     [{}, _MANY_KEYS, {"k": {1: 2}}, {1: 2}, {**_MANY_KEYS, 3: 4}, [1], None],  # payload
     [1, 2**40, 0, -5, 1.5, None],  # ttl_ms
-    [3],  # hops
-    [b"t"],  # trace
+    [3, 255, 256, -1, True, 1.0, None],  # hops
+    [b"t", b"t" * 64, b"t" * 65, "t", 1, False],  # trace
 ]
 
 
@@ -414,8 +416,8 @@ def _body(index: int | None = None, packed: bytes = b"") -> bytes:
         (5, b"\x81\x01" + _NEST, "payload"),  # {1: [[[...]]]}: a key that is not a str
         (5, b"\x81\xa1k" + _NEST, None),  # {"k": [[[...]]]}: a valid payload
         (6, _NEST, "ttl_ms"),
-        (7, _NEST, None),  # hops: not read
-        (8, _NEST, None),  # trace: not read
+        (7, _NEST, "hops"),
+        (8, _NEST, "trace id"),
     ],
 )
 def test_a_value_nested_as_deep_as_msgpack_allows_costs_only_its_envelope(
@@ -473,3 +475,50 @@ def test_a_frame_from_a_previous_hop_that_is_not_a_uuid_is_refused_whole(hop: by
         assert str(caught.value).startswith("native envelope: the identity frame (previous hop): ")
     with pytest.raises(ProtocolError):  # as p2p0mq's frames are
         decode([hop, *encode(m)], b"me", now=NOW)
+
+
+# -- hops and trace id ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hops", "trace"),
+    [(0, None), (MAX_HOPS, None), (3, b""), (3, b"t" * MAX_TRACE_LEN)],
+)
+def test_hops_and_a_trace_id_within_their_rules_travel(hops: int, trace: bytes | None) -> None:
+    m = Message.create(b"alice", b"me", b"chat", {"n": 1}, now=NOW, message_id=5)
+    frame = encode_native(m, NOW, hops=hops, trace=trace)
+    assert msgpack.unpackb(frame)[8:] == [hops, trace]
+    assert decode_native(b"alice", frame, b"me", now=NOW).message_id == 5
+
+
+_BAD_HOPS_OR_TRACE = [
+    (MAX_HOPS + 1, None, "hops"),
+    (-1, None, "hops"),
+    (True, None, "hops"),
+    (1.0, None, "hops"),
+    (None, None, "hops"),
+    (0, b"t" * (MAX_TRACE_LEN + 1), "trace id"),
+    (0, "t", "trace id"),
+    (0, 1, "trace id"),
+]
+
+
+@pytest.mark.parametrize(("hops", "trace", "named"), _BAD_HOPS_OR_TRACE)
+def test_an_envelope_breaking_the_hops_or_trace_rules_is_refused_alone(
+    hops: object, trace: object, named: str
+) -> None:
+    bad = [1, b"alice", b"me", b"c", 6, {"k": 1}, 30_000, hops, trace]
+    frame = msgpack.packb([NATIVE_VERSION, [list(_BODY), bad, list(_BODY)]], use_bin_type=True)
+    got, errors = decode_native_many(b"peer", frame, b"me", now=NOW)
+    assert len(got) == 2
+    (error,) = errors
+    assert str(error).startswith(f"native envelope: {named} ")
+
+
+@pytest.mark.parametrize(("hops", "trace", "named"), _BAD_HOPS_OR_TRACE)
+def test_encoding_refuses_hops_or_a_trace_id_a_receiver_would_refuse(
+    hops: object, trace: object, named: str
+) -> None:
+    m = Message.create(b"alice", b"me", b"chat", {"n": 1}, now=NOW)
+    with pytest.raises(EncodeError, match=named):
+        encode_native(m, NOW, hops=hops, trace=trace)  # type: ignore[arg-type]

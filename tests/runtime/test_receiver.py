@@ -613,6 +613,8 @@ def test_a_native_batch_frame_is_delivered_in_order_and_a_bad_envelope_alone_ref
         ([7, ALICE, BOB, b"cmd", 1, {}, 10, 0, None], "kind"),
         ([1, ALICE, BOB, b"cmd", -1, {}, 10, 0, None], "id"),
         ([1, ALICE, BOB, b"cmd", 1, {}, 0, 0, None], "other"),  # ttl_ms
+        ([1, ALICE, BOB, b"cmd", 1, {}, 10, 256, None], "other"),  # hops
+        ([1, ALICE, BOB, b"cmd", 1, {}, 10, 0, "trace"], "other"),  # trace id
         ([1, b"", BOB, b"cmd", 1, {}, 10, 0, None], "address"),
         ([1, ALICE, b"\x00b", b"cmd", 1, {}, 10, 0, None], "address"),
         ([1, ALICE, BOB, b"", 1, {}, 10, 0, None], "command"),
