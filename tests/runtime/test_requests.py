@@ -189,41 +189,29 @@ def test_a_refused_request_stays_pending_while_its_message_may_still_be_retried(
     assert future.get(timeout=1) == reply
 
 
-def test_a_dropped_request_says_its_reason_then_its_last_send_error_and_chains_it() -> None:
+@pytest.mark.parametrize(
+    ("reason", "raised"), [("ttl", RequestError), ("stopped", NodeStoppedError)]
+)
+def test_a_dropped_request_says_its_reason_then_its_last_send_error_and_chains_it(
+    reason: str, raised: type[Exception]
+) -> None:
     clock = ManualClock()
     pending = PendingRequests(clock)
     request = make(clock, b"carol")
     future = pending.register(request, timeout=5)
     first = NoPeerError("no connection to peer b'carol'", peer=b"carol")
-    last = NoPeerError("no connection to peer b'carol': add and connect it first", peer=b"carol")
+    last = PeerRefusedError("check its public key", peer=b"carol")
     pending.failed_items([(request, first)])
     pending.failed_items([(request, last)])
-    pending.dropped([(request, "ttl")])
-    with pytest.raises(RequestError) as caught:
+    pending.dropped([(request, reason)])
+    with pytest.raises(raised) as caught:
         future.get(timeout=1)
     assert str(caught.value) == (
-        f"{request!r} was dropped (ttl) before a reply came; last send error: "
-        "NoPeerError: no connection to peer b'carol': add and connect it first"
-    )
-    assert (caught.value.reason, caught.value.__cause__) == ("ttl", last)
-    assert pending.failed == {"ttl": 1}
-
-
-def test_a_request_stopped_after_a_failed_send_names_that_error_too() -> None:
-    clock = ManualClock()
-    pending = PendingRequests(clock)
-    request = make(clock, b"bob")
-    future = pending.register(request, timeout=5)
-    refused = PeerRefusedError("check its public key", peer=b"bob")
-    pending.failed_items([(request, refused)])
-    pending.dropped([(request, "stopped")])
-    with pytest.raises(NodeStoppedError) as caught:
-        future.get(timeout=1)
-    assert str(caught.value) == (
-        f"{request!r} was dropped (stopped) before a reply came; last send error: "
+        f"{request!r} was dropped ({reason}) before a reply came; last send error: "
         "PeerRefusedError: check its public key"
     )
-    assert caught.value.__cause__ is refused
+    assert (getattr(caught.value, "reason", None), caught.value.__cause__) == (reason, last)
+    assert pending.failed == {reason: 1}
 
 
 def test_a_request_dropped_without_a_failed_send_has_no_cause() -> None:
