@@ -327,7 +327,7 @@ class PeerConnection(Actor):
                 if not socket.writable():
                     break
                 frame = encode_native_batch(chunk, now, pack=pack)
-            except (EncodeError, SendError):
+            except Exception:  # not only msgpack's refusals: a payload's own bug too
                 break
             if len(frame) > self._frame_bytes:
                 if len(chunk) <= 2:

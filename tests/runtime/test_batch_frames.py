@@ -9,6 +9,7 @@ import errno
 from collections.abc import Iterator
 
 import pytest
+from broken_mapping import BrokenMapping
 from sendpath_kit import ME, Kit, make
 
 from p2p0mq_actors.core.codec import MIN_MESSAGE_SIZE, WireShape, decode_many, encode
@@ -277,3 +278,23 @@ def test_no_frame_passes_max_frame_and_a_message_that_cannot_fit_fails_alone(
         assert len(sock.sent) < len(good)  # still batched
     else:
         assert sock.sent == [encode(m, shape) for m in good]
+
+
+def test_a_fast_message_whose_payload_raises_a_bug_fails_alone_after_a_frame_went_out(
+    kit: Kit,
+) -> None:
+    # One frame of FRAME_MESSAGES went out before the bad message's frame
+    # was packed: those stay sent (a Concern retrying them would send them twice).
+    sock = kit.factory.prepare(b"x")
+    peer = kit.peer(shape=WireShape.NATIVE)
+    fast = [make(kit.clock, b"x", prio=FAST) for _ in range(FRAME_MESSAGES + 6)]
+    bad = _fast_with(kit, {"n": BrokenMapping()})
+    fast.insert(FRAME_MESSAGES + 2, bad)
+    peer.tell(_plan(tuple(fast)))
+    assert kit.log.wait_for(1) == [PlanResult(peer=b"x", epoch=1, medium_len=0)]
+    kit.book.wait_for(lambda b: len(b.sent) + len(b.failed) == len(fast))
+    ((failed, error),) = kit.book.failed
+    assert failed is bad and isinstance(error, UnexpectedSendError)
+    good = [m for m in fast if m is not bad]
+    assert kit.book.sent == good
+    assert _all_ids(sock.sent) == [m.message_id for m in good]
