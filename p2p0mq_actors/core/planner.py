@@ -32,7 +32,9 @@ Rules:
   sweep looks only where something may have expired: in a peer's fast and
   medium lanes, at what joined them since the last sweep, unless the
   earliest deadline seen then has passed; in the slow lane, once a bound on
-  its deadlines has.
+  its deadlines has. While a blocked peer has messages here, ``next_due``
+  names the next sweep too, so that they are dropped within a sweep
+  interval of their deadline even when nothing else happens.
 """
 
 from __future__ import annotations
@@ -169,6 +171,11 @@ class Planner:
     def is_blocked(self, peer: bytes) -> bool:
         return peer in self._blocked
 
+    @property
+    def blocked_peers(self) -> int:
+        """How many peers are blocked."""
+        return len(self._blocked)
+
     # -- work in -----------------------------------------------------------
 
     def enqueue(self, messages: Iterable[Message]) -> Intake:
@@ -267,8 +274,21 @@ class Planner:
         return out
 
     def next_due(self) -> float | None:
-        """When the earliest deferred message falls due, if any."""
-        return self._delayed[0][0] if self._delayed else None
+        """When the earliest deferred message falls due, or the next sweep
+        while a blocked peer has messages here: whichever comes first (None
+        if neither)."""
+        due = self._delayed[0][0] if self._delayed else None
+        if self._blocked and self._held_for_blocked():
+            due = self._next_sweep if due is None else min(due, self._next_sweep)
+        return due
+
+    def _held_for_blocked(self) -> bool:
+        """Whether a blocked peer has messages here (its medium queue is its
+        connection's, which drops what expires there itself)."""
+        return any(
+            self._fast[peer] or self._pending[peer] or self._slow_count.get(peer)
+            for peer in self._blocked
+        )
 
     # -- epochs ------------------------------------------------------------
 
@@ -413,7 +433,7 @@ class Planner:
         looked through only once its earliest deadline may have passed: a
         lower bound, kept as messages join the lane or are handed back."""
         planned, self._planned = self._planned, set()
-        for peer in self._peers - planned:
+        for peer in self._peers - (planned - self._blocked):  # a blocked one gets no plan
             fast_seen, fast_earliest, seen, earliest = self._swept.get(peer, _UNSWEPT)
             self._swept[peer] = (
                 *_sweep_lane(self._fast[peer], fast_seen, fast_earliest, now, expired),

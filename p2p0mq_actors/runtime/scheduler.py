@@ -124,6 +124,7 @@ class Scheduler(Actor):
             self._open_gate(message.uuid)
         elif isinstance(message, PeerBlocked):
             self._planner.set_blocked(message.uuid, True, message.medium_len)
+            self._arm_timer()  # a sweep drops what expires for it meanwhile
         elif isinstance(message, PeerFailed):
             self._fail(self._planner.fail_peer(message.uuid), message.error)
         else:
@@ -167,6 +168,8 @@ class Scheduler(Actor):
             self.preemptions += 1
         if not self._planner.epoch_in_flight:
             self._pump()
+        if self._planner.blocked_peers:
+            self._arm_timer()  # some of this may be for a blocked peer: swept when it expires
 
     def _enqueue(self, messages: Sequence[Message]) -> None:
         """Queue work told to the Scheduler (a Concern's replies when it
@@ -211,6 +214,8 @@ class Scheduler(Actor):
             self._take_intake()
             self._pump()
         self._open_gate(result.peer)
+        if result.blocked:
+            self._arm_timer()  # a sweep drops what expires for it meanwhile
 
     def _retry(self, retry: Retry) -> None:
         if self._closed:

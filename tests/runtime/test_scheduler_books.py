@@ -145,3 +145,33 @@ def test_a_blocked_peer_tells_the_scheduler_its_medium_length_when_messages_expi
     assert kit.log.wait_for(2)[1] == PeerBlocked(b"x", 1)
     kit.book.wait_for(lambda b: len(b.dropped) == 1)
     assert kit.book.dropped == [(old, "ttl")]
+
+
+# -- a blocked peer's messages expire ---------------------------------------------------
+
+
+def test_what_a_blocked_peer_holds_here_is_dropped_once_it_expires_with_nothing_else_going_on(
+    kit: Kit,
+) -> None:
+    sched, logs = kit.scheduler_with(b"x")
+    plan, first_fast, first_slow = plan_of_three(kit, sched, logs[b"x"])  # ttl 30
+    sched.tell(unsent(plan))  # x blocked at once: those two come back here
+    sched.ask(FLUSH)
+    later = (make(kit.clock, b"x", prio=FAST, ttl=1.0), make(kit.clock, b"x", prio=SLOW, ttl=1.0))
+    sched.tell(Enqueue(later))
+    sched.ask(FLUSH)
+    kit.clock.advance(2.0)  # the two later ones expired; nothing else happens
+    kit.book.wait_for(lambda b: len(b.dropped) == 2)
+    assert sorted(kit.book.dropped, key=lambda d: d[0].priority) == [
+        (later[0], "ttl"),
+        (later[1], "ttl"),
+    ]
+    kit.clock.advance(30.0)
+    kit.book.wait_for(lambda b: len(b.dropped) == 4)
+    assert {m.message_id for m, _ in kit.book.dropped[2:]} == {
+        first_fast.message_id,
+        first_slow.message_id,
+    }
+    depths = sched.proxy().depths().get(timeout=5)
+    assert depths == {**NO_WORK, "medium": 1}  # the one its connection holds: its own to drop
+    assert len(logs[b"x"]) == 1  # no plan for a blocked peer meanwhile
