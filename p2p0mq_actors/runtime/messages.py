@@ -69,6 +69,18 @@ class PeerFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerGone:
+    """Scheduler: ``urn``, the connection of ``uuid``, died (its socket could
+    not be made, or a bug): forget the peer, as ``RemovePeer`` does, and
+    fail what it holds with ``error``. Only for that connection: a peer
+    connected again meanwhile has another."""
+
+    uuid: bytes
+    urn: str
+    error: SendError
+
+
+@dataclass(frozen=True, slots=True)
 class Sent:
     """Concern: these messages left their socket."""
 

@@ -10,6 +10,7 @@ handshake, turns what it holds into failures.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import operator
@@ -37,7 +38,7 @@ from ..core.native import batch_frame, encode_native_batch, encode_native_body, 
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
 from .actor import Actor
 from .express import REPORT_SENT, DirectLane, ExpressGate
-from .messages import FLUSH, Flush, PeerBlocked, PeerFailed, PeerWritable, Shutdown
+from .messages import FLUSH, Flush, PeerBlocked, PeerFailed, PeerGone, PeerWritable, Shutdown
 from .outcomes import ConcernRegistry, report_dropped, report_failed, report_sent
 from .turns import TURNS
 
@@ -161,7 +162,12 @@ class PeerConnection(Actor):
     # -- life cycle --------------------------------------------------------
 
     def on_start(self) -> None:
-        self._set_socket(self._sockets.connect(self.peer))
+        try:
+            socket = self._sockets.connect(self.peer)
+        except Exception as exc:  # pykka then stops this actor, and calls no on_failure
+            self._gone(exc)
+            raise
+        self._set_socket(socket)
         if self._lane is not None and self._gate is not None:
             self._lane.owner = self.actor_ref
             self._gate.add_lane(self.peer.uuid, self._lane)
@@ -182,17 +188,40 @@ class PeerConnection(Actor):
     def on_stop(self) -> None:
         self._shutdown()
 
-    def on_failure(self, *_exc_info: object) -> None:
-        self._shutdown()
+    def on_failure(self, *exc_info: Any) -> None:
+        """A bug, or a socket that could not be renewed: what this connection
+        holds fails with it, and the Scheduler forgets the peer (it would
+        otherwise hold the peer's messages for a connection that is gone)."""
+        error = self._gone(exc_info[1])
+        self._shutdown(error)
 
-    def _shutdown(self) -> None:
+    def _gone(self, exc: BaseException) -> SendError:
+        """Tell the Scheduler this connection is gone, and why; the error its
+        messages fail with."""
+        if isinstance(exc, SendError):
+            error: SendError = exc
+        else:
+            error = UnexpectedSendError(
+                f"the connection to peer {self.peer.uuid!r} at {self.peer.endpoint} failed: "
+                f"{type(exc).__name__}: {exc}",
+                peer=self.peer.uuid,
+            )
+            error.__cause__ = exc
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._scheduler.tell(PeerGone(self.peer.uuid, self.actor_urn, error))
+        return error
+
+    def _shutdown(self, error: SendError | None = None) -> None:
         self._closed = True
         self._set_socket(None)  # an express send in flight ends first; none after it
         if self._lane is not None and self._gate is not None:
             self._gate.remove_lane(self.peer.uuid, self._lane)  # (counts the lane's sends)
         self._report_lane()
         if self._medium:
-            report_dropped(self._concerns, [(m, "stopped") for m in self._medium])
+            if error is None:
+                report_dropped(self._concerns, [(m, "stopped") for m in self._medium])
+            else:  # the node goes on: their Concerns decide
+                report_failed(self._concerns, [(m, error) for m in self._medium])
             self._medium.clear()
 
     # -- messages ----------------------------------------------------------

@@ -30,6 +30,7 @@ from .messages import (
     Flush,
     PeerBlocked,
     PeerFailed,
+    PeerGone,
     PeerWritable,
     RemovePeer,
     Retry,
@@ -90,6 +91,7 @@ class Scheduler(Actor):
         self._planner = Planner(max_rounds=max_rounds, shuffle=shuffle or random.Random().shuffle)
         self._pacing = pacing
         self._refs: dict[bytes, Any] = {}
+        self._gone: set[str] = set()  # connections that died before their AddPeer came
         self._timer: TimerHandle | None = None
         self._timer_due: float | None = None
         self._last_epoch = float("-inf")
@@ -133,11 +135,26 @@ class Scheduler(Actor):
 
     def _control(self, message: Any) -> Any:
         if isinstance(message, AddPeer):
+            if message.ref.actor_urn in self._gone or not message.ref.is_alive():
+                self._gone.discard(message.ref.actor_urn)  # it died starting: its
+                return None  # messages fail as for an unknown peer
             self._refs[message.uuid] = message.ref
             self._planner.add_peer(message.uuid)
             self._open_gate(message.uuid)
         elif isinstance(message, RemovePeer):
             self._remove_peer(message.uuid)
+        elif isinstance(message, PeerGone):
+            ref = self._refs.get(message.uuid)
+            if ref is None or ref.actor_urn != message.urn:
+                self._gone.add(message.urn)  # its AddPeer may still come: ignored then
+            else:
+                log.warning(
+                    "%r: the connection to peer %r is gone (%s); failing its messages",
+                    self,
+                    message.uuid,
+                    message.error,
+                )
+                self._remove_peer(message.uuid, error=message.error)
         elif isinstance(message, Shutdown):
             self._shutdown()
         elif isinstance(message, Flush):
@@ -278,12 +295,14 @@ class Scheduler(Actor):
             gone = plan.messages()
             self._remove_peer(plan.peer, gone)
 
-    def _remove_peer(self, peer: bytes, extra: Iterable[Message] = ()) -> None:
+    def _remove_peer(
+        self, peer: bytes, extra: Iterable[Message] = (), error: SendError | None = None
+    ) -> None:
         self._refs.pop(peer, None)
         if self._gate is not None:
             self._gate.close(peer)
         orphans = [*extra, *self._planner.remove_peer(peer)]
-        self._fail(orphans, None)
+        self._fail(orphans, error)
         self._pump()
 
     def _fail(self, messages: list[Message], error: SendError | None) -> None:

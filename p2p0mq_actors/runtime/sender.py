@@ -155,7 +155,8 @@ class Sender:
         Returns the uuids connected by this call.
         """
         self._check_running()
-        new = [uuid for uuid in self._peers if uuid not in self._connections]
+        connections = self._connections  # (one whose actor died is made again)
+        new = [u for u in self._peers if u not in connections or not connections[u].is_alive()]
         for uuid in new:
             address, shape = self._peers[uuid]
             ref = PeerConnection.start(

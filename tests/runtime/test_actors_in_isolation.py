@@ -18,6 +18,7 @@ from p2p0mq_actors.core.errors import (
     PeerRefusedError,
     PeerUnreachableError,
     TransportError,
+    UnexpectedSendError,
 )
 from p2p0mq_actors.core.fairness import Plan, PlanResult, SlowItem
 from p2p0mq_actors.core.message import Message, Priority
@@ -29,6 +30,7 @@ from p2p0mq_actors.runtime.messages import (
     Enqueue,
     Failed,
     PeerFailed,
+    PeerGone,
     PeerWritable,
     Retry,
     Sent,
@@ -491,7 +493,9 @@ def test_a_send_that_raises_a_bug_fails_that_message_and_the_peer_goes_on(
     assert peer.is_alive()
 
 
-def test_a_peer_connection_that_crashes_closes_its_socket_and_drops_its_queue(kit: Kit) -> None:
+def test_a_peer_connection_that_crashes_closes_its_socket_fails_its_queue_and_says_so(
+    kit: Kit,
+) -> None:
     sock = kit.factory.prepare(b"x")
     sock.block()
 
@@ -502,10 +506,15 @@ def test_a_peer_connection_that_crashes_closes_its_socket_and_drops_its_queue(ki
     peer = kit.peer()
     queued = [make(kit.clock, b"x") for _ in range(3)]
     peer.tell(Plan(peer=b"x", epoch=1, rounds=1, new_medium=tuple(queued)))
-    kit.book.wait_for(lambda b: len(b.dropped) == 3)
-    assert kit.book.dropped == [(m, "stopped") for m in queued]
+    kit.book.wait_for(lambda b: len(b.failed) == 3)
+    assert [m for m, _ in kit.book.failed] == queued
+    error = kit.book.failed[0][1]
+    assert isinstance(error, UnexpectedSendError) and "poll exploded" in str(error)
     assert sock.closed
     assert peer.actor_stopped.wait(5)
+    kit.recorder.ask(FLUSH, timeout=5)  # what it was told is recorded
+    told = [e for e in kit.log.items() if isinstance(e, PeerGone)]
+    assert told == [PeerGone(b"x", peer.actor_urn, error)]  # the Scheduler forgets the peer
 
 
 class _GateSendingAsALaneGoes(ExpressGate):
