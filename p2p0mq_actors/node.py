@@ -8,6 +8,7 @@ requests waiting for replies and the node's counters; ``stop`` ends them all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -131,7 +132,10 @@ class Node:
                 max_sockets=max_sockets,
             )
         except BaseException:
-            self.stop()
+            try:
+                self.stop()
+            except Exception:  # the error that stopped the start is the one to see
+                log.exception("%r: stopping after a failed start failed too", self)
             raise
         _RUNNING.add(self)
 
@@ -212,6 +216,12 @@ class Node:
         saved there. ``wire`` (or ``shape``) picks the frames this peer gets:
         ``"native"`` (one frame; p2p0mq-actors peers), ``"0.1.1"`` (the
         default) or ``"0.1.0"``.
+
+        Raises:
+            ConfigurationError: a malformed uuid, key or endpoint.
+            TransportError: the connection's socket could not be made (the
+                socket limit, say). Either way the peer is not added, and the
+                key store and the admitted keys are as they were.
         """
         if wire is not None:
             try:
@@ -222,13 +232,34 @@ class Node:
                     f"unknown wire {wire!r} for peer {uuid!r}: use one of {choices}"
                 ) from None
         sender = self._running()
+        stored: bytes | None = None  # a key the store held before, put back if we fail
         if public_key is None:
             public_key = self.keys.public_key(uuid)
+            stored = public_key
         else:
+            with contextlib.suppress(ConfigurationError):
+                stored = self.keys.public_key(uuid)
             self.keys.add_public_key(uuid, public_key)
+        admitted = public_key in self.allowed
         self.allowed.add(public_key, uuid)
         sender.add_peer(uuid, endpoint, public_key, shape=shape)
-        sender.connect_peers()
+        try:
+            sender.connect_peers()
+        except P2P0MQError:
+            self._unadd(uuid, public_key, stored, admitted)
+            raise
+
+    def _unadd(self, uuid: bytes, key: bytes, stored: bytes | None, admitted: bool) -> None:
+        """Undo what ``add_peer`` did to the key store and ZAP for a peer it
+        could not connect: the store as it was, the key refused if it was."""
+        if stored is None:
+            self.keys.remove_public_key(uuid)
+        elif stored != key:
+            self.keys.add_public_key(uuid, stored)
+        if not admitted:
+            self.allowed.discard(key)
+        if stored is not None:
+            self.allowed.add(stored, uuid)
 
     def remove_peer(self, uuid: bytes, *, revoke: bool = False) -> None:
         """Close the connection to ``uuid``; with ``revoke`` also refuse its key

@@ -17,7 +17,7 @@ import operator
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import pykka
@@ -87,6 +87,10 @@ class PeerConnection(Actor):
             other's keys at about the same time refuse each other briefly).
         gate: the node's express gate, handed back open after an express
             plan that went out whole (``express.py``).
+        start_failed: told ``(its actor urn, the exception)`` if its socket
+            cannot be made as it starts (the actor then stops); the Scheduler
+            is told instead when none is given. The ``Sender`` passes one, to
+            raise the error from ``connect_peers``.
         max_frame: the longest frame it sends, in bytes (None: no limit); a
             message that does not fit fails with ``UnencodableError`` (a
             receiver would drop the connection on it). The peer's
@@ -108,9 +112,11 @@ class PeerConnection(Actor):
         refused_grace: float = 1.0,
         gate: ExpressGate | None = None,
         max_frame: int | None = MAX_MESSAGE_SIZE,
+        start_failed: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         super().__init__()
         self.peer = peer
+        self._start_failed = start_failed
         self._scheduler = scheduler
         self._concerns = concerns
         self._sockets = sockets
@@ -164,9 +170,13 @@ class PeerConnection(Actor):
     def on_start(self) -> None:
         try:
             socket = self._sockets.connect(self.peer)
-        except Exception as exc:  # pykka then stops this actor, and calls no on_failure
-            self._gone(exc)
-            raise
+        except Exception as exc:
+            if self._start_failed is None:
+                self._gone(exc)
+                raise  # pykka logs it, stops this actor, and calls no on_failure
+            self._start_failed(self.actor_urn, exc)  # raised where it was asked for
+            self.stop()
+            return
         self._set_socket(socket)
         if self._lane is not None and self._gate is not None:
             self._lane.owner = self.actor_ref

@@ -150,13 +150,23 @@ class Sender:
         self._peers[uuid] = (PeerAddress(uuid, endpoint, public_key), shape or self._shape)
 
     def connect_peers(self) -> list[bytes]:
-        """Start a PeerConnection for every known peer not yet connected.
+        """Start a PeerConnection for every known peer not yet connected (or
+        whose connection died).
 
         Returns the uuids connected by this call.
+
+        Raises:
+            ConfigurationError, TransportError: a connection's socket could
+                not be made (a malformed endpoint or key, the socket limit):
+                what its factory raised, for the first that failed. The
+                peers that failed are forgotten (``add_peer`` them again);
+                the others are connected all the same.
         """
         self._check_running()
         connections = self._connections  # (one whose actor died is made again)
         new = [u for u in self._peers if u not in connections or not connections[u].is_alive()]
+        failed: dict[str, BaseException] = {}
+        done: list[bytes] = []
         for uuid in new:
             address, shape = self._peers[uuid]
             ref = PeerConnection.start(
@@ -169,14 +179,27 @@ class Sender:
                 unreachable_after=self._unreachable_after,
                 gate=self.intake.gate,
                 max_frame=self._max_frame,
+                start_failed=failed.__setitem__,
             )
-            self._connections[uuid] = ref
+            try:  # its on_start has run once this is answered
+                ref.ask(FLUSH, timeout=self._timeout)
+            except pykka.ActorDeadError:
+                self._peers.pop(uuid, None)
+                connections.pop(uuid, None)
+                continue
+            connections[uuid] = ref
             # Asked, not told: once this returns the Scheduler knows the
             # peer. It takes the intake after any message it handles, so a
             # message sent next could reach it before a told AddPeer did,
             # and fail as for an unknown peer.
             self.scheduler.ask(AddPeer(uuid, ref), timeout=self._timeout)
-        return new
+            done.append(uuid)
+        if failed:
+            errors = list(failed.values())
+            for extra in errors[1:]:
+                log.error("could not connect a peer either: %s", extra)
+            raise errors[0]
+        return done
 
     def remove_peer(self, uuid: bytes) -> None:
         """Close the connection to ``uuid``; what was queued for it fails."""

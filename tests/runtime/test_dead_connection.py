@@ -23,13 +23,16 @@ def _quiet_pykka(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.CRITICAL, logger="pykka")  # the actor's death, logged
 
 
-def test_a_peer_whose_connection_could_not_start_fails_every_message_for_it(
+def test_a_peer_whose_connection_could_not_start_is_an_error_and_forgotten(
     path_factory,  # type: ignore[no-untyped-def]
 ) -> None:
-    p: Path = path_factory([], policy=ONCE)
+    p: Path = path_factory([b"b"], policy=ONCE)
     p.factory.fail_connect(b"a", ConfigurationError("too many open files"))
     p.sender.add_peer(b"a", "tcp://127.0.0.1:1/a", b"k" * 40)
-    p.sender.connect_peers()
+    p.sender.add_peer(b"c", "tcp://127.0.0.1:1/c", b"k" * 40)
+    with pytest.raises(ConfigurationError, match="too many open files"):
+        p.sender.connect_peers()
+    assert sorted(p.sender.connections()) == [b"b", b"c"]  # the others are connected
     messages = [p.msg(b"a", lane) for lane in (FAST, MEDIUM, SLOW)]
     for message in messages:  # the fast one alone: the express path
         p.sender.send_one(message)
@@ -37,9 +40,9 @@ def test_a_peer_whose_connection_could_not_start_fails_every_message_for_it(
     assert sorted((m.message_id, type(e)) for m, e in p.book.failed) == sorted(
         (m.message_id, NoPeerError) for m in messages
     )
-    assert p.sender.scheduler.proxy().depths().get(timeout=5)["fast"] == 0
     p.factory.fail_connect(b"a", None)
-    assert p.sender.connect_peers() == [b"a"]  # made again
+    p.sender.add_peer(b"a", "tcp://127.0.0.1:1/a", b"k" * 40)
+    assert p.sender.connect_peers() == [b"a"]
     p.sender.send_one(again := p.msg(b"a", FAST))
     p.book.wait_for(lambda b: again in b.sent)
 
