@@ -27,7 +27,7 @@ from .runtime.intake import HANDOFF
 from .runtime.messages import Bind
 from .runtime.receiver import BACKLOG, Receiver
 from .runtime.requests import NodeObserver, PendingRequests
-from .runtime.sender import Sender, stop_actor
+from .runtime.sender import Sender, check_seconds, stop_actor
 from .transport.context import end_context, new_context
 from .transport.keystore import KeyStore
 from .transport.router import AllowedKeys
@@ -56,7 +56,7 @@ class Node:
         receive_backlog: the most received messages the Concerns may hold
             unhandled (16,384): beyond it the node reads no more until they
             are down to half, and peers' sends wait in their own queues.
-        max_sockets: raise the zmq context's socket limit (1,023 by default;
+        max_sockets: raise the zmq context's socket limit (up to 16,384 by default;
             a peer costs three sockets with its monitor).
         timeout: how long start-up and ``stop`` wait for each actor.
         intake_capacity, intake_timeout: the bound on messages waiting to be
@@ -106,6 +106,7 @@ class Node:
     ) -> None:
         if type(uuid) is not bytes or not uuid:
             raise ConfigurationError(f"a node's uuid must be non-empty bytes, not {uuid!r}")
+        check_seconds("timeout", timeout)
         self.uuid = uuid
         self.keys = keys
         self._timeout = timeout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -99,6 +100,15 @@ class Sender:
         intake_timeout: float | None = 10.0,
         max_message_size: int | None = MAX_MESSAGE_SIZE,
     ) -> None:
+        if type(max_rounds) is not int or max_rounds < 1:
+            raise ConfigurationError(f"max_rounds must be an int >= 1, not {max_rounds!r}")
+        check_seconds("pacing", pacing, zero_ok=True)
+        check_seconds("unreachable_after", unreachable_after)
+        check_seconds("timeout", timeout)
+        if clock is not None and not callable(getattr(clock, "call_later", None)):
+            raise ConfigurationError(f"clock must be a Clock (now, call_later), not {clock!r}")
+        if policy is not None and not callable(getattr(policy, "decide", None)):
+            raise ConfigurationError(f"policy must be a FailurePolicy, not {policy!r}")
         self.uuid = uuid
         self._max_frame = check_message_size(max_message_size)
         self._sockets = sockets
@@ -391,6 +401,22 @@ def _checked(messages: Messages) -> list[Message]:
 
 def _on_lane(messages: Messages, lane: Priority) -> list[Message]:
     return [m if m.priority is lane else replace(m, priority=lane) for m in _checked(messages)]
+
+
+def check_seconds(name: str, value: object, *, zero_ok: bool = False) -> None:
+    """Raise ConfigurationError unless ``value`` is a finite number of
+    seconds, > 0 (or >= 0 with ``zero_ok``)."""
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if zero_ok else value > 0)
+    )
+    if not ok:
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds {bound}, not {value!r}"
+        )
 
 
 def _kwargs_refused(concern: type[Concern], exc: TypeError) -> ConfigurationError | None:

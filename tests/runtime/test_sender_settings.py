@@ -1,4 +1,4 @@
-"""Starting a Concern the send path passes its keywords to."""
+"""What the send path is given: settings, and Concerns to start with its keywords."""
 
 from __future__ import annotations
 
@@ -39,3 +39,23 @@ def test_a_concern_whose_init_refuses_the_nodes_keywords_is_told_how_to_fix_it()
         with pytest.raises(TypeError, match="a bug of its own"):
             sender.add_concern(Broken)
         assert b"closed" not in sender.concerns and b"broken" not in sender.concerns
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("max_rounds", 0),
+        ("max_rounds", "3"),
+        ("pacing", -1),
+        ("unreachable_after", 0),
+        ("unreachable_after", float("nan")),
+        ("timeout", -1.0),
+        ("clock", "x"),
+        ("policy", "x"),
+    ],
+)
+def test_a_send_path_with_a_wrong_setting_is_a_configuration_error_naming_it(
+    option: str, value: object
+) -> None:
+    with pytest.raises(ConfigurationError, match=option):
+        Sender(b"me", sockets=FakeSocketFactory(), **{option: value})  # type: ignore[arg-type]
