@@ -20,7 +20,7 @@ import pykka
 
 from ..concerns.base import Concern, DefaultConcern
 from ..core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size
-from ..core.errors import ConfigurationError
+from ..core.errors import ConfigurationError, TransportError
 from ..core.fairness import Shuffle
 from ..core.message import Message, Priority
 from ..core.policy import FailurePolicy
@@ -191,9 +191,13 @@ class Sender:
                 max_frame=self._max_frame,
                 start_failed=failed.__setitem__,
             )
-            try:  # its on_start has run once this is answered
-                ref.ask(FLUSH, timeout=self._timeout)
-            except pykka.ActorDeadError:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.ask(FLUSH, timeout=self._timeout)  # answered once on_start has run
+            if ref.actor_urn in failed or not ref.is_alive():
+                failed.setdefault(  # (a bug of its own: pykka logged it)
+                    ref.actor_urn,
+                    TransportError(f"the connection to peer {uuid!r} died as it started"),
+                )
                 self._peers.pop(uuid, None)
                 connections.pop(uuid, None)
                 continue
