@@ -273,6 +273,7 @@ class Receiver(Actor):
         self._router: CurveRouter | None = None
         self._endpoint = ""
         self._state = "NEW"  # -> READY (socket made) -> LISTENING -> CLOSED (or BROKEN)
+        self._start_error: Exception | None = None  # raised by the first Bind
         self._steps = 0
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._rejected = dict.fromkeys(REJECT_REASONS, 0)
@@ -281,15 +282,22 @@ class Receiver(Actor):
     # -- life cycle --------------------------------------------------------
 
     def on_start(self) -> None:
-        context = self._context_factory()
+        # What fails here is raised by the first Bind, to whoever asked for
+        # it (Node's start): raised here, pykka would log it and stop this
+        # actor, and the caller would see only that it is dead.
+        try:
+            context = self._context_factory()
+        except Exception as exc:
+            self._start_error, self._state = exc, "BROKEN"
+            return
         try:
             self._router = CurveRouter(
                 context, self._keys, self._allowed, max_message_size=self._max_message_size
             )
-        except BaseException:
-            # pykka calls neither on_stop nor on_failure after on_start fails.
+        except Exception as exc:
             end_context(context, CONTEXT_END_TIMEOUT)
-            raise
+            self._start_error, self._state = exc, "BROKEN"
+            return
         self._context = context
         self._state = "READY"
 
@@ -316,7 +324,7 @@ class Receiver(Actor):
                 log.exception("%r: closing the listening socket failed", self)
         context, self._context = self._context, None
         if context is not None and not end_context(context, CONTEXT_END_TIMEOUT):
-            log.warning("%r: its zmq context had to be destroyed", self)
+            log.warning("%r: its zmq context is left to end once its sockets close", self)
 
     # -- messages ----------------------------------------------------------
 
@@ -332,6 +340,8 @@ class Receiver(Actor):
         return None
 
     def _bind(self, endpoint: str) -> str:
+        if self._start_error is not None:
+            raise self._start_error
         if self._router is None or self._state in ("CLOSED", "BROKEN"):
             raise ConfigurationError(
                 f"{self!r} cannot listen on {endpoint!r}: it is {self._state}"

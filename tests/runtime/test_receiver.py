@@ -17,7 +17,7 @@ import zmq
 from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Rig
 
 from p2p0mq_actors.core.codec import WireShape, decode, encode
-from p2p0mq_actors.core.errors import ConfigurationError, ProtocolError
+from p2p0mq_actors.core.errors import ConfigurationError, ProtocolError, TransportError
 from p2p0mq_actors.core.message import Kind, Message
 from p2p0mq_actors.core.native import batch_frame, encode_native_body
 from p2p0mq_actors.runtime import receiver as receiver_module
@@ -637,3 +637,24 @@ def test_a_native_frame_that_is_no_envelope_is_counted_as_frames(frame: bytes) -
     with pytest.raises(ProtocolError) as caught:
         decode([ALICE, frame], BOB, now=0.0)
     assert reject_reason([ALICE, frame], caught.value) == "frames"
+
+
+def test_what_stops_the_receivers_start_is_raised_by_its_first_bind() -> None:
+    def no_context() -> zmq.Context[Any]:
+        raise TransportError("too many open files (RLIMIT_NOFILE)", errno=24)
+
+    ref = Receiver.start(
+        uuid=BOB,
+        keys=generate_keypair(),
+        allowed=AllowedKeys(),
+        concerns=ConcernRegistry(),
+        clock=ManualClock(),
+        context_factory=no_context,
+    )
+    try:
+        with pytest.raises(TransportError, match="RLIMIT_NOFILE"):
+            ref.ask(Bind("tcp://127.0.0.1:*"), timeout=TIMEOUT)
+        assert ref.is_alive()  # it said why, and waits to be stopped
+        assert ref.proxy().stats().get(timeout=TIMEOUT)["state"] == "BROKEN"
+    finally:
+        ref.stop(timeout=TIMEOUT)
