@@ -56,6 +56,7 @@ from zmq.utils.monitor import recv_monitor_message
 from ..core.codec import MIN_MESSAGE_SIZE
 from ..core.errors import ConfigurationError, SendError, UnexpectedSendError
 from ..core.ports import KeyPair, PeerAddress, SocketEvent
+from .context import check_descriptors
 from .errors import ENOTSOCK, ETERM, configuration_error, error_for_errno, translate
 from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
 
@@ -85,6 +86,10 @@ _EVENT_MASK = functools.reduce(operator.or_, _EVENTS, 0)
 
 MAX_BUFFERED_EVENTS = 1024
 """Events kept between two ``events()`` calls; the oldest go first beyond that."""
+
+PEER_DESCRIPTORS = 4
+"""Descriptors a connection to a peer takes (measured, libzmq 4.3.5): the
+DEALER, 1; its monitor (two PAIRs), 2; the TCP connection, 1."""
 
 MAX_IDENTITY_LEN = 255
 CLIENT_MAX_FRAME = MIN_MESSAGE_SIZE
@@ -331,6 +336,7 @@ class CurveDealerFactory:
         self._keys = check_key_pair(keys)
         self._sndhwm = sndhwm
         self._monitor = monitor
+        self._descriptors = PEER_DESCRIPTORS if monitor else PEER_DESCRIPTORS - 2
 
     def connect(self, peer: PeerAddress) -> CurveDealerSocket:
         """A DEALER connected to ``peer`` as a CURVE client.
@@ -341,7 +347,8 @@ class CurveDealerFactory:
         Raises:
             ConfigurationError: the peer's public key or endpoint is malformed;
                 the message names the peer and the endpoint.
-            TransportError: zmq could not make a socket (e.g. the context's
+            TransportError: too few file descriptors are free (RLIMIT_NOFILE;
+                checked first), or zmq could not make a socket (e.g. the context's
                 socket limit); ``SocketClosedError`` if the context was terminated.
         """
         try:
@@ -352,6 +359,7 @@ class CurveDealerFactory:
             ) from exc
         if self._context.closed:  # pyzmq would say ENOTSUP, which hides the cause
             raise error_for_errno(ETERM, peer=peer.uuid)
+        check_descriptors(self._descriptors, f"a socket to peer {peer.uuid!r}", peer=peer.uuid)
         try:
             sock: _Socket = self._context.socket(zmq.DEALER)
         except zmq.ZMQError as exc:
