@@ -2,17 +2,19 @@
 
 ``p2p0mq-actors`` (or ``p2p0mq-actors demo``) runs the demo;
 ``p2p0mq-actors bench [options]`` runs the benchmark suite, with the options
-of ``python -m bench`` (``p2p0mq-actors bench --help`` lists them).
+of ``python -m bench`` (``p2p0mq-actors bench --help`` lists them). Output
+piped into a reader that stops early (``| head -1``) ends quietly.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
-from .demo import main as demo_main
+from . import demo
 
 USAGE = """usage: p2p0mq-actors [demo | bench [options]]
 
@@ -23,9 +25,20 @@ USAGE = """usage: p2p0mq-actors [demo | bench [options]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named by ``argv`` (``sys.argv[1:]`` by default); its exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit as a traceback
+    except BrokenPipeError:
+        demo.discard_output(sys.stdout)
+        return 1  # what Python itself exits with on EPIPE
+    return code
+
+
+def _run(args: list[str]) -> int:
     command = args.pop(0) if args else "demo"
-    if command == "demo" and not args:
+    if command == "demo":
+        parser = argparse.ArgumentParser(prog="p2p0mq-actors demo", description=demo.__doc__)
+        parser.parse_args(args)  # --help, or no arguments at all
         return _demo()
     if command == "bench":
         return _bench(args)
@@ -39,11 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _demo() -> int:
     logging.basicConfig(
-        stream=sys.stdout,
+        handlers=[demo.LogLines(sys.stdout)],
         level=logging.WARNING,
         format="  (log) %(levelname)s %(name)s: %(message)s",
     )
-    return demo_main()
+    return demo.main()
 
 
 def _bench(args: list[str]) -> int:

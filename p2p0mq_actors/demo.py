@@ -9,6 +9,8 @@ sent or dropped, with a reason.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import tempfile
 import threading
@@ -25,8 +27,47 @@ from .transport.keystore import KeyStore
 
 
 def _say(out: TextIO, line: str) -> None:
-    """One write per line: the Concerns print from their own threads."""
-    out.write(line + "\n")
+    """One write per line: the Concerns print from their own threads.
+
+    Flushed at once, so each line shows as it happens; once the reader is gone
+    (``p2p0mq-actors | head -1``) the rest is discarded, not a traceback in
+    every thread that writes.
+    """
+    try:
+        out.write(line + "\n")
+        out.flush()
+    except BrokenPipeError:
+        discard_output(out)
+
+
+def discard_output(out: TextIO) -> None:
+    """Send whatever is still to be written to ``out`` to /dev/null: its reader is gone.
+
+    Python's recipe for a closed pipe ("Note on SIGPIPE" in the docs of
+    ``signal``): later writes, and the flush at exit, then succeed instead of
+    raising ``BrokenPipeError`` again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, out.fileno())
+    finally:
+        os.close(devnull)
+
+
+class LogLines(logging.Handler):
+    """Log records as lines of the demo's output, among its own."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__()
+        self._out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # logging's rule: a bad record is reported, never raised
+            self.handleError(record)
+        else:
+            _say(self._out, line)
 
 
 class Chat(Concern):

@@ -5,7 +5,7 @@ Rules:
   too: a ZAP handler pointed at the folder then admits every listed key) and
   ``<path>/<private_dir>/<uuid>.key_secret`` holds our own key pair. Both are
   zmq certificates as ``zmq.auth.create_certificates`` writes them, read back
-  with ``zmq.auth.load_certificate``.
+  as ``zmq.auth.load_certificate`` reads them.
 - A uuid names a file only if it cannot escape its folder or hide in it:
   non-empty UTF-8, no ``/``, ``\\`` or NUL, no leading ``.``, short enough for
   a file name. Anything else is a ``ConfigurationError`` before any I/O.
@@ -15,6 +15,15 @@ Rules:
 - A secret file is created with mode 0600 (``O_EXCL``, mode given at creation:
   it is never readable by others, not even for an instant) inside a 0700
   folder. A secret key never appears in a log line, a repr or an error.
+- A pair is written under ``<path>/.keystore.lock`` (``flock``), one process
+  at a time; its old public file is removed first and the new one written
+  last, so a reader finds the public file of the secret one or none, never
+  another pair's. ``ensure`` writes a missing public file again from the
+  secret one (a zmq secret certificate holds both keys).
+- A key file is opened, then checked: it must be a regular file of at most
+  16 KiB. Opening does not wait (``O_NONBLOCK``), so a FIFO in the folder is
+  refused instead of blocking for ever; the bytes are parsed as
+  ``zmq.auth.load_certificate`` parses them.
 - Failing to load a key is a ``ConfigurationError`` naming the file, what is
   wrong and what to do; there is no fallback to plaintext.
 """
@@ -22,14 +31,14 @@ Rules:
 from __future__ import annotations
 
 import datetime
+import fcntl
 import logging
 import os
 import secrets
 import stat
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-
-import zmq.auth
 
 from ..core.errors import ConfigurationError
 from ..core.ports import KeyPair
@@ -49,6 +58,9 @@ _SECRET_MODE = 0o600
 _PUBLIC_MODE = 0o644
 _PRIVATE_DIR_MODE = 0o700
 _NOT_OWNER_ONLY = 0o077
+_LOCK_NAME = ".keystore.lock"  # beside the key folders, so their listings are keys only
+_MAX_KEY_FILE = 16 * 1024  # a certificate is a few hundred bytes, metadata included
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 # The banners pyzmq writes, so our files read like the ones p2p0mq makes.
 _SECRET_BANNER = (
@@ -86,8 +98,9 @@ class KeyStore:
             With False, missing folders are a ``ConfigurationError``.
 
     Raises:
-        ConfigurationError: a folder name is not a plain name, or the folders
-            cannot be created (``create=True``) or do not exist (``create=False``).
+        ConfigurationError: ``path`` is not a str or ``os.PathLike``, a folder
+            name is not a plain name, or the folders cannot be created
+            (``create=True``) or do not exist (``create=False``).
     """
 
     def __init__(
@@ -98,6 +111,13 @@ class KeyStore:
         private_dir: str = "private_keys",
         create: bool = True,
     ) -> None:
+        try:
+            self._path = Path(path)
+        except TypeError:  # bytes, None...: Path's own message says nothing of key stores
+            raise ConfigurationError(
+                f"a key store path must be a str or os.PathLike, got {type(path).__name__}; "
+                "pass a folder such as Path.home() / '.p2p0mq'"
+            ) from None
         _check_folder_name(public_dir, "public_dir")
         _check_folder_name(private_dir, "private_dir")
         if public_dir == private_dir:
@@ -105,7 +125,6 @@ class KeyStore:
                 f"public_dir and private_dir are both {public_dir!r}: secret keys must not "
                 "sit with public ones; give the folders different names"
             )
-        self._path = Path(path)
         self._public_path = self._path / public_dir
         self._private_path = self._path / private_dir
         if create:
@@ -133,7 +152,9 @@ class KeyStore:
 
         The secret file is created with mode 0600 in the private folder
         (made 0700 if it was looser); the public file goes to the public folder,
-        replacing any public file already there for ``uuid``.
+        replacing any public file already there for ``uuid``. Processes that
+        create the same pair at once take turns: the two files always hold
+        the same pair.
 
         Raises:
             ConfigurationError: ``uuid`` cannot name a file, a secret file for
@@ -141,27 +162,30 @@ class KeyStore:
         """
         stem = _file_stem(uuid)
         secret_file = self._private_path / (stem + SECRET_SUFFIX)
-        if not overwrite and _exists(secret_file):
-            raise _pair_exists(uuid, secret_file)
         self._secure_private_folder()
         keys = generate_keypair()
-        try:
-            _write_file(secret_file, _certificate(keys), _SECRET_MODE, replace=overwrite)
-        except FileExistsError:  # another process created it since we looked
-            raise _pair_exists(uuid, secret_file) from None
-        self._write_public(uuid, stem, keys.public)
+        with self._locked():
+            if not overwrite and _exists(secret_file):
+                raise _pair_exists(uuid, secret_file)
+            self._write_pair(uuid, stem, keys, overwrite=overwrite)
         log.info("created a key pair for %r in %s", uuid, secret_file)
         return keys
 
     def ensure(self, uuid: bytes) -> KeyPair:
-        """Our key pair for ``uuid``: loaded if its secret file exists, else created."""
-        secret_file = self._private_path / (_file_stem(uuid) + SECRET_SUFFIX)
-        if not _exists(secret_file):
+        """Our key pair for ``uuid``: loaded if its secret file exists, else created.
+
+        A missing public file of an existing pair (a ``create`` that failed
+        between its two files) is written again from the secret file.
+        """
+        stem = _file_stem(uuid)
+        if not _exists(self._private_path / (stem + SECRET_SUFFIX)):
             try:
                 return self.create(uuid)
             except _KeyPairExistsError:  # created concurrently: use that one
                 pass
-        return self.load(uuid)
+        if _exists(self._public_path / (stem + PUBLIC_SUFFIX)):
+            return self.load(uuid)
+        return self._restore_public(uuid, stem)
 
     def load(self, uuid: bytes) -> KeyPair:
         """Our key pair for ``uuid``, from ``<private>/<uuid>.key_secret``.
@@ -175,7 +199,7 @@ class KeyStore:
         """
         path = self._private_path / (_file_stem(uuid) + SECRET_SUFFIX)
         try:
-            mode = path.stat().st_mode
+            data, mode = _read_key_file(path, "secret key")
         except FileNotFoundError:
             raise ConfigurationError(
                 f"no key pair for uuid {_show(uuid)}: the secret key file {path} does not "
@@ -183,8 +207,6 @@ class KeyStore:
                 "KeyStore.ensure, or move the .key_secret file written by "
                 f"zmq.auth.create_certificates into {self._private_path}"
             ) from None
-        except OSError as exc:
-            raise _unreadable("secret key", path, exc) from exc
         if mode & _NOT_OWNER_ONLY:
             log.warning(
                 "secret key file %s is accessible by group or others (mode %03o); "
@@ -193,7 +215,7 @@ class KeyStore:
                 stat.S_IMODE(mode),
                 path,
             )
-        public, secret = _read_certificate(path, "secret key")
+        public, secret = _parse_certificate(data, "secret key", path)
         if not secret:
             raise ConfigurationError(
                 f"secret key file {path} has no secret-key line (it holds a public key "
@@ -210,13 +232,15 @@ class KeyStore:
             ConfigurationError: the file is missing, unreadable or malformed.
         """
         path = self._public_path / (_file_stem(uuid) + PUBLIC_SUFFIX)
-        if not _exists(path):
+        try:
+            data, _ = _read_key_file(path, "public key")
+        except FileNotFoundError:
             raise ConfigurationError(
                 f"no public key for peer {_show(uuid)}: {path} does not exist; add it with "
                 "KeyStore.add_public_key or copy the peer's .key file (written by "
                 f"zmq.auth.create_certificates) into {self._public_path}"
-            )
-        public, secret = _read_certificate(path, "public key")
+            ) from None
+        public, secret = _parse_certificate(data, "public key", path)
         if secret:
             log.warning(
                 "public key file %s also holds a secret key; the public folder is meant "
@@ -243,15 +267,8 @@ class KeyStore:
     def remove_public_key(self, uuid: bytes) -> bool:
         """Delete ``<public>/<uuid>.key``; False if there was none."""
         path = self._public_path / (_file_stem(uuid) + PUBLIC_SUFFIX)
-        try:
-            path.unlink()
-        except FileNotFoundError:
+        if not _remove_public_file(path):
             return False
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot remove public key file {path}: {_reason(exc)}; check the "
-                "folder's permissions"
-            ) from exc
         log.info("removed the public key of %r (%s)", uuid, path)
         return True
 
@@ -277,6 +294,51 @@ class KeyStore:
 
     # -- helpers ------------------------------------------------------------
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the store's lock file: one writer of pairs at a time, across processes."""
+        path = self._path / _LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _SECRET_MODE)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot open the key store's lock file {path}: {_reason(exc)}; check that "
+                f"{self._path} exists and this user may write to it"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _write_pair(self, uuid: bytes, stem: str, keys: KeyPair, *, overwrite: bool) -> None:
+        """Write both files of a pair; the caller holds the lock.
+
+        The old public file goes first and the new one comes last: whenever
+        this stops, the public file is the secret one's or is missing (and
+        ``ensure`` writes it again), never the public key of another pair.
+        """
+        secret_file = self._private_path / (stem + SECRET_SUFFIX)
+        _remove_public_file(self._public_path / (stem + PUBLIC_SUFFIX))
+        try:
+            _write_file(secret_file, _certificate(keys), _SECRET_MODE, replace=overwrite)
+        except FileExistsError:  # written by a process that does not take the lock
+            raise _pair_exists(uuid, secret_file) from None
+        self._write_public(uuid, stem, keys.public)
+
+    def _restore_public(self, uuid: bytes, stem: str) -> KeyPair:
+        """Our pair, after writing its missing public file from the secret file."""
+        with self._locked():  # else a create() under way could be undone
+            keys = self.load(uuid)
+            if not _exists(self._public_path / (stem + PUBLIC_SUFFIX)):
+                log.warning(
+                    "the public key file of %r was missing; writing it again from %s",
+                    uuid,
+                    self._private_path / (stem + SECRET_SUFFIX),
+                )
+                self._write_public(uuid, stem, keys.public)
+        return keys
+
     def _write_public(self, uuid: bytes, stem: str, key: bytes) -> None:
         path = self._public_path / (stem + PUBLIC_SUFFIX)
         _write_file(path, _certificate(KeyPair(public=key, secret=b"")), _PUBLIC_MODE)
@@ -286,15 +348,23 @@ class KeyStore:
         try:
             self._path.mkdir(parents=True, exist_ok=True)
             self._public_path.mkdir(exist_ok=True)
-            if not self._private_path.is_dir():
-                # Created 0700 & ~umask, never looser, then exactly 0700.
-                self._private_path.mkdir(mode=_PRIVATE_DIR_MODE)
-                self._private_path.chmod(_PRIVATE_DIR_MODE)
+            self._make_private_folder()
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot create the key store folders in {self._path}: {_reason(exc)}; "
                 "choose a path where this user can create folders"
             ) from exc
+
+    def _make_private_folder(self) -> None:
+        try:
+            # Created 0700 & ~umask, never looser, then exactly 0700.
+            self._private_path.mkdir(mode=_PRIVATE_DIR_MODE)
+        except FileExistsError:
+            # Made before, or by another process opening the store right now.
+            if self._private_path.is_dir():
+                return
+            raise
+        self._private_path.chmod(_PRIVATE_DIR_MODE)
 
     def _require_folders(self) -> None:
         for folder in (self._public_path, self._private_path):
@@ -468,15 +538,67 @@ def _both_z85(keys: KeyPair) -> bool:
     return True
 
 
-def _read_certificate(path: Path, what: str) -> tuple[bytes, bytes | None]:
+def _read_key_file(path: Path, what: str) -> tuple[bytes, int]:
+    """The bytes and mode of the regular file ``path``; ``FileNotFoundError`` if none.
+
+    The opened file is checked, not the name: a check by name, then an open,
+    could meet two different files.
+    """
     try:
-        return zmq.auth.load_certificate(path)
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        target = _link_target(path)
+        if target is None:
+            raise
+        raise _dangling(what, path, target) from None
     except OSError as exc:
         raise _unreadable(what, path, exc) from exc
-    except ValueError as exc:  # pyzmq: "No public key found in <file>"
-        raise _malformed(what, path, "it has no public-key line") from exc
-    except IndexError as exc:  # pyzmq splits a "public-key" line on "=" and takes [1]
-        raise _malformed(what, path, "a public-key or secret-key line has no '='") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_a_file(what, path, mode)
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(_MAX_KEY_FILE + 1)
+    except OSError as exc:
+        raise _unreadable(what, path, exc) from exc
+    finally:
+        os.close(fd)
+    if len(data) > _MAX_KEY_FILE:
+        raise ConfigurationError(
+            f"{what} file {path} is larger than {_MAX_KEY_FILE} bytes, too large for a zmq "
+            "certificate (a few hundred bytes); replace it with a file written by "
+            "zmq.auth.create_certificates or KeyStore"
+        )
+    return data, mode
+
+
+def _parse_certificate(data: bytes, what: str, path: Path) -> tuple[bytes, bytes | None]:
+    """The public and secret keys in ``data``, read as ``zmq.auth.load_certificate`` reads.
+
+    That function takes a file name only, which might name another file by
+    the time it opens it; so the checked bytes are parsed here, line by line
+    in the same way, and keep its results.
+    """
+    public: bytes | None = None
+    secret: bytes | None = None
+    for raw in data.split(b"\n"):
+        line = raw.strip()
+        if line.startswith(b"public-key"):
+            public = _key_value(line, what, path)
+        elif line.startswith(b"secret-key"):
+            secret = _key_value(line, what, path)
+        if public and secret:
+            break
+    if public is None:
+        raise _malformed(what, path, "it has no public-key line")
+    return public, secret
+
+
+def _key_value(line: bytes, what: str, path: Path) -> bytes:
+    _, equals, value = line.partition(b"=")
+    if not equals:
+        raise _malformed(what, path, "a public-key or secret-key line has no '='")
+    return value.strip(b" \t'\"")
 
 
 def _malformed(what: str, path: Path, why: str) -> ConfigurationError:
@@ -487,10 +609,43 @@ def _malformed(what: str, path: Path, why: str) -> ConfigurationError:
 
 
 def _unreadable(what: str, path: Path, exc: OSError) -> ConfigurationError:
+    mode = _SECRET_MODE if what == "secret key" else _PUBLIC_MODE
     return ConfigurationError(
         f"cannot read {what} file {path}: {_reason(exc)}; make it a file this user can "
-        "read (chmod 600 for a secret key file)"
+        f"read (chmod {mode:o} for a {what} file)"
     )
+
+
+def _not_a_file(what: str, path: Path, mode: int) -> ConfigurationError:
+    return ConfigurationError(
+        f"{what} file {path} is {_file_kind(mode)}, not a regular file; replace it with a "
+        "file written by zmq.auth.create_certificates or KeyStore"
+    )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
+
+
+def _dangling(what: str, path: Path, target: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{what} file {path} is a dangling symbolic link: its target {target} does not "
+        f"exist; point the link at the {what} file, or remove the link"
+    )
+
+
+def _link_target(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # not a link (or gone)
+        return None
 
 
 def _pair_exists(uuid: bytes, secret_file: Path) -> _KeyPairExistsError:
@@ -499,6 +654,19 @@ def _pair_exists(uuid: bytes, secret_file: Path) -> _KeyPairExistsError:
         "KeyStore.load, or pass overwrite=True to replace it (peers must then get the "
         "new public key)"
     )
+
+
+def _remove_public_file(path: Path) -> bool:
+    """Delete ``path``; False if there was none."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot remove public key file {path}: {_reason(exc)}; check the folder's permissions"
+        ) from exc
+    return True
 
 
 def _exists(path: Path) -> bool:

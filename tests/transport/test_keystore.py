@@ -7,6 +7,8 @@ import logging
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 from p2p0mq_actors.core.errors import ConfigurationError
 from p2p0mq_actors.core.ports import KeyPair
 from p2p0mq_actors.transport import KeyStore
-from p2p0mq_actors.transport.keys import generate_keypair
+from p2p0mq_actors.transport.keys import check_public_key, generate_keypair
 from p2p0mq_actors.transport.keystore import MAX_UUID_LEN
 
 UUID = b"1~1~1~1"
@@ -95,7 +97,7 @@ def test_the_folder_names_are_settable(tmp_path: Path) -> None:
 
     store.create(UUID)
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["priv", "pub"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".keystore.lock", "priv", "pub"]
     assert (store.public_path, store.private_path) == (tmp_path / "pub", tmp_path / "priv")
 
 
@@ -192,6 +194,103 @@ def test_writing_leaves_no_temporary_files_behind(store: KeyStore) -> None:
     assert os.listdir(store.private_path) == ["1~1~1~1.key_secret"]
 
 
+def test_a_public_file_lost_between_the_two_writes_is_written_again_by_ensure(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The disk fills up after the secret file is in place, before the public one.
+    public_file = store.public_path / "1~1~1~1.key"
+    real_replace = os.replace
+
+    def full_disk_for_the_public_file(src: str, dst: str) -> None:
+        if Path(dst) == public_file:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk_for_the_public_file)
+    with pytest.raises(ConfigurationError):
+        store.create(UUID)
+    monkeypatch.undo()
+    assert os.listdir(store.private_path) == ["1~1~1~1.key_secret"]
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        keys = store.ensure(UUID)
+
+    assert (store.load(UUID), store.public_key(UUID)) == (keys, keys.public)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the public key file of {UUID!r} was missing; writing it again from "
+        f"{store.private_path}/1~1~1~1.key_secret"
+    ]
+
+
+def _keys_on_disk(store: KeyStore) -> tuple[bytes, bytes | None]:
+    """The public key in our secret file, and the one in our public file (None if none)."""
+    secret_side = zmq.auth.load_certificate(store.private_path / "1~1~1~1.key_secret")[0]
+    try:
+        return secret_side, zmq.auth.load_certificate(store.public_path / "1~1~1~1.key")[0]
+    except OSError:
+        return secret_side, None
+
+
+def _on_each_rename(monkeypatch: pytest.MonkeyPatch, then: Callable[[], None]) -> None:
+    """Call ``then`` after each file the store renames or links into place."""
+    for name in ("replace", "link"):
+        real = getattr(os, name)
+
+        def spy(src: str, dst: str, *, real: Callable[[str, str], None] = real) -> None:
+            real(src, dst)
+            then()
+
+        monkeypatch.setattr(os, name, spy)
+
+
+def test_while_a_pair_is_replaced_the_public_file_never_holds_another_pairs_key(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.create(UUID)
+    seen: list[tuple[bytes, bytes | None]] = []
+    _on_each_rename(monkeypatch, lambda: seen.append(_keys_on_disk(store)))
+
+    new = store.create(UUID, overwrite=True)
+
+    assert seen == [(new.public, None), (new.public, new.public)]
+
+
+TRY_LOCK = """
+import fcntl, sys
+with open(sys.argv[1], "rb") as lock:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("held")
+    else:
+        print("free")
+"""
+
+
+def test_another_process_cannot_take_the_stores_lock_while_a_pair_is_written(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock = store.path / ".keystore.lock"
+    answers: list[str] = []
+
+    def ask_another_process() -> None:
+        done = subprocess.run(
+            [sys.executable, "-c", TRY_LOCK, str(lock)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        answers.append(done.stdout.strip() or done.stderr.strip().splitlines()[-1])
+
+    _on_each_rename(monkeypatch, ask_another_process)
+    store.create(UUID)
+    monkeypatch.undo()
+    ask_another_process()
+
+    assert answers == ["held", "held", "free"]
+
+
 # -- load failures ---------------------------------------------------------------
 
 
@@ -226,24 +325,34 @@ def test_an_unreadable_secret_file_is_a_configuration_error(store: KeyStore) -> 
     )
 
 
-def test_a_permission_error_while_reading_is_a_configuration_error(
-    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("what", "name", "advice"),
+    [
+        ("secret key", "private_keys/1~1~1~1.key_secret", "chmod 600 for a secret key file"),
+        ("public key", "public_keys/1~1~1~1.key", "chmod 644 for a public key file"),
+    ],
+)
+def test_a_permission_error_while_reading_says_how_to_make_that_file_readable(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch, what: str, name: str, advice: str
 ) -> None:
     # The chmod 000 test above cannot run as root; this one fakes the refusal.
     store.create(UUID)
-    path = store.private_path / "1~1~1~1.key_secret"
+    path = store.path / name
+    real_open = os.open
 
-    def refuse(filename: object) -> tuple[bytes, bytes | None]:
-        raise PermissionError(13, "Permission denied", str(filename))
+    def refuse(file: str | os.PathLike[str], flags: int, *args: int) -> int:
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, flags, *args)
 
-    monkeypatch.setattr(zmq.auth, "load_certificate", refuse)
+    monkeypatch.setattr(os, "open", refuse)
 
     with pytest.raises(ConfigurationError) as info:
-        store.load(UUID)
+        store.load(UUID) if what == "secret key" else store.public_key(UUID)
 
     assert str(info.value) == (
-        f"cannot read secret key file {path}: Permission denied; make it a file this "
-        "user can read (chmod 600 for a secret key file)"
+        f"cannot read {what} file {path}: Permission denied; make it a file this "
+        f"user can read ({advice})"
     )
 
 
@@ -255,9 +364,100 @@ def test_a_secret_file_that_is_a_folder_is_a_configuration_error(store: KeyStore
         store.load(UUID)
 
     assert str(info.value) == (
-        f"cannot read secret key file {path}: Is a directory; make it a file this user "
-        "can read (chmod 600 for a secret key file)"
+        f"secret key file {path} is a folder, not a regular file; replace it with a file "
+        "written by zmq.auth.create_certificates or KeyStore"
     )
+
+
+@pytest.mark.timeout(10)  # before key files were opened without waiting, this hung
+def test_a_fifo_as_the_secret_key_file_is_refused_at_once(store: KeyStore) -> None:
+    path = store.private_path / "1~1~1~1.key_secret"
+    os.mkfifo(path, 0o600)
+
+    for read in (store.load, store.ensure):
+        with pytest.raises(ConfigurationError) as info:
+            read(UUID)
+
+        assert str(info.value) == (
+            f"secret key file {path} is a FIFO, not a regular file; replace it with a file "
+            "written by zmq.auth.create_certificates or KeyStore"
+        )
+
+
+@pytest.mark.timeout(10)
+def test_a_link_to_a_device_as_the_secret_key_file_is_refused(
+    store: KeyStore,
+) -> None:
+    path = store.private_path / "1~1~1~1.key_secret"
+    path.symlink_to("/dev/null")
+
+    with pytest.raises(ConfigurationError) as info:
+        store.load(UUID)
+
+    assert str(info.value) == (
+        f"secret key file {path} is a character device, not a regular file; replace it "
+        "with a file written by zmq.auth.create_certificates or KeyStore"
+    )
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_or_device_among_public_key_files_is_skipped_with_a_warning(
+    store: KeyStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer = generate_keypair().public
+    store.add_public_key(PEER, peer)
+    fifo, device = store.public_path / "3~3~3~3.key", store.public_path / "4~4~4~4.key"
+    os.mkfifo(fifo)
+    device.symlink_to("/dev/null")
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        keys = store.public_keys()
+
+    assert keys == {PEER: peer}
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            f"skipping {path}: public key file {path} is {kind}, not a regular file; replace "
+            "it with a file written by zmq.auth.create_certificates or KeyStore",
+        )
+        for path, kind in ((fifo, "a FIFO"), (device, "a character device"))
+    ]
+
+
+def test_a_key_file_larger_than_16_kib_is_refused(store: KeyStore) -> None:
+    keys = generate_keypair()
+    padding = "# padding\n" * 2000  # 20 kB, then a valid certificate
+    path = write_secret_file(store, UUID, padding + certificate(keys.public, keys.secret))
+
+    with pytest.raises(ConfigurationError) as info:
+        store.load(UUID)
+
+    assert str(info.value) == (
+        f"secret key file {path} is larger than 16384 bytes, too large for a zmq certificate "
+        "(a few hundred bytes); replace it with a file written by "
+        "zmq.auth.create_certificates or KeyStore"
+    )
+
+
+@pytest.mark.parametrize(
+    ("what", "name"),
+    [("secret key", "private_keys/1~1~1~1.key_secret"), ("public key", "public_keys/1~1~1~1.key")],
+)
+def test_a_dangling_link_as_a_key_file_is_reported_as_one(
+    store: KeyStore, what: str, name: str
+) -> None:
+    path = store.path / name
+    path.symlink_to(store.path / "gone")
+    reads = [store.load, store.ensure] if what == "secret key" else [store.public_key]
+
+    for read in reads:
+        with pytest.raises(ConfigurationError) as info:
+            read(UUID)
+
+        assert str(info.value) == (
+            f"{what} file {path} is a dangling symbolic link: its target {store.path}/gone "
+            f"does not exist; point the link at the {what} file, or remove the link"
+        )
 
 
 def test_a_secret_file_readable_by_others_loads_with_a_warning(
@@ -316,6 +516,27 @@ def test_any_file_content_either_loads_or_is_a_configuration_error(content: byte
             with contextlib.suppress(ConfigurationError):
                 read(UUID)
         assert set(store.public_keys()) <= {UUID}
+
+
+@given(content=st.binary(max_size=200) | st.lists(_cert_lines).map("\n".join).map(str.encode))
+def test_key_files_are_read_as_zmq_auth_reads_them(content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        store = KeyStore(root)
+        path = store.public_path / "1~1~1~1.key"
+        path.write_bytes(content)
+        theirs: bytes | None
+        try:
+            theirs = check_public_key(zmq.auth.load_certificate(path)[0])
+        except (ValueError, IndexError, ConfigurationError):
+            theirs = None
+
+        ours: bytes | None
+        try:
+            ours = store.public_key(UUID)
+        except ConfigurationError:
+            ours = None
+
+        assert ours == theirs
 
 
 def test_a_secret_file_holding_only_a_public_key_is_refused(store: KeyStore) -> None:
@@ -443,7 +664,7 @@ def test_any_uuid_either_works_or_is_a_configuration_error_and_stays_in_the_fold
         except ConfigurationError:
             pass
 
-        for path in _files_under(root):
+        for path in _files_under(root) - {str(store.path / ".keystore.lock")}:
             assert os.path.dirname(path) in (str(store.private_path), str(store.public_path))
 
 
@@ -629,6 +850,51 @@ def test_a_store_path_that_is_a_file_is_a_configuration_error(tmp_path: Path) ->
     assert str(info.value) == (
         f"cannot create the key store folders in {path}: File exists; choose a path where "
         "this user can create folders"
+    )
+
+
+def test_a_private_folder_made_by_another_process_at_the_same_moment_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process opening the same new store makes the folder between
+    # our look and our mkdir.
+    private = tmp_path / "private_keys"
+    real_mkdir = os.mkdir
+
+    def mkdir_after_the_other(path: str | os.PathLike[str], mode: int = 0o777) -> None:
+        if Path(path) == private:
+            real_mkdir(path, 0o700)
+        real_mkdir(path, mode)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_after_the_other)
+
+    store = KeyStore(tmp_path)
+
+    assert (store.private_path, mode_of(private)) == (private, 0o700)
+
+
+def test_a_file_where_the_private_folder_goes_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "private_keys").write_text("")
+
+    with pytest.raises(ConfigurationError) as info:
+        KeyStore(tmp_path)
+
+    assert str(info.value) == (
+        f"cannot create the key store folders in {tmp_path}: File exists; choose a path "
+        "where this user can create folders"
+    )
+
+
+@pytest.mark.parametrize("path", [b"/tmp/keys", None])
+def test_a_store_path_that_is_not_str_or_pathlike_is_a_configuration_error(
+    path: object,
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        KeyStore(path)  # type: ignore[arg-type]
+
+    assert str(info.value) == (
+        f"a key store path must be a str or os.PathLike, got {type(path).__name__}; pass a "
+        "folder such as Path.home() / '.p2p0mq'"
     )
 
 
