@@ -354,6 +354,12 @@ class Scheduler(Actor):
     def on_stop(self) -> None:
         self._shutdown()
 
+    def on_failure(self, *_exc_info: object) -> None:
+        """A bug (pykka logged it): what it holds is dropped as ``"stopped"``,
+        so that no message is left without an outcome, and the intake is
+        closed, so that sends raise instead of waiting for nobody."""
+        self._shutdown()
+
     def counters(self) -> dict[str, int]:
         """Epochs started and epochs preempted so far, by the Scheduler or at
         the intake (ask it through a proxy)."""

@@ -4,13 +4,14 @@ so that the node's bound never holds back the intake for nothing."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sendpath_kit import Kit, make
 
-from p2p0mq_actors.core.errors import NoPeerError, PeerUnreachableError
+from p2p0mq_actors.core.errors import ConfigurationError, NoPeerError, PeerUnreachableError
 from p2p0mq_actors.core.fairness import Plan, PlanResult
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.runtime.intake import Intake
@@ -22,6 +23,7 @@ from p2p0mq_actors.runtime.messages import (
     PeerFailed,
     PeerWritable,
     RemovePeer,
+    Retry,
 )
 from p2p0mq_actors.runtime.scheduler import TAKE_INTAKE
 from p2p0mq_actors.testing.recorder import MessageLog
@@ -175,3 +177,20 @@ def test_what_a_blocked_peer_holds_here_is_dropped_once_it_expires_with_nothing_
     depths = sched.proxy().depths().get(timeout=5)
     assert depths == {**NO_WORK, "medium": 1}  # the one its connection holds: its own to drop
     assert len(logs[b"x"]) == 1  # no plan for a blocked peer meanwhile
+
+
+def test_a_scheduler_that_crashes_drops_what_it_holds_and_closes_the_intake(
+    kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="pykka")
+    intake = Intake(8, lambda: None)
+    sched, logs = kit.scheduler_with(b"x", intake=intake)
+    plan, f, s = plan_of_three(kit, sched, logs[b"x"])
+    sched.tell(unsent(plan))  # blocked: the two come back here
+    sched.ask(FLUSH)
+    sched.tell(Retry((), (None,)))  # malformed: handling it raises, as a bug would
+    kit.book.wait_for(lambda b: len(b.dropped) == 2)
+    assert kit.book.dropped == [(f, "stopped"), (s, "stopped")]
+    assert sched.actor_stopped.wait(5)
+    with pytest.raises(ConfigurationError, match="stopped"):
+        intake.put([make(kit.clock, b"x")])
