@@ -9,39 +9,42 @@ Rules:
 - A uuid names a file only if it cannot escape its folder or hide in it:
   non-empty UTF-8, no ``/``, ``\\`` or NUL, no leading ``.``, short enough for
   a file name. Anything else is a ``ConfigurationError`` before any I/O.
-- Every file is written to a temporary file in its own folder, then renamed
-  into place: a reader sees the old file or the new one, never half of one.
-  Temporary names start with ``.``, which no uuid may, so listings skip them.
-- A secret file is created with mode 0600 (``O_EXCL``, mode given at creation:
-  it is never readable by others, not even for an instant) inside a 0700
-  folder. A secret key never appears in a log line, a repr or an error.
+- Files are written whole and read from regular files only (``keyfiles``);
+  a temporary file's name starts with ``.``, which no uuid's may, so
+  listings skip them. A secret file has mode 0600 from its creation, in a
+  0700 folder. A secret key never appears in a log line, a repr or an error.
 - A pair is written under ``<path>/.keystore.lock`` (``flock``), one process
   at a time; its old public file is removed first and the new one written
   last, so a reader finds the public file of the secret one or none, never
   another pair's. ``ensure`` writes a missing public file again from the
   secret one (a zmq secret certificate holds both keys).
-- A key file is opened, then checked: it must be a regular file of at most
-  16 KiB. Opening does not wait (``O_NONBLOCK``), so a FIFO in the folder is
-  refused instead of blocking for ever; the bytes are parsed as
-  ``zmq.auth.load_certificate`` parses them.
 - Failing to load a key is a ``ConfigurationError`` naming the file, what is
   wrong and what to do; there is no fallback to plaintext.
 """
 
 from __future__ import annotations
 
-import datetime
 import fcntl
 import logging
 import os
-import secrets
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.errors import ConfigurationError
 from ..core.ports import KeyPair
+from .keyfiles import (
+    PUBLIC_MODE,
+    SECRET_MODE,
+    certificate,
+    exists,
+    parse_certificate,
+    read_key_file,
+    reason,
+    remove_file,
+    write_file,
+)
 from .keys import check_key_pair, check_public_key, generate_keypair
 
 __all__ = ["MAX_UUID_LEN", "KeyStore"]
@@ -54,26 +57,9 @@ _NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
 MAX_UUID_LEN = _NAME_MAX - len(SECRET_SUFFIX)
 """The longest uuid (in bytes) that still fits in a secret key file's name."""
 
-_SECRET_MODE = 0o600
-_PUBLIC_MODE = 0o644
 _PRIVATE_DIR_MODE = 0o700
 _NOT_OWNER_ONLY = 0o077
 _LOCK_NAME = ".keystore.lock"  # beside the key folders, so their listings are keys only
-_MAX_KEY_FILE = 16 * 1024  # a certificate is a few hundred bytes, metadata included
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-
-# The banners pyzmq writes, so our files read like the ones p2p0mq makes.
-_SECRET_BANNER = (
-    "#   ****  Generated on {now} by p2p0mq-actors  ****\n"
-    "#   ZeroMQ CURVE **Secret** Certificate\n"
-    "#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n\n"
-)
-_PUBLIC_BANNER = (
-    "#   ****  Generated on {now} by p2p0mq-actors  ****\n"
-    "#   ZeroMQ CURVE Public Certificate\n"
-    "#   Exchange securely, or use a secure mechanism to verify the contents\n"
-    "#   of this file after exchange.\n\n"
-)
 
 
 class KeyStore:
@@ -165,7 +151,7 @@ class KeyStore:
         self._secure_private_folder()
         keys = generate_keypair()
         with self._locked():
-            if not overwrite and _exists(secret_file):
+            if not overwrite and exists(secret_file):
                 raise _pair_exists(uuid, secret_file)
             self._write_pair(uuid, stem, keys, overwrite=overwrite)
         log.info("created a key pair for %r in %s", uuid, secret_file)
@@ -178,12 +164,12 @@ class KeyStore:
         between its two files) is written again from the secret file.
         """
         stem = _file_stem(uuid)
-        if not _exists(self._private_path / (stem + SECRET_SUFFIX)):
+        if not exists(self._private_path / (stem + SECRET_SUFFIX)):
             try:
                 return self.create(uuid)
             except _KeyPairExistsError:  # created concurrently: use that one
                 pass
-        if _exists(self._public_path / (stem + PUBLIC_SUFFIX)):
+        if exists(self._public_path / (stem + PUBLIC_SUFFIX)):
             return self.load(uuid)
         return self._restore_public(uuid, stem)
 
@@ -199,7 +185,7 @@ class KeyStore:
         """
         path = self._private_path / (_file_stem(uuid) + SECRET_SUFFIX)
         try:
-            data, mode = _read_key_file(path, "secret key")
+            data, mode = read_key_file(path, "secret key")
         except FileNotFoundError:
             raise ConfigurationError(
                 f"no key pair for uuid {_show(uuid)}: the secret key file {path} does not "
@@ -215,7 +201,7 @@ class KeyStore:
                 stat.S_IMODE(mode),
                 path,
             )
-        public, secret = _parse_certificate(data, "secret key", path)
+        public, secret = parse_certificate(data, "secret key", path)
         if not secret:
             raise ConfigurationError(
                 f"secret key file {path} has no secret-key line (it holds a public key "
@@ -233,14 +219,14 @@ class KeyStore:
         """
         path = self._public_path / (_file_stem(uuid) + PUBLIC_SUFFIX)
         try:
-            data, _ = _read_key_file(path, "public key")
+            data, _ = read_key_file(path, "public key")
         except FileNotFoundError:
             raise ConfigurationError(
                 f"no public key for peer {_show(uuid)}: {path} does not exist; add it with "
                 "KeyStore.add_public_key or copy the peer's .key file (written by "
                 f"zmq.auth.create_certificates) into {self._public_path}"
             ) from None
-        public, secret = _parse_certificate(data, "public key", path)
+        public, secret = parse_certificate(data, "public key", path)
         if secret:
             log.warning(
                 "public key file %s also holds a secret key; the public folder is meant "
@@ -267,7 +253,7 @@ class KeyStore:
     def remove_public_key(self, uuid: bytes) -> bool:
         """Delete ``<public>/<uuid>.key``; False if there was none."""
         path = self._public_path / (_file_stem(uuid) + PUBLIC_SUFFIX)
-        if not _remove_public_file(path):
+        if not remove_file(path):
             return False
         log.info("removed the public key of %r (%s)", uuid, path)
         return True
@@ -299,10 +285,10 @@ class KeyStore:
         """Hold the store's lock file: one writer of pairs at a time, across processes."""
         path = self._path / _LOCK_NAME
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _SECRET_MODE)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, SECRET_MODE)
         except OSError as exc:
             raise ConfigurationError(
-                f"cannot open the key store's lock file {path}: {_reason(exc)}; check that "
+                f"cannot open the key store's lock file {path}: {reason(exc)}; check that "
                 f"{self._path} exists and this user may write to it"
             ) from exc
         try:
@@ -319,9 +305,9 @@ class KeyStore:
         ``ensure`` writes it again), never the public key of another pair.
         """
         secret_file = self._private_path / (stem + SECRET_SUFFIX)
-        _remove_public_file(self._public_path / (stem + PUBLIC_SUFFIX))
+        remove_file(self._public_path / (stem + PUBLIC_SUFFIX))
         try:
-            _write_file(secret_file, _certificate(keys), _SECRET_MODE, replace=overwrite)
+            write_file(secret_file, certificate(keys), SECRET_MODE, replace=overwrite)
         except FileExistsError:  # written by a process that does not take the lock
             raise _pair_exists(uuid, secret_file) from None
         self._write_public(uuid, stem, keys.public)
@@ -330,7 +316,7 @@ class KeyStore:
         """Our pair, after writing its missing public file from the secret file."""
         with self._locked():  # else a create() under way could be undone
             keys = self.load(uuid)
-            if not _exists(self._public_path / (stem + PUBLIC_SUFFIX)):
+            if not exists(self._public_path / (stem + PUBLIC_SUFFIX)):
                 log.warning(
                     "the public key file of %r was missing; writing it again from %s",
                     uuid,
@@ -341,7 +327,7 @@ class KeyStore:
 
     def _write_public(self, uuid: bytes, stem: str, key: bytes) -> None:
         path = self._public_path / (stem + PUBLIC_SUFFIX)
-        _write_file(path, _certificate(KeyPair(public=key, secret=b"")), _PUBLIC_MODE)
+        write_file(path, certificate(KeyPair(public=key, secret=b"")), PUBLIC_MODE)
         log.info("stored the public key of %r in %s", uuid, path)
 
     def _make_folders(self) -> None:
@@ -351,7 +337,7 @@ class KeyStore:
             self._make_private_folder()
         except OSError as exc:
             raise ConfigurationError(
-                f"cannot create the key store folders in {self._path}: {_reason(exc)}; "
+                f"cannot create the key store folders in {self._path}: {reason(exc)}; "
                 "choose a path where this user can create folders"
             ) from exc
 
@@ -387,7 +373,7 @@ class KeyStore:
                 self._private_path.chmod(_PRIVATE_DIR_MODE)
         except OSError as exc:
             raise ConfigurationError(
-                f"cannot use private key folder {self._private_path}: {_reason(exc)}; "
+                f"cannot use private key folder {self._private_path}: {reason(exc)}; "
                 "it must exist and belong to this user"
             ) from exc
 
@@ -397,7 +383,7 @@ class KeyStore:
             names = os.listdir(folder)
         except OSError as exc:
             raise ConfigurationError(
-                f"cannot list key folder {folder}: {_reason(exc)}; check that it exists "
+                f"cannot list key folder {folder}: {reason(exc)}; check that it exists "
                 "and is readable"
             ) from exc
         return sorted(n for n in names if n.endswith(suffix) and not n.startswith("."))
@@ -460,54 +446,6 @@ def _check_folder_name(name: object, what: str) -> None:
         )
 
 
-def _certificate(keys: KeyPair) -> bytes:
-    """A zmq certificate file's text; a public one when ``keys.secret`` is empty."""
-    now = datetime.datetime.now().isoformat(sep=" ", timespec="seconds")
-    banner = _SECRET_BANNER if keys.secret else _PUBLIC_BANNER
-    lines = [banner.format(now=now) + "metadata", "curve"]
-    lines.append(f'    public-key = "{keys.public.decode("ascii")}"')
-    if keys.secret:
-        lines.append(f'    secret-key = "{keys.secret.decode("ascii")}"')
-    return ("\n".join(lines) + "\n").encode("ascii")
-
-
-def _write_file(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file created with ``mode``.
-
-    With ``replace`` False an existing ``path`` is left alone and
-    ``FileExistsError`` raised (``os.link`` refuses atomically).
-    """
-    temp = path.with_name(f".tmp-{secrets.token_hex(8)}.part")
-    try:
-        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
-    except OSError as exc:
-        raise _unwritable(path, exc) from exc
-    try:
-        with open(fd, "wb") as file:
-            os.fchmod(fd, mode)  # the umask may have removed bits we want (never added)
-            file.write(data)
-            file.flush()
-            os.fsync(fd)
-        if replace:
-            os.replace(temp, path)
-        else:
-            os.link(temp, path)
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        raise _unwritable(path, exc) from exc
-    finally:
-        with suppress(OSError):
-            os.unlink(temp)
-
-
-def _unwritable(path: Path, exc: OSError) -> ConfigurationError:
-    return ConfigurationError(
-        f"cannot write key file {path}: {_reason(exc)}; check that {path.parent} exists "
-        "and this user may write to it"
-    )
-
-
 def _checked_pair(path: Path, uuid: bytes, keys: KeyPair) -> KeyPair:
     renew = (
         f"make a new pair with KeyStore.create({_show(uuid)}, overwrite=True) and give "
@@ -538,152 +476,12 @@ def _both_z85(keys: KeyPair) -> bool:
     return True
 
 
-def _read_key_file(path: Path, what: str) -> tuple[bytes, int]:
-    """The bytes and mode of the regular file ``path``; ``FileNotFoundError`` if none.
-
-    The opened file is checked, not the name: a check by name, then an open,
-    could meet two different files.
-    """
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
-        target = _link_target(path)
-        if target is None:
-            raise
-        raise _dangling(what, path, target) from None
-    except OSError as exc:
-        raise _unreadable(what, path, exc) from exc
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise _not_a_file(what, path, mode)
-        with open(fd, "rb", closefd=False) as file:
-            data = file.read(_MAX_KEY_FILE + 1)
-    except OSError as exc:
-        raise _unreadable(what, path, exc) from exc
-    finally:
-        os.close(fd)
-    if len(data) > _MAX_KEY_FILE:
-        raise ConfigurationError(
-            f"{what} file {path} is larger than {_MAX_KEY_FILE} bytes, too large for a zmq "
-            "certificate (a few hundred bytes); replace it with a file written by "
-            "zmq.auth.create_certificates or KeyStore"
-        )
-    return data, mode
-
-
-def _parse_certificate(data: bytes, what: str, path: Path) -> tuple[bytes, bytes | None]:
-    """The public and secret keys in ``data``, read as ``zmq.auth.load_certificate`` reads.
-
-    That function takes a file name only, which might name another file by
-    the time it opens it; so the checked bytes are parsed here, line by line
-    in the same way, and keep its results.
-    """
-    public: bytes | None = None
-    secret: bytes | None = None
-    for raw in data.split(b"\n"):
-        line = raw.strip()
-        if line.startswith(b"public-key"):
-            public = _key_value(line, what, path)
-        elif line.startswith(b"secret-key"):
-            secret = _key_value(line, what, path)
-        if public and secret:
-            break
-    if public is None:
-        raise _malformed(what, path, "it has no public-key line")
-    return public, secret
-
-
-def _key_value(line: bytes, what: str, path: Path) -> bytes:
-    _, equals, value = line.partition(b"=")
-    if not equals:
-        raise _malformed(what, path, "a public-key or secret-key line has no '='")
-    return value.strip(b" \t'\"")
-
-
-def _malformed(what: str, path: Path, why: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"{what} file {path} is not a zmq certificate: {why}; replace it with a file "
-        "written by zmq.auth.create_certificates or KeyStore"
-    )
-
-
-def _unreadable(what: str, path: Path, exc: OSError) -> ConfigurationError:
-    mode = _SECRET_MODE if what == "secret key" else _PUBLIC_MODE
-    return ConfigurationError(
-        f"cannot read {what} file {path}: {_reason(exc)}; make it a file this user can "
-        f"read (chmod {mode:o} for a {what} file)"
-    )
-
-
-def _not_a_file(what: str, path: Path, mode: int) -> ConfigurationError:
-    return ConfigurationError(
-        f"{what} file {path} is {_file_kind(mode)}, not a regular file; replace it with a "
-        "file written by zmq.auth.create_certificates or KeyStore"
-    )
-
-
-def _file_kind(mode: int) -> str:
-    kinds = [
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ]
-    return next((kind for test, kind in kinds if test(mode)), "a special file")
-
-
-def _dangling(what: str, path: Path, target: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"{what} file {path} is a dangling symbolic link: its target {target} does not "
-        f"exist; point the link at the {what} file, or remove the link"
-    )
-
-
-def _link_target(path: Path) -> str | None:
-    try:
-        return os.readlink(path)
-    except OSError:  # not a link (or gone)
-        return None
-
-
 def _pair_exists(uuid: bytes, secret_file: Path) -> _KeyPairExistsError:
     return _KeyPairExistsError(
         f"a key pair for uuid {_show(uuid)} already exists ({secret_file}); load it with "
         "KeyStore.load, or pass overwrite=True to replace it (peers must then get the "
         "new public key)"
     )
-
-
-def _remove_public_file(path: Path) -> bool:
-    """Delete ``path``; False if there was none."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot remove public key file {path}: {_reason(exc)}; check the folder's permissions"
-        ) from exc
-    return True
-
-
-def _exists(path: Path) -> bool:
-    try:
-        path.lstat()
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot look for key file {path}: {_reason(exc)}; check that {path.parent} "
-            "is a folder this user may read"
-        ) from exc
-    return True
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
 
 
 def _show(uuid: bytes, limit: int = 60) -> str:
