@@ -275,5 +275,11 @@ class Intake:
         with self._cond:
             return len(self._queue)
 
+    def __bool__(self) -> bool:
+        """Always true: ``if concern.intake:`` asks whether there is one (a
+        Concern started alone has none), not whether it holds messages
+        (``len`` says that)."""
+        return True
+
     def __repr__(self) -> str:
         return f"<Intake {len(self)}/{self.capacity} puts={self.puts} wakes={self.wakes}>"

@@ -243,3 +243,8 @@ def test_work_left_behind_by_a_take_does_not_preempt_the_next_epoch() -> None:
     preemption = Preemption()
     intake.watch((preemption, frozenset({b"x"})))
     assert not preemption.requested  # y's message waits to be taken, not to preempt
+
+
+def test_an_empty_intake_is_still_an_intake() -> None:
+    intake = Intake(4, lambda: None)
+    assert len(intake) == 0 and intake  # ``if concern.intake:`` finds it
