@@ -284,10 +284,13 @@ class KeyStore:
     def _locked(self) -> Iterator[None]:
         """Hold the store's lock file: one writer of pairs at a time, across processes."""
         path = self._path / _LOCK_NAME
+        # Read-only is enough for flock, and 0644 lets a group sharing the
+        # store take it too; a link planted in its place is not followed.
+        flags = os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, SECRET_MODE)
+            fd = os.open(path, flags, PUBLIC_MODE)
         except OSError as exc:
-            raise ConfigurationError(
+            raise _LockUnavailableError(
                 f"cannot open the key store's lock file {path}: {reason(exc)}; check that "
                 f"{self._path} exists and this user may write to it"
             ) from exc
@@ -313,17 +316,28 @@ class KeyStore:
         self._write_public(uuid, stem, keys.public)
 
     def _restore_public(self, uuid: bytes, stem: str) -> KeyPair:
-        """Our pair, after writing its missing public file from the secret file."""
-        with self._locked():  # else a create() under way could be undone
-            keys = self.load(uuid)
-            if not exists(self._public_path / (stem + PUBLIC_SUFFIX)):
-                log.warning(
-                    "the public key file of %r was missing; writing it again from %s",
-                    uuid,
-                    self._private_path / (stem + SECRET_SUFFIX),
-                )
-                self._write_public(uuid, stem, keys.public)
-        return keys
+        """Our pair, after writing its missing public file from the secret
+        file if this user may (a store it may only read still loads)."""
+        try:
+            with self._locked():  # else a create() under way could be undone
+                keys = self.load(uuid)
+                if not exists(self._public_path / (stem + PUBLIC_SUFFIX)):
+                    self._rewrite_public(uuid, stem, keys.public)
+                return keys
+        except _LockUnavailableError as exc:
+            log.warning("%s; loading the pair of %r without writing its public file", exc, uuid)
+            return self.load(uuid)
+
+    def _rewrite_public(self, uuid: bytes, stem: str, key: bytes) -> None:
+        log.warning(
+            "the public key file of %r was missing; writing it again from %s",
+            uuid,
+            self._private_path / (stem + SECRET_SUFFIX),
+        )
+        try:
+            self._write_public(uuid, stem, key)
+        except ConfigurationError as exc:  # a store this user may only read: it still loads
+            log.warning("%s; going on without it", exc)
 
     def _write_public(self, uuid: bytes, stem: str, key: bytes) -> None:
         path = self._public_path / (stem + PUBLIC_SUFFIX)
@@ -394,6 +408,10 @@ class KeyStore:
             return str(len(cls._names(folder, suffix)))
         except ConfigurationError:
             return "?"
+
+
+class _LockUnavailableError(ConfigurationError):
+    """The store's lock file cannot be opened (a store this user may only read)."""
 
 
 class _KeyPairExistsError(ConfigurationError):

@@ -194,6 +194,33 @@ def test_writing_leaves_no_temporary_files_behind(store: KeyStore) -> None:
     assert os.listdir(store.private_path) == ["1~1~1~1.key_secret"]
 
 
+@pytest.mark.parametrize("cannot", ["lock", "write"])
+def test_a_store_this_user_may_only_read_still_loads_a_pair_missing_its_public_file(
+    store: KeyStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    cannot: str,
+) -> None:
+    # As on a read-only mount holding only the secret file (root may write
+    # anywhere here, so the lock file's place is taken, or a write refused).
+    made = store.create(UUID)
+    (store.public_path / "1~1~1~1.key").unlink()
+    if cannot == "lock":
+        (store.path / ".keystore.lock").unlink(missing_ok=True)
+        (store.path / ".keystore.lock").mkdir()
+    else:
+
+        def read_only(*_args: object) -> None:
+            raise OSError(30, "Read-only file system")
+
+        monkeypatch.setattr(os, "replace", read_only)
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert store.ensure(UUID) == made
+
+    assert "Read-only file system" in caplog.text or "lock file" in caplog.text
+
+
 def test_a_public_file_lost_between_the_two_writes_is_written_again_by_ensure(
     store: KeyStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
