@@ -70,6 +70,9 @@ peer (``Node(max_message_size=...)``)."""
 MIN_MESSAGE_SIZE: Final = 4096
 """The least such limit: libzmq applies it to the CURVE handshake's own
 commands too (a few hundred bytes)."""
+MAX_MESSAGE_SIZE_LIMIT: Final = 2**62
+"""The most it may be: libzmq's ``MAXMSGSIZE`` is an int64, checked on the
+frame as it comes encrypted (a few bytes longer)."""
 _NO_LIMIT: Final = 2**63
 
 
@@ -77,13 +80,16 @@ def check_message_size(value: object) -> int | None:
     """``value`` if it is a valid frame size limit (None: no limit).
 
     Raises:
-        ConfigurationError: not None nor an int >= ``MIN_MESSAGE_SIZE``.
+        ConfigurationError: not None nor an int from ``MIN_MESSAGE_SIZE``
+            to ``MAX_MESSAGE_SIZE_LIMIT``.
     """
-    if value is None or (type(value) is int and value >= MIN_MESSAGE_SIZE):
+    if value is None or (
+        type(value) is int and MIN_MESSAGE_SIZE <= value <= MAX_MESSAGE_SIZE_LIMIT
+    ):
         return value
     raise ConfigurationError(
-        f"max_message_size must be None (no limit) or an int >= {MIN_MESSAGE_SIZE} "
-        f"(bytes), not {short_repr(value)}"
+        f"max_message_size must be None (no limit) or an int from {MIN_MESSAGE_SIZE} "
+        f"to 2**62 (bytes), not {short_repr(value)}"
     )
 
 

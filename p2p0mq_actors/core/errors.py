@@ -148,6 +148,8 @@ def _put(value: object, pieces: list[str], room: int) -> int:
         return _put_items(value, pieces, room)
     if type(value) is dict:
         return _put_map(value, pieces, room)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # msgpack's ExtType, say
+        return _put_named(value, pieces, room)
     if type(value) is str or type(value) is bytes:
         text = _head_repr(value, room)
     else:
@@ -170,6 +172,21 @@ def _put_items(items: list[Any] | tuple[Any, ...], pieces: list[str], room: int)
     closing = "]" if is_list else ",)" if len(items) == 1 else ")"
     pieces.append(closing)
     return room - len(closing)
+
+
+def _put_named(value: tuple[Any, ...], pieces: list[str], room: int) -> int:
+    """A named tuple, as its repr writes it: ``Name(field=value, ...)``."""
+    head = f"{type(value).__name__}("
+    pieces.append(head)
+    room -= len(head)
+    for index, (name, item) in enumerate(zip(value._fields, value, strict=False)):  # type: ignore[attr-defined]
+        text = f"{', ' if index else ''}{name}="
+        pieces.append(text)
+        room = _put(item, pieces, room - len(text))
+        if room <= 0:
+            return room
+    pieces.append(")")
+    return room - 1
 
 
 def _put_map(mapping: dict[Any, Any], pieces: list[str], room: int) -> int:

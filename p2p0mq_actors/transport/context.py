@@ -73,12 +73,12 @@ def new_context(max_sockets: int | None = None) -> Context:
         max_sockets = max(1023, min(DEFAULT_MAX_SOCKETS, files - 64))
     elif isinstance(max_sockets, bool) or not isinstance(max_sockets, int):
         raise ConfigurationError(f"max_sockets must be an int, got {max_sockets!r}")
-    elif not 1 <= max_sockets <= files:
-        # libzmq sizes a table by it at start (2**31 - 1 aborts the process),
-        # and no more sockets than descriptors can ever be open.
+    elif not 1 <= max_sockets <= max(files, DEFAULT_MAX_SOCKETS):
+        # libzmq sizes a table by it at start (2**31 - 1 aborts the process);
+        # more than descriptors allow does no harm, as libzmq's own 1,023 may.
         raise ConfigurationError(
-            f"max_sockets must be from 1 to {files} (RLIMIT_NOFILE: each socket needs a "
-            f"file descriptor), got {max_sockets!r}"
+            f"max_sockets must be from 1 to {max(files, DEFAULT_MAX_SOCKETS)} (each socket "
+            f"needs a file descriptor: RLIMIT_NOFILE is {files}), got {max_sockets!r}"
         )
     check_descriptors(CONTEXT_DESCRIPTORS, "a zmq context")
     ctx: Context = zmq.Context()

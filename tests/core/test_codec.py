@@ -1051,13 +1051,15 @@ def test_a_native_body_must_fit_a_frame_of_its_own() -> None:
         encoder.body(too_long, NOW)
 
 
-@pytest.mark.parametrize("value", [None, MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE, 2**40])
+@pytest.mark.parametrize("value", [None, MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE, 2**40, 2**62])
 def test_a_frame_limit_is_none_or_an_int_at_least_the_handshakes_need(value: int | None) -> None:
     assert check_message_size(value) == value
     assert Encoder(max_frame=value).max_frame == value
 
 
-@pytest.mark.parametrize("value", [MIN_MESSAGE_SIZE - 1, 0, -1, True, 2.0**20, "16MiB"])
+@pytest.mark.parametrize(
+    "value", [MIN_MESSAGE_SIZE - 1, 0, -1, True, 2.0**20, "16MiB", 2**62 + 1, 2**64]
+)
 def test_any_other_frame_limit_is_a_configuration_error(value: object) -> None:
     with pytest.raises(ConfigurationError, match=f"max_message_size .*not {value!r}"):
         check_message_size(value)

@@ -3,8 +3,9 @@ bounded by the cut whatever the value (deep, long, broken)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -81,3 +82,23 @@ def test_a_value_whose_repr_raises_is_named_by_its_type() -> None:
 def test_a_message_error_quotes_a_deep_value_short() -> None:
     error = MessageError("source", _nested(5000, b"x"), "must be bytes")
     assert str(error) == "invalid message field source=" + "[" * 77 + "...: must be bytes"
+
+
+def test_a_named_tuple_is_written_as_its_repr_and_cut_as_it_goes() -> None:
+    small = msgpack.ExtType(5, b"ab")
+    assert short_repr(small) == repr(small)
+    huge = msgpack.ExtType(1, b"x" * 2**24)  # written only as far as the cut
+    assert short_repr(huge) == repr(huge)[:77] + "..."
+
+
+def test_a_named_tuple_holding_a_deep_value_is_written_as_far_as_the_cut() -> None:
+    deep: Any = 0
+    for _ in range(2000):
+        deep = [deep]
+    text = short_repr(Pair(1, deep))  # a repr of it would recurse too deep
+    assert text.startswith("Pair(code=1, data=[[[[") and len(text) == 80
+
+
+class Pair(NamedTuple):
+    code: int
+    data: Any

@@ -17,7 +17,13 @@ import pytest
 import zmq
 
 from p2p0mq_actors.core.errors import ConfigurationError
-from p2p0mq_actors.transport.context import end_context, new_context, raise_file_limit
+from p2p0mq_actors.transport import context as context_module
+from p2p0mq_actors.transport.context import (
+    DEFAULT_MAX_SOCKETS,
+    end_context,
+    new_context,
+    raise_file_limit,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,13 +118,25 @@ def test_a_max_sockets_that_is_not_an_int_is_a_configuration_error(value: object
 
 
 @pytest.mark.parametrize("value", [0, -1, 10**12, 2**31, 2**31 - 1])
-def test_a_max_sockets_outside_1_to_the_file_limit_is_a_configuration_error(value: int) -> None:
+def test_a_max_sockets_outside_1_to_its_bound_is_a_configuration_error(value: int) -> None:
     files = raise_file_limit()
+    bound = max(files, DEFAULT_MAX_SOCKETS)
 
     with pytest.raises(ConfigurationError) as info:
         new_context(max_sockets=value)
 
     assert str(info.value) == (
-        f"max_sockets must be from 1 to {files} (RLIMIT_NOFILE: each socket needs a "
-        f"file descriptor), got {value!r}"
+        f"max_sockets must be from 1 to {bound} (each socket needs a file descriptor: "
+        f"RLIMIT_NOFILE is {files}), got {value!r}"
     )
+
+
+def test_a_max_sockets_past_the_file_limit_is_taken_as_libzmqs_own_default_would_be(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(context_module, "raise_file_limit", lambda: 512)
+    ctx = new_context(max_sockets=1023)  # libzmq's own default, whatever the limit
+    try:
+        assert ctx.MAX_SOCKETS == 1023
+    finally:
+        assert end_context(ctx, 5.0)
