@@ -172,6 +172,11 @@ class Planner:
         return peer in self._blocked
 
     @property
+    def next_sweep(self) -> float:
+        """When the next sweep is due."""
+        return self._next_sweep
+
+    @property
     def blocked_peers(self) -> int:
         """How many peers are blocked."""
         return len(self._blocked)
@@ -316,10 +321,7 @@ class Planner:
         """
         if self._epoch is not None:
             return [], []
-        expired: list[Message] = []
-        if now >= self._next_sweep:
-            self._next_sweep = now + self.sweep_interval
-            self._sweep(now, expired)
+        expired = self.sweep_if_due(now)
         rounds = self._rounds
         # Only peers that may have work are looked at: an epoch costs O(busy
         # peers), not O(peers) (a node may have thousands of idle ones).
@@ -424,6 +426,16 @@ class Planner:
             k += 1
         self._slow.extendleft(reversed(kept))
         return taken
+
+    def sweep_if_due(self, now: float) -> list[Message]:
+        """The messages that expired here, dropped, if a sweep is due (once per
+        ``sweep_interval``); callable with an epoch in flight, as a timer does
+        while a blocked peer holds messages."""
+        expired: list[Message] = []
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_interval
+            self._sweep(now, expired)
+        return expired
 
     def _sweep(self, now: float, expired: list[Message]) -> None:
         """Drop every expired message the planner holds, in every lane but

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -91,7 +92,9 @@ class Scheduler(Actor):
         self._planner = Planner(max_rounds=max_rounds, shuffle=shuffle or random.Random().shuffle)
         self._pacing = pacing
         self._refs: dict[bytes, Any] = {}
-        self._gone: set[str] = set()  # connections that died before their AddPeer came
+        # Connections that died before their AddPeer came (the last few: an
+        # AddPeer follows its connection's start at once).
+        self._gone: deque[str] = deque(maxlen=64)
         self._timer: TimerHandle | None = None
         self._timer_due: float | None = None
         self._last_epoch = float("-inf")
@@ -126,7 +129,7 @@ class Scheduler(Actor):
             self._open_gate(message.uuid)
         elif isinstance(message, PeerBlocked):
             self._planner.set_blocked(message.uuid, True, message.medium_len)
-            self._arm_timer()  # a sweep drops what expires for it meanwhile
+            self._arm_sweep()
         elif isinstance(message, PeerFailed):
             self._fail(self._planner.fail_peer(message.uuid), message.error)
         else:
@@ -136,8 +139,7 @@ class Scheduler(Actor):
     def _control(self, message: Any) -> Any:
         if isinstance(message, AddPeer):
             if message.ref.actor_urn in self._gone or not message.ref.is_alive():
-                self._gone.discard(message.ref.actor_urn)  # it died starting: its
-                return None  # messages fail as for an unknown peer
+                return None  # it died starting: its messages fail as for an unknown peer
             self._refs[message.uuid] = message.ref
             self._planner.add_peer(message.uuid)
             self._open_gate(message.uuid)
@@ -146,7 +148,7 @@ class Scheduler(Actor):
         elif isinstance(message, PeerGone):
             ref = self._refs.get(message.uuid)
             if ref is None or ref.actor_urn != message.urn:
-                self._gone.add(message.urn)  # its AddPeer may still come: ignored then
+                self._gone.append(message.urn)  # its AddPeer may still come: ignored then
             else:
                 log.warning(
                     "%r: the connection to peer %r is gone (%s); failing its messages",
@@ -186,7 +188,7 @@ class Scheduler(Actor):
         if not self._planner.epoch_in_flight:
             self._pump()
         if self._planner.blocked_peers:
-            self._arm_timer()  # some of this may be for a blocked peer: swept when it expires
+            self._arm_sweep()  # some of this may be for a blocked peer
 
     def _enqueue(self, messages: Sequence[Message]) -> None:
         """Queue work told to the Scheduler (a Concern's replies when it
@@ -232,7 +234,7 @@ class Scheduler(Actor):
             self._pump()
         self._open_gate(result.peer)
         if result.blocked:
-            self._arm_timer()  # a sweep drops what expires for it meanwhile
+            self._arm_sweep()
 
     def _retry(self, retry: Retry) -> None:
         if self._closed:
@@ -247,7 +249,14 @@ class Scheduler(Actor):
 
     def _wake(self) -> None:
         self._timer = self._timer_due = None
-        due = self._planner.release_due(self._clock.now())
+        now = self._clock.now()
+        # The sweep runs here too, whatever stops an epoch from starting (one
+        # in flight, pacing): else a sweep that is due while a blocked peer
+        # holds messages would arm the timer at once, again and again.
+        expired = self._planner.sweep_if_due(now)
+        if expired:
+            report_dropped(self._concerns, [(m, "ttl") for m in expired])
+        due = self._planner.release_due(now)
         if due:
             self._intake(due)
         else:
@@ -323,6 +332,13 @@ class Scheduler(Actor):
 
     # -- timers ------------------------------------------------------------
 
+    def _arm_sweep(self) -> None:
+        """Have the timer fire by the next sweep, if a blocked peer holds
+        messages here (a sweep drops what expires for it meanwhile). Looks
+        at the blocked peers only when no timer is armed that early."""
+        if self._timer_due is None or self._timer_due > self._planner.next_sweep:
+            self._arm_timer()
+
     def _arm_timer(self, due: float | None = None) -> None:
         if due is None:
             due = self._planner.next_due()
@@ -355,9 +371,10 @@ class Scheduler(Actor):
         self._shutdown()
 
     def on_failure(self, *_exc_info: object) -> None:
-        """A bug (pykka logged it): what it holds is dropped as ``"stopped"``,
-        so that no message is left without an outcome, and the intake is
-        closed, so that sends raise instead of waiting for nobody."""
+        """A bug (pykka logged it): what it holds is dropped as ``"stopped"``
+        and the intake is closed, so that sends raise instead of waiting for
+        nobody. (Work told to it and not yet handled is lost with it, and
+        what the connections hold ends when the node stops.)"""
         self._shutdown()
 
     def counters(self) -> dict[str, int]:

@@ -194,3 +194,20 @@ def test_a_scheduler_that_crashes_drops_what_it_holds_and_closes_the_intake(
     assert sched.actor_stopped.wait(5)
     with pytest.raises(ConfigurationError, match="stopped"):
         intake.put([make(kit.clock, b"x")])
+
+
+def test_the_sweep_timer_fires_once_a_sweep_while_an_epoch_stays_in_flight(kit: Kit) -> None:
+    # y's plan never comes back (the epoch stays in flight); blocked x holds
+    # messages. The timer that sweeps for x must not fire at once again and
+    # again because no epoch can start (it did: 32,813 wakes in 8 s).
+    sched, logs = kit.scheduler_with(b"x", b"y")
+    plan, _, _ = plan_of_three(kit, sched, logs[b"x"])
+    sched.tell(unsent(plan))  # x blocked: its fast and slow messages come back here
+    sched.tell(Enqueue((make(kit.clock, b"y"),)))
+    logs[b"y"].wait_for(1)  # y's plan is out, and stays out
+    sched.ask(FLUSH)
+    fired = 0
+    for _ in range(20):  # 2 s in steps of 0.1 s, the Scheduler caught up after each
+        fired += kit.clock.advance(0.1)
+        sched.ask(FLUSH)
+    assert fired <= 3  # about one a sweep interval (1 s)
