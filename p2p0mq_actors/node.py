@@ -232,6 +232,10 @@ class Node:
                 raise ConfigurationError(
                     f"unknown wire {wire!r} for peer {uuid!r}: use one of {choices}"
                 ) from None
+        if not isinstance(endpoint, str) or not endpoint:
+            raise ConfigurationError(
+                f"the endpoint of peer {uuid!r} must be a non-empty str, not {endpoint!r}"
+            )
         sender = self._running()
         stored: bytes | None = None  # a key the store held before, put back if we fail
         if public_key is None:
@@ -241,26 +245,31 @@ class Node:
             with contextlib.suppress(ConfigurationError):
                 stored = self.keys.public_key(uuid)
             self.keys.add_public_key(uuid, public_key)
-        admitted = public_key in self.allowed
+        admitted = (public_key in self.allowed, self.allowed.owner(public_key))
         self.allowed.add(public_key, uuid)
         sender.add_peer(uuid, endpoint, public_key, shape=shape)
         try:
             sender.connect_peers()
-        except P2P0MQError:
+        except P2P0MQError as exc:
+            if uuid in sender.connections():  # another peer's connection, made again, failed
+                log.warning("%r: added peer %r, but: %s", self, uuid, exc)
+                return
             self._unadd(uuid, public_key, stored, admitted)
             raise
 
-    def _unadd(self, uuid: bytes, key: bytes, stored: bytes | None, admitted: bool) -> None:
-        """Undo what ``add_peer`` did to the key store and ZAP for a peer it
-        could not connect: the store as it was, the key refused if it was."""
+    def _unadd(
+        self, uuid: bytes, key: bytes, stored: bytes | None, admitted: tuple[bool, bytes | None]
+    ) -> None:
+        """Undo what ``add_peer`` did for a peer it could not connect: the
+        key store as it was, and the key admitted (for its owner) as it was."""
         if stored is None:
             self.keys.remove_public_key(uuid)
         elif stored != key:
             self.keys.add_public_key(uuid, stored)
-        if not admitted:
-            self.allowed.discard(key)
-        if stored is not None:
-            self.allowed.add(stored, uuid)
+        was_admitted, owner = admitted
+        self.allowed.discard(key)
+        if was_admitted:
+            self.allowed.add(key, owner)
 
     def remove_peer(self, uuid: bytes, *, revoke: bool = False) -> None:
         """Close the connection to ``uuid``; with ``revoke`` also refuse its key

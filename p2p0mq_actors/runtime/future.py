@@ -87,9 +87,11 @@ class ReplyFuture(pykka.Future[T]):
     def add_done_callback(self, callback: Callable[[ReplyFuture[T]], object]) -> None:
         """Call ``callback(self)`` once the outcome is in: at once, in this
         thread, if it is; else in the thread that sets it (for a request,
-        the node's Receiver when the reply comes, its timer on a timeout),
-        after every ``get`` waiting has been let go. So it must be quick and
-        never block: tell an actor, set an event (``get(timeout=0)`` in it
+        one of the node's own: the Receiver when the reply comes, its timer
+        on a timeout, the Scheduler or a Concern when it is dropped), after
+        every ``get`` waiting has been let go. So it must be quick and never
+        block, nor call the node's methods that wait (``add_peer``,
+        ``stop``...): tell an actor, set an event (``get(timeout=0)`` in it
         gives the outcome). What it raises is logged, not raised.
 
         Example::

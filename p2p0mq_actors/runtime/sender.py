@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -120,6 +121,7 @@ class Sender:
         self.concerns = ConcernRegistry()
         self.concerns.observer = observer
         self._peers: dict[bytes, tuple[PeerAddress, WireShape]] = {}
+        self._connect_lock = threading.Lock()
         self._connections: dict[bytes, Any] = {}
         self._stopped = False
         if type(intake_capacity) is not int or intake_capacity < 1:
@@ -163,7 +165,8 @@ class Sender:
         """Start a PeerConnection for every known peer not yet connected (or
         whose connection died).
 
-        Returns the uuids connected by this call.
+        One caller at a time: two at once would start two connections to a
+        peer. Returns the uuids connected by this call.
 
         Raises:
             ConfigurationError, TransportError: a connection's socket could
@@ -172,6 +175,11 @@ class Sender:
                 peers that failed are forgotten (``add_peer`` them again);
                 the others are connected all the same.
         """
+        with self._connect_lock:
+            return self._connect_peers()
+
+    def _connect_peers(self) -> list[bytes]:
+        """``connect_peers``, its lock held."""
         self._check_running()
         connections = self._connections  # (one whose actor died is made again)
         new = [u for u in self._peers if u not in connections or not connections[u].is_alive()]
@@ -191,8 +199,15 @@ class Sender:
                 max_frame=self._max_frame,
                 start_failed=failed.__setitem__,
             )
-            with contextlib.suppress(pykka.ActorDeadError):
+            try:
                 ref.ask(FLUSH, timeout=self._timeout)  # answered once on_start has run
+            except pykka.ActorDeadError:
+                pass
+            except pykka.Timeout:
+                ref.stop(block=False)
+                failed[ref.actor_urn] = TransportError(
+                    f"the connection to peer {uuid!r} did not start within {self._timeout} s"
+                )
             if ref.actor_urn in failed or not ref.is_alive():
                 failed.setdefault(  # (a bug of its own: pykka logged it)
                     ref.actor_urn,
@@ -206,7 +221,10 @@ class Sender:
             # peer. It takes the intake after any message it handles, so a
             # message sent next could reach it before a told AddPeer did,
             # and fail as for an unknown peer.
-            self.scheduler.ask(AddPeer(uuid, ref), timeout=self._timeout)
+            try:
+                self.scheduler.ask(AddPeer(uuid, ref), timeout=self._timeout)
+            except pykka.Timeout:  # it is queued all the same: the peer is known soon
+                log.warning("the Scheduler took over %s s to add peer %r", self._timeout, uuid)
             done.append(uuid)
         if failed:
             errors = list(failed.values())
@@ -428,8 +446,10 @@ def _kwargs_refused(concern: type[Concern], exc: TypeError) -> ConfigurationErro
     ``__init__`` refused a keyword the node passes (else None)."""
     text = str(exc)
     passed = ("scheduler", "clock", "observer", "intake", "policy")
-    if "unexpected keyword argument" not in text or not any(f"'{n}'" in text for n in passed):
-        return None
+    if f"{concern.__name__}.__init__() got an unexpected keyword argument" not in text or not any(
+        f"'{n}'" in text for n in passed
+    ):
+        return None  # (a TypeError of its own)
     return ConfigurationError(
         f"{concern.__name__}.__init__ must accept **kwargs and pass them on with "
         f"super().__init__(**kwargs): the node passes {', '.join(passed[:-1])} (and "

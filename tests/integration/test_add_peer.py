@@ -5,12 +5,14 @@ left half done."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from p2p0mq_actors import node as node_module
-from p2p0mq_actors.core.errors import ConfigurationError
+from p2p0mq_actors.core.errors import ConfigurationError, TransportError
 from p2p0mq_actors.core.message import Priority
+from p2p0mq_actors.core.ports import PeerAddress
 from p2p0mq_actors.node import Node, running_nodes
 from p2p0mq_actors.transport.keystore import KeyStore
 
@@ -60,3 +62,53 @@ def test_a_start_that_fails_raises_its_own_error_even_if_stopping_fails_too(
             Node(b"bob", keys=KeyStore(tmp_path / "b"), listen=alice.endpoint)
         monkeypatch.undo()
     assert running_nodes() == []
+
+
+def test_a_peer_added_while_another_peers_connection_cannot_be_made_again_is_added(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
+        kx, ky = (KeyStore(tmp_path / n).create(n.encode()).public for n in ("x", "y"))
+        alice.add_peer(b"x", "tcp://127.0.0.1:1", kx)
+        sender = alice._sender
+        assert sender is not None
+        sender.connections()[b"x"].stop(timeout=5)  # x's connection died
+        factory, real = sender._sockets, sender._sockets.connect
+
+        def connect(address: PeerAddress) -> Any:
+            if address.uuid == b"x":
+                raise TransportError("too many sockets (x)")
+            return real(address)
+
+        monkeypatch.setattr(factory, "connect", connect)
+        alice.add_peer(b"y", "tcp://127.0.0.1:2", ky)  # x's failure is not y's
+        assert b"y" in sender.connections() and ky in alice.allowed
+        assert b"y" in alice.keys.public_keys()
+        assert "too many sockets (x)" in caplog.text
+
+
+def test_a_failed_add_peer_leaves_the_admitted_keys_exactly_as_they_were(tmp_path: Path) -> None:
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
+        stored = KeyStore(tmp_path / "s").create(b"bob").public
+        alice.keys.add_public_key(b"bob", stored)  # in the store, not admitted
+        carols = KeyStore(tmp_path / "c").create(b"carol").public
+        alice.allowed.add(carols, b"carol")  # admitted, as carol's
+        with pytest.raises(ConfigurationError):
+            alice.add_peer(b"bob", "bogus")
+        with pytest.raises(ConfigurationError):
+            alice.add_peer(b"dave", "bogus", carols)
+        assert stored not in alice.allowed
+        assert alice.allowed.owner(carols) == b"carol"
+        assert alice.keys.public_key(b"bob") == stored
+        assert b"dave" not in alice.keys.public_keys()
+
+
+@pytest.mark.parametrize("endpoint", [None, 5, b"tcp://127.0.0.1:1", ""])
+def test_an_endpoint_that_is_not_a_str_is_a_configuration_error_before_anything_is_stored(
+    tmp_path: Path, endpoint: object
+) -> None:
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
+        key = KeyStore(tmp_path / "b").create(b"bob").public
+        with pytest.raises(ConfigurationError, match="endpoint of peer b'bob'"):
+            alice.add_peer(b"bob", endpoint, key)  # type: ignore[arg-type]
+        assert b"bob" not in alice.keys.public_keys() and key not in alice.allowed
