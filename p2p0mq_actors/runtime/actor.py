@@ -12,11 +12,16 @@ Pykka builds its actor kinds this way (``_create_actor_inbox`` is its hook
 for new actor types). The inbox keeps Pykka's contract: ``put``, a
 blocking ``get`` and ``empty``; messages are taken in the order put, from
 any number of threads.
+
+Each actor's thread is known while it runs (``in_own_thread``): whoever
+waits for an actor to answer or to stop must not be that actor (a node
+stopped from one of its Concern's handlers waited for that very thread).
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 from typing import Any
 
 import pykka
@@ -29,3 +34,19 @@ class Actor(pykka.ThreadingActor):
     @staticmethod
     def _create_actor_inbox() -> Any:
         return queue.SimpleQueue()
+
+    def _actor_loop(self) -> None:  # Pykka's thread target
+        _THREADS[self.actor_urn] = threading.get_ident()
+        try:
+            super()._actor_loop()
+        finally:
+            _THREADS.pop(self.actor_urn, None)
+
+
+_THREADS: dict[str, int] = {}
+"""Each running actor's thread (urn -> thread ident)."""
+
+
+def in_own_thread(ref: Any) -> bool:
+    """Whether the calling thread is the thread of ``ref``'s actor."""
+    return _THREADS.get(ref.actor_urn) == threading.get_ident()

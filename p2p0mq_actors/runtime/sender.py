@@ -26,6 +26,7 @@ from ..core.fairness import Shuffle
 from ..core.message import Message, Priority
 from ..core.policy import FailurePolicy
 from ..core.ports import Clock, PeerAddress, SocketFactory
+from .actor import in_own_thread
 from .clock import MonotonicClock
 from .intake import HANDOFF, Intake
 from .messages import FLUSH, SHUTDOWN, AddPeer, RemovePeer
@@ -459,7 +460,12 @@ def _kwargs_refused(concern: type[Concern], exc: TypeError) -> ConfigurationErro
 
 def stop_actor(ref: Any, timeout: float) -> None:
     """Stop ``ref``'s actor, waiting up to ``timeout`` seconds; if it is still
-    busy then, say so and go on: it stops once its handler returns."""
+    busy then, say so and go on: it stops once its handler returns. Called
+    from that actor's own thread (a handler stopping the node), it only
+    asks: it stops once the handler returns."""
+    if in_own_thread(ref):
+        ref.stop(block=False)
+        return
     try:
         ref.stop(timeout=timeout)
     except pykka.Timeout:
@@ -472,6 +478,8 @@ def stop_actor(ref: Any, timeout: float) -> None:
 
 
 def _ask(ref: Any, message: object, timeout: float) -> None:
+    if in_own_thread(ref):
+        return  # it would wait for itself: what it was told before comes first anyway
     try:
         ref.ask(message, timeout=timeout)
     except pykka.ActorDeadError:
