@@ -130,14 +130,20 @@ class Concern(Actor):
 
     # -- plumbing --------------------------------------------------------------
 
-    def on_receive(self, message: Any) -> Any:
+    def _handle_receive(self, message: Any) -> Any:  # Pykka's entry for every message
         if not self.inline:
-            return self._on_message(message)
+            return super()._handle_receive(message)
+        # Under the turn: everything this thread runs of the Concern (its
+        # messages, proxy calls, its stop and ``on_stop``) waits for a
+        # handler the Receiver runs inline, and the other way round.
         with self._turn:
-            if message is _OFFER_INLINE:
-                inline_handling.offer(self.actor_urn, self._handle_inline)
-                return None
-            return self._on_message(message)
+            return super()._handle_receive(message)
+
+    def on_receive(self, message: Any) -> Any:
+        if message is _OFFER_INLINE:
+            inline_handling.offer(self.actor_urn, self._handle_inline)
+            return None
+        return self._on_message(message)
 
     def on_stop(self) -> None:
         if self.inline:
@@ -221,7 +227,8 @@ class Concern(Actor):
 
     def _decision(self, message: Message, error: SendError, now: float) -> Decision:
         """``on_send_failed``'s Decision; the policy's if the hook raised or
-        returned anything else (logged and counted either way)."""
+        returned anything else; a give-up (``"error"``) if the policy raised
+        too (logged and counted either way: a hook never stops the Concern)."""
         try:
             decision = self.on_send_failed(message, error)
         except Exception:
@@ -238,7 +245,12 @@ class Concern(Actor):
                 decision,
                 message,
             )
-        return self.policy.decide(message, error, now)
+        try:
+            return self.policy.decide(message, error, now)
+        except Exception:  # a policy of the application's: the message is given up
+            self.counts["errors"] += 1
+            log.exception("%r: its policy raised deciding on %r; giving it up", self, message)
+            return Decision.give_up("error")
 
     def _give_up(self, items: list[tuple[Message, str]]) -> None:
         """Drops decided here (not reported by another actor): tell the observer too."""

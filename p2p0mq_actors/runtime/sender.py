@@ -291,9 +291,11 @@ class Sender:
             raise ConfigurationError(f"command {command!r} already has a Concern")
 
     def remove_concern(self, command: bytes) -> None:
-        """Unregister and stop the Concern of ``command`` (its messages then go
-        to the default Concern). One still busy in a handler after
-        ``timeout`` is named in a warning and stops once the handler returns."""
+        """Unregister and stop the Concern of ``command``: the outcomes of its
+        messages then go to the default Concern, and messages received for
+        the command are counted as ``unknown_command``. One still busy in a
+        handler after ``timeout`` is named in a warning and stops once the
+        handler returns."""
         ref = self.concerns.remove(command)
         if ref is not None:
             stop_actor(ref, self._timeout)

@@ -132,3 +132,37 @@ def test_a_hook_that_raises_is_counted_and_the_policy_decides(kit: Kit) -> None:
         Retry(later=((m.retried(), kit.clock.now() + 0.05),))
     ]
     assert settle(concern)["errors"] == 1
+
+
+class PickyPolicy:
+    """Retries at once, but raises (a bug of the application's) on one message."""
+
+    def __init__(self, bad: int) -> None:
+        self.bad = bad
+
+    def decide(self, message: Message, error: SendError, now: float) -> Decision:
+        if message.message_id == self.bad:
+            raise ValueError("policy bug")
+        return Decision.retry_now()
+
+
+def test_a_policy_that_raises_gives_its_message_up_and_the_concern_goes_on(
+    kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="p2p0mq_actors.concerns")
+    messages = [make(kit.clock, b"x") for _ in range(3)]
+    book = OutcomeBook()
+    concern = Deciding.start(
+        decide=lambda message: None,  # no Decision: the policy decides
+        book=book,
+        scheduler=kit.recorder,
+        clock=kit.clock,
+        policy=PickyPolicy(messages[1].message_id),
+    )
+    concern.tell(Failed(tuple((m, UNREACHABLE) for m in messages)))
+    stats = settle(concern)
+    assert concern.is_alive()
+    assert book.dropped == [(messages[1], "error")]
+    (retry,) = kit.log.wait_for(1)
+    assert retry == Retry((messages[0].retried(), messages[2].retried()), ())
+    assert stats["errors"] == 4  # three hooks with no Decision, one policy that raised

@@ -192,3 +192,40 @@ def test_a_handle_whose_concern_is_gone_is_forgotten() -> None:
     assert urn not in inline._handles  # nor its entry
     with pytest.raises(pykka.ActorDeadError):
         ref.tell("hold")
+
+
+class Slow(Quick):
+    """Holds its inline handler until ``release``; records when it stops."""
+
+    def on_request(self, message: Message) -> None:
+        self.seen.add(message)
+        self.holding.set()
+        self.release.wait(TIMEOUT)
+
+    def on_stop(self) -> None:
+        self.seen.items.append((-1, "on_stop"))
+        super().on_stop()
+
+    def peek(self) -> str:
+        return "proxied"
+
+
+@pytest.mark.parametrize("while_inline", ["stop", "proxy call"])
+def test_nothing_of_the_concern_runs_beside_a_handler_the_receiver_runs_inline(
+    rig: Rig, while_inline: str
+) -> None:
+    holding, release = threading.Event(), threading.Event()
+    ref, seen = start(rig, Slow, holding=holding, release=release)
+    try:
+        rig.send(rig.client(), rig.message(1, command=INLINE))
+        assert holding.wait(TIMEOUT)  # the Receiver's thread is in the handler
+        stopping = ref.stop(block=False) if while_inline == "stop" else ref.proxy().peek()
+        with pytest.raises(pykka.Timeout):  # it waits for the handler...
+            stopping.get(timeout=0.2)
+        release.set()
+        stopping.get(timeout=TIMEOUT)  # ...and runs once it returned
+        if while_inline == "stop":
+            assert [mid for mid, _ in seen.items] == [1, -1]  # on_stop after the handler
+    finally:
+        release.set()
+        stop(ref)
