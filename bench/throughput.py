@@ -185,7 +185,13 @@ def scenario_2(params: Params) -> dict[str, Result]:
         )
     else:
         out[KEYS_2[2]] = Result(
-            None, None, None, "x", ">= 2x scenario 1", "needs scenario 1 in the same run"
+            None,
+            None,
+            None,
+            "x",
+            ">= 2x scenario 1",
+            "needs scenario 1 in the same run",
+            skipped=True,
         )
     out[KEYS_2[3]], out[KEYS_2[4]] = _bounds(
         ceiling,
