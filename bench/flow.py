@@ -223,21 +223,22 @@ class Flow:
     def raw(self, count: int, *, backlog: bool = False, multipart: bool = False) -> float:
         """Raw DEALERs send ``count`` messages round-robin; msg/s. With
         ``multipart`` the raw sinks read them with ``recv_multipart``."""
-        frame = one_frame if self.native else six_frames
         sends = [sock.send for sock in self._socks]
         k = len(sends)
-        prebuilt = [frame(i) for i in range(count)] if backlog else None
+        # A backlog's payloads are built first, as ours builds its messages
+        # first; packing them is timed on both sides, as our encoding is.
+        payloads = [{"seq": i, "data": DATA} for i in range(count)] if backlog else None
         self.rig.server.arm(self.raw_set, self.params.left(10), total=count, multipart=multipart)
         t0 = time.monotonic()
         try:
             if self.native:
-                if prebuilt is None:
+                if payloads is None:
                     for i in range(count):
                         sends[i % k](packb({"seq": i, "data": DATA}), LAST)
                 else:
-                    for i, frames in enumerate(prebuilt):
-                        sends[i % k](frames[0], LAST)
-            elif prebuilt is None:
+                    for i, payload in enumerate(payloads):
+                        sends[i % k](packb(payload), LAST)
+            else:
                 for i in range(count):
                     send = sends[i % k]
                     send(b"", MORE)
@@ -245,13 +246,9 @@ class Flow:
                     send(KIND_REQUEST, MORE)
                     send(SINK, MORE)
                     send(packb(i), MORE)
-                    send(packb({"seq": i, "data": DATA}), LAST)
-            else:
-                for i, frames in enumerate(prebuilt):
-                    send = sends[i % k]
-                    for part in frames[:-1]:
-                        send(part, MORE)
-                    send(frames[-1], LAST)
+                    send(
+                        packb({"seq": i, "data": DATA} if payloads is None else payloads[i]), LAST
+                    )
         except zmq.Again:
             raise BenchTimeout("a raw send blocked for 5 s") from None
         return self._rate(self.raw_set, count, t0)
