@@ -28,6 +28,7 @@ import fcntl
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,8 @@ MAX_UUID_LEN = _NAME_MAX - len(SECRET_SUFFIX)
 
 _PRIVATE_DIR_MODE = 0o700
 _NOT_OWNER_ONLY = 0o077
+LOCK_TIMEOUT = 10.0
+"""Seconds a writer waits for the store's lock before it says why it cannot."""
 _LOCK_NAME = ".keystore.lock"  # beside the key folders, so their listings are keys only
 
 
@@ -295,10 +298,31 @@ class KeyStore:
                 f"{self._path} exists and this user may write to it"
             ) from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._take_lock(fd, path)
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    @staticmethod
+    def _take_lock(fd: int, path: Path) -> None:
+        """Lock ``fd``, waiting at most ``LOCK_TIMEOUT`` seconds: a writer
+        holds it for a few file writes, so one that holds it longer is
+        stuck, and waiting on it for ever would hang this node's start."""
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ConfigurationError(
+                        f"the key store's lock file {path} stayed locked for {LOCK_TIMEOUT:g} s "
+                        "by another process: it may be stuck writing a key pair; stop it, "
+                        "or try again"
+                    ) from None
+                time.sleep(pause)  # (flock has no timeout of its own)
+                pause = min(pause * 2, 0.05)
 
     def _write_pair(self, uuid: bytes, stem: str, keys: KeyPair, *, overwrite: bool) -> None:
         """Write both files of a pair; the caller holds the lock.

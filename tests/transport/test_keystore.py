@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from p2p0mq_actors.core.errors import ConfigurationError
 from p2p0mq_actors.core.ports import KeyPair
 from p2p0mq_actors.transport import KeyStore
+from p2p0mq_actors.transport import keystore as keystore_module
 from p2p0mq_actors.transport.keys import check_public_key, generate_keypair
 from p2p0mq_actors.transport.keystore import MAX_UUID_LEN
 
@@ -1026,3 +1028,18 @@ def test_loading_a_key_pair_never_logs_the_secret(
         ),
     ]
     assert keys.secret.decode() not in caplog.text
+
+
+def test_a_lock_held_too_long_by_another_writer_is_an_error_not_a_hang(
+    store: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.create(UUID)  # the lock file exists
+    monkeypatch.setattr(keystore_module, "LOCK_TIMEOUT", 0.1)
+    held = os.open(store.path / ".keystore.lock", os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another open file: as another process would
+        with pytest.raises(ConfigurationError, match=r"stayed locked for 0\.1 s"):
+            store.create(UUID, overwrite=True)
+    finally:
+        os.close(held)
+    assert store.create(UUID, overwrite=True) == store.load(UUID)
