@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from sendpath_kit import Kit, make
 from p2p0mq_actors.core.errors import SendError, TransportError
 from p2p0mq_actors.core.message import Message
 from p2p0mq_actors.core.policy import Action, Decision
-from p2p0mq_actors.runtime.messages import Failed, Retry, Sent
+from p2p0mq_actors.runtime.messages import Failed, Received, Retry, Sent
 from p2p0mq_actors.testing.recorder import OutcomeBook, RecordingConcern
 
 WAIT = 5.0
@@ -166,3 +167,39 @@ def test_a_policy_that_raises_gives_its_message_up_and_the_concern_goes_on(
     (retry,) = kit.log.wait_for(1)
     assert retry == Retry((messages[0].retried(), messages[2].retried()), ())
     assert stats["errors"] == 4  # three hooks with no Decision, one policy that raised
+
+
+class Busy(RecordingConcern):
+    """Holds its thread in ``on_other`` until ``release`` is set."""
+
+    command = b"t"
+
+    def __init__(self, *, holding: threading.Event, release: threading.Event, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.holding, self.release = holding, release
+
+    def on_other(self, message: Any) -> None:
+        self.holding.set()
+        self.release.wait(WAIT)
+
+
+def test_received_messages_told_as_the_concern_stops_are_let_go_not_held_for_ever(
+    kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    holding, release = threading.Event(), threading.Event()
+    concern = Busy.start(
+        holding=holding,
+        release=release,
+        book=OutcomeBook(),
+        scheduler=kit.recorder,
+        clock=kit.clock,
+    )
+    concern.tell("hold")
+    assert holding.wait(WAIT)
+    stopped = concern.stop(block=False)  # queued behind the handler...
+    let_go = threading.Event()
+    concern.tell(Received((make(kit.clock, b"x"),), done=let_go.set))  # ...and this behind it
+    release.set()
+    stopped.get(timeout=WAIT)
+    assert let_go.wait(WAIT)  # the Receiver's backlog counts it no more
+    assert "stopped with 1 received message(s) not handled" in caplog.text
