@@ -38,7 +38,7 @@ from .common import (
     curve_pair,
     write_certificates,
 )
-from .sinks import SINK, SinkServer, Tally, raw_sink_uuid
+from .sinks import BATCH_HEAD, SINK, SinkServer, Tally, raw_sink_uuid
 
 SOURCE = b"bench-src"
 REQUEST = Kind.REQUEST
@@ -220,9 +220,16 @@ class Flow:
 
     # -- runs ---------------------------------------------------------------
 
-    def raw(self, count: int, *, backlog: bool = False, multipart: bool = False) -> float:
+    def raw(
+        self, count: int, *, backlog: bool = False, multipart: bool = False, batched: int = 0
+    ) -> float:
         """Raw DEALERs send ``count`` messages round-robin; msg/s. With
-        ``multipart`` the raw sinks read them with ``recv_multipart``."""
+        ``multipart`` the raw sinks read them with ``recv_multipart``. With
+        ``batched`` (native only) ``batched`` payloads go in each frame,
+        packed in one call as our batch frames are, and the sinks count a
+        frame as the payloads it carries: equal wire work for our batching."""
+        if batched:
+            return self._raw_batched(count, batched)
         sends = [sock.send for sock in self._socks]
         k = len(sends)
         # A backlog's payloads are built first, as ours builds its messages
@@ -249,6 +256,19 @@ class Flow:
                     send(
                         packb({"seq": i, "data": DATA} if payloads is None else payloads[i]), LAST
                     )
+        except zmq.Again:
+            raise BenchTimeout("a raw send blocked for 5 s") from None
+        return self._rate(self.raw_set, count, t0)
+
+    def _raw_batched(self, count: int, size: int) -> float:
+        sends = [sock.send for sock in self._socks]
+        k = len(sends)
+        self.rig.server.arm(self.raw_set, self.params.left(10), total=count, batches=True)
+        t0 = time.monotonic()
+        try:
+            for n, start in enumerate(range(0, count, size)):
+                chunk = [{"seq": i, "data": DATA} for i in range(start, min(count, start + size))]
+                sends[n % k](BATCH_HEAD + packb(chunk), LAST)
         except zmq.Again:
             raise BenchTimeout("a raw send blocked for 5 s") from None
         return self._rate(self.raw_set, count, t0)
