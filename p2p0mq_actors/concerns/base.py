@@ -25,7 +25,7 @@ from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy, within_deadline
 from ..core.ports import Clock
 from ..runtime import inline as inline_handling
-from ..runtime.actor import Actor
+from ..runtime.actor import Actor, acting_as
 from ..runtime.messages import FLUSH, Dropped, Enqueue, Failed, Flush, Received, Retry, Sent
 from ..runtime.outcomes import OutcomeObserver
 
@@ -177,7 +177,8 @@ class Concern(Actor):
         try:
             if self.actor_stopped.is_set():
                 return False
-            self._received(messages)
+            with acting_as(self.actor_urn):  # (it may stop this Concern, or the node)
+                self._received(messages)
             return True
         finally:
             self._turn.release()

@@ -20,8 +20,10 @@ stopped from one of its Concern's handlers waited for that very thread).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pykka
@@ -45,8 +47,24 @@ class Actor(pykka.ThreadingActor):
 
 _THREADS: dict[str, int] = {}
 """Each running actor's thread (urn -> thread ident)."""
+_ACTING = threading.local()  # .urn: the actor whose code this thread runs for it
+
+
+@contextlib.contextmanager
+def acting_as(urn: str) -> Iterator[None]:
+    """This thread runs the code of actor ``urn`` meanwhile (an inline
+    Concern's handler, in the Receiver's thread): waiting for that actor
+    from here would wait for itself."""
+    before = getattr(_ACTING, "urn", None)
+    _ACTING.urn = urn
+    try:
+        yield
+    finally:
+        _ACTING.urn = before
 
 
 def in_own_thread(ref: Any) -> bool:
-    """Whether the calling thread is the thread of ``ref``'s actor."""
-    return _THREADS.get(ref.actor_urn) == threading.get_ident()
+    """Whether the calling thread is the thread of ``ref``'s actor, or runs
+    its code for it (``acting_as``)."""
+    urn = ref.actor_urn
+    return _THREADS.get(urn) == threading.get_ident() or getattr(_ACTING, "urn", None) == urn

@@ -314,7 +314,7 @@ class KeyStore:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
-            except BlockingIOError:
+            except (BlockingIOError, PermissionError):  # (EACCES where flock is emulated)
                 if time.monotonic() >= deadline:
                     raise ConfigurationError(
                         f"the key store's lock file {path} stayed locked for {LOCK_TIMEOUT:g} s "
