@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import pykka
 
-from ..core.codec import MAX_MESSAGE_SIZE, Encoder, WireShape, too_large
+from ..core.codec import MAX_MESSAGE_SIZE, Encoder, WireShape
 from ..core.errors import (
     EncodeError,
     PeerRefusedError,
@@ -34,7 +34,7 @@ from ..core.errors import (
 )
 from ..core.fairness import Plan, PlanResult, SendAll, run_plan
 from ..core.message import Message
-from ..core.native import batch_frame, encode_native_batch, encode_native_body, single_frame
+from ..core.native import batch_frame, encode_native_batch, single_frame
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
 from .actor import Actor
 from .express import REPORT_SENT, DirectLane, ExpressGate
@@ -321,14 +321,11 @@ class PeerConnection(Actor):
         connection dropped meanwhile) fails the messages in it."""
         if not self._bodies:
             self._check_writable()
-        try:  # (the body encoder called directly: every message of a plan passes here)
-            body = encode_native_body(message, self._now, pack=self._pack)
+        try:  # (the encoder refuses a body too long for a frame of its own)
+            body = self._encode.body(message, self._now)
         except EncodeError as exc:
             raise UnencodableError(str(exc), peer=self.peer.uuid) from exc
         size, limit = len(body), self._encode.limit
-        if size + 1 > limit:  # as a frame of its own, a byte more
-            error = too_large(message, size + 1, limit)
-            raise UnencodableError(str(error), peer=self.peer.uuid) from error
         if self._bodies and self._batch_bytes + size + _BATCH_HEAD_BYTES > limit:
             self._send_frame()
             self._check_writable()
