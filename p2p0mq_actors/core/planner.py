@@ -26,6 +26,15 @@ Rules:
   says it is writable again; its slow messages are skipped, not lost: set
   aside in order as the lane meets them, and merged back by age when it is
   writable, so that they are stepped over once, not in every epoch.
+- A plan carries at most ``fast_plan_max`` fast messages. A peer with more
+  gets the oldest that many and no medium or slow turn (its fast messages
+  go first): its round is spread over as many epochs as it takes, and its
+  slow items are stepped over meanwhile, as a blocked peer's are. Without
+  the bound, every epoch copied and looked through the peer's whole fast
+  lane to send what its socket took (a few thousand), and the copies,
+  young containers as long as the lane, made every garbage collection in
+  the process go through them: 100,000 queued messages cost the sending
+  process 10.4 us of CPU a message, against 6.9 for a short lane.
 - Expired messages are dropped when about to be planned, and once per
   ``sweep_interval`` by a sweep of the lanes of the peers not planned since
   the last sweep (blocked ones, or with a plan in flight that long). The
@@ -50,6 +59,11 @@ from typing import Final
 from .fairness import Plan, PlanResult, Preemption, Shuffle, SlowItem, no_shuffle, preempts
 from .message import Message, Priority
 
+FAST_PLAN_MAX: Final = 8192
+"""The most fast messages one plan carries (see the rules above). A
+socket takes about as many before it would block (its high-water mark is
+10,000 messages), so a longer plan would only come back unsent."""
+
 
 @dataclass(slots=True)
 class Intake:
@@ -72,10 +86,19 @@ class _Epoch:
 class Planner:
     """The Scheduler's state and rules; pure, so every rule is tested without threads."""
 
-    def __init__(self, *, max_rounds: int = 16, shuffle: Shuffle = no_shuffle) -> None:
+    def __init__(
+        self,
+        *,
+        max_rounds: int = 16,
+        shuffle: Shuffle = no_shuffle,
+        fast_plan_max: int = FAST_PLAN_MAX,
+    ) -> None:
         if max_rounds < 1:
             raise ValueError(f"max_rounds must be >= 1, not {max_rounds!r}")
+        if fast_plan_max < 1:
+            raise ValueError(f"fast_plan_max must be >= 1, not {fast_plan_max!r}")
         self.max_rounds = max_rounds
+        self.fast_plan_max = fast_plan_max
         self._shuffle = shuffle
         self._peers: set[bytes] = set()
         self._dirty: set[bytes] = set()  # peers that may have work: a superset
@@ -329,7 +352,11 @@ class Planner:
         ready = [p for p in self._dirty if p not in self._blocked and p not in self._in_flight]
         if rounds > 1 and self._newcomer_among(ready):
             rounds = 1
-        slow = self._take_slow(rounds, set(ready), now, expired)
+        # A peer with more fast messages than a plan carries gets no turn in
+        # the rounds yet: its slow items are stepped over this epoch.
+        most = self.fast_plan_max
+        long_fast = {p for p in ready if len(self._fast[p]) > most}
+        slow = self._take_slow(rounds, set(ready) - long_fast, now, expired)
         self._epochs += 1
         preemption = Preemption()
         plans = []
@@ -375,9 +402,10 @@ class Planner:
         now: float,
         expired: list[Message],
     ) -> Plan | None:
-        fast = _live(self._fast[peer], now, expired)
+        fast = _take_fast(self._fast[peer], self.fast_plan_max, now, expired)
+        if self._fast[peer]:  # more than a plan carries: fast first, no rounds
+            rounds = 0
         pending = _live(self._pending[peer], now, expired)
-        self._fast[peer].clear()
         self._pending[peer] = []
         self._swept.pop(peer, None)
         if not (fast or pending or slow or self._medium_len[peer]):
@@ -591,6 +619,23 @@ class Planner:
             f"<Planner {epoch} peers={len(self._peers)} blocked={len(self._blocked)} "
             f"fast={d['fast']} medium={d['medium']} slow={d['slow']} delayed={d['delayed']}>"
         )
+
+
+def _take_fast(
+    lane: deque[Message], most: int, now: float, expired: list[Message]
+) -> list[Message]:
+    """Take from the head of ``lane`` up to ``most`` live messages (the
+    expired on the way go to ``expired``): all of it if it is no longer,
+    else chunks of ``most`` until one holds a live message."""
+    if len(lane) <= most:
+        live = _live(lane, now, expired)
+        lane.clear()
+        return live
+    take = lane.popleft
+    live = []
+    while lane and not live:
+        live = _live([take() for _ in range(min(most, len(lane)))], now, expired)
+    return live
 
 
 def _live(lane: Iterable[Message], now: float, expired: list[Message]) -> list[Message]:

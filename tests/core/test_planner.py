@@ -12,7 +12,7 @@ from lanes_kit import FAST, MEDIUM, SLOW, msg
 from p2p0mq_actors.core.errors import WouldBlock
 from p2p0mq_actors.core.fairness import Plan, PlanResult, run_plan
 from p2p0mq_actors.core.message import Message, Priority
-from p2p0mq_actors.core.planner import Planner
+from p2p0mq_actors.core.planner import FAST_PLAN_MAX, Planner
 
 PEERS = (b"p1", b"p2", b"p3", b"p4")
 
@@ -20,8 +20,10 @@ PEERS = (b"p1", b"p2", b"p3", b"p4")
 class Sim:
     """A Planner plus peers that carry out plans when told to ``step``."""
 
-    def __init__(self, peers: tuple[bytes, ...] = PEERS, rounds: int = 16) -> None:
-        self.planner = Planner(max_rounds=rounds)
+    def __init__(
+        self, peers: tuple[bytes, ...] = PEERS, rounds: int = 16, fast_max: int = FAST_PLAN_MAX
+    ) -> None:
+        self.planner = Planner(max_rounds=rounds, fast_plan_max=fast_max)
         self.now = 0.0
         self.medium = {p: deque[Message]() for p in peers}
         self.inbox = {p: deque[Plan]() for p in peers}
@@ -448,6 +450,62 @@ def test_a_bad_max_rounds_is_refused() -> None:
         Planner(max_rounds=0)
 
 
+def test_a_plan_carries_at_most_fast_plan_max_fast_messages_and_then_no_rounds() -> None:
+    # x has seven fast messages (more than a plan's three), then a medium and
+    # a slow one; y a slow one. x's plans carry its fast messages three at a
+    # time with no turn in the rounds; y's slow message is not held up.
+    p = Planner(max_rounds=4, fast_plan_max=3)
+    for peer in (b"x", b"y"):
+        p.add_peer(peer)
+    p.set_blocked(b"x", True)  # (no express plan for the first one)
+    fast = [msg(b"x", FAST) for _ in range(7)]
+    mx, sx, sy = msg(b"x", MEDIUM), msg(b"x", SLOW), msg(b"y", SLOW)
+    p.enqueue([*fast, mx, sx, sy])
+    p.set_blocked(b"x", False)
+    plans_seen: list[list[Plan]] = []
+    for _ in range(10):
+        plans, expired = p.start_epoch(0.0)
+        assert expired == []
+        if not plans:
+            break
+        plans_seen.append(plans)
+        for plan in plans:
+            medium = len(plan.new_medium)
+            p.complete(PlanResult(peer=plan.peer, epoch=plan.epoch, medium_len=medium))
+    by_epoch = [{plan.peer: plan for plan in plans} for plans in plans_seen]
+    assert [list(e[b"x"].fast) for e in by_epoch[:3]] == [fast[0:3], fast[3:6], fast[6:7]]
+    assert [e[b"x"].rounds for e in by_epoch[:3]] == [0, 0, by_epoch[2][b"x"].rounds]
+    assert by_epoch[2][b"x"].rounds >= 1  # the last of them goes with its rounds
+    assert [item.message for item in by_epoch[0][b"y"].slow] == [sy]
+    assert all(not e[b"x"].slow for e in by_epoch[:2])
+    assert [item.message for item in by_epoch[2][b"x"].slow] == [sx]
+    assert by_epoch[0][b"x"].new_medium == (mx,)  # handed to its queue, not sent
+
+
+def test_the_fast_messages_a_plan_leaves_keep_their_order_through_blocking_and_expiry() -> None:
+    sim = Sim(peers=(b"x",), fast_max=4)
+    sim.capacity[b"x"] = 0
+    first = msg(b"x", FAST)
+    sim.enqueue(first)  # express: comes back unsent, x is blocked
+    sim.step(b"x")
+    doomed = [msg(b"x", FAST, deadline=5.0) for _ in range(6)]
+    rest = [msg(b"x", FAST) for _ in range(9)]
+    sim.enqueue(*doomed, *rest)
+    sim.now = 6.0
+    sim.unblock(b"x", capacity=2)  # takes two a plan, then blocks again
+    for _ in range(40):
+        if not sim.step(b"x"):
+            sim.unblock(b"x", capacity=2)
+    sim.settle()
+    assert sim.log == [first, *rest]
+    assert sorted(m.message_id for m in sim.expired) == sorted(m.message_id for m in doomed)
+
+
+def test_a_bad_fast_plan_max_is_refused() -> None:
+    with pytest.raises(ValueError, match="fast_plan_max"):
+        Planner(fast_plan_max=0)
+
+
 # -- properties over random runs ----------------------------------------------------
 
 ops = st.lists(
@@ -491,10 +549,17 @@ def run_ops(sim: Sim, script: list[tuple[str, object]], *, settle: bool = True) 
     return queued
 
 
+# A plan's bound on fast messages, small enough for the scripts to pass it
+# (or the default, which they never reach).
+fast_max = st.sampled_from([1, 2, 3, FAST_PLAN_MAX])
+
+
 @settings(max_examples=300, deadline=None)
-@given(ops, st.integers(1, 16))
-def test_every_message_is_sent_exactly_once_in_fifo_order_per_peer_and_lane(script, q) -> None:  # type: ignore[no-untyped-def]
-    sim = Sim(rounds=q)
+@given(ops, st.integers(1, 16), fast_max)
+def test_every_message_is_sent_exactly_once_in_fifo_order_per_peer_and_lane(
+    script: list[tuple[str, object]], q: int, most: int
+) -> None:
+    sim = Sim(rounds=q, fast_max=most)
     queued = run_ops(sim, script)
     assert sorted(m.message_id for m in sim.log) == sorted(m.message_id for m in queued)
     for peer in PEERS:
@@ -518,12 +583,16 @@ def test_without_blocking_the_slow_lane_gives_one_per_round_oldest_first(script,
 
 
 @settings(max_examples=200, deadline=None)
-@given(ops.map(lambda s: [o for o in s if o[0] in ("enqueue", "step")]))
-def test_a_fast_message_is_never_behind_medium_or_slow_queued_earlier_for_its_peer(script) -> None:  # type: ignore[no-untyped-def]
+@given(ops.map(lambda s: [o for o in s if o[0] in ("enqueue", "step")]), fast_max)
+def test_a_fast_message_is_never_behind_medium_or_slow_queued_earlier_for_its_peer(
+    script: list[tuple[str, object]], most: int
+) -> None:
     """Each plan sends its fast messages first, and new fast work preempts:
     after a fast message is queued, its peer sends at most one medium or
-    slow message of the round in flight before it."""
-    sim = Sim(rounds=16)
+    slow message of the round in flight before it. A peer with more fast
+    messages than a plan carries gets no medium or slow turn until they
+    are out."""
+    sim = Sim(rounds=16, fast_max=most)
     queued = run_ops(sim, script)
     position = {id(m): i for i, m in enumerate(sim.log)}
     for f in (m for m in queued if m.priority is FAST):
@@ -559,13 +628,15 @@ timed_ops = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(timed_ops, st.integers(1, 16))
-def test_after_the_sweeps_no_expired_message_is_held_in_any_lane(script, q) -> None:  # type: ignore[no-untyped-def]
+@given(timed_ops, st.integers(1, 16), fast_max)
+def test_after_the_sweeps_no_expired_message_is_held_in_any_lane(
+    script: list[tuple[str, object]], q: int, most: int
+) -> None:
     """Whatever was queued, handed back or set aside, with deadlines in any
     order: once every peer was swept, the planner holds no message whose
     deadline passed, and every message ends once (sent, expired, in a
     connection's medium queue, or still held)."""
-    sim = Sim(rounds=q)
+    sim = Sim(rounds=q, fast_max=most)
     sim.planner.sweep_interval = 0.0  # every epoch sweeps
     queued = run_ops(sim, script, settle=False)
     for peer in PEERS:  # whatever is in flight comes back unsent
