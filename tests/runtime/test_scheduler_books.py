@@ -14,6 +14,7 @@ from sendpath_kit import Kit, make
 from p2p0mq_actors.core.errors import ConfigurationError, NoPeerError, PeerUnreachableError
 from p2p0mq_actors.core.fairness import Plan, PlanResult
 from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.core.planner import FAST_PLAN_MAX
 from p2p0mq_actors.runtime.intake import Intake
 from p2p0mq_actors.runtime.messages import (
     FLUSH,
@@ -211,3 +212,21 @@ def test_the_sweep_timer_fires_once_a_sweep_while_an_epoch_stays_in_flight(kit: 
         fired += kit.clock.advance(0.1)
         sched.ask(FLUSH)
     assert fired <= 3  # about one a sweep interval (1 s)
+
+
+def test_a_plan_carries_at_most_fast_plan_max_fast_messages_the_rest_go_in_the_next(
+    kit: Kit,
+) -> None:
+    # (A medium message first, so that the fast ones do not take the express
+    # path, whose one plan carries what an idle peer was sent at once.)
+    sched, logs = kit.scheduler_with(b"x")
+    medium = make(kit.clock, b"x")
+    fast = [make(kit.clock, b"x", prio=FAST) for _ in range(FAST_PLAN_MAX + 10)]
+    sched.tell(Enqueue((medium, *fast)))
+    (first,) = logs[b"x"].wait_for(1)
+    assert first.fast == tuple(fast[:FAST_PLAN_MAX])
+    assert first.rounds == 0 and first.new_medium == (medium,)
+    sched.tell(PlanResult(peer=b"x", epoch=first.epoch, medium_len=1))  # all went out
+    second = logs[b"x"].wait_for(2)[1]
+    assert second.fast == tuple(fast[FAST_PLAN_MAX:])
+    assert second.rounds >= 1  # the medium message's turn comes with them
