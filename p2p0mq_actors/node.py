@@ -30,7 +30,7 @@ from .runtime.requests import NodeObserver, PendingRequests
 from .runtime.sender import Sender, check_seconds, stop_actor
 from .transport.context import end_context, new_context
 from .transport.keystore import KeyStore
-from .transport.router import AllowedKeys
+from .transport.router import RECEIVE_HWM, AllowedKeys, check_receive_hwm
 from .transport.sockets import CurveDealerFactory
 
 log = logging.getLogger("p2p0mq_actors.node")
@@ -73,6 +73,12 @@ class Node:
             envelope. A message that needs more fails with
             ``UnencodableError``; a peer that sends more is disconnected by
             libzmq before the frame is read. Give every node the same.
+        receive_hwm: the most whole messages libzmq keeps per peer
+            connection that the node has not read yet (1,000, libzmq's
+            default); then that connection waits (TCP carries the pressure
+            back). A peer's well-formed messages can make the node hold up
+            to ``receive_hwm`` x ``max_message_size`` bytes unread: lower
+            one or both where messages are large (README.md).
 
     Example::
 
@@ -103,6 +109,7 @@ class Node:
         intake_handoff: int = HANDOFF,
         intake_timeout: float | None = 10.0,
         max_message_size: int | None = MAX_MESSAGE_SIZE,
+        receive_hwm: int = RECEIVE_HWM,
     ) -> None:
         if type(uuid) is not bytes or not uuid:
             raise ConfigurationError(f"a node's uuid must be non-empty bytes, not {uuid!r}")
@@ -114,6 +121,7 @@ class Node:
         self._stopped = False
         self._intake = (intake_capacity, intake_handoff, intake_timeout)
         self._max_message_size = check_message_size(max_message_size)
+        self._receive_hwm = check_receive_hwm(receive_hwm)
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.pending = PendingRequests(self.clock)
@@ -182,6 +190,7 @@ class Node:
             poll_interval=poll_interval,
             backlog=receive_backlog,
             max_message_size=self._max_message_size,
+            receive_hwm=self._receive_hwm,
         )
         self.endpoint: str = self._receiver.ask(Bind(listen), timeout=self._timeout)
 

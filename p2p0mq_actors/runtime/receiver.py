@@ -54,7 +54,7 @@ from ..core.ports import Clock, KeyPair
 from ..transport.context import end_context, new_context
 from ..transport.errors import SocketClosedError
 from ..transport.keys import check_key_pair
-from ..transport.router import AllowedKeys, CurveRouter
+from ..transport.router import RECEIVE_HWM, AllowedKeys, CurveRouter, check_receive_hwm
 from .actor import Actor
 from .backlog import Backlog
 from .inline import InlineHandle, handle_of
@@ -225,6 +225,8 @@ class Receiver(Actor):
         max_message_size: The longest frame a peer may send, in bytes (None:
             no limit); libzmq disconnects a peer that sends a longer one
             (``CurveRouter``).
+        receive_hwm: The most whole messages libzmq keeps unread per peer
+            connection (``CurveRouter``).
 
     Raises:
         ConfigurationError: a malformed uuid, key pair or setting.
@@ -247,10 +249,12 @@ class Receiver(Actor):
         ttl: float = 30.0,
         warn_every: float = 10.0,
         max_message_size: int | None = MAX_MESSAGE_SIZE,
+        receive_hwm: int = RECEIVE_HWM,
     ) -> None:
         super().__init__()
         _check_settings(uuid, poll_interval, batch, backlog, ttl, warn_every)
         self._max_message_size = check_message_size(max_message_size)
+        self._receive_hwm = check_receive_hwm(receive_hwm)
         self._uuid = uuid
         self._keys = check_key_pair(keys)
         self._allowed = allowed
@@ -292,7 +296,11 @@ class Receiver(Actor):
             return
         try:
             self._router = CurveRouter(
-                context, self._keys, self._allowed, max_message_size=self._max_message_size
+                context,
+                self._keys,
+                self._allowed,
+                max_message_size=self._max_message_size,
+                receive_hwm=self._receive_hwm,
             )
         except Exception as exc:
             end_context(context, CONTEXT_END_TIMEOUT)
@@ -682,7 +690,8 @@ class Receiver(Actor):
             ``backlog`` (messages the Concerns hold unhandled) and
             ``backlog_waits`` (polls skipped, waiting for them to fall);
             ``inline`` (batches an idle inline Concern handled in this
-            thread, counted in ``dispatched`` too).
+            thread, counted in ``dispatched`` too); ``receive_hwm``, the
+            listening socket's, while it is open.
         """
         out: dict[str, Any] = dict(self._counts)
         out["backlog"] = self._backlog.total
@@ -690,6 +699,8 @@ class Receiver(Actor):
         out["dropped"] = dict(self._dropped)
         if self._router is not None:
             out.update(self._router.counters())
+            if not self._router.closed:
+                out["receive_hwm"] = self._router.receive_hwm
         out["endpoint"] = self._endpoint
         out["state"] = self._state
         out["steps"] = self._steps

@@ -85,7 +85,13 @@ from .context import check_descriptors
 from .errors import bind_error, translate
 from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
 
-__all__ = ["AllowedKeys", "CurveRouter", "describe_handshake_failure"]
+__all__ = [
+    "RECEIVE_HWM",
+    "AllowedKeys",
+    "CurveRouter",
+    "check_receive_hwm",
+    "describe_handshake_failure",
+]
 
 log = logging.getLogger("p2p0mq_actors.transport")
 
@@ -117,6 +123,10 @@ MAX_FRAMES: Final = 8
 has (6 in p2p0mq 0.1.1 and 5 in 0.1.0, as sent; 1 natively), so what is
 kept of a longer one (the sender and 8 frames) is still no valid shape."""
 _NEXT_KEPT: Final = range(MAX_FRAMES - 1)  # the frames kept after a message's first
+RECEIVE_HWM: Final = 1000
+"""Whole messages libzmq keeps for the node per client connection before it
+stops reading that connection (``RCVHWM``; libzmq's own default)."""
+MAX_RECEIVE_HWM: Final = 2**31 - 1  # libzmq's option is a C int
 MAX_PENDING_FAILURES = 256
 """Handshake failures kept for ``take_failures`` when nobody takes them."""
 LISTENER_DESCRIPTORS = 10
@@ -207,6 +217,11 @@ class CurveRouter:
         allowed: The client public keys ZAP admits; change it at any time.
         max_message_size: The longest frame a client may send, in bytes
             (None: no limit); one that sends a longer one is disconnected.
+        receive_hwm: The most whole messages libzmq keeps per client
+            connection, read off the wire and not yet by ``recv_batch``;
+            then it reads no more of that connection (TCP carries the
+            pressure back). With ``max_message_size`` it bounds what one
+            client's well-formed messages can make the node hold unread.
 
     Raises:
         ConfigurationError: a malformed key pair or limit, or ``context``
@@ -229,9 +244,11 @@ class CurveRouter:
         allowed: AllowedKeys,
         *,
         max_message_size: int | None = MAX_MESSAGE_SIZE,
+        receive_hwm: int = RECEIVE_HWM,
     ) -> None:
         check_key_pair(keys)
         limit = check_message_size(max_message_size)
+        hwm = check_receive_hwm(receive_hwm)
         self.allowed = allowed
         self.endpoint = ""
         self._counts = dict.fromkeys(_EVENT_NAMES.values(), 0)
@@ -242,7 +259,7 @@ class CurveRouter:
         self._auth = _start_authenticator(context, allowed)
         self._closed = False
         try:
-            self._socket = _server_socket(context, keys, limit)
+            self._socket = _server_socket(context, keys, limit, hwm)
         except BaseException:
             self._auth.stop()
             raise
@@ -256,6 +273,15 @@ class CurveRouter:
         self._poller.register(self._socket, zmq.POLLIN)
         self._poller.register(self._monitor, zmq.POLLIN)
         self._recv = self._socket.recv
+
+    @property
+    def receive_hwm(self) -> int:
+        """The socket's ``RCVHWM`` as libzmq reports it (call it from the
+        thread that uses the socket)."""
+        try:
+            return cast(int, self._live().get(zmq.RCVHWM))
+        except zmq.ZMQError as exc:
+            raise translate(exc) from exc
 
     @property
     def closed(self) -> bool:
@@ -507,8 +533,23 @@ def _announced(frame: zmq.Frame) -> bytes:
         return b""
 
 
+def check_receive_hwm(value: object) -> int:
+    """``value`` if it is a valid ``receive_hwm``.
+
+    Raises:
+        ConfigurationError: not an int from 1 to ``MAX_RECEIVE_HWM`` (libzmq's
+            0, no limit at all, is refused: it would leave what one client
+            can make the node hold unbounded).
+    """
+    if type(value) is int and 1 <= value <= MAX_RECEIVE_HWM:
+        return value
+    raise ConfigurationError(
+        f"receive_hwm must be an int from 1 to 2**31 - 1 (messages), not {value!r}"
+    )
+
+
 def _server_socket(
-    context: zmq.Context[Any], keys: KeyPair, max_message_size: int | None
+    context: zmq.Context[Any], keys: KeyPair, max_message_size: int | None, receive_hwm: int
 ) -> zmq.Socket[Any]:
     # A DEALER, not a ROUTER: see the rules at the top. It only receives.
     try:
@@ -517,6 +558,7 @@ def _server_socket(
         raise translate(exc) from exc
     try:
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, receive_hwm)  # before bind: each pipe takes it then
         sock.setsockopt(zmq.CURVE_SERVER, 1)
         sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)

@@ -503,6 +503,15 @@ def test_a_message_past_max_message_size_fails_alone_and_the_connection_stays_up
         Node(b"carol", keys=KeyStore(tmp_path / "c"), max_message_size=1024)
 
 
+def test_receive_hwm_reaches_the_listening_socket_and_a_bad_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    with Node(b"carol", keys=KeyStore(tmp_path / "c"), receive_hwm=16) as carol:
+        assert carol.stats()["receiver"]["receive_hwm"] == 16
+    with pytest.raises(ConfigurationError, match="receive_hwm"):
+        Node(b"dave", keys=KeyStore(tmp_path / "d"), receive_hwm=0)
+
+
 class Gated(Chat):
     """Records requests once ``gate`` is set (waits for it, bounded)."""
 

@@ -16,6 +16,7 @@ from p2p0mq_actors.transport.context import end_context, new_context
 from p2p0mq_actors.transport.keys import generate_keypair
 from p2p0mq_actors.transport.router import (
     MAX_FRAMES,
+    RECEIVE_HWM,
     AllowedKeys,
     CurveRouter,
     describe_handshake_failure,
@@ -84,6 +85,26 @@ def test_a_second_router_on_one_context_is_refused(
 ) -> None:
     with pytest.raises(ConfigurationError, match="already has a ZAP authenticator"):
         CurveRouter(context, generate_keypair(), AllowedKeys())
+
+
+def test_receive_hwm_is_the_sockets_and_libzmqs_default_unless_given(
+    router: CurveRouter, context: zmq.Context[Any]
+) -> None:
+    assert router.receive_hwm == RECEIVE_HWM == 1000
+    router.close()
+    low = CurveRouter(context, SERVER, AllowedKeys([ALICE.public]), receive_hwm=7)
+    try:
+        assert low.receive_hwm == 7
+    finally:
+        low.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**31, True, 1.5, "10", None])
+def test_a_receive_hwm_that_is_not_a_positive_c_int_is_refused(
+    context: zmq.Context[Any], bad: object
+) -> None:
+    with pytest.raises(ConfigurationError, match="receive_hwm"):
+        CurveRouter(context, SERVER, AllowedKeys(), receive_hwm=bad)  # type: ignore[arg-type]
 
 
 def _client(
