@@ -43,6 +43,11 @@ Rules:
   a ``disconnected`` (the client reconnects, and what it had queued on the
   way is lost). Without it one admitted peer could make the node allocate
   whatever size it names, up to 2**64 bytes.
+- Unread, libzmq keeps up to ``receive_hwm`` whole messages per client
+  connection (``RCVHWM``). It checks frames, not messages, and hands a
+  message on only once it has all of it, so an admitted client can still
+  make it hold one message of any number of frames: no option bounds
+  that, only the keys admitted (README.md).
 - Every frame is read with ``recv(copy=False)``, following ``.more``, and
   copied out as bytes at once. ``recv_multipart`` costs a ``getsockopt``
   per frame (trap 6 of PERFORMANCE.md), and a ``zmq.Frame`` costs about

@@ -18,7 +18,9 @@ Rules:
   a frame sent to it (by a peer misbehaving) may be at most
   ``CLIENT_MAX_FRAME`` bytes, enough for the CURVE handshake's commands,
   which pass the same check (``MAXMSGSIZE``); libzmq drops the connection
-  on a longer one, and at most RCVHWM (1,000) such frames wait unread.
+  on a longer one. At most RCVHWM (1,000) messages wait unread, but
+  libzmq bounds frames, not messages: one message may have as many such
+  frames as the peer sends (see README.md).
 - The monitor reports only the events the peer state machine needs; what a
   failed handshake looks like from this side (measured on libzmq 4.3.5):
   * wrong server key: CONNECTED, HANDSHAKE_FAILED, DISCONNECTED about 1 ms
