@@ -492,6 +492,7 @@ def test_a_fresh_receiver_reports_zero_everywhere(rig: Rig) -> None:
         "handshake_failed_auth": 0,
         "disconnected": 0,
         "zap_refused": 0,
+        "receive_hwm": 1000,
         "endpoint": rig.endpoint,
         "state": "LISTENING",
     }

@@ -88,15 +88,16 @@ def test_a_second_router_on_one_context_is_refused(
 
 
 def test_receive_hwm_is_the_sockets_and_libzmqs_default_unless_given(
-    router: CurveRouter, context: zmq.Context[Any]
+    router: CurveRouter,
 ) -> None:
     assert router.receive_hwm == RECEIVE_HWM == 1000
-    router.close()
-    low = CurveRouter(context, SERVER, AllowedKeys([ALICE.public]), receive_hwm=7)
+    ctx = new_context()  # (one ZAP authenticator per context)
+    low = CurveRouter(ctx, SERVER, AllowedKeys([ALICE.public]), receive_hwm=7)
     try:
         assert low.receive_hwm == 7
     finally:
         low.close()
+        assert end_context(ctx, timeout=5)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2**31, True, 1.5, "10", None])
