@@ -453,7 +453,7 @@ def test_a_bad_max_rounds_is_refused() -> None:
 def test_a_plan_carries_at_most_fast_plan_max_fast_messages_and_then_no_rounds() -> None:
     # x has seven fast messages (more than a plan's three), then a medium and
     # a slow one; y a slow one. x's plans carry its fast messages three at a
-    # time with no turn in the rounds; y's slow message is not held up.
+    # time with no turn in the rounds until the last of them.
     p = Planner(max_rounds=4, fast_plan_max=3)
     for peer in (b"x", b"y"):
         p.add_peer(peer)
@@ -472,14 +472,20 @@ def test_a_plan_carries_at_most_fast_plan_max_fast_messages_and_then_no_rounds()
         for plan in plans:
             medium = len(plan.new_medium)
             p.complete(PlanResult(peer=plan.peer, epoch=plan.epoch, medium_len=medium))
-    by_epoch = [{plan.peer: plan for plan in plans} for plans in plans_seen]
-    assert [list(e[b"x"].fast) for e in by_epoch[:3]] == [fast[0:3], fast[3:6], fast[6:7]]
-    assert [e[b"x"].rounds for e in by_epoch[:3]] == [0, 0, by_epoch[2][b"x"].rounds]
-    assert by_epoch[2][b"x"].rounds >= 1  # the last of them goes with its rounds
-    assert [item.message for item in by_epoch[0][b"y"].slow] == [sy]
-    assert all(not e[b"x"].slow for e in by_epoch[:2])
-    assert [item.message for item in by_epoch[2][b"x"].slow] == [sx]
-    assert by_epoch[0][b"x"].new_medium == (mx,)  # handed to its queue, not sent
+    xs = [plan for plans in plans_seen for plan in plans if plan.peer == b"x"]
+    assert [list(plan.fast) for plan in xs[:3]] == [fast[0:3], fast[3:6], fast[6:7]]
+    assert [plan.rounds for plan in xs[:2]] == [0, 0]
+    assert xs[2].rounds >= 1  # the last of them goes with its rounds
+    assert [[item.message for item in plan.slow] for plan in xs[:3]] == [[], [], [sx]]
+    assert xs[0].new_medium == (mx,)  # handed to its queue, not sent
+    epoch_of = {
+        item.message.message_id: n
+        for n, plans in enumerate(plans_seen)
+        for plan in plans
+        for item in plan.slow
+    }
+    assert set(epoch_of) == {sx.message_id, sy.message_id}
+    assert p.depths()["fast"] == p.depths()["slow"] == 0
 
 
 def test_the_fast_messages_a_plan_leaves_keep_their_order_through_blocking_and_expiry() -> None:
@@ -683,3 +689,112 @@ def test_fast_messages_handed_back_are_swept_even_behind_those_seen_before() -> 
     )
     assert p.start_epoch(4.0) == ([], [f_a])
     assert p.take_peer_messages(b"x") == [f_b]
+
+
+def test_a_capped_lane_found_all_expired_leaves_no_live_slow_message_behind() -> None:
+    # x's fast lane is longer than a plan carries and all of it expired: its
+    # slow message still goes in that epoch (nothing else would plan again).
+    p = Planner(fast_plan_max=2)
+    p.add_peer(b"x")
+    p.sweep_interval = 60.0
+    p.sweep_if_due(9.0)
+    slow = msg(b"x", SLOW)
+    p.enqueue([slow, *(msg(b"x", FAST, deadline=5.0) for _ in range(3))])
+    plans, expired = p.start_epoch(10.0)
+    assert len(expired) == 3
+    assert [[i.message for i in plan.slow] for plan in plans] == [[slow]]
+
+
+def test_when_the_rest_of_a_round_expired_the_next_rounds_fast_messages_go() -> None:
+    p = Planner(fast_plan_max=2)
+    p.add_peer(b"x")
+    p.set_blocked(b"x", True)  # (no express plan)
+    a, b, c = (msg(b"x", FAST, deadline=5.0) for _ in range(3))
+    p.enqueue([a, b, c])
+    p.set_blocked(b"x", False)
+    (first,), _ = p.start_epoch(0.0)
+    assert first.fast == (a, b) and first.rounds == 0  # c is left of the round
+    later = msg(b"x", FAST)
+    p.enqueue([later])
+    p.complete(PlanResult(peer=b"x", epoch=first.epoch, medium_len=0))
+    (second,), expired = p.start_epoch(6.0)  # c expired meanwhile
+    assert expired == [c] and second.fast == (later,)
+
+
+def test_a_rounds_medium_turn_comes_before_fast_messages_queued_after_it_started() -> None:
+    # x's round has five fast messages, more than a plan's two; three more
+    # come while its plans go out. The round's medium message goes with its
+    # last fast one, before the three: a steady inflow cannot starve it.
+    sim = Sim(peers=(b"x",), fast_max=2)
+    sim.capacity[b"x"] = 0
+    sim.enqueue(msg(b"x", FAST))
+    sim.step(b"x")  # express, unsent: x is blocked
+    round_one = [msg(b"x", FAST) for _ in range(4)]
+    medium = msg(b"x", MEDIUM)
+    sim.enqueue(*round_one, medium)
+    sim.unblock(b"x")
+    sim.step(b"x")
+    later = [msg(b"x", FAST) for _ in range(3)]
+    sim.enqueue(*later)
+    sim.settle()
+    log = [m.message_id for m in sim.log]
+    assert log.index(medium.message_id) < log.index(later[0].message_id)
+    assert log[1:5] == [m.message_id for m in round_one]
+
+
+def test_an_express_plan_carries_at_most_fast_plan_max_and_the_rest_follow_in_order() -> None:
+    p = Planner(fast_plan_max=3)
+    p.add_peer(b"x")
+    batch = [msg(b"x", FAST) for _ in range(8)]
+    (express,) = p.enqueue(batch).express
+    assert express.fast == tuple(batch[:3])
+    assert p.start_epoch(0.0) == ([], [])  # x's express plan is in flight
+    p.complete(PlanResult(peer=b"x", epoch=0, medium_len=0))
+    carried = []
+    for _ in range(5):
+        plans, _ = p.start_epoch(0.0)
+        for plan in plans:
+            carried += plan.fast
+            p.complete(PlanResult(peer=plan.peer, epoch=plan.epoch, medium_len=0))
+    assert carried == batch[3:]
+
+
+# Two peers, mostly fast messages with near deadlines: long fast lanes that
+# expire in part, the cases a plan's bound on fast messages meets.
+crowded_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("enqueue"),
+            st.lists(
+                st.tuples(
+                    st.sampled_from(PEERS[:2]),
+                    st.sampled_from([FAST, FAST, FAST, SLOW, MEDIUM]),
+                    st.floats(0, 10),
+                ),
+                min_size=1,
+                max_size=8,
+            ),
+        ),
+        st.tuples(st.just("step"), st.sampled_from(PEERS[:2])),
+        st.tuples(st.just("block"), st.tuples(st.sampled_from(PEERS[:2]), st.integers(0, 3))),
+        st.tuples(st.just("unblock"), st.sampled_from(PEERS[:2])),
+        st.tuples(st.just("wait"), st.floats(0.0, 5.0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(timed_ops, crowded_ops), st.integers(1, 16), st.sampled_from([1, 2, 3]))
+def test_once_every_socket_is_open_no_live_message_is_left_held(
+    script: list[tuple[str, object]], q: int, most: int
+) -> None:
+    """Whatever happened before (blocking, expiry, sweeps), once every peer
+    is writable and every plan has come back, the planner holds nothing
+    alive: every live message was planned (no epoch left unstarted)."""
+    sim = Sim(rounds=q, fast_max=most)
+    sim.planner.sweep_interval = 1.0
+    run_ops(sim, script, settle=False)
+    sim.settle()
+    assert not sim.planner.epoch_in_flight
+    assert [m for m in sim.planner.drain() if m.deadline > sim.now] == []
