@@ -77,8 +77,9 @@ class Node:
             connection that the node has not read yet (1,000, libzmq's
             default); then that connection waits (TCP carries the pressure
             back). A peer's well-formed messages can make the node hold up
-            to ``receive_hwm`` x ``max_message_size`` bytes unread: lower
-            one or both where messages are large (README.md).
+            to ``receive_hwm`` x ``max_message_size`` bytes unread on each
+            connection it opens: lower one or both where messages are
+            large (README.md).
 
     Example::
 

@@ -62,9 +62,11 @@ from .fairness import Plan, PlanResult, Preemption, Shuffle, SlowItem, no_shuffl
 from .message import Message, Priority
 
 FAST_PLAN_MAX: Final = 8192
-"""The most fast messages one plan carries (see the rules above). A
-socket takes about as many before it would block (its high-water mark is
-10,000 messages), so a longer plan would only come back unsent."""
+"""The most fast messages one plan carries (see the rules above). On
+p2p0mq's wire, a zmq message each, a socket takes about as many before it
+would block (its high-water mark is 10,000 zmq messages), so a longer plan
+would mostly come back unsent; on the native wire, 64 to a frame, a socket
+takes more, and the next plan follows at once."""
 
 
 @dataclass(slots=True)

@@ -39,6 +39,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -48,7 +49,7 @@ from typing import Any, Final, TypeGuard
 import pykka
 
 from ..core.codec import MAX_MESSAGE_SIZE, check_message_size, decode_many, decode_p2p0mq
-from ..core.errors import ConfigurationError, MessageError, ProtocolError
+from ..core.errors import ConfigurationError, MessageError, ProtocolError, TransportError
 from ..core.message import MAX_UUID_LEN, Kind, Message
 from ..core.ports import Clock, KeyPair
 from ..transport.context import end_context, new_context
@@ -691,7 +692,7 @@ class Receiver(Actor):
             ``backlog_waits`` (polls skipped, waiting for them to fall);
             ``inline`` (batches an idle inline Concern handled in this
             thread, counted in ``dispatched`` too); ``receive_hwm``, the
-            listening socket's, while it is open.
+            listening socket's, while it listens.
         """
         out: dict[str, Any] = dict(self._counts)
         out["backlog"] = self._backlog.total
@@ -699,8 +700,10 @@ class Receiver(Actor):
         out["dropped"] = dict(self._dropped)
         if self._router is not None:
             out.update(self._router.counters())
-            if not self._router.closed:
-                out["receive_hwm"] = self._router.receive_hwm
+            if self._state == "LISTENING":
+                # (a socket gone under it, e.g. its context ended, has none)
+                with contextlib.suppress(TransportError):
+                    out["receive_hwm"] = self._router.receive_hwm
         out["endpoint"] = self._endpoint
         out["state"] = self._state
         out["steps"] = self._steps

@@ -225,8 +225,9 @@ class CurveRouter:
         receive_hwm: The most whole messages libzmq keeps per client
             connection, read off the wire and not yet by ``recv_batch``;
             then it reads no more of that connection (TCP carries the
-            pressure back). With ``max_message_size`` it bounds what one
-            client's well-formed messages can make the node hold unread.
+            pressure back). With ``max_message_size`` it bounds what a
+            client's well-formed messages can make the node hold unread on
+            one connection.
 
     Raises:
         ConfigurationError: a malformed key pair or limit, or ``context``

@@ -26,8 +26,9 @@ from p2p0mq_actors.runtime.messages import Bind, Received
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
 from p2p0mq_actors.runtime.receiver import REJECT_REASONS, Receiver, reject_reason
 from p2p0mq_actors.testing import ManualClock, MessageLog, Recorder
+from p2p0mq_actors.transport.errors import SocketClosedError
 from p2p0mq_actors.transport.keys import generate_keypair
-from p2p0mq_actors.transport.router import AllowedKeys
+from p2p0mq_actors.transport.router import AllowedKeys, CurveRouter
 
 NO_REJECTS = dict.fromkeys(REJECT_REASONS, 0)
 
@@ -657,5 +658,38 @@ def test_what_stops_the_receivers_start_is_raised_by_its_first_bind() -> None:
             ref.ask(Bind("tcp://127.0.0.1:*"), timeout=TIMEOUT)
         assert ref.is_alive()  # it said why, and waits to be stopped
         assert ref.proxy().stats().get(timeout=TIMEOUT)["state"] == "BROKEN"
+    finally:
+        ref.stop(timeout=TIMEOUT)
+
+
+def test_stats_of_a_receiver_whose_socket_is_gone_say_broken_and_do_not_raise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The listening socket gone under the Receiver (e.g. its context ended):
+    # its poll raises, and so would reading its options.
+    gone = SocketClosedError("socket gone: Context was terminated")
+    polled = threading.Event()
+
+    def poll(self: CurveRouter, timeout: float) -> bool:
+        polled.set()
+        raise gone
+
+    def receive_hwm(self: CurveRouter) -> int:
+        raise gone
+
+    monkeypatch.setattr(CurveRouter, "poll", poll)
+    monkeypatch.setattr(CurveRouter, "receive_hwm", property(receive_hwm))
+    ref = Receiver.start(
+        uuid=BOB,
+        keys=generate_keypair(),
+        allowed=AllowedKeys(),
+        concerns=ConcernRegistry(),
+        clock=ManualClock(),
+    )
+    try:
+        ref.ask(Bind("tcp://127.0.0.1:*"), timeout=TIMEOUT)
+        assert polled.wait(TIMEOUT)
+        stats = ref.proxy().stats().get(timeout=TIMEOUT)
+        assert stats["state"] == "BROKEN" and "receive_hwm" not in stats
     finally:
         ref.stop(timeout=TIMEOUT)
