@@ -30,8 +30,8 @@ Rules:
   messages (every one queued for the peer when the round starts) beyond
   that go out in the peer's next plans, and its medium and slow turn
   comes with the last of them (the slow items taken for it meanwhile go
-  back to the lane); fast messages queued meanwhile wait for the next
-  round, as they would behind one long plan. Without the bound, every
+  back to the lane); what is queued for the peer meanwhile, fast, medium
+  or slow, waits for the next round, as behind one long plan. Without the bound, every
   epoch copied and looked through the peer's whole fast lane to send what
   its socket took (a few thousand), and the copies, young containers as
   long as the lane, made every garbage collection in the process go
@@ -133,8 +133,10 @@ class Planner:
         self._next_sweep = float("-inf")
         self._planned: set[bytes] = set()  # peers given a plan since the last sweep
         # Per peer whose round's fast messages did not fit in one plan: how
-        # many at the head of its fast lane still belong to that round.
-        self._owed: dict[bytes, int] = {}
+        # many at the head of its fast lane still belong to that round (never
+        # more than the lane holds), and the slow lane's next seq when the
+        # round began (its slow items from then on wait for the next round).
+        self._spread: dict[bytes, tuple[int, int]] = {}
 
     # -- peers -------------------------------------------------------------
 
@@ -173,7 +175,7 @@ class Planner:
         out = list(self._fast.get(peer, ()))
         if peer in self._fast:
             self._fast[peer].clear()
-        self._owed.pop(peer, None)
+        self._spread.pop(peer, None)
         out.extend(self._pending.get(peer, ()))
         if peer in self._pending:
             self._pending[peer] = []
@@ -250,9 +252,11 @@ class Planner:
         most = self.fast_plan_max
         for peer, batch in express.items():
             self._in_flight.add(peer)
-            if len(batch) > most:  # the rest waits for the plan after it
+            if len(batch) > most:  # the rest waits in the lane, as new work
                 fast_lanes[peer].extend(batch[most:])
                 self._dirty.add(peer)
+                if watch is not None and not intake.preempted:
+                    intake.preempted = preempts(batch[most], watch.waiting)
                 del batch[most:]
             intake.express.append(Plan(peer=peer, epoch=0, rounds=0, fast=tuple(batch)))
         if intake.preempted and self._epoch is not None:
@@ -412,16 +416,27 @@ class Planner:
         expired: list[Message],
     ) -> Plan | None:
         lane, most = self._fast[peer], self.fast_plan_max
-        fast, owed = _take_fast(lane, self._owed.pop(peer, 0), most, now, expired)
-        pending = _live(self._pending[peer], now, expired)
-        self._pending[peer] = []
         self._swept.pop(peer, None)
-        if lane and not (fast or owed or pending or slow or self._medium_len[peer]):
-            # What was left of a round had expired, and no turn is due: the
-            # next round's fast messages go now.
+        spread = self._spread.pop(peer, None)
+        pending: list[Message] = []
+        if spread is not None:  # a round goes on: medium work since it began waits
+            owed, mark = spread
+            fast, owed = _take_fast(lane, owed, most, now, expired)
+            if not owed:  # its last fast messages: its turn, for what came before it
+                early = [item for item in slow if item.seq < mark]
+                if fast or early or self._medium_len[peer]:
+                    if len(early) < len(slow):
+                        self._return_slow(peer, [i for i in slow if i.seq >= mark])
+                        slow = early
+                else:  # the rest of it expired and no turn is due: the next begins
+                    spread = None
+        if spread is None:  # a round begins: every fast message queued now
+            mark = self._slow_seq
             fast, owed = _take_fast(lane, 0, most, now, expired)
+            pending = _live(self._pending[peer], now, expired)
+            self._pending[peer] = []
         if owed:  # the round's fast messages go on in the next plan: no turn yet
-            self._owed[peer] = owed
+            self._spread[peer] = (owed, mark)
             rounds = 0
             if slow:
                 self._return_slow(peer, slow)
@@ -499,6 +514,12 @@ class Planner:
                 *_sweep_lane(self._fast[peer], fast_seen, fast_earliest, now, expired),
                 *_sweep_lane(self._pending[peer], seen, earliest, now, expired),
             )
+            spread = self._spread.get(peer)
+            if spread is not None and spread[0] > len(self._fast[peer]):
+                if self._fast[peer]:
+                    self._spread[peer] = (len(self._fast[peer]), spread[1])
+                else:  # what was left of its round expired: the round is over
+                    del self._spread[peer]
         if now >= self._slow_earliest:  # (the lane is looked through only then)
             self._sweep_slow(now, expired)
 
@@ -549,8 +570,9 @@ class Planner:
         if result.unsent_fast:
             self._fast[peer].extendleft(reversed(result.unsent_fast))
             self._swept.pop(peer, None)
-            if peer in self._owed:  # they are still that round's
-                self._owed[peer] += len(result.unsent_fast)
+            spread = self._spread.get(peer)
+            if spread is not None:  # they are still that round's
+                self._spread[peer] = (spread[0] + len(result.unsent_fast), spread[1])
         if result.unsent_slow:
             self._return_slow(peer, result.unsent_slow)
         self._medium_len[peer] = result.medium_len
