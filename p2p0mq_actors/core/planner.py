@@ -29,9 +29,11 @@ Rules:
 - A plan carries at most ``fast_plan_max`` fast messages. A round's fast
   messages (every one queued for the peer when the round starts) beyond
   that go out in the peer's next plans, and its medium and slow turn
-  comes with the last of them (the slow items taken for it meanwhile go
-  back to the lane); what is queued for the peer meanwhile, fast, medium
-  or slow, waits for the next round, as behind one long plan. Without the bound, every
+  comes with the last of them, one round's turn if fast messages queued
+  meanwhile wait (the slow items taken for it meanwhile go back to the
+  lane); what is queued for the peer meanwhile, fast, medium or slow,
+  waits for the next round, as behind one long plan. An express plan's
+  rest is the rest of its round. Without the bound, every
   epoch copied and looked through the peer's whole fast lane to send what
   its socket took (a few thousand), and the copies, young containers as
   long as the lane, made every garbage collection in the process go
@@ -226,6 +228,7 @@ class Planner:
         # once it has asked for a preemption.
         queued: set[bytes] = set()
         peers, fast, fast_lanes = self._peers, Priority.FAST, self._fast
+        slow_mark = self._slow_seq  # an express round begins before this batch's slow items
         watch = self._preemptible_epoch()
         for message in messages:
             peer = message.next_hop
@@ -252,8 +255,9 @@ class Planner:
         most = self.fast_plan_max
         for peer, batch in express.items():
             self._in_flight.add(peer)
-            if len(batch) > most:  # the rest waits in the lane, as new work
+            if len(batch) > most:  # the rest of this round waits in the lane
                 fast_lanes[peer].extend(batch[most:])
+                self._spread[peer] = (len(batch) - most, slow_mark)
                 self._dirty.add(peer)
                 if watch is not None and not intake.preempted:
                     intake.preempted = preempts(batch[most], watch.waiting)
@@ -423,10 +427,13 @@ class Planner:
             owed, mark = spread
             fast, owed = _take_fast(lane, owed, most, now, expired)
             if not owed:  # its last fast messages: its turn, for what came before it
-                early = [item for item in slow if item.seq < mark]
+                if lane:  # the next round's fast messages wait: this round's turn only
+                    rounds = 1
+                early = [i for i in slow if i.seq < mark and i.round < rounds]
                 if fast or early or self._medium_len[peer]:
                     if len(early) < len(slow):
-                        self._return_slow(peer, [i for i in slow if i.seq >= mark])
+                        later = [i for i in slow if not (i.seq < mark and i.round < rounds)]
+                        self._return_slow(peer, later)
                         slow = early
                 else:  # the rest of it expired and no turn is due: the next begins
                     spread = None
@@ -503,23 +510,25 @@ class Planner:
         those of peers planned since the last sweep: their next plans take
         the lanes (a long fast lane a plan's share at a time) and drop what
         expired then (a flood's lane of 100,000 took 5 ms to look through,
-        the GIL held). A sweep's drops from a round's fast messages that
-        did not fit one plan let as many later ones into that round. The slow lane is
+        the GIL held). What it drops of a round that did not fit one plan
+        is counted off that round. The slow lane is
         looked through only once its earliest deadline may have passed: a
         lower bound, kept as messages join the lane or are handed back."""
         planned, self._planned = self._planned, set()
         for peer in self._peers - (planned - self._blocked):  # a blocked one gets no plan
-            fast_seen, fast_earliest, seen, earliest = self._swept.get(peer, _UNSWEPT)
-            self._swept[peer] = (
-                *_sweep_lane(self._fast[peer], fast_seen, fast_earliest, now, expired),
-                *_sweep_lane(self._pending[peer], seen, earliest, now, expired),
-            )
+            lane = self._fast[peer]
             spread = self._spread.get(peer)
-            if spread is not None and spread[0] > len(self._fast[peer]):
-                if self._fast[peer]:
-                    self._spread[peer] = (len(self._fast[peer]), spread[1])
+            if spread is not None:  # what the sweep drops of the round's rest
+                owed = spread[0] - sum(m.deadline <= now for m in islice(lane, spread[0]))
+                if owed:
+                    self._spread[peer] = (owed, spread[1])
                 else:  # what was left of its round expired: the round is over
                     del self._spread[peer]
+            fast_seen, fast_earliest, seen, earliest = self._swept.get(peer, _UNSWEPT)
+            self._swept[peer] = (
+                *_sweep_lane(lane, fast_seen, fast_earliest, now, expired),
+                *_sweep_lane(self._pending[peer], seen, earliest, now, expired),
+            )
         if now >= self._slow_earliest:  # (the lane is looked through only then)
             self._sweep_slow(now, expired)
 

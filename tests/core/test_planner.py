@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -776,6 +777,96 @@ def test_a_round_spread_over_plans_sends_what_one_long_plan_would(most: int) -> 
     sim.enqueue(medium, slow)
     sim.settle()
     assert sim.log == [*round_one, *later, medium, slow]
+
+
+def _names_sent(
+    most: int,
+    script: Callable[[Planner, Callable[..., Message]], list[Plan]],
+    on_send: Callable[[Planner, int], None],
+) -> list[str]:
+    """What ``script`` (which queues messages named through its second
+    argument, and returns express plans) sends to x, carried out plan by
+    plan with ``run_plan``; ``on_send`` is called after each send."""
+    p = Planner(max_rounds=16, fast_plan_max=most)
+    p.add_peer(b"x")
+    names: dict[int, str] = {}
+    log: list[str] = []
+    queue: deque[Message] = deque()
+
+    def make(prio: Priority, name: str) -> Message:
+        m = msg(b"x", prio)
+        names[m.message_id] = name
+        return m
+
+    def send(m: Message) -> None:
+        log.append(names[m.message_id])
+        on_send(p, len(log))
+
+    plans = script(p, make)
+    for _ in range(30):
+        for plan in plans:
+            p.complete(run_plan(plan, queue, send, 0.0).result)
+        plans, _ = p.start_epoch(0.0)
+        if not plans:
+            break
+    return log
+
+
+def test_a_spread_rounds_last_plan_has_one_round_while_newer_fast_messages_wait() -> None:
+    # The round's last plan would have 2 rounds; F, queued during the first
+    # (one-round) epoch, goes after the round's one medium turn, not after two.
+    late: list[Message] = []
+
+    def script(p: Planner, make: Callable[..., Message]) -> list[Plan]:
+        late.append(make(FAST, "F"))
+        media = [make(MEDIUM, f"m{i}") for i in (1, 2, 3)]
+        return p.enqueue([*media, *(make(FAST, f"f{i}") for i in (1, 2, 3))]).express
+
+    def on_send(p: Planner, sent: int) -> None:
+        if sent == 1:
+            p.enqueue(late)
+
+    want = _names_sent(FAST_PLAN_MAX, script, on_send)
+    assert want == ["f1", "f2", "f3", "m1", "F", "m2", "m3"]
+    assert _names_sent(2, script, on_send) == want
+
+
+def test_the_rest_of_an_express_plan_is_the_rest_of_its_round() -> None:
+    later: list[Message] = []
+
+    def script(p: Planner, make: Callable[..., Message]) -> list[Plan]:
+        plans = p.enqueue([make(FAST, f"e{i}") for i in range(4)]).express  # x idle
+        p.enqueue([make(MEDIUM, "M")])
+        later.extend([make(FAST, "L1"), make(FAST, "L2")])
+        return plans
+
+    def on_send(p: Planner, sent: int) -> None:
+        if sent == 3:  # queued before one long express plan would have ended
+            p.enqueue(later)
+
+    want = _names_sent(FAST_PLAN_MAX, script, on_send)
+    assert want == ["e0", "e1", "e2", "e3", "L1", "L2", "M"]
+    assert _names_sent(2, script, on_send) == want
+
+
+def test_what_a_sweep_drops_of_a_rounds_rest_is_counted_off_that_round() -> None:
+    p = Planner(fast_plan_max=2)
+    p.add_peer(b"x")
+    p.sweep_interval = 0.0
+    p.set_blocked(b"x", True)  # (no express plan)
+    a1, a2, a4 = (msg(b"x", FAST) for _ in range(3))
+    a3 = msg(b"x", FAST, deadline=5.0)
+    p.enqueue([msg(b"x", MEDIUM), a1, a2, a3, a4])
+    p.set_blocked(b"x", False)
+    (first,), _ = p.start_epoch(0.0)
+    assert first.fast == (a1, a2) and first.rounds == 0
+    p.complete(PlanResult(peer=b"x", epoch=first.epoch, medium_len=1, blocked=True))
+    later = msg(b"x", FAST)
+    p.enqueue([later])
+    assert p.sweep_if_due(6.0) == [a3]  # x is blocked: swept
+    p.set_blocked(b"x", False, 1)
+    (second,), _ = p.start_epoch(6.0)
+    assert second.fast == (a4,) and second.rounds == 1  # the round's turn, then later's
 
 
 def test_a_rounds_medium_turn_comes_before_fast_messages_queued_after_it_started() -> None:
