@@ -38,7 +38,7 @@ Rules:
   its socket took (a few thousand), and the copies, young containers as
   long as the lane, made every garbage collection in the process go
   through them: over a stream of 1,000,000 messages the sending process
-  used 10.4-11.4 us of CPU a message, against 7.3-8.1 with the bound.
+  used 10.4-11.4 us of CPU a message, against 7.0-8.1 with the bound.
 - Expired messages are dropped when about to be planned, and once per
   ``sweep_interval`` by a sweep of the lanes of the peers not planned since
   the last sweep (blocked ones, or with a plan in flight that long). The
