@@ -707,14 +707,21 @@ def test_a_capped_lane_found_all_expired_leaves_no_live_slow_message_behind() ->
     assert [[i.message for i in plan.slow] for plan in plans] == [[slow]]
 
 
-def test_when_the_rest_of_a_round_expired_the_next_rounds_fast_messages_go() -> None:
+def _round_of(*messages: Message) -> tuple[Planner, Plan]:
+    """A Planner (a plan's bound: 2) whose peer x was sent ``messages`` while
+    blocked (no express plan), and the first plan of that round."""
     p = Planner(fast_plan_max=2)
     p.add_peer(b"x")
-    p.set_blocked(b"x", True)  # (no express plan)
-    a, b, c = (msg(b"x", FAST, deadline=5.0) for _ in range(3))
-    p.enqueue([a, b, c])
+    p.set_blocked(b"x", True)
+    p.enqueue(messages)
     p.set_blocked(b"x", False)
     (first,), _ = p.start_epoch(0.0)
+    return p, first
+
+
+def test_when_the_rest_of_a_round_expired_the_next_rounds_fast_messages_go() -> None:
+    a, b, c = (msg(b"x", FAST, deadline=5.0) for _ in range(3))
+    p, first = _round_of(a, b, c)
     assert first.fast == (a, b) and first.rounds == 0  # c is left of the round
     later = msg(b"x", FAST)
     p.enqueue([later])
@@ -724,12 +731,7 @@ def test_when_the_rest_of_a_round_expired_the_next_rounds_fast_messages_go() -> 
 
 
 def test_a_slow_message_queued_during_a_round_whose_rest_expired_is_not_left_behind() -> None:
-    p = Planner(fast_plan_max=2)
-    p.add_peer(b"x")
-    p.set_blocked(b"x", True)  # (no express plan)
-    p.enqueue([msg(b"x", FAST, deadline=5.0) for _ in range(3)])
-    p.set_blocked(b"x", False)
-    (first,), _ = p.start_epoch(0.0)  # two of the round's three
+    p, first = _round_of(*(msg(b"x", FAST, deadline=5.0) for _ in range(3)))  # two of three
     slow = msg(b"x", SLOW)  # queued after the round began
     p.enqueue([slow])
     p.complete(PlanResult(peer=b"x", epoch=first.epoch, medium_len=0))
@@ -749,12 +751,7 @@ def test_what_an_express_plan_leaves_in_the_lane_preempts_as_new_work_does() -> 
 
 
 def test_a_sweep_that_drops_the_rest_of_a_round_ends_the_round() -> None:
-    p = Planner(fast_plan_max=2)
-    p.add_peer(b"x")
-    p.set_blocked(b"x", True)  # (no express plan)
-    p.enqueue([msg(b"x", FAST, deadline=5.0) for _ in range(3)])
-    p.set_blocked(b"x", False)
-    (first,), _ = p.start_epoch(0.0)
+    p, first = _round_of(*(msg(b"x", FAST, deadline=5.0) for _ in range(3)))
     p.complete(PlanResult(peer=b"x", epoch=first.epoch, medium_len=0, blocked=True))
     assert len(p.sweep_if_due(6.0)) == 1  # the round's third, x being blocked
     # (internal: a round's count of fast messages never passes its lane's)
@@ -850,15 +847,10 @@ def test_the_rest_of_an_express_plan_is_the_rest_of_its_round() -> None:
 
 
 def test_what_a_sweep_drops_of_a_rounds_rest_is_counted_off_that_round() -> None:
-    p = Planner(fast_plan_max=2)
-    p.add_peer(b"x")
-    p.sweep_interval = 0.0
-    p.set_blocked(b"x", True)  # (no express plan)
     a1, a2, a4 = (msg(b"x", FAST) for _ in range(3))
     a3 = msg(b"x", FAST, deadline=5.0)
-    p.enqueue([msg(b"x", MEDIUM), a1, a2, a3, a4])
-    p.set_blocked(b"x", False)
-    (first,), _ = p.start_epoch(0.0)
+    p, first = _round_of(msg(b"x", MEDIUM), a1, a2, a3, a4)
+    p.sweep_interval = 0.0
     assert first.fast == (a1, a2) and first.rounds == 0
     p.complete(PlanResult(peer=b"x", epoch=first.epoch, medium_len=1, blocked=True))
     later = msg(b"x", FAST)

@@ -641,18 +641,23 @@ def test_a_native_frame_that_is_no_envelope_is_counted_as_frames(frame: bytes) -
     assert reject_reason([ALICE, frame], caught.value) == "frames"
 
 
-def test_what_stops_the_receivers_start_is_raised_by_its_first_bind() -> None:
-    def no_context() -> zmq.Context[Any]:
-        raise TransportError("too many open files (RLIMIT_NOFILE)", errno=24)
-
-    ref = Receiver.start(
+def _bare_receiver(**options: Any) -> Any:
+    """A started Receiver with no Concerns and no admitted keys; its ref."""
+    return Receiver.start(
         uuid=BOB,
         keys=generate_keypair(),
         allowed=AllowedKeys(),
         concerns=ConcernRegistry(),
         clock=ManualClock(),
-        context_factory=no_context,
+        **options,
     )
+
+
+def test_what_stops_the_receivers_start_is_raised_by_its_first_bind() -> None:
+    def no_context() -> zmq.Context[Any]:
+        raise TransportError("too many open files (RLIMIT_NOFILE)", errno=24)
+
+    ref = _bare_receiver(context_factory=no_context)
     try:
         with pytest.raises(TransportError, match="RLIMIT_NOFILE"):
             ref.ask(Bind("tcp://127.0.0.1:*"), timeout=TIMEOUT)
@@ -679,13 +684,7 @@ def test_stats_of_a_receiver_whose_socket_is_gone_say_broken_and_do_not_raise(
 
     monkeypatch.setattr(CurveRouter, "poll", poll)
     monkeypatch.setattr(CurveRouter, "receive_hwm", property(receive_hwm))
-    ref = Receiver.start(
-        uuid=BOB,
-        keys=generate_keypair(),
-        allowed=AllowedKeys(),
-        concerns=ConcernRegistry(),
-        clock=ManualClock(),
-    )
+    ref = _bare_receiver()
     try:
         ref.ask(Bind("tcp://127.0.0.1:*"), timeout=TIMEOUT)
         assert polled.wait(TIMEOUT)
