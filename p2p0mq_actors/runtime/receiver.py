@@ -409,6 +409,8 @@ class Receiver(Actor):
             # messages. Any thread waiting for this CPU may run first (another
             # process's too) before this one goes on to its next poll.
             _yield_cpu()
+            if self._backlog.full:  # the one message filled it: read no more
+                return True
             rest = self._read(router, self._batch - 1, wait=False)
             if rest is None:
                 return False
@@ -503,6 +505,9 @@ class Receiver(Actor):
                     continue
                 passed = (user, frames[0])
             if len(frames) == 2:  # native: one message or a batch of them
+                if room <= 0:  # full already (a drain after the first of a poll)
+                    self._undecoded = [(user, frames), *drain]
+                    break
                 messages = self._decode_native(frames, now)
                 for message in messages:
                     (ours if message.destination == uuid else others).append(message)

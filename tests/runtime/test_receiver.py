@@ -692,3 +692,32 @@ def test_stats_of_a_receiver_whose_socket_is_gone_say_broken_and_do_not_raise(
         assert stats["state"] == "BROKEN" and "receive_hwm" not in stats
     finally:
         ref.stop(timeout=TIMEOUT)
+
+
+class _Urn:
+    """What the backlog needs of a Concern's ref."""
+
+    actor_urn = "urn:held"
+
+
+def test_a_drain_met_with_a_full_backlog_decodes_no_native_frame() -> None:
+    # (The Receiver, not started: its step's handling alone.) A lone frame
+    # that filled the backlog used to let the rest of its poll's read be
+    # decoded too, one frame past the bound of "the bound plus one frame".
+    receiver = Receiver(
+        uuid=BOB,
+        keys=generate_keypair(),
+        allowed=AllowedKeys(),
+        concerns=ConcernRegistry(),
+        clock=ManualClock(),
+        backlog=100,
+    )
+    receiver._backlog.add(_Urn(), 128)  # full
+    now = receiver._clock.now()
+    sent = [
+        Message.create(ALICE, BOB, COMMAND, {"n": n}, now=now, message_id=n) for n in range(64)
+    ]
+    frame = batch_frame([encode_native_body(m, now) for m in sent])
+    receiver._handle([(None, [ALICE, frame]), (None, [ALICE, frame])])
+    assert receiver._counts["received"] == 0
+    assert len(receiver._undecoded) == 2  # read, kept for when there is room
