@@ -208,14 +208,12 @@ def test_a_request_to_a_peer_with_the_wrong_key_fails_when_given_up_naming_the_r
         # the 2 s ttl; the timeout is only a bound, set apart from the ttl so
         # the drop comes first.
         future = alice.request(b"bob", b"echo", {}, timeout=5, ttl=2.0)
-        with pytest.raises(RequestError) as caught:
-            future.get(timeout=10)
-        assert caught.value.reason == "ttl"
-        assert isinstance(caught.value.__cause__, PeerRefusedError)
-        assert str(caught.value).endswith(
-            "was dropped (ttl) before a reply came; last send error: PeerRefusedError: "
-            f"peer b'bob' at {bob.endpoint} refused the CURVE handshake: check its public "
-            "key, and that it knows ours"
+        _fails_as_dropped(
+            future,
+            PeerRefusedError(
+                f"peer b'bob' at {bob.endpoint} refused the CURVE handshake: check its "
+                "public key, and that it knows ours"
+            ),
         )
         assert alice.stats()["requests"] == {"pending": 0, "resolved": 0, "failed": {"ttl": 1}}
 
@@ -254,14 +252,21 @@ def test_a_request_for_an_unknown_peer_fails_when_it_is_dropped_saying_what_to_d
 ) -> None:
     with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
         future = alice.request(b"nobody", b"echo", {}, timeout=5, ttl=0.3)
-        with pytest.raises(RequestError) as caught:
-            future.get(timeout=10)
-        assert caught.value.reason == "ttl"
-        assert isinstance(caught.value.__cause__, NoPeerError)
-        assert str(caught.value).endswith(
-            "was dropped (ttl) before a reply came; last send error: NoPeerError: "
-            "no connection to peer b'nobody': add and connect it first"
+        _fails_as_dropped(
+            future, NoPeerError("no connection to peer b'nobody': add and connect it first")
         )
+
+
+def _fails_as_dropped(future: Any, cause: Exception) -> None:
+    """``future`` fails as its request was dropped at its ttl, naming its
+    last send error, which is ``cause``'s type, with ``cause``'s text."""
+    with pytest.raises(RequestError) as caught:
+        future.get(timeout=10)
+    assert caught.value.reason == "ttl"
+    assert isinstance(caught.value.__cause__, type(cause))
+    assert str(caught.value).endswith(
+        f"was dropped (ttl) before a reply came; last send error: {type(cause).__name__}: {cause}"
+    )
 
 
 def test_stopping_fails_pending_requests(pair: tuple[Node, Node]) -> None:

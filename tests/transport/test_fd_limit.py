@@ -50,7 +50,11 @@ def leave_free(free):
         held.append(os.open("/dev/null", os.O_RDONLY))
     return held
 
-def report(error, before):
+def finish(error, before, held, ctx=None):  # free what was held, end ctx, report
+    for fd in held:
+        os.close(fd)
+    if ctx is not None:
+        assert end_context(ctx, 5.0)
     print(json.dumps({{
         "error": None if error is None else [type(error).__name__, str(error)],
         "threads": sorted(t.name for t in threading.enumerate()),
@@ -66,11 +70,7 @@ try:
     ctx.socket(zmq.PAIR).close(linger=0)  # its first socket: it starts
 except Exception as exc:
     error = exc
-for fd in held:
-    os.close(fd)
-if ctx is not None:
-    assert end_context(ctx, 5.0)
-report(error, before)
+finish(error, before, held, ctx)
 """
 
 LISTENER = """
@@ -83,10 +83,7 @@ try:
     router.close()
 except Exception as exc:
     error = exc
-for fd in held:
-    os.close(fd)
-assert end_context(ctx, 5.0)
-report(error, before)
+finish(error, before, held, ctx)
 """
 
 CONNECTION = """
@@ -98,10 +95,7 @@ try:
     factory.connect(PeerAddress(b"peer", "tcp://127.0.0.1:9", KEYS.public)).close()
 except Exception as exc:
     error = exc
-for fd in held:
-    os.close(fd)
-assert end_context(ctx, 5.0)
-report(error, before)
+finish(error, before, held, ctx)
 """
 
 NODE = """
@@ -115,9 +109,7 @@ try:
     Node(b"a", keys=store, timeout=2).stop()
 except Exception as exc:
     error = exc
-for fd in held:
-    os.close(fd)
-report(error, before)
+finish(error, before, held)
 """
 
 
