@@ -1,15 +1,17 @@
 """Where a stream's CPU goes: ``python -m bench.cpu``.
 
 A diagnostic, not a scenario: it asserts nothing. It runs scenario 1's work
-(or 2a's, ``--wire native``) between two processes, ours and the raw
-baseline alternately, and reads the CPU time of every thread of both
-processes over each run (Linux: ``/proc/self/task``). It prints the CPU
-each thread used per message, each process's total, the rates, and the
-ratio the CPU alone predicts on a machine whose cores are all busy: raw's
-CPU per message over ours.
+(or 2a's, ``--wire native``; 2b's, ``--wire native --send-many``) between
+two processes, ours and the raw baseline alternately, and reads the CPU
+time of every thread of both processes over each run (Linux:
+``/proc/self/task``). It prints the CPU each thread used per message, each
+process's total, the rates, and the ratio the CPU alone predicts on a
+machine whose cores are all busy: raw's CPU per message over ours.
 
-- Ours: ``node.send(..., priority=FAST)`` in a loop, from a Node here to a
-  Node in a spawned child whose Concern counts what it gets.
+- Ours: ``node.send(..., priority=FAST)`` in a loop (or, with
+  ``--send-many``, ``node.send_many`` of ``node.messages(...)``, 1,000 at a
+  time), from a Node here to a Node in a spawned child whose Concern counts
+  what it gets.
 - Raw: a DEALER here sends the same frames with ``sock.send(frame,
   int_flags)`` to a ROUTER in the child, read with ``recv(copy=False)`` and
   ``.more`` (scenario 1's raw sink); CURVE and ZAP on both.
@@ -22,18 +24,20 @@ nothing). A thread that used no CPU in a run is left out. The kernel counts
 a thread's CPU in clock ticks (10 ms here): over a run of 100,000 messages
 that is 0.1 µs a message per thread.
 
-Each process's rows end with what else could bound it: its threads'
-context switches (voluntary: a wait for the GIL, a lock, a poll or an
-inbox; involuntary: preempted for another thread) a 1,000 messages, the
-time its cyclic garbage collector ran, and the time its threads waited
-for a CPU while they could run (``/proc/.../schedstat``), in µs a
-message. Then, for each kind, the receiving process's busiest thread:
-what it ran and waited a message against the wall time a message; one
-that runs or waits nearly all the time bounds the rate. For ours, the
-last lines give the messages the Receiver read a step (a poll and what it
-drained: up to 256 zmq messages, each one message on p2p0mq's wire and up
-to 64 on the native one) and the Scheduler planned an epoch (from
-``node.stats()``): a Receiver that reads full steps never waits for work.
+Each process's rows end with what else could bound it: its threads' context
+switches (voluntary: a wait for the GIL, a lock, a poll or an inbox;
+involuntary: preempted for another thread) a 1,000 messages, the time its
+cyclic garbage collector ran (wall time, during which the collecting thread
+holds the GIL; then the CPU it used, which is less where the OS preempted
+it meanwhile, and its full collections in the run), and the time its
+threads waited for a CPU while they could run (``/proc/.../schedstat``), in
+µs a message. Then, for each kind, the receiving process's busiest thread:
+what it ran and waited a message against the wall time a message; one that
+runs or waits nearly all the time bounds the rate. For ours, the last lines
+give the messages the Receiver read a step (a poll and what it drained: up
+to 256 zmq messages, each one message on p2p0mq's wire and up to 64 on the
+native one) and the Scheduler planned an epoch (from ``node.stats()``): a
+Receiver that reads full steps never waits for work.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ SENDER, RECEIVER = b"cpu-sender", b"cpu-receiver"
 COMMAND = b"sink"
 PAYLOAD_DATA = "x" * 32
 WAIT = 120.0  # the longest any step waits for the other process
+SEND_MANY_CHUNK = 1000  # messages a send_many with --send-many, as scenario 2b
 
 ThreadCpu = dict[str, float]  # thread name -> CPU seconds (or another count)
 
@@ -158,21 +163,31 @@ def switches_in(status: str) -> int:
     return total
 
 
+OLDEST_GENERATION = 2  # CPython's collector has three generations
+
+
 class GcClock:
-    """``seconds``: the time this process has spent in the cyclic garbage
-    collector since the clock was made (``gc.callbacks``; collections never
-    overlap: each holds the GIL). ``close`` removes the hook."""
+    """The cyclic garbage collector's work in this process since the clock
+    was made (``gc.callbacks``; collections never overlap: each holds the
+    GIL): ``seconds`` of wall time, ``cpu`` seconds of its thread's CPU
+    (less than ``seconds`` where the thread was preempted meanwhile), and
+    ``full`` collections (of the oldest generation, which walk every object
+    the process tracks). ``close`` removes the hook."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self._started = 0.0
+        self.cpu = 0.0
+        self.full = 0
+        self._started = (0.0, 0.0)
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = (time.perf_counter(), time.thread_time())
         else:
-            self.seconds += time.perf_counter() - self._started
+            self.seconds += time.perf_counter() - self._started[0]
+            self.cpu += time.thread_time() - self._started[1]
+            self.full += info["generation"] == OLDEST_GENERATION
 
     def close(self) -> None:
         if self._callback in gc.callbacks:
@@ -189,13 +204,13 @@ class Side:
         self,
         cpu: ThreadCpu,
         switches: ThreadCpu | None = None,
-        gc_seconds: float = 0.0,
+        gc_work: tuple[float, float, int] = (0.0, 0.0, 0),
         per_step: float | None = None,
         waits: ThreadCpu | None = None,
     ) -> None:
         self.cpu = cpu
         self.switches = switches or {}
-        self.gc_seconds = gc_seconds
+        self.gc_seconds, self.gc_cpu, self.gc_full = gc_work
         self.per_step = per_step
         self.waits = waits or {}
 
@@ -208,13 +223,17 @@ class Meter:
         self._cpu = thread_cpu()
         self._switches = thread_switches()
         self._waits = thread_waits()
-        self._gc_seconds = gc_clock.seconds
+        self._gc_work = (gc_clock.seconds, gc_clock.cpu, gc_clock.full)
 
     def side(self) -> Side:
         return Side(
             used(self._cpu, thread_cpu()),
             used(self._switches, thread_switches()),
-            self._gc.seconds - self._gc_seconds,
+            (
+                self._gc.seconds - self._gc_work[0],
+                self._gc.cpu - self._gc_work[1],
+                self._gc.full - self._gc_work[2],
+            ),
             waits=used(self._waits, thread_waits()),
         )
 
@@ -331,6 +350,8 @@ class Run:
         self.switches: dict[str, list[float]] = {"sending": [], "receiving": []}
         self.waits: dict[str, list[ThreadCpu]] = {"sending": [], "receiving": []}
         self.gc: dict[str, list[float]] = {"sending": [], "receiving": []}
+        self.gc_cpu: dict[str, list[float]] = {"sending": [], "receiving": []}
+        self.gc_full: dict[str, list[float]] = {"sending": [], "receiving": []}
         self.per_step: dict[str, list[float]] = {"sending": [], "receiving": []}
 
     def add(self, count: int, span: float, sending: Side, receiving: Side) -> None:
@@ -343,6 +364,8 @@ class Run:
             self.switches[name].append(sum(side.switches.values()) / count * 1e3)
             self.waits[name].append({k: v / count * 1e6 for k, v in side.waits.items()})
             self.gc[name].append(side.gc_seconds / count * 1e6)
+            self.gc_cpu[name].append(side.gc_cpu / count * 1e6)
+            self.gc_full[name].append(float(side.gc_full))
             if side.per_step is not None:
                 self.per_step[name].append(side.per_step)
 
@@ -361,8 +384,10 @@ def _total(runs: list[ThreadCpu]) -> float:
     return statistics.median(sum(run.values()) for run in runs)
 
 
-def run(count: int, wire: str, repeat: int) -> dict[str, Run]:
-    """``repeat`` runs of ``count`` messages each, ours and raw alternately."""
+def run(count: int, wire: str, repeat: int, *, send_many: bool = False) -> dict[str, Run]:
+    """``repeat`` runs of ``count`` messages each, ours and raw alternately;
+    ``send_many``: ours queues them as scenario 2b does (``node.messages``
+    and ``send_many``, ``SEND_MANY_CHUNK`` at a time)."""
     native = wire == "native"
     scratch = scratch_dir()
     store = str(Path(scratch) / "store")
@@ -403,6 +428,15 @@ def run(count: int, wire: str, repeat: int) -> dict[str, Run]:
             for i in range(n):
                 node_send(RECEIVER, COMMAND, {"seq": i, "data": PAYLOAD_DATA}, priority=fast)
 
+        def ours_many(n: int) -> None:
+            messages, fast = node.messages, Priority.FAST
+            for start in range(0, n, SEND_MANY_CHUNK):
+                payloads = [
+                    {"seq": i, "data": PAYLOAD_DATA}
+                    for i in range(start, min(start + SEND_MANY_CHUNK, n))
+                ]
+                node.send_many(messages(RECEIVER, COMMAND, payloads, priority=fast))
+
         def raw(n: int) -> None:
             for i in range(n):
                 *first, payload = _frames(i, native)
@@ -410,7 +444,7 @@ def run(count: int, wire: str, repeat: int) -> dict[str, Run]:
                     send(part, MORE)
                 send(payload, LAST)
 
-        senders = {"ours": ours, "raw": raw}
+        senders = {"ours": ours_many if send_many else ours, "raw": raw}
         for kind, sender in senders.items():  # warm both paths: handshakes are not measured
             ours_conn.send(("arm", kind, 10))
             answer()
@@ -445,11 +479,14 @@ def run(count: int, wire: str, repeat: int) -> dict[str, Run]:
     return results
 
 
-def report(results: dict[str, Run], count: int, wire: str, repeat: int) -> str:
+def report(
+    results: dict[str, Run], count: int, wire: str, repeat: int, *, send_many: bool = False
+) -> str:
     """The table ``main`` prints."""
     ours, raw = results["ours"], results["raw"]
+    how = f"ours by send_many of {SEND_MANY_CHUNK:,}" if send_many else "ours by send()"
     lines = [
-        f"{count:,} messages a run, {wire} wire, medians of {repeat} runs each;"
+        f"{count:,} messages a run, {wire} wire, {how}, medians of {repeat} runs each;"
         " CPU in µs a message",
         f"  {'':34} {'ours':>8} {'raw':>8}",
     ]
@@ -466,6 +503,10 @@ def report(results: dict[str, Run], count: int, wire: str, repeat: int) -> str:
         lines.append(f"    {'switches a 1,000 messages':32} {switches[0]:8.1f} {switches[1]:8.1f}")
         collected = _median(ours.gc[side]), _median(raw.gc[side])
         lines.append(f"    {'garbage collector':32} {collected[0]:8.2f} {collected[1]:8.2f}")
+        collected = _median(ours.gc_cpu[side]), _median(raw.gc_cpu[side])
+        lines.append(f"    {'  its CPU':32} {collected[0]:8.2f} {collected[1]:8.2f}")
+        full = _median(ours.gc_full[side]), _median(raw.gc_full[side])
+        lines.append(f"    {'  its full collections a run':32} {full[0]:8.0f} {full[1]:8.0f}")
         if any(ours.waits[side]) or any(raw.waits[side]):  # none: no schedstat
             waited = _total(ours.waits[side]), _total(raw.waits[side])
             lines.append(f"    {'waiting for a CPU':32} {waited[0]:8.2f} {waited[1]:8.2f}")
@@ -517,13 +558,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=100_000, help="messages a run (100,000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each kind (3)")
     parser.add_argument("--wire", choices=("0.1.1", "native"), default="0.1.1")
+    parser.add_argument(
+        "--send-many",
+        action="store_true",
+        help=f"ours queues by send_many of node.messages, {SEND_MANY_CHUNK:,} at a time (2b)",
+    )
     args = parser.parse_args(argv)
     if args.count < 1 or args.repeat < 1:
         parser.error("--count and --repeat must be >= 1")
     if not os.path.isdir("/proc/self/task"):
         parser.error("needs Linux's /proc/self/task")
-    results = run(args.count, args.wire, args.repeat)
-    print(report(results, args.count, args.wire, args.repeat))
+    results = run(args.count, args.wire, args.repeat, send_many=args.send_many)
+    print(report(results, args.count, args.wire, args.repeat, send_many=args.send_many))
     return 0
 
 

@@ -75,13 +75,17 @@ def test_thread_waits_names_this_thread_when_the_kernel_keeps_schedstat() -> Non
 def test_the_gc_clock_times_collections_until_closed() -> None:
     clock = cpu.GcClock()
     try:
+        gc.collect(0)
+        assert clock.full == 0  # the youngest generation only
         gc.collect()
-        seconds = clock.seconds
+        seconds, used = clock.seconds, clock.cpu
         assert seconds > 0
+        assert 0 < used <= seconds * 1.5 + 0.01  # CPU is no more than wall time (ticks aside)
+        assert clock.full == 1
     finally:
         clock.close()
     gc.collect()
-    assert clock.seconds == seconds  # the hook is gone
+    assert (clock.seconds, clock.cpu, clock.full) == (seconds, used, 1)  # the hook is gone
     assert clock._callback not in gc.callbacks
 
 
@@ -96,12 +100,15 @@ def test_the_report_puts_each_thread_of_each_side_against_raw() -> None:
         1000,
         0.01,
         cpu.Side(
-            {"MainThread": 0.002, "PeerConnection": 0.003}, {"MainThread": 10.0}, 0.0004, 500
+            {"MainThread": 0.002, "PeerConnection": 0.003},
+            {"MainThread": 10.0},
+            (0.0004, 0.0003, 2),
+            500,
         ),
         cpu.Side(
             {"Receiver": 0.008, "_Counter": 0.0005},
             {"Receiver": 20.0, "_Counter": 5.0},
-            0.0001,
+            (0.0001, 0.00005, 0),
             250,
             {"Receiver": 0.0015, "_Counter": 0.0005},
         ),
@@ -113,6 +120,9 @@ def test_the_report_puts_each_thread_of_each_side_against_raw() -> None:
         cpu.Side({"raw-sink": 0.004}, waits={"raw-sink": 0.0005}),
     )
     text = cpu.report({"ours": ours, "raw": raw}, 1000, "0.1.1", 1)
+    assert text.startswith("1,000 messages a run, 0.1.1 wire, ours by send(), medians of 1")
+    many = cpu.report({"ours": ours, "raw": raw}, 1000, "native", 1, send_many=True)
+    assert many.startswith("1,000 messages a run, native wire, ours by send_many of 1,000,")
     assert "PeerConnection                       3.00     0.00" in text
     assert "raw-sink                             0.00     4.00" in text
     assert "both processes                        13.50     7.00" in text
@@ -121,8 +131,12 @@ def test_the_report_puts_each_thread_of_each_side_against_raw() -> None:
     sending, receiving = text.split("receiving process")
     assert _row(sending, "switches a 1,000 messages") == ["10.0", "0.0"]
     assert _row(sending, "garbage collector") == ["0.40", "0.00"]
+    assert _row(sending, "its CPU") == ["0.30", "0.00"]
+    assert _row(sending, "its full collections a run") == ["2", "0"]
     assert _row(receiving, "switches a 1,000 messages") == ["25.0", "0.0"]
     assert _row(receiving, "garbage collector") == ["0.10", "0.00"]
+    assert _row(receiving, "its CPU") == ["0.05", "0.00"]
+    assert _row(receiving, "its full collections a run") == ["0", "0"]
     assert _row(receiving, "waiting for a CPU") == ["2.00", "0.50"]
     assert "waiting for a CPU" not in sending  # raw's sending side has no reading
     # the busiest receiving thread, against the wall time a message (1e6 / rate)
@@ -162,3 +176,15 @@ def test_a_short_run_measures_both_kinds_in_both_processes() -> None:
         assert len(run.waits["sending"]) == len(run.waits["receiving"]) == 1
     if cpu.thread_waits():  # the kernel keeps schedstat: the busiest thread is named
         assert "ours: Receiver ran" in cpu.report(results, 20_000, "0.1.1", 1)
+
+
+@pytest.mark.bench
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_short_send_many_run_reads_native_batch_frames() -> None:
+    results = cpu.run(20_000, "native", 1, send_many=True)
+    ours = results["ours"]
+    assert ours.rates[0] > 0 and results["raw"].rates[0] > 0
+    assert ours.receiving[0]["Receiver"] > 0
+    # batch frames: a Receiver step reads more messages than zmq messages
+    assert ours.per_step["receiving"][0] > 256
