@@ -7,8 +7,10 @@ Rules:
   (one ZAP authenticator per context), which it ends when it stops.
 - A pykka actor blocks on its inbox, so the Receiver works in steps: each
   is up to ``POLLS_PER_STEP`` rounds of a ``poll(poll_interval)`` and a
-  non-blocking drain of up to ``batch`` messages, ending early as soon as
-  anything waits in its inbox; then it tells itself to take the next step.
+  non-blocking drain of up to ``batch`` zmq messages (fewer after a drain
+  of native batch frames: about ``DRAIN_MESSAGES`` messages' worth),
+  ending early as soon as anything waits in its inbox; then it tells
+  itself to take the next step.
   Other messages (stop, ``stats``, ``Bind``) are handled between two steps,
   so ``stop`` waits at most one poll (trap 4 of PERFORMANCE.md: keep
   ``poll_interval`` short). The poll's timeout
@@ -164,6 +166,16 @@ class _Step:
 _STEP = _Step()
 _UNSEEN: Final[Any] = object()  # a command not looked up yet in this step
 POLLS_PER_STEP: Final = 64
+DRAIN_MESSAGES: Final = 1024
+"""About how many messages a drain reads once the last one's zmq messages
+carried more than one each (native batch frames, up to ``MAX_BATCH``): the
+next drain reads that many zmq messages fewer, at least one. A drain of
+``batch`` native frames of 64 held up to 16,384 messages decoded at once,
+alive until their Concern's thread got the GIL, and the cyclic collector
+walked them in the meanwhile (bench.cpu, 2b's work: the receiving
+process's collector 0.52-0.56 -> 0.30-0.33 us of CPU a message, at 1,000
+messages a drain against 8,500-9,700). A drain of p2p0mq's messages, one
+a zmq message, stays at ``batch``: a shorter one costs more a message."""
 
 
 class _Throttle:
@@ -217,7 +229,8 @@ class Receiver(Actor):
             it they are dropped (``dropped["no-route"]``). Same rules as ``on_reply``.
         poll_interval: The longest wait of one step, in seconds: bounds the
             latency of ``stop`` and of asks such as ``stats``.
-        batch: The most messages drained in one step.
+        batch: The most zmq messages one drain reads (fewer after native
+            batch frames: see ``DRAIN_MESSAGES``).
         backlog: The most received messages the Concerns may have been
             handed and not yet handled (plus one drain): beyond it the
             Receiver reads no more until they are down to half.
@@ -266,6 +279,7 @@ class Receiver(Actor):
         self._route = route
         self._poll_interval = poll_interval
         self._batch = batch
+        self._drain = batch  # zmq messages the next drain reads at most (see _handle)
         self._backlog = Backlog(backlog)
         self._alone = False  # whether the last poll that brought messages brought one
         self._lone = False  # whether the drain being handled is one zmq message
@@ -393,7 +407,7 @@ class Receiver(Actor):
             return True
         self._steps += 1
         alone = self._alone
-        batch = self._read(router, 1 if alone else self._batch, wait=True)
+        batch = self._read(router, 1 if alone else self._drain, wait=True)
         if batch is None:
             return False
         self._take(router, batch)
@@ -411,7 +425,7 @@ class Receiver(Actor):
             _yield_cpu()
             if self._backlog.full:  # the one message filled it: read no more
                 return True
-            rest = self._read(router, self._batch - 1, wait=False)
+            rest = self._read(router, self._drain - 1, wait=False)
             if rest is None:
                 return False
             if rest:
@@ -526,7 +540,14 @@ class Receiver(Actor):
                 self._unexpected("decoding")
                 continue
             (ours if single.destination == uuid else others).append(single)
-        self._counts["received"] += len(ours) + len(others)
+        decoded = len(ours) + len(others)
+        self._counts["received"] += decoded
+        # The next drain's size: DRAIN_MESSAGES at this drain's messages
+        # a zmq message (undecoded ones counted as carrying none).
+        if decoded > len(batch):
+            self._drain = max(1, min(self._batch, DRAIN_MESSAGES * len(batch) // decoded))
+        else:
+            self._drain = self._batch
         if ours:
             self._dispatch(ours)
         if others:

@@ -721,3 +721,53 @@ def test_a_drain_met_with_a_full_backlog_decodes_no_native_frame() -> None:
     receiver._handle([(None, [ALICE, frame]), (None, [ALICE, frame])])
     assert receiver._counts["received"] == 0
     assert len(receiver._undecoded) == 2  # read, kept for when there is room
+
+
+class _Drains:
+    """The listening socket as ``_poll_once`` uses it: each read gives the
+    next of ``drains`` (up to the zmq messages asked for), and ``asked``
+    records how many each read asked for."""
+
+    def __init__(self, drains: list[list[tuple[str | None, list[bytes]]]]) -> None:
+        self.drains = drains
+        self.asked: list[int] = []
+
+    def poll(self, timeout: float) -> bool:
+        return bool(self.drains)
+
+    def readable(self) -> bool:
+        return bool(self.drains)
+
+    def recv_batch(self, most: int) -> list[tuple[str | None, list[bytes]]]:
+        self.asked.append(most)
+        return self.drains.pop(0)[:most]
+
+    def take_failures(self) -> list[tuple[str, str]]:
+        return []
+
+
+def test_a_drain_after_native_batch_frames_reads_fewer_zmq_messages() -> None:
+    # Messages decoded at once stay alive until their Concern's thread runs:
+    # after a drain of batch frames, the next reads about DRAIN_MESSAGES
+    # messages' worth; after p2p0mq's messages (one a zmq message), a batch.
+    receiver = Receiver(
+        uuid=BOB,
+        keys=generate_keypair(),
+        allowed=AllowedKeys(),
+        concerns=ConcernRegistry(),  # no Concern: what is decoded is counted, then dropped
+        clock=ManualClock(),
+        batch=256,
+    )
+    now = receiver._clock.now()
+    sent = [
+        Message.create(ALICE, BOB, COMMAND, {"n": n}, now=now, message_id=n) for n in range(64)
+    ]
+    native = (None, [ALICE, batch_frame([encode_native_body(m, now) for m in sent])])
+    single = (None, [ALICE, *encode(sent[0], WireShape.V011)])
+    router = _Drains([[native] * 4, [single] * 2, [single] * 2])
+    receiver._router, receiver._state = router, "LISTENING"
+    for _ in range(3):
+        assert receiver._poll_once()
+    assert receiver._counts["received"] == 4 * 64 + 2 + 2
+    # 1,024 messages at 64 a zmq message: 16; then a batch again
+    assert router.asked == [256, receiver_module.DRAIN_MESSAGES // 64, 256]
