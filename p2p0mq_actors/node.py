@@ -31,7 +31,7 @@ from .runtime.sender import Sender, check_seconds, stop_actor
 from .transport.context import end_context, new_context
 from .transport.keystore import KeyStore
 from .transport.router import RECEIVE_HWM, AllowedKeys, check_receive_hwm
-from .transport.sockets import CurveDealerFactory
+from .transport.sockets import SEND_HWM, CurveDealerFactory, check_send_hwm
 
 log = logging.getLogger("p2p0mq_actors.node")
 
@@ -80,6 +80,12 @@ class Node:
             to ``receive_hwm`` x ``max_message_size`` bytes unread on each
             connection it opens: lower one or both where messages are
             large (README.md).
+        send_hwm: the most whole messages libzmq queues for one peer
+            (10,000; a native batch frame of up to 64 counts as one); then
+            the peer's messages wait in the node's own queues, in the
+            intake's bound. To a peer that stops reading, the node holds up
+            to ``send_hwm`` encoded messages in libzmq, besides the
+            loopback or network buffers: lower it where messages are large.
 
     Example::
 
@@ -111,6 +117,7 @@ class Node:
         intake_timeout: float | None = 10.0,
         max_message_size: int | None = MAX_MESSAGE_SIZE,
         receive_hwm: int = RECEIVE_HWM,
+        send_hwm: int = SEND_HWM,
     ) -> None:
         if type(uuid) is not bytes or not uuid:
             raise ConfigurationError(f"a node's uuid must be non-empty bytes, not {uuid!r}")
@@ -123,6 +130,7 @@ class Node:
         self._intake = (intake_capacity, intake_handoff, intake_timeout)
         self._max_message_size = check_message_size(max_message_size)
         self._receive_hwm = check_receive_hwm(receive_hwm)
+        self._send_hwm = check_send_hwm(send_hwm)
         self._own_clock = clock is None
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.pending = PendingRequests(self.clock)
@@ -167,7 +175,7 @@ class Node:
         self._context = new_context(max_sockets)
         self._sender = Sender(
             self.uuid,
-            sockets=CurveDealerFactory(self._context, self.uuid, pair),
+            sockets=CurveDealerFactory(self._context, self.uuid, pair, sndhwm=self._send_hwm),
             clock=self.clock,
             max_rounds=max_rounds,
             pacing=pacing,
@@ -419,8 +427,8 @@ class Node:
         """Counters: sent, received, dropped by reason, refused (handshakes
         that failed: unknown keys, wrong server keys, plaintext clients),
         rejected (malformed messages), queue depths, the Scheduler's epochs
-        and preemptions, and per peer its state, medium queue and messages
-        sent. ``receiver`` has the details.
+        and preemptions, per peer its state, medium queue and messages
+        sent, and ``send_hwm``. ``receiver`` has the details.
 
         Raises:
             ConfigurationError: the node is stopped (or stopping: an actor
@@ -437,6 +445,7 @@ class Node:
         out["sent"] += sender.intake.gate.quiet_sent()
         out["uuid"] = self.uuid
         out["endpoint"] = self.endpoint
+        out["send_hwm"] = self._send_hwm
         receiver = self._receiver.proxy().stats().get(timeout=self._timeout)
         out["received"] = receiver.get("received", 0)
         out["refused"] = sum(

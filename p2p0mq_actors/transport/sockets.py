@@ -50,7 +50,7 @@ import operator
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -62,7 +62,7 @@ from .context import check_descriptors
 from .errors import ENOTSOCK, ETERM, configuration_error, error_for_errno, translate
 from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
 
-__all__ = ["CurveDealerFactory", "CurveDealerSocket"]
+__all__ = ["SEND_HWM", "CurveDealerFactory", "CurveDealerSocket", "check_send_hwm"]
 
 log = logging.getLogger("p2p0mq_actors.transport")
 
@@ -72,7 +72,6 @@ _LAST = int(zmq.NOBLOCK)
 _EVENTS_OPTION = int(zmq.EVENTS)
 _POLLOUT = int(zmq.POLLOUT)
 _NOBLOCK = int(zmq.NOBLOCK)
-_POLLOUT = int(zmq.POLLOUT)
 
 _EVENTS: dict[int, SocketEvent] = {
     int(zmq.EVENT_CONNECTED): SocketEvent.CONNECTED,
@@ -92,6 +91,12 @@ MAX_BUFFERED_EVENTS = 1024
 PEER_DESCRIPTORS = 4
 """Descriptors a connection to a peer takes (measured, libzmq 4.3.5): the
 DEALER, 1; its monitor (two PAIRs), 2; the TCP connection, 1."""
+
+SEND_HWM: Final = 10_000
+"""Whole messages libzmq queues for one peer before a send to it would
+block (``SNDHWM``; libzmq's own default is 1,000): on the native wire a
+zmq message is a batch frame of up to 64 of ours."""
+MAX_SEND_HWM: Final = 2**31 - 1  # libzmq's option is a C int
 
 MAX_IDENTITY_LEN = 255
 CLIENT_MAX_FRAME = MIN_MESSAGE_SIZE
@@ -305,7 +310,7 @@ class CurveDealerFactory:
         identity: bytes,
         keys: KeyPair,
         *,
-        sndhwm: int = 10_000,
+        sndhwm: int = SEND_HWM,
         monitor: bool = True,
     ) -> None:
         """Check the settings every socket will share.
@@ -339,6 +344,11 @@ class CurveDealerFactory:
         self._sndhwm = sndhwm
         self._monitor = monitor
         self._descriptors = PEER_DESCRIPTORS if monitor else PEER_DESCRIPTORS - 2
+
+    @property
+    def sndhwm(self) -> int:
+        """The ``SNDHWM`` every socket it makes gets (0: no limit)."""
+        return self._sndhwm
 
     def connect(self, peer: PeerAddress) -> CurveDealerSocket:
         """A DEALER connected to ``peer`` as a CURVE client.
@@ -411,3 +421,18 @@ def _close_quietly(sock: _Socket, monitor: _Socket | None) -> None:
                 sock.disable_monitor()
         monitor.close(linger=0)
     sock.close(linger=0)
+
+
+def check_send_hwm(value: object) -> int:
+    """``value`` if it is a valid ``send_hwm`` for a node.
+
+    Raises:
+        ConfigurationError: not an int from 1 to ``MAX_SEND_HWM`` (libzmq's
+            0, no limit at all, is refused: a peer that stops reading would
+            leave the node holding all it is sent).
+    """
+    if type(value) is int and 1 <= value <= MAX_SEND_HWM:
+        return value
+    raise ConfigurationError(
+        f"send_hwm must be an int from 1 to 2**31 - 1 (messages a peer), not {value!r}"
+    )

@@ -517,6 +517,18 @@ def test_receive_hwm_reaches_the_listening_socket_and_a_bad_one_is_refused(
         Node(b"dave", keys=KeyStore(tmp_path / "d"), receive_hwm=0)
 
 
+def test_send_hwm_reaches_the_peers_socket_factory_and_a_bad_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    with Node(b"carol", keys=KeyStore(tmp_path / "c")) as carol:
+        assert carol.stats()["send_hwm"] == 10_000
+    with Node(b"carol", keys=KeyStore(tmp_path / "c"), send_hwm=16) as carol:
+        assert carol.stats()["send_hwm"] == 16
+        assert carol._sender is not None and carol._sender._sockets.sndhwm == 16  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match="send_hwm"):
+        Node(b"dave", keys=KeyStore(tmp_path / "d"), send_hwm=0)
+
+
 class Gated(Chat):
     """Records requests once ``gate`` is set (waits for it, bounded)."""
 

@@ -35,7 +35,7 @@ from p2p0mq_actors.transport import (
     SocketClosedError,
     generate_keypair,
 )
-from p2p0mq_actors.transport.sockets import CLIENT_MAX_FRAME
+from p2p0mq_actors.transport.sockets import CLIENT_MAX_FRAME, SEND_HWM, check_send_hwm
 
 pytestmark = pytest.mark.integration
 
@@ -465,6 +465,29 @@ def test_a_bad_high_water_mark_is_a_configuration_error(ctx: Context, sndhwm: An
         CurveDealerFactory(ctx, b"client-1", generate_keypair(), sndhwm=sndhwm)
 
     assert str(info.value) == f"sndhwm must be an int >= 0 (0 = no limit), got {sndhwm!r}"
+
+
+def test_the_factorys_high_water_mark_reaches_each_socket(
+    ctx: Context, server: Server, closing: list[CurveDealerSocket]
+) -> None:
+    default = CurveDealerFactory(ctx, b"client-1", server.client_keys)
+    low = CurveDealerFactory(ctx, b"client-2", server.client_keys, sndhwm=7)
+    assert (default.sndhwm, low.sndhwm) == (SEND_HWM, 7) == (10_000, 7)
+    for factory in (default, low):
+        sock = factory.connect(PeerAddress(b"server-1", server.endpoint, server.keys.public))
+        closing.append(sock)
+        assert sock._sock.getsockopt(zmq.SNDHWM) == factory.sndhwm
+
+
+@pytest.mark.parametrize("good", [1, 16, 2**31 - 1])
+def test_a_nodes_send_hwm_is_a_positive_c_int(good: int) -> None:
+    assert check_send_hwm(good) == good
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**31, True, 1.5, "16", None])
+def test_a_nodes_send_hwm_of_no_limit_or_no_int_is_refused(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"send_hwm must be an int from 1 to 2\*\*31 - 1"):
+        check_send_hwm(bad)
 
 
 def test_a_mismatched_key_pair_is_refused_by_the_factory(ctx: Context) -> None:
