@@ -185,8 +185,13 @@ class CurveDealerSocket:
                 send(frames[-1], _LAST)
                 done += 1
         except zmq.ZMQError as exc:
+            # The error names zmq's as its cause, without that one's
+            # traceback (pyzmq's internals): its frames would keep this call
+            # stack's locals (the plan, its encoded messages) alive as long
+            # as the error, and tie them in a cycle through ``error`` that
+            # only the cyclic collector frees (seen at every blocked send).
             error = translate(exc, peer=self._uuid)
-            error.__cause__ = exc
+            error.__cause__ = exc.with_traceback(None)
             return done, error
         except IndexError:  # (frames[-1] of a message of no frames)
             return done, UnexpectedSendError(

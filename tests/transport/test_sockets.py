@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import logging
 import shutil
 import threading
@@ -267,6 +268,29 @@ def test_send_each_sends_messages_whole_in_order_and_counts_them(
         got.append(server.router.recv_multipart())
     assert got == [[b"client-1", *frames] for frames in messages]
     assert server.router.poll(100) == 0  # the one refused before the handshake left no trace
+
+
+def test_a_would_block_from_send_each_is_freed_at_once_and_keeps_no_frames(
+    ctx: Context, server: Server, closing: list[CurveDealerSocket]
+) -> None:
+    # It goes up the stack at every blocked send, and may be kept (a
+    # request's cause): zmq's error, its cause, carries no traceback, whose
+    # frames would hold the plan being sent, in a cycle with send_each's.
+    sock = _one_message_deep(ctx, server, closing)
+    big = [b"h", b"x" * 1_000_000]  # loopback buffers hold a few MB at most
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
+    try:
+        sent, error = sock.send_each([big] * 1000)
+        assert 0 < sent < 1000 and type(error) is WouldBlock
+        assert type(error.__cause__) is zmq.Again
+        assert error.__cause__.__traceback__ is None
+        del error
+        gc.collect()
+        assert not [o for o in gc.garbage if isinstance(o, (WouldBlock, zmq.ZMQError))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
 
 
 def test_send_each_stops_at_the_high_water_mark_and_at_a_message_of_no_frames(
