@@ -12,7 +12,9 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 class P2P0MQError(Exception):
@@ -60,6 +62,31 @@ class SendError(P2P0MQError):
     def __init__(self, message: str, *, peer: bytes | None = None) -> None:
         self.peer = peer
         super().__init__(message)
+
+
+def detached(error: _E) -> _E:
+    """``error`` without its traceback, nor the errors it was raised from
+    theirs (its ``__cause__`` and ``__context__``, in turn), to be kept or
+    passed on (a failed message's error goes to its Concern, and may stay as
+    a request's cause).
+
+    A traceback keeps every frame it passed through alive, with their locals
+    (and, by ``f_back``, their callers'): a plan and its encoded messages,
+    for as long as the error lives, and in a reference cycle that only the
+    cyclic collector frees wherever one of those frames holds the error
+    (a runner's list of failures). A ``SendError`` says what went wrong in
+    its message; where the error is a bug's, whose traceback is the clue,
+    the code keeps it.
+    """
+    seen: set[int] = set()  # (a chain may loop)
+    todo: list[BaseException | None] = [error]
+    while todo:
+        link = todo.pop()
+        if link is not None and id(link) not in seen:
+            seen.add(id(link))
+            link.__traceback__ = None
+            todo += (link.__cause__, link.__context__)
+    return error
 
 
 class WouldBlock(SendError):

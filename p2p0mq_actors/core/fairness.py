@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
-from .errors import SendError, UnexpectedSendError, WouldBlock
+from .errors import SendError, UnexpectedSendError, WouldBlock, detached
 from .message import Message, Priority
 
 Shuffle = Callable[[list[bytes]], None]
@@ -173,7 +173,7 @@ class _Runner:
             self.blocked = True
             return False
         except SendError as exc:
-            self.failed.append((message, exc))
+            self.failed.append((message, detached(exc)))
             return True
         except Exception as exc:  # a bug below us: fail this message, keep the books
             error = UnexpectedSendError(f"sending {message!r} raised {type(exc).__name__}: {exc}")

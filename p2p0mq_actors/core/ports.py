@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from .errors import SendError, UnexpectedSendError
+from .errors import SendError, UnexpectedSendError, detached
 
 
 class SocketEvent(Enum):
@@ -76,7 +76,7 @@ class PeerSocket(Protocol):
             try:
                 self.send_frames(frames)
             except SendError as exc:
-                return done, exc
+                return done, detached(exc)
             except Exception as exc:
                 error = UnexpectedSendError(
                     f"sending a message raised {type(exc).__name__}: {exc}"

@@ -31,6 +31,7 @@ from ..core.errors import (
     UnencodableError,
     UnexpectedSendError,
     WouldBlock,
+    detached,
 )
 from ..core.fairness import Plan, PlanResult, SendAll, run_plan
 from ..core.message import Message
@@ -209,7 +210,7 @@ class PeerConnection(Actor):
         """Tell the Scheduler this connection is gone, and why; the error its
         messages fail with."""
         if isinstance(exc, SendError):
-            error: SendError = exc
+            error: SendError = detached(exc)
         else:
             error = UnexpectedSendError(
                 f"the connection to peer {self.peer.uuid!r} at {self.peer.endpoint} failed: "
@@ -402,7 +403,7 @@ class PeerConnection(Actor):
                 peer=peer,
             )
         if isinstance(exc, SendError):
-            return exc
+            return detached(exc)
         error = UnexpectedSendError(
             f"sending a frame of {count} to {peer!r} raised {type(exc).__name__}: {exc}",
             peer=peer,

@@ -56,7 +56,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from ..core.codec import MIN_MESSAGE_SIZE
-from ..core.errors import ConfigurationError, SendError, UnexpectedSendError
+from ..core.errors import ConfigurationError, SendError, UnexpectedSendError, detached
 from ..core.ports import KeyPair, PeerAddress, SocketEvent
 from .context import check_descriptors
 from .errors import ENOTSOCK, ETERM, configuration_error, error_for_errno, translate
@@ -185,13 +185,11 @@ class CurveDealerSocket:
                 send(frames[-1], _LAST)
                 done += 1
         except zmq.ZMQError as exc:
-            # The error names zmq's as its cause, without that one's
-            # traceback (pyzmq's internals): its frames would keep this call
-            # stack's locals (the plan, its encoded messages) alive as long
-            # as the error, and tie them in a cycle through ``error`` that
-            # only the cyclic collector frees (seen at every blocked send).
+            # zmq's error is the cause, detached from its traceback (pyzmq's
+            # internals), which would tie this call stack (the plan, its
+            # encoded messages) in a cycle with ``error`` (``detached``).
             error = translate(exc, peer=self._uuid)
-            error.__cause__ = exc.with_traceback(None)
+            error.__cause__ = detached(exc)
             return done, error
         except IndexError:  # (frames[-1] of a message of no frames)
             return done, UnexpectedSendError(

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lanes_kit import FAST, MEDIUM, SLOW, msg
 
-from p2p0mq_actors.core.errors import SendError, TransportError, UnexpectedSendError, WouldBlock
+from p2p0mq_actors.core.errors import (
+    SendError,
+    TransportError,
+    UnencodableError,
+    UnexpectedSendError,
+    WouldBlock,
+    detached,
+)
 from p2p0mq_actors.core.fairness import FairQueues, Plan, PlanResult, SlowItem, run_plan
 from p2p0mq_actors.core.message import Message
 
@@ -179,6 +187,52 @@ def test_a_failed_send_is_reported_and_the_plan_goes_on() -> None:
     run = run_plan(Plan(peer=b"x", epoch=1, rounds=2, fast=(f1, f2)), deque([m1, m2]), sock, 0.0)
     assert run.sent == [f2, m2]
     assert [(m, e.errno) for m, e in run.failed] == [(f1, 113), (m1, 113)]  # type: ignore[attr-defined]
+
+
+def test_a_failed_sends_error_is_kept_without_the_frames_that_sent_it() -> None:
+    # The error goes to the message's Concern and may stay (a request's
+    # cause): with its traceback it kept the runner, the plan and its
+    # messages alive, in a cycle only the collector frees.
+    fast = tuple(msg(b"x", FAST) for _ in range(50))
+
+    def send(m: Message) -> None:
+        if m is fast[20]:
+            try:
+                raise ValueError("packing failed")
+            except ValueError as exc:
+                raise UnencodableError("cannot encode it") from exc
+
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
+    try:
+        run = run_plan(Plan(peer=b"x", epoch=1, rounds=1, fast=fast), deque(), send, 0.0)
+        ((message, error),) = run.failed
+        assert message is fast[20] and type(error) is UnencodableError
+        assert error.__traceback__ is None and error.__cause__ is not None
+        assert error.__cause__.__traceback__ is None  # nor what it was raised from
+        del run, message, error
+        gc.collect()
+        assert not [o for o in gc.garbage if isinstance(o, (BaseException, Plan))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+def test_detached_strips_the_tracebacks_of_a_whole_chain_even_one_that_loops() -> None:
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError as inner:
+            raise TransportError("outer") from inner
+    except TransportError as caught:
+        outer = caught
+    inner_error = outer.__cause__
+    assert outer.__traceback__ is not None and inner_error is not None
+    assert inner_error.__traceback__ is not None
+    inner_error.__context__ = outer  # a loop: it must still end
+    assert detached(outer) is outer
+    assert outer.__traceback__ is None and inner_error.__traceback__ is None
+    assert outer.__cause__ is inner_error  # the chain itself is kept
 
 
 def test_preemption_stops_a_plan_at_the_next_round_boundary() -> None:

@@ -99,6 +99,8 @@ def test_a_frame_that_fails_fails_its_messages_and_the_next_frame_goes_on(kit: K
     kit.book.wait_for(lambda b: len(b.sent) == 2 and len(b.failed) == FRAME_MESSAGES)
     assert [m for m, _ in kit.book.failed] == list(fast[:FRAME_MESSAGES])
     assert all(isinstance(e, TransportError) for _, e in kit.book.failed)
+    # kept without the frames it was raised through (core.errors.detached)
+    assert all(e.__traceback__ is None for _, e in kit.book.failed)
     assert kit.book.sent == list(fast[FRAME_MESSAGES:])
     assert _decoded(sock.sent) == [[m.message_id for m in fast[FRAME_MESSAGES:]]]
 
@@ -177,6 +179,8 @@ def test_a_fast_message_that_cannot_be_encoded_fails_alone_and_the_rest_go_out_i
     kit.book.wait_for(lambda b: len(b.sent) == len(fast) - 1 and len(b.failed) == 1)
     ((failed, error),) = kit.book.failed
     assert failed is bad and isinstance(error, UnencodableError)
+    assert error.__traceback__ is None  # nor its cause's (core.errors.detached)
+    assert error.__cause__ is None or error.__cause__.__traceback__ is None
     good = [m for m in fast if m is not bad]
     assert kit.book.sent == good
     assert _all_ids(sock.sent) == [m.message_id for m in good]
