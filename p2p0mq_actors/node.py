@@ -83,9 +83,10 @@ class Node:
         send_hwm: the most whole messages libzmq queues for one peer
             (10,000; a native batch frame of up to 64 counts as one); then
             the peer's messages wait in the node's own queues, in the
-            intake's bound. To a peer that stops reading, the node holds up
-            to ``send_hwm`` encoded messages in libzmq, besides the
-            loopback or network buffers: lower it where messages are large.
+            intake's bound. For each peer that stops reading, the node
+            holds up to ``send_hwm`` zmq messages in libzmq (encoded
+            messages, or native frames of up to 64), besides the loopback
+            or network buffers: lower it where messages are large.
 
     Example::
 

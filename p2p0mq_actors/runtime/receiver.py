@@ -168,8 +168,10 @@ _UNSEEN: Final[Any] = object()  # a command not looked up yet in this step
 POLLS_PER_STEP: Final = 64
 DRAIN_MESSAGES: Final = 1024
 """About how many messages a drain reads once the last one's zmq messages
-carried more than one each (native batch frames, up to ``MAX_BATCH``): the
-next drain reads that many zmq messages fewer, at least one. A drain of
+carried more than one each (native batch frames, up to ``MAX_BATCH``): it
+reads that many messages' worth of zmq messages, at the last drain's
+messages a zmq message (at least 2, so that big frames are not taken for
+the lone messages of a round trip; at most ``batch``). A drain of
 ``batch`` native frames of 64 held up to 16,384 messages decoded at once,
 alive until their Concern's thread got the GIL, and the cyclic collector
 walked them in the meanwhile (bench.cpu, 2b's work: the receiving
@@ -545,7 +547,7 @@ class Receiver(Actor):
         # The next drain's size: DRAIN_MESSAGES at this drain's messages
         # a zmq message (undecoded ones counted as carrying none).
         if decoded > len(batch):
-            self._drain = max(1, min(self._batch, DRAIN_MESSAGES * len(batch) // decoded))
+            self._drain = min(self._batch, max(2, DRAIN_MESSAGES * len(batch) // decoded))
         else:
             self._drain = self._batch
         if ours:

@@ -764,10 +764,15 @@ def test_a_drain_after_native_batch_frames_reads_fewer_zmq_messages() -> None:
     ]
     native = (None, [ALICE, batch_frame([encode_native_body(m, now) for m in sent])])
     single = (None, [ALICE, *encode(sent[0], WireShape.V011)])
-    router = _Drains([[native] * 4, [single] * 2, [single] * 2])
+    many = [
+        Message.create(ALICE, BOB, COMMAND, {"n": n}, now=now, message_id=n) for n in range(1024)
+    ]
+    big = (None, [ALICE, batch_frame([encode_native_body(m, now) for m in many])])
+    router = _Drains([[native] * 4, [single] * 2, [big] * 2, [single] * 2, [single] * 2])
     receiver._router, receiver._state = router, "LISTENING"
-    for _ in range(3):
+    for _ in range(5):
         assert receiver._poll_once()
-    assert receiver._counts["received"] == 4 * 64 + 2 + 2
-    # 1,024 messages at 64 a zmq message: 16; then a batch again
-    assert router.asked == [256, receiver_module.DRAIN_MESSAGES // 64, 256]
+    assert receiver._counts["received"] == 4 * 64 + 2 + 2 * 1024 + 2 + 2
+    # 1,024 messages at 64 a zmq message: 16; then a batch again; at 1,024 a
+    # zmq message, 2, not 1 (a drain of one is a round trip's lone message)
+    assert router.asked == [256, receiver_module.DRAIN_MESSAGES // 64, 256, 2, 256]
