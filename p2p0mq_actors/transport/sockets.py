@@ -324,7 +324,8 @@ class CurveDealerFactory:
             identity: Our uuid, sent to peers as the DEALER's IDENTITY (1 to
                 255 bytes, not starting with a zero byte).
             keys: Our CURVE key pair, in Z85.
-            sndhwm: Messages queued per peer before sends raise ``WouldBlock``.
+            sndhwm: Messages queued per peer before sends raise ``WouldBlock``
+                (0: no limit; a ``Node`` refuses 0, see ``check_send_hwm``).
             monitor: Attach a socket monitor so ``events()`` reports connection
                 events; costs two more sockets per peer.
 
@@ -339,8 +340,10 @@ class CurveDealerFactory:
             raise ConfigurationError(
                 f"identity {identity!r} must not start with a zero byte (zmq reserves it)"
             )
-        if isinstance(sndhwm, bool) or not isinstance(sndhwm, int) or sndhwm < 0:
-            raise ConfigurationError(f"sndhwm must be an int >= 0 (0 = no limit), got {sndhwm!r}")
+        if type(sndhwm) is not int or not 0 <= sndhwm <= MAX_SEND_HWM:
+            raise ConfigurationError(
+                f"sndhwm must be an int from 0 (no limit) to 2**31 - 1, got {sndhwm!r}"
+            )
         self._context = context
         self._identity = identity
         self._keys = check_key_pair(keys)

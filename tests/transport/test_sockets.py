@@ -483,12 +483,14 @@ def test_a_bad_identity_is_a_configuration_error(
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("sndhwm", [-1, 1.5, True])
+@pytest.mark.parametrize("sndhwm", [-1, 1.5, True, 2**31])
 def test_a_bad_high_water_mark_is_a_configuration_error(ctx: Context, sndhwm: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
         CurveDealerFactory(ctx, b"client-1", generate_keypair(), sndhwm=sndhwm)
 
-    assert str(info.value) == f"sndhwm must be an int >= 0 (0 = no limit), got {sndhwm!r}"
+    assert (
+        str(info.value) == f"sndhwm must be an int from 0 (no limit) to 2**31 - 1, got {sndhwm!r}"
+    )
 
 
 def test_the_factorys_high_water_mark_reaches_each_socket(
