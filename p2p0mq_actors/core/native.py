@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import msgpack
 
-from .errors import EncodeError, MessageError, ProtocolError, short_repr
+from .errors import EncodeError, MessageError, ProtocolError, detached, short_repr
 from .message import (
     DEFAULT_TTL,
     MAX_MESSAGE_ID,
@@ -311,11 +311,14 @@ def _read_bodies(
                     0,  # attempts
                 )
             )
+        # Each error is kept detached from its traceback, which holds this
+        # frame (the frame's bodies and messages, and its callers': the
+        # Receiver's whole drain), in a cycle through ``errors``.
         except ProtocolError as exc:
-            errors.append(exc)
+            errors.append(detached(exc))
         except MessageError as exc:
             error = ProtocolError(f"native envelope: {exc}")
-            error.__cause__ = exc
+            error.__cause__ = detached(exc)
             errors.append(error)
     return messages, errors
 

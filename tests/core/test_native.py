@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 
 import msgpack
 import pytest
@@ -513,6 +514,32 @@ def test_an_envelope_breaking_the_hops_or_trace_rules_is_refused_alone(
     assert len(got) == 2
     (error,) = errors
     assert str(error).startswith(f"native envelope: {named} ")
+
+
+def test_a_refused_envelope_leaves_nothing_for_the_collector_to_free() -> None:
+    # Each error is kept detached from its traceback: that held the decoder's
+    # frame (the whole batch decoded) and its callers' (the Receiver's drain).
+    refused = [
+        [9, b"alice", b"me", b"c", 6, {"k": 1}, 30_000, 0, None],  # a bad kind: ProtocolError
+        [1, b"alice", b"me", b"", 6, {"k": 1}, 30_000, 0, None],  # no command: MessageError
+    ]
+    frame = msgpack.packb(
+        [NATIVE_VERSION, [list(_BODY), *refused, list(_BODY)]], use_bin_type=True
+    )
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
+    try:
+        got, errors = decode_native_many(b"peer", frame, b"me", now=NOW)
+        assert (len(got), len(errors)) == (2, 2)
+        for error in errors:
+            assert error.__traceback__ is None
+            assert error.__cause__ is None or error.__cause__.__traceback__ is None
+        del got, errors, error
+        gc.collect()
+        assert gc.garbage == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
 
 
 @pytest.mark.parametrize(("hops", "trace", "named"), _BAD_HOPS_OR_TRACE)
