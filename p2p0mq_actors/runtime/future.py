@@ -59,12 +59,13 @@ class ReplyFuture(pykka.Future[T]):
         value, exc_info = outcome
         if exc_info is None:
             return value
-        exc_type, exc_value, traceback = exc_info
-        if exc_value is None:
-            exc_value = exc_type()
-        if exc_value.__traceback__ is not traceback:
-            raise exc_value.with_traceback(traceback)
-        raise exc_value
+        try:
+            raise _exception_of(exc_info)
+        finally:
+            # The error's traceback now holds this frame: with the future
+            # and its outcome among its locals, a cycle only the collector
+            # frees, holding whatever the error holds (as concurrent.futures).
+            del self, outcome, exc_info
 
     def set(self, value: Any | None = None) -> None:
         self._settle((value, None))
@@ -123,3 +124,14 @@ class ReplyFuture(pykka.Future[T]):
                 callback(self)
             except Exception:
                 log.exception("a done callback of %r raised (ignored)", self)
+
+
+def _exception_of(exc_info: tuple[Any, Any, Any]) -> BaseException:
+    """The exception of a future's ``exc_info``, with the traceback it was
+    set with (raising it again in ``get`` would add to that one)."""
+    exc_type, exc_value, traceback = exc_info
+    if exc_value is None:
+        exc_value = exc_type()
+    if exc_value.__traceback__ is not traceback:
+        exc_value = exc_value.with_traceback(traceback)
+    return exc_value  # type: ignore[no-any-return]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import queue
 import threading
 
@@ -63,6 +64,26 @@ def test_an_exception_set_is_raised_with_its_traceback() -> None:
     with pytest.raises(Boom, match="no") as raised:
         future.get(timeout=0)
     assert raised.value.__traceback__ is not None
+
+
+def test_a_failed_get_leaves_nothing_for_the_collector_to_free() -> None:
+    # The error raised holds get's frame in its traceback; with the future
+    # among that frame's locals it was a cycle (future -> outcome -> error).
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
+    try:
+        for _ in range(3):
+            future: ReplyFuture[int] = ReplyFuture()
+            future.set_exception((Boom, Boom("no"), None))
+            for _ in range(2):  # each get raises it again, with the traceback it was set with
+                with pytest.raises(Boom, match="no"):
+                    future.get(timeout=0)
+            del future
+        gc.collect()
+        assert not [o for o in gc.garbage if isinstance(o, (ReplyFuture, Boom))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
 
 
 def test_an_exception_given_as_a_type_only_is_built() -> None:
