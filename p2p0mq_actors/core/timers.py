@@ -98,7 +98,7 @@ class TimerQueue:
         if compact_at < 1:
             raise ConfigurationError(f"invalid compact_at={compact_at!r}: must be at least 1")
         self._on_cancel: Callable[[Timer], object] = (
-            self.cancel if on_cancel is None else on_cancel
+            _cancel_in_its_queue if on_cancel is None else on_cancel
         )
         self._compact_at = compact_at
         self._heap: list[tuple[float, int, Timer]] = []
@@ -164,6 +164,12 @@ class TimerQueue:
         self._live -= 1
         return timer
 
+    def forget_on_cancel(self) -> None:
+        """From now on ``Timer.cancel()`` cancels in this queue directly, as
+        with no ``on_cancel``: what its owner calls once it is done with the
+        queue (a closed clock), so that the queue holds nothing of it."""
+        self._on_cancel = _cancel_in_its_queue
+
     def clear(self) -> int:
         """Cancel every pending timer and forget them all; returns how many were pending."""
         dropped = self._live
@@ -186,3 +192,9 @@ class TimerQueue:
         self._heap = [entry for entry in self._heap if entry[2]._state is TimerState.PENDING]
         heapq.heapify(self._heap)
         self._stale = 0
+
+
+def _cancel_in_its_queue(timer: Timer) -> None:
+    """``Timer.cancel`` where the queue was given no ``on_cancel``: its own
+    ``cancel`` (not the bound method, which would tie the queue in a cycle)."""
+    timer._queue.cancel(timer)

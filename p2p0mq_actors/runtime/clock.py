@@ -118,6 +118,9 @@ class MonotonicClock:
         with self._cond:
             dropped = 0 if self._closed else self._timers.clear()
             self._closed = True
+            # Every timer is cancelled now, and none can be made: letting go
+            # of ``_cancel`` breaks the cycle clock -> queue -> clock.
+            self._timers.forget_on_cancel()
             thread = self._thread
             self._cond.notify_all()
         if thread is not None and thread is not threading.current_thread():

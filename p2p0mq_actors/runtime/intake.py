@@ -263,6 +263,10 @@ class Intake:
         """Refuse new messages and return what was waiting."""
         with self._cond:
             self._closed = True
+            # Nothing is put from now on, so nothing wakes the Scheduler:
+            # letting go of ``wake`` (a bound method of the intake's owner,
+            # which holds the intake) breaks that cycle.
+            self._wake = _no_wake
             self._watched = None
             self._woken = False  # puts take the slow path, which refuses them
             rest = list(self._queue)
@@ -283,3 +287,7 @@ class Intake:
 
     def __repr__(self) -> str:
         return f"<Intake {len(self)}/{self.capacity} puts={self.puts} wakes={self.wakes}>"
+
+
+def _no_wake() -> None:
+    """A closed intake's ``wake``."""

@@ -6,6 +6,7 @@ Hypothesis state machine checked against a sorted-list model.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 
@@ -36,6 +37,33 @@ def named(queue: TimerQueue, dues: list[float]) -> dict[Timer, int]:
 
 
 # -- the table ---------------------------------------------------------------------------
+
+
+def test_a_queue_holds_no_cycle_by_default_nor_after_forget_on_cancel() -> None:
+    seen: list[Timer] = []
+    owned = TimerQueue(on_cancel=seen.append)  # an owner's, as a clock's
+    a, b = owned.push(1.0, lambda: None), owned.push(2.0, lambda: None)
+    a.cancel()
+    assert seen == [a] and a.state is TimerState.PENDING  # the owner's to do
+    owned.forget_on_cancel()
+    b.cancel()
+    assert seen == [a] and b.state is TimerState.CANCELLED and len(owned) == 1
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
+    try:
+        plain = TimerQueue()
+        timer = plain.push(1.0, lambda: None)
+        timer.cancel()
+        assert timer.state is TimerState.CANCELLED
+        # (a timer in the heap and its queue hold each other until cleared)
+        plain.clear()
+        owned.clear()
+        del plain, timer, owned, a, b
+        gc.collect()
+        assert not [o for o in gc.garbage if isinstance(o, TimerQueue)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
 
 
 def test_an_empty_queue_has_nothing_due() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -506,6 +507,34 @@ def test_a_message_past_max_message_size_fails_alone_and_the_connection_stays_up
         assert (stats["rejected"], stats["receiver"]["disconnected"]) == (0, 0)
     with pytest.raises(ConfigurationError, match="max_message_size"):
         Node(b"carol", keys=KeyStore(tmp_path / "c"), max_message_size=1024)
+
+
+def test_stopped_nodes_leave_nothing_for_the_collector_to_free(tmp_path: Path) -> None:
+    # The clock and its timer queue, the Sender and its intake, each held
+    # the other through a bound method: a stopped node's objects, its key
+    # pair among them, waited for a full collection.
+    def exchange_one() -> None:
+        with (
+            Node(b"carol", keys=KeyStore(tmp_path)) as carol,
+            Node(b"dave", keys=KeyStore(tmp_path)) as dave,
+        ):
+            inbox = Inbox()
+            dave.add_concern(Chat, inbox=inbox)
+            carol.add_peer(b"dave", dave.endpoint)
+            carol.send(b"dave", b"chat", {"n": 1})
+            assert [m.payload for m in inbox.wait_for(1)] == [{"n": 1}]
+
+    exchange_one()  # imports and first-use caches
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
+    try:
+        exchange_one()
+        gc.collect()
+        kinds = {type(o).__name__ for o in gc.garbage}
+        assert not kinds & {"Node", "Sender", "Intake", "MonotonicClock", "TimerQueue", "KeyPair"}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
 
 
 def test_receive_hwm_reaches_the_listening_socket_and_a_bad_one_is_refused(
