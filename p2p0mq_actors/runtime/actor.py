@@ -16,6 +16,13 @@ any number of threads.
 Each actor's thread is known while it runs (``in_own_thread``): whoever
 waits for an actor to answer or to stop must not be that actor (a node
 stopped from one of its Concern's handlers waited for that very thread).
+
+An actor that goes idle after a message carrying messages (a plan, a
+received batch, outcome reports) tells itself a ``_Release``, which it
+takes at once and ignores: Pykka's loop keeps the last message taken in a
+local variable until the next one comes, and an idle Concern kept its last
+batch that way (measured: 3,000 messages of 4 KB, 11.7 MiB, kept for as
+long as the Concern stayed idle), a connection its last plan.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from typing import Any
 
 import pykka
 
+from ..core.fairness import Plan
+from .messages import Dropped, Enqueue, Failed, Received, Retry, Sent
+
 
 class Actor(pykka.ThreadingActor):
     """A ``pykka.ThreadingActor`` with a C inbox. Use it as you would Pykka's
@@ -37,6 +47,20 @@ class Actor(pykka.ThreadingActor):
     def _create_actor_inbox() -> Any:
         return queue.SimpleQueue()
 
+    def _handle_receive(self, message: Any) -> Any:  # Pykka's entry for every message
+        if message is _RELEASE:
+            return None
+        try:
+            return super()._handle_receive(message)
+        finally:
+            if (
+                type(message) in _CARRIERS
+                and self.actor_inbox.empty()
+                and not self.actor_stopped.is_set()
+            ):
+                with contextlib.suppress(pykka.ActorDeadError):
+                    self.actor_ref.tell(_RELEASE)
+
     def _actor_loop(self) -> None:  # Pykka's thread target
         _THREADS[self.actor_urn] = threading.get_ident()
         try:
@@ -44,6 +68,14 @@ class Actor(pykka.ThreadingActor):
         finally:
             _THREADS.pop(self.actor_urn, None)
 
+
+class _Release:
+    """Self-message of an actor going idle: see the module's note."""
+
+
+_RELEASE = _Release()
+_CARRIERS = frozenset({Received, Sent, Failed, Dropped, Retry, Enqueue, Plan})
+"""The messages that carry messages (held by Pykka's loop until the next)."""
 
 _THREADS: dict[str, int] = {}
 """Each running actor's thread (urn -> thread ident)."""

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from typing import Any
 
 import pykka
 import pytest
 
 from p2p0mq_actors.concerns.base import Concern
+from p2p0mq_actors.core.fairness import Plan
+from p2p0mq_actors.core.message import Message
 from p2p0mq_actors.runtime.actor import Actor
+from p2p0mq_actors.runtime.messages import Received
 from p2p0mq_actors.runtime.peer import PeerConnection
 from p2p0mq_actors.runtime.receiver import Receiver
 from p2p0mq_actors.runtime.scheduler import Scheduler
@@ -63,6 +67,48 @@ def test_tells_from_each_thread_are_handled_in_the_order_put() -> None:
     assert len(seen) == 2000
     for k in range(4):
         assert [i for kk, i in seen if kk == k] == list(range(500))
+
+
+class _Token:
+    """A payload value whose end a test can wait for (``weakref.finalize``)."""
+
+
+class Kinds(Actor):
+    """Keeps the kind of each message it gets, not the message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: list[str] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "kinds":
+            return list(self.kinds)
+        self.kinds.append(type(message).__name__)
+        return None
+
+
+@pytest.mark.parametrize("carrier", ["received", "plan"])
+def test_an_idle_actor_lets_go_of_the_last_messages_it_was_told(carrier: str) -> None:
+    # Pykka's loop keeps the last message taken until the next comes: an
+    # idle actor kept its last batch (a Concern's Received, a plan). It now
+    # tells itself a release, which it takes at once and never sees.
+    token, freed = _Token(), threading.Event()
+    weakref.finalize(token, freed.set)
+    message = Message.create(b"alice", b"bob", b"cmd", {"t": token}, now=0.0)
+    told: Any = (
+        Received((message,))
+        if carrier == "received"
+        else Plan(peer=b"bob", epoch=1, rounds=1, fast=(message,))
+    )
+    ref = Kinds.start()
+    try:
+        ref.tell(told)
+        del token, message, told
+        assert freed.wait(WAIT)  # with nothing more told to the actor
+        kinds = ref.ask("kinds", timeout=WAIT)
+        assert kinds == ["Received" if carrier == "received" else "Plan"]  # no release
+    finally:
+        ref.stop()
 
 
 def test_ask_and_proxy_calls_answer() -> None:
