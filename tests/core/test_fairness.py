@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections import deque
 
+from gc_kit import cyclic_garbage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lanes_kit import FAST, MEDIUM, SLOW, msg
@@ -202,9 +203,7 @@ def test_a_failed_sends_error_is_kept_without_the_frames_that_sent_it() -> None:
             except ValueError as exc:
                 raise UnencodableError("cannot encode it") from exc
 
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
-    try:
+    with cyclic_garbage() as garbage:  # what the collector finds meanwhile
         run = run_plan(Plan(peer=b"x", epoch=1, rounds=1, fast=fast), deque(), send, 0.0)
         ((message, error),) = run.failed
         assert message is fast[20] and type(error) is UnencodableError
@@ -212,10 +211,7 @@ def test_a_failed_sends_error_is_kept_without_the_frames_that_sent_it() -> None:
         assert error.__cause__.__traceback__ is None  # nor what it was raised from
         del run, message, error
         gc.collect()
-        assert not [o for o in gc.garbage if isinstance(o, (BaseException, Plan))]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
+        assert not [o for o in garbage if isinstance(o, (BaseException, Plan))]
 
 
 def test_detached_strips_the_tracebacks_of_a_whole_chain_even_one_that_loops() -> None:

@@ -8,6 +8,7 @@ import gc
 
 import msgpack
 import pytest
+from gc_kit import cyclic_garbage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -526,9 +527,7 @@ def test_a_refused_envelope_leaves_nothing_for_the_collector_to_free() -> None:
     frame = msgpack.packb(
         [NATIVE_VERSION, [list(_BODY), *refused, list(_BODY)]], use_bin_type=True
     )
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
-    try:
+    with cyclic_garbage() as garbage:  # what the collector finds meanwhile
         got, errors = decode_native_many(b"peer", frame, b"me", now=NOW)
         assert (len(got), len(errors)) == (2, 2)
         for error in errors:
@@ -536,10 +535,7 @@ def test_a_refused_envelope_leaves_nothing_for_the_collector_to_free() -> None:
             assert error.__cause__ is None or error.__cause__.__traceback__ is None
         del got, errors, error
         gc.collect()
-        assert gc.garbage == []
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
+        assert garbage == []
 
 
 @pytest.mark.parametrize(("hops", "trace", "named"), _BAD_HOPS_OR_TRACE)

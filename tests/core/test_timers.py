@@ -11,6 +11,7 @@ import itertools
 import math
 
 import pytest
+from gc_kit import cyclic_garbage
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -48,9 +49,7 @@ def test_a_queue_holds_no_cycle_by_default_nor_after_forget_on_cancel() -> None:
     owned.forget_on_cancel()
     b.cancel()
     assert seen == [a] and b.state is TimerState.CANCELLED and len(owned) == 1
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
-    try:
+    with cyclic_garbage() as garbage:  # what the collector finds meanwhile
         plain = TimerQueue()
         timer = plain.push(1.0, lambda: None)
         timer.cancel()
@@ -60,10 +59,7 @@ def test_a_queue_holds_no_cycle_by_default_nor_after_forget_on_cancel() -> None:
         owned.clear()
         del plain, timer, owned, a, b
         gc.collect()
-        assert not [o for o in gc.garbage if isinstance(o, TimerQueue)]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
+        assert not [o for o in garbage if isinstance(o, TimerQueue)]
 
 
 def test_an_empty_queue_has_nothing_due() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import zmq
+from gc_kit import cyclic_garbage
 from node_kit import LANES, PER_LANE, REQUESTS, Chat, Echo, Inbox, exchange, run_peer
 
 from p2p0mq_actors.concerns.base import Concern
@@ -525,16 +526,11 @@ def test_stopped_nodes_leave_nothing_for_the_collector_to_free(tmp_path: Path) -
             assert [m.payload for m in inbox.wait_for(1)] == [{"n": 1}]
 
     exchange_one()  # imports and first-use caches
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
-    try:
+    with cyclic_garbage() as garbage:  # what the collector finds meanwhile
         exchange_one()
         gc.collect()
-        kinds = {type(o).__name__ for o in gc.garbage}
+        kinds = {type(o).__name__ for o in garbage}
         assert not kinds & {"Node", "Sender", "Intake", "MonotonicClock", "TimerQueue", "KeyPair"}
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
 
 
 def test_receive_hwm_reaches_the_listening_socket_and_a_bad_one_is_refused(

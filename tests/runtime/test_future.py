@@ -9,6 +9,7 @@ import threading
 
 import pykka
 import pytest
+from gc_kit import cyclic_garbage
 
 from p2p0mq_actors.runtime.future import ReplyFuture
 
@@ -69,9 +70,7 @@ def test_an_exception_set_is_raised_with_its_traceback() -> None:
 def test_a_failed_get_leaves_nothing_for_the_collector_to_free() -> None:
     # The error raised holds get's frame in its traceback; with the future
     # among that frame's locals it was a cycle (future -> outcome -> error).
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
-    try:
+    with cyclic_garbage() as garbage:  # what the collector finds meanwhile
         for _ in range(3):
             future: ReplyFuture[int] = ReplyFuture()
             future.set_exception((Boom, Boom("no"), None))
@@ -80,10 +79,7 @@ def test_a_failed_get_leaves_nothing_for_the_collector_to_free() -> None:
                     future.get(timeout=0)
             del future
         gc.collect()
-        assert not [o for o in gc.garbage if isinstance(o, (ReplyFuture, Boom))]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
+        assert not [o for o in garbage if isinstance(o, (ReplyFuture, Boom))]
 
 
 def test_an_exception_given_as_a_type_only_is_built() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import zmq
 import zmq.auth
+from gc_kit import cyclic_garbage
 from zmq.auth.thread import ThreadAuthenticator
 
 from p2p0mq_actors.core.errors import (
@@ -278,19 +279,14 @@ def test_a_would_block_from_send_each_is_freed_at_once_and_keeps_no_frames(
     # frames would hold the plan being sent, in a cycle with send_each's.
     sock = _one_message_deep(ctx, server, closing)
     big = [b"h", b"x" * 1_000_000]  # loopback buffers hold a few MB at most
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage
-    try:
+    with cyclic_garbage() as garbage:  # what the collector finds meanwhile
         sent, error = sock.send_each([big] * 1000)
         assert 0 < sent < 1000 and type(error) is WouldBlock
         assert type(error.__cause__) is zmq.Again
         assert error.__cause__.__traceback__ is None
         del error
         gc.collect()
-        assert not [o for o in gc.garbage if isinstance(o, (WouldBlock, zmq.ZMQError))]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
+        assert not [o for o in garbage if isinstance(o, (WouldBlock, zmq.ZMQError))]
 
 
 def test_send_each_stops_at_the_high_water_mark_and_at_a_message_of_no_frames(
