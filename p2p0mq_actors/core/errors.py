@@ -66,9 +66,8 @@ class SendError(P2P0MQError):
 
 def detached(error: _E) -> _E:
     """``error`` without its traceback, nor the errors it was raised from
-    theirs (its ``__cause__`` and ``__context__``, in turn), to be kept or
-    passed on (a failed message's error goes to its Concern, and may stay as
-    a request's cause).
+    theirs (its ``__cause__``, in turn), to be kept or passed on (a failed
+    message's error goes to its Concern, and may stay as a request's cause).
 
     A traceback keeps every frame it passed through alive, with their locals
     (and, by ``f_back``, their callers'): a plan and its encoded messages,
@@ -76,16 +75,16 @@ def detached(error: _E) -> _E:
     cyclic collector frees wherever one of those frames holds the error
     (a runner's list of failures). A ``SendError`` says what went wrong in
     its message; where the error is a bug's, whose traceback is the clue,
-    the code keeps it.
+    the code keeps it. ``__context__`` is left alone: it may be an error
+    that the caller is handling (an error raised in its ``except`` block),
+    whose traceback is the caller's.
     """
     seen: set[int] = set()  # (a chain may loop)
-    todo: list[BaseException | None] = [error]
-    while todo:
-        link = todo.pop()
-        if link is not None and id(link) not in seen:
-            seen.add(id(link))
-            link.__traceback__ = None
-            todo += (link.__cause__, link.__context__)
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__
     return error
 
 

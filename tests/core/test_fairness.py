@@ -214,7 +214,7 @@ def test_a_failed_sends_error_is_kept_without_the_frames_that_sent_it() -> None:
         assert not [o for o in garbage if isinstance(o, (BaseException, Plan))]
 
 
-def test_detached_strips_the_tracebacks_of_a_whole_chain_even_one_that_loops() -> None:
+def test_detached_strips_the_tracebacks_of_a_cause_chain_even_one_that_loops() -> None:
     try:
         try:
             raise KeyError("inner")
@@ -225,10 +225,25 @@ def test_detached_strips_the_tracebacks_of_a_whole_chain_even_one_that_loops() -
     inner_error = outer.__cause__
     assert outer.__traceback__ is not None and inner_error is not None
     assert inner_error.__traceback__ is not None
-    inner_error.__context__ = outer  # a loop: it must still end
+    inner_error.__cause__ = outer  # a loop: it must still end
     assert detached(outer) is outer
     assert outer.__traceback__ is None and inner_error.__traceback__ is None
     assert outer.__cause__ is inner_error  # the chain itself is kept
+
+
+def test_detached_leaves_alone_the_error_its_caller_is_handling() -> None:
+    # An error raised in a caller's except block has the caller's error as
+    # its __context__: that one's traceback is the caller's to log.
+    try:
+        raise ValueError("the caller's own")
+    except ValueError as handled:
+        try:
+            raise TransportError("ours")
+        except TransportError as ours:
+            assert ours.__context__ is handled
+            detached(ours)
+            assert ours.__traceback__ is None
+        assert handled.__traceback__ is not None
 
 
 def test_preemption_stops_a_plan_at_the_next_round_boundary() -> None:
