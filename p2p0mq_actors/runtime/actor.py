@@ -18,11 +18,12 @@ waits for an actor to answer or to stop must not be that actor (a node
 stopped from one of its Concern's handlers waited for that very thread).
 
 An actor that goes idle after a message carrying messages (a plan, a
-received batch, outcome reports) tells itself a ``_Release``, which it
-takes at once and ignores: Pykka's loop keeps the last message taken in a
-local variable until the next one comes, and an idle Concern kept its last
-batch that way (measured: 3,000 messages of 4 KB, 11.7 MiB, kept for as
-long as the Concern stayed idle), a connection its last plan.
+received batch, outcome reports, a plan's result) tells itself a
+``_Release``, which it takes at once and ignores: Pykka's loop keeps the
+last message taken in a local variable until the next one comes, and an
+idle Concern kept its last batch that way (measured: 3,000 messages of 4
+KB, 11.7 MiB, kept for as long as the Concern stayed idle), a connection
+its last plan.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 
 import pykka
 
-from ..core.fairness import Plan
+from ..core.fairness import Plan, PlanResult
 from .messages import Dropped, Enqueue, Failed, Received, Retry, Sent
 
 
@@ -74,7 +75,7 @@ class _Release:
 
 
 _RELEASE = _Release()
-_CARRIERS = frozenset({Received, Sent, Failed, Dropped, Retry, Enqueue, Plan})
+_CARRIERS = frozenset({Received, Sent, Failed, Dropped, Retry, Enqueue, Plan, PlanResult})
 """The messages that carry messages (held by Pykka's loop until the next)."""
 
 _THREADS: dict[str, int] = {}
