@@ -136,3 +136,21 @@ def bind_error(exc: zmq.ZMQError, *, endpoint: str) -> ConfigurationError:
         f"cannot listen on {endpoint!r}: {text} (is the port taken? use tcp://127.0.0.1:* "
         "for any free port)"
     )
+
+
+MAX_HWM = 2**31 - 1
+"""The highest high-water mark libzmq takes (its options are C ints)."""
+
+
+def check_hwm(name: str, value: object, unit: str) -> int:
+    """``value`` if it is a valid high-water mark for a node's setting
+    ``name`` (``unit`` says what it counts, in the message).
+
+    Raises:
+        ConfigurationError: not an int from 1 to ``MAX_HWM``. libzmq's 0,
+            no limit at all, is refused: it would leave what a peer can
+            make the node hold unbounded.
+    """
+    if type(value) is int and 1 <= value <= MAX_HWM:
+        return value
+    raise ConfigurationError(f"{name} must be an int from 1 to 2**31 - 1 ({unit}), not {value!r}")

@@ -87,7 +87,7 @@ from ..core.codec import MAX_MESSAGE_SIZE, check_message_size
 from ..core.errors import ConfigurationError
 from ..core.ports import KeyPair
 from .context import check_descriptors
-from .errors import bind_error, translate
+from .errors import bind_error, check_hwm, translate
 from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
 
 __all__ = [
@@ -131,7 +131,6 @@ _NEXT_KEPT: Final = range(MAX_FRAMES - 1)  # the frames kept after a message's f
 RECEIVE_HWM: Final = 1000
 """Whole messages libzmq keeps for the node per client connection before it
 stops reading that connection (``RCVHWM``; libzmq's own default)."""
-MAX_RECEIVE_HWM: Final = 2**31 - 1  # libzmq's option is a C int
 MAX_PENDING_FAILURES = 256
 """Handshake failures kept for ``take_failures`` when nobody takes them."""
 LISTENER_DESCRIPTORS = 10
@@ -540,18 +539,12 @@ def _announced(frame: zmq.Frame) -> bytes:
 
 
 def check_receive_hwm(value: object) -> int:
-    """``value`` if it is a valid ``receive_hwm``.
+    """``value`` if it is a valid ``receive_hwm`` (``errors.check_hwm``).
 
     Raises:
-        ConfigurationError: not an int from 1 to ``MAX_RECEIVE_HWM`` (libzmq's
-            0, no limit at all, is refused: it would leave what one client
-            can make the node hold unbounded).
+        ConfigurationError: not an int from 1 to 2**31 - 1.
     """
-    if type(value) is int and 1 <= value <= MAX_RECEIVE_HWM:
-        return value
-    raise ConfigurationError(
-        f"receive_hwm must be an int from 1 to 2**31 - 1 (messages), not {value!r}"
-    )
+    return check_hwm("receive_hwm", value, "messages")
 
 
 def _server_socket(

@@ -59,7 +59,15 @@ from ..core.codec import MIN_MESSAGE_SIZE
 from ..core.errors import ConfigurationError, SendError, UnexpectedSendError, detached
 from ..core.ports import KeyPair, PeerAddress, SocketEvent
 from .context import check_descriptors
-from .errors import ENOTSOCK, ETERM, configuration_error, error_for_errno, translate
+from .errors import (
+    ENOTSOCK,
+    ETERM,
+    MAX_HWM,
+    check_hwm,
+    configuration_error,
+    error_for_errno,
+    translate,
+)
 from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
 
 __all__ = ["SEND_HWM", "CurveDealerFactory", "CurveDealerSocket", "check_send_hwm"]
@@ -96,7 +104,6 @@ SEND_HWM: Final = 10_000
 """Whole messages libzmq queues for one peer before a send to it would
 block (``SNDHWM``; libzmq's own default is 1,000): on the native wire a
 zmq message is a batch frame of up to 64 of ours."""
-MAX_SEND_HWM: Final = 2**31 - 1  # libzmq's option is a C int
 
 MAX_IDENTITY_LEN = 255
 CLIENT_MAX_FRAME = MIN_MESSAGE_SIZE
@@ -340,7 +347,7 @@ class CurveDealerFactory:
             raise ConfigurationError(
                 f"identity {identity!r} must not start with a zero byte (zmq reserves it)"
             )
-        if type(sndhwm) is not int or not 0 <= sndhwm <= MAX_SEND_HWM:
+        if type(sndhwm) is not int or not 0 <= sndhwm <= MAX_HWM:
             raise ConfigurationError(
                 f"sndhwm must be an int from 0 (no limit) to 2**31 - 1, got {sndhwm!r}"
             )
@@ -430,15 +437,9 @@ def _close_quietly(sock: _Socket, monitor: _Socket | None) -> None:
 
 
 def check_send_hwm(value: object) -> int:
-    """``value`` if it is a valid ``send_hwm`` for a node.
+    """``value`` if it is a valid ``send_hwm`` for a node (``errors.check_hwm``).
 
     Raises:
-        ConfigurationError: not an int from 1 to ``MAX_SEND_HWM`` (libzmq's
-            0, no limit at all, is refused: a peer that stops reading would
-            leave the node holding all it is sent).
+        ConfigurationError: not an int from 1 to 2**31 - 1.
     """
-    if type(value) is int and 1 <= value <= MAX_SEND_HWM:
-        return value
-    raise ConfigurationError(
-        f"send_hwm must be an int from 1 to 2**31 - 1 (messages a peer), not {value!r}"
-    )
+    return check_hwm("send_hwm", value, "messages a peer")
