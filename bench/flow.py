@@ -24,7 +24,7 @@ from p2p0mq_actors import Concern, KeyStore, Message, Node, P2P0MQError, Priorit
 from p2p0mq_actors.core.codec import Encoder, WireShape
 from p2p0mq_actors.core.message import DEFAULT_TTL, Kind, new_messages
 from p2p0mq_actors.core.native import batch_frame
-from p2p0mq_actors.runtime.peer import FRAME_MESSAGES
+from p2p0mq_actors.runtime.bulk import FRAME_MESSAGES
 
 from .common import (
     DATA,

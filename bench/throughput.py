@@ -19,7 +19,7 @@ to the same receiving Node as ours; our figure cannot pass it either.
 
 from __future__ import annotations
 
-from p2p0mq_actors.runtime.peer import FRAME_MESSAGES
+from p2p0mq_actors.runtime.bulk import FRAME_MESSAGES
 
 from .common import Params, Result, interleave, throughput_result
 from .flow import Flow, Rig, run_flow

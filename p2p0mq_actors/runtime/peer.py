@@ -35,9 +35,10 @@ from ..core.errors import (
 )
 from ..core.fairness import Plan, PlanResult, SendAll, run_plan
 from ..core.message import Message
-from ..core.native import batch_frame, encode_native_batch, single_frame
+from ..core.native import batch_frame, single_frame
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
 from .actor import Actor
+from .bulk import FRAME_MESSAGES, BulkSend, frame_error
 from .express import REPORT_SENT, DirectLane, ExpressGate
 from .messages import FLUSH, Flush, PeerBlocked, PeerFailed, PeerGone, PeerWritable, Shutdown
 from .outcomes import ConcernRegistry, report_dropped, report_failed, report_sent
@@ -55,15 +56,7 @@ _FIRST_RENEW = 0.1
 _DEADLINE: Final = operator.attrgetter("deadline")
 REPORT_BATCH: Final = 64
 REPORT_PACE: Final = 0.001
-FRAME_MESSAGES: Final = 64
-"""On the native wire, the most messages of a plan sent in one frame."""
-FRAME_BYTES: Final = 256 * 1024
-"""... and the size at which a frame is sent before it has that many (or
-``max_frame``, if less: a frame never passes that)."""
 _BATCH_HEAD_BYTES: Final = 5  # a batch frame's bytes before its bodies, at most
-EACH_CHUNK: Final = 64
-"""p2p0mq's wire: how many of a plan's fast messages are encoded, then
-sent, at a time (``PeerConnection._send_each``)."""
 
 
 class PeerConnection(Actor):
@@ -123,7 +116,6 @@ class PeerConnection(Actor):
         self._sockets = sockets
         self._clock = clock
         self._encode = Encoder(shape, max_frame)
-        self._pack = self._encode.pack
         self._gate = gate
         self._lane: DirectLane | None = None
         if gate is not None:
@@ -162,8 +154,8 @@ class PeerConnection(Actor):
         self._bodies: list[bytes] = []
         self._batched: list[Message] = []
         self._batch_bytes = 0
-        self._frame_bytes = min(FRAME_BYTES, self._encode.limit)
-        self._chunk = FRAME_MESSAGES  # fast messages packed a frame (_send_all)
+        self._bulk = BulkSend(peer.uuid, self._encode)  # a plan's fast messages
+        self._frame_bytes = self._bulk.frame_bytes
         self._lost: list[tuple[Message, SendError]] = []  # in frames that failed
 
     # -- life cycle --------------------------------------------------------
@@ -279,39 +271,14 @@ class PeerConnection(Actor):
         self._socket.send_frames(frames)
 
     def _send_each(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
-        """p2p0mq's wire: a plan's fast messages, encoded and sent a chunk
-        of ``EACH_CHUNK`` at a time, each chunk in one pass and one loop
-        (``Encoder.many``, ``PeerSocket.send_each``) rather than a ``_send``
-        a message: this thread's CPU 2.7-3.1 -> 2.1-2.2 us a message
-        (``python -m bench.cpu``, scenario 1's work). A message the socket
-        fails fails alone (it was tried: it is not sent again) and the rest
-        goes on. Stops where the socket would block, and at the first
-        message that does not encode: ``_send`` goes on from there, one
-        message at a time, and names what went wrong. Chunks, not the whole
-        plan at once: a plan of thousands meets the high-water mark, and
-        what was encoded past it would be encoded again in the next plan
-        (measured that way, the thread's CPU rose to 3.6-3.7 us a message)."""
+        """p2p0mq's wire: a plan's fast messages, a chunk at a time
+        (``bulk.py``). A message the socket fails fails alone (it was
+        tried: it is not sent again) and the rest goes on. Stops where the
+        socket would block, and at the first message that does not encode:
+        ``_send`` goes on from there, one message at a time, and names what
+        went wrong."""
         assert self._socket is not None
-        send_each, encode_many, now = self._socket.send_each, self._encode.many, self._now
-        failed: list[tuple[Message, SendError]] = []
-        done, total = 0, len(messages)
-        while done < total:
-            chunk = messages[done : done + EACH_CHUNK]
-            frames = encode_many(chunk, now)
-            encoded = len(frames)
-            while frames:
-                taken, error = send_each(frames)
-                done += taken
-                if error is None:
-                    break
-                if isinstance(error, WouldBlock):
-                    return done, failed
-                failed.append((messages[done], error))
-                done += 1
-                frames = frames[taken + 1 :]
-            if encoded < len(chunk):
-                break  # the next does not encode: ``_send`` names the fault
-        return done, failed
+        return self._bulk(self._socket, messages, self._now)
 
     def _add_to_frame(self, message: Message) -> None:
         """Native wire: put ``message`` in the frame being filled. A frame is
@@ -343,44 +310,14 @@ class PeerConnection(Actor):
 
     def _send_all(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
         """Native wire: a plan's fast messages, up to ``FRAME_MESSAGES`` to
-        a frame, each frame packed in one call (``encode_native_batch``).
-
-        A frame packed past ``FRAME_BYTES`` (or ``max_frame``) is packed
-        again with half as many messages, and the connection keeps that size
-        until frames come out under half of that again (large payloads cost a few
-        wasted packings once, not in every plan). Stops where a frame cannot
-        begin (the socket would block), where a payload does not encode,
-        where two messages still overflow a frame, and at a last lone
-        message: ``_add_to_frame`` goes on from there, one message at a
-        time, which names the culprit. A frame that fails to send fails
-        its messages."""
+        a frame, each frame packed in one call (``bulk.py``). Stops where a
+        frame cannot begin (the socket would block), where a payload does
+        not encode, where two messages still overflow a frame, and at a
+        last lone message: ``_add_to_frame`` goes on from there, one
+        message at a time, which names the culprit. A frame that fails to
+        send fails its messages."""
         assert self._socket is not None and not self._bodies
-        socket, pack, now = self._socket, self._pack, self._now
-        failed: list[tuple[Message, SendError]] = []
-        total, done, size = len(messages), 0, self._chunk
-        while total - done > 1:
-            chunk = messages[done : done + size]
-            try:
-                if not socket.writable():
-                    break
-                frame = encode_native_batch(chunk, now, pack=pack)
-            except Exception:  # not only msgpack's refusals: a payload's own bug too
-                break
-            if len(frame) > self._frame_bytes:
-                if len(chunk) <= 2:
-                    break
-                size = len(chunk) // 2
-                continue
-            try:
-                socket.send_frames([frame])
-            except Exception as exc:
-                error = self._frame_error(exc, len(chunk))
-                failed.extend((message, error) for message in chunk)
-            done += len(chunk)
-            if len(chunk) == size < FRAME_MESSAGES and len(frame) < self._frame_bytes // 2:
-                size = min(FRAME_MESSAGES, size * 2)
-        self._chunk = size
-        return done, failed
+        return self._bulk(self._socket, messages, self._now)
 
     def _send_frame(self) -> None:
         bodies, messages = self._bodies, self._batched
@@ -392,24 +329,8 @@ class PeerConnection(Actor):
             assert self._socket is not None
             self._socket.send_frames([frame])
         except Exception as exc:  # the frame's messages fail; the connection goes on
-            self._lost.extend((m, self._frame_error(exc, len(messages))) for m in messages)
-
-    def _frame_error(self, exc: Exception, count: int) -> SendError:
-        """What the messages of a frame that could not be sent failed with."""
-        peer = self.peer.uuid
-        if isinstance(exc, WouldBlock):  # not a wait: these left their queues
-            return PeerUnreachableError(
-                f"peer {peer!r} stopped taking messages while a frame of {count} was filled",
-                peer=peer,
-            )
-        if isinstance(exc, SendError):
-            return detached(exc)
-        error = UnexpectedSendError(
-            f"sending a frame of {count} to {peer!r} raised {type(exc).__name__}: {exc}",
-            peer=peer,
-        )
-        error.__cause__ = exc
-        return error
+            error = frame_error(self.peer.uuid, exc, len(messages))
+            self._lost.extend((m, error) for m in messages)
 
     def _run(self, plan: Plan) -> None:
         if self._closed or self._blocked_since is not None:

@@ -23,6 +23,7 @@ from p2p0mq_actors.core.errors import (
 from p2p0mq_actors.core.fairness import Plan, PlanResult, SlowItem
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.core.ports import PeerAddress, PeerSocket, SocketEvent
+from p2p0mq_actors.runtime.bulk import EACH_CHUNK
 from p2p0mq_actors.runtime.express import DirectLane, ExpressGate
 from p2p0mq_actors.runtime.intake import Intake
 from p2p0mq_actors.runtime.messages import (
@@ -35,7 +36,7 @@ from p2p0mq_actors.runtime.messages import (
     Retry,
     Sent,
 )
-from p2p0mq_actors.runtime.peer import EACH_CHUNK, PeerConnection
+from p2p0mq_actors.runtime.peer import PeerConnection
 from p2p0mq_actors.testing.fake_socket import FakeSocket
 from p2p0mq_actors.testing.recorder import MessageLog
 

@@ -17,10 +17,10 @@ from p2p0mq_actors.core.errors import TransportError, UnencodableError, Unexpect
 from p2p0mq_actors.core.fairness import Plan, PlanResult
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.core.native import encode_native_batch
-from p2p0mq_actors.runtime import peer as peer_module
+from p2p0mq_actors.runtime import bulk as bulk_module
+from p2p0mq_actors.runtime.bulk import FRAME_BYTES, FRAME_MESSAGES
 from p2p0mq_actors.runtime.messages import Sent
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
-from p2p0mq_actors.runtime.peer import FRAME_BYTES, FRAME_MESSAGES
 
 FAST = Priority.FAST
 
@@ -209,7 +209,7 @@ def test_large_fast_messages_are_packed_in_smaller_frames_and_later_plans_keep_t
         packed.append(len(messages))
         return encode_native_batch(messages, now, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(peer_module, "encode_native_batch", counting)
+    monkeypatch.setattr(bulk_module, "encode_native_batch", counting)
     sock = kit.factory.prepare(b"x")
     peer = kit.peer(shape=WireShape.NATIVE)
     size = FRAME_BYTES // 16
