@@ -428,8 +428,9 @@ class Node:
         """Counters: sent, received, dropped by reason, refused (handshakes
         that failed: unknown keys, wrong server keys, plaintext clients),
         rejected (malformed messages), queue depths, the Scheduler's epochs
-        and preemptions, per peer its state, medium queue and messages
-        sent, and ``send_hwm``. ``receiver`` has the details.
+        and preemptions, per peer its state, medium queue, messages sent
+        and how many of them went straight from the application's thread
+        (``direct``: express sends), and ``send_hwm``. ``receiver`` has the details.
 
         Raises:
             ConfigurationError: the node is stopped (or stopping: an actor
@@ -537,6 +538,7 @@ def _peer_stats(ref: Any, timeout: float) -> dict[str, Any]:
             "state": proxy.state.get(timeout=timeout),
             "medium": proxy.medium_len.get(timeout=timeout),
             "sent": proxy.sent_count.get(timeout=timeout),
+            "direct": proxy.direct_count.get(timeout=timeout),
         }
     except (pykka.ActorDeadError, pykka.Timeout, P2P0MQError):
-        return {"state": "GONE", "medium": 0, "sent": 0}
+        return {"state": "GONE", "medium": 0, "sent": 0, "direct": 0}

@@ -498,6 +498,12 @@ class PeerConnection(Actor):
         return self._sent + (self._lane.sent if self._lane is not None else 0)
 
     @property
+    def direct_count(self) -> int:
+        """Of those, the messages sent through the express lane, from the
+        application's threads (``express.py``)."""
+        return self._lane.sent if self._lane is not None else 0
+
+    @property
     def medium_len(self) -> int:
         """How many medium messages wait in this peer's queue."""
         return len(self._medium)

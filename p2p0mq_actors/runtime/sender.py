@@ -320,8 +320,14 @@ class Sender:
         self.intake.submit(message)
 
     def enqueue_many(self, messages: Iterable[Message]) -> None:
-        """Queue messages each on the lane its own priority names, in one batch."""
-        self._put(_checked(messages))
+        """Queue messages each on the lane its own priority names, in one
+        batch. Fast messages all for one idle peer go straight to its socket
+        (``Intake.express_many``)."""
+        batch = _checked(messages)
+        self._check_running()
+        taken = self.intake.express_many(batch)
+        if taken < len(batch):
+            self.intake.put(batch[taken:] if taken else batch)
 
     def enqueue_fast(self, messages: Messages) -> None:
         """Queue on the fast lane: everything, every round."""

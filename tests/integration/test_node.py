@@ -774,3 +774,29 @@ def test_stats_while_the_node_stops_says_it_is_stopped(tmp_path: Path) -> None:
         alice._receiver.stop(timeout=5)
         with pytest.raises(ConfigurationError, match="is stopped"):
             alice.stats()
+
+
+@pytest.mark.parametrize("wire", ["native", "0.1.1"])
+def test_fast_send_many_to_an_idle_peer_goes_straight_out_whole_and_in_order(
+    tmp_path: Path, wire: str
+) -> None:
+    # Each chunk is sent from this thread through the express gate once the
+    # peer is idle; every fifth payload is 100 KiB, so on the native wire
+    # frames of 64 are too large and are packed again in smaller ones.
+    with linked_pair(tmp_path, Chat, wire=wire) as (alice, bob, inbox):
+        blob = bytes(100 * 1024)
+        payloads = [{"n": n, "blob": blob} if n % 5 == 0 else {"n": n} for n in range(3000)]
+        assert alice._sender is not None
+        for start in range(0, len(payloads), 600):
+            if start == 1800:  # the peer idle, the Scheduler has reopened its gate
+                inbox.wait_for(start, timeout=30)
+                alice._sender.flush()
+            chunk = payloads[start : start + 600]
+            alice.send_many(alice.messages(b"bob", b"chat", chunk, priority=Priority.FAST))
+        got = inbox.wait_for(len(payloads), timeout=30)
+        assert [m.payload["n"] for m in got] == list(range(len(payloads)))
+        assert all(len(m.payload.get("blob", blob)) == len(blob) for m in got)
+        assert bob.stats()["rejected"] == 0
+        peer = alice.stats()["peers"][b"bob"]
+        assert peer["sent"] == len(payloads)
+        assert peer["direct"] >= 600  # that chunk, at least, went the direct way

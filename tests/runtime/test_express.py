@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from p2p0mq_actors.core.codec import WireShape, decode
-from p2p0mq_actors.core.fairness import PlanResult
+from p2p0mq_actors.core.codec import WireShape, decode, decode_many
+from p2p0mq_actors.core.fairness import Plan, PlanResult
 from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.runtime.bulk import FRAME_MESSAGES
 from p2p0mq_actors.runtime.express import (
     BURST_STREAK,
     BURST_WINDOW,
@@ -17,7 +18,7 @@ from p2p0mq_actors.runtime.express import (
     DirectLane,
     ExpressGate,
 )
-from p2p0mq_actors.runtime.intake import Intake
+from p2p0mq_actors.runtime.intake import EXPRESS_MANY, Intake
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry
 from p2p0mq_actors.testing import FakeSocket, ManualClock
 
@@ -264,3 +265,187 @@ def test_the_intake_leaves_a_burst_to_the_scheduler_and_expresses_again_after() 
     clock.advance(BURST_WINDOW)
     assert intake.express(fast(clock))
     assert len(sock.sent) == BURST_STREAK + 1
+
+
+# -- send_many through the gate (DirectLane.deliver_many, Intake.express_many)
+
+
+def _frame_ids(sent: list[list[bytes]]) -> list[list[int]]:
+    """The message ids in each native frame sent, frame by frame."""
+    out = []
+    for frames in sent:
+        assert len(frames) == 1
+        got, errors = decode_many([b"me", frames[0]], PEER, now=0.0)
+        assert errors == []
+        out.append([m.message_id for m in got])
+    return out
+
+
+def _run(clock: ManualClock, n: int, **kwargs: Any) -> list[Message]:
+    return [fast(clock, {"n": i}, **kwargs) for i in range(n)]
+
+
+def test_a_claimed_lane_sends_a_run_in_batch_frames_and_reopens_the_gate() -> None:
+    r = Rig()
+    run = _run(r.clock, 2 * FRAME_MESSAGES + 2)
+    r.gate.claim_locked(PEER)
+    assert r.lane.deliver_many(run) == len(run)
+    ids = [m.message_id for m in run]
+    assert _frame_ids(r.sock.sent) == [ids[:64], ids[64:128], ids[128:]]
+    assert r.lane.sent == len(run) and r.told == []
+    assert r.gate.claim_locked(PEER) == "ref-x"  # open again
+
+
+def test_a_runs_lone_last_message_goes_in_a_frame_of_its_own() -> None:
+    r = Rig()
+    run = _run(r.clock, FRAME_MESSAGES + 1)
+    r.gate.claim_locked(PEER)
+    assert r.lane.deliver_many(run) == len(run)
+    assert [len(ids) for ids in _frame_ids(r.sock.sent)] == [FRAME_MESSAGES, 1]
+
+
+def test_p2p0mq_wire_a_run_goes_out_a_message_at_a_time_in_one_pass() -> None:
+    r = Rig(WireShape.V011)
+    run = _run(r.clock, 5)
+    r.gate.claim_locked(PEER)
+    assert r.lane.deliver_many(run) == 5
+    got = [decode([b"me", *frames], PEER, now=r.clock.now()) for frames in r.sock.sent]
+    assert [m.message_id for m in got] == [m.message_id for m in run]
+
+
+@pytest.mark.parametrize("shape", [WireShape.NATIVE, WireShape.V011])
+def test_a_run_stops_where_the_socket_blocks_and_leaves_the_claim(shape: WireShape) -> None:
+    r = Rig(shape)
+    run = _run(r.clock, 3 * FRAME_MESSAGES)
+    r.sock.accept(1)  # one zmq message more, then it would block
+    r.gate.claim_locked(PEER)
+    taken = FRAME_MESSAGES if shape is WireShape.NATIVE else 1
+    assert r.lane.deliver_many(run) == taken
+    assert r.lane.sent == taken and r.told == []
+    assert r.gate.claim_locked(PEER) is None  # still claimed: the caller tells a plan
+
+
+@pytest.mark.parametrize("shape", [WireShape.NATIVE, WireShape.V011])
+def test_a_run_stops_before_an_expired_or_unencodable_message(shape: WireShape) -> None:
+    r = Rig(shape)
+    run = _run(r.clock, 10)
+    run[4] = fast(r.clock, ttl=1.0)
+    r.clock.advance(2.0)  # run[4] has expired; the others have not
+    r.gate.claim_locked(PEER)
+    assert r.lane.deliver_many(run) == 4
+    r.gate.claim_locked(PEER)
+    rest = run[5:]
+    rest[2] = fast(r.clock, {"n": object()})
+    # Native: the frame that would hold it is left whole (packed in one call).
+    taken = 0 if shape is WireShape.NATIVE else 2
+    assert r.lane.deliver_many(rest) == taken
+    assert r.lane.sent == 4 + taken
+
+
+def test_a_run_that_a_socket_refuses_is_left_whole_to_the_connection() -> None:
+    r = Rig()
+    r.sock.fail_next(1)  # a transport error: nothing of that frame went out
+    r.gate.claim_locked(PEER)
+    assert r.lane.deliver_many(_run(r.clock, 10)) == 0
+    assert r.sock.sent == [] and r.lane.sent == 0
+
+
+def test_a_runs_sends_are_reported_in_one_batch_and_quiet_ones_only_counted() -> None:
+    r = Rig()
+    concern, connection = FakeRef(wants_sent=True), FakeRef(wants_sent=False)
+    r.concerns.add(b"cmd", concern)
+    r.concerns.add(b"quiet", FakeRef(wants_sent=False))
+    r.lane.owner = connection
+    run = _run(r.clock, 6)
+    run[1] = Message.create(b"me", PEER, b"quiet", {}, now=r.clock.now(), priority=Priority.FAST)
+    r.gate.claim_locked(PEER)
+    assert r.lane.deliver_many(run) == 6
+    assert connection.told == [REPORT_SENT] and concern.told == []
+    assert r.lane.take_unreported() == [m for m in run if m is not run[1]]
+    assert r.lane.quiet == 1
+
+
+def test_a_run_counts_as_one_send_of_a_streak() -> None:
+    r = Rig()
+    for _ in range(BURST_STREAK):
+        r.gate.claim_locked(PEER)
+        assert r.lane.deliver_many(_run(r.clock, 3)) == 3
+        r.clock.advance(BURST_WINDOW / 2)
+    assert r.lane.in_burst()
+
+
+class IntakeRig:
+    """An intake whose gate for PEER is open on a lane with a fake socket;
+    ``ref`` stands in for the peer's connection."""
+
+    def __init__(self) -> None:
+        self.clock = ManualClock(100.0)
+        self.intake = Intake(capacity=10_000, wake=lambda: None)
+        self.told: list[object] = []
+        self.lane = DirectLane(
+            PEER,
+            shape=WireShape.NATIVE,
+            clock=self.clock,
+            concerns=ConcernRegistry(),
+            gate=self.intake.gate,
+            tell_scheduler=self.told.append,
+        )
+        self.sock = FakeSocket()
+        self.lane.attach(self.sock)
+        self.ref = FakeRef(wants_sent=False)
+        self.intake.gate.add_lane(PEER, self.lane)
+        self.intake.gate.open(PEER, self.ref)
+
+
+def test_the_intake_sends_a_fast_run_for_an_idle_peer_in_the_callers_thread() -> None:
+    k = IntakeRig()
+    run = _run(k.clock, EXPRESS_MANY * 2 + 10)  # three runs of the gate
+    assert k.intake.express_many(run) == len(run)
+    assert [m for ids in _frame_ids(k.sock.sent) for m in ids] == [m.message_id for m in run]
+    assert k.ref.told == [] and k.told == [] and len(k.intake) == 0
+    assert k.intake.gate.claim_locked(PEER) is k.ref  # open again
+
+
+def test_the_rest_of_a_run_the_socket_did_not_take_goes_to_the_connection_as_a_plan() -> None:
+    k = IntakeRig()
+    run = _run(k.clock, EXPRESS_MANY + 100)
+    k.sock.accept(2)
+    assert k.intake.express_many(run) == EXPRESS_MANY  # the rest is the caller's to put
+    (plan,) = k.ref.told
+    assert isinstance(plan, Plan) and plan.through_gate and plan.peer == PEER
+    assert plan.fast == tuple(run[2 * FRAME_MESSAGES : EXPRESS_MANY])
+    assert k.intake.express_many(run[EXPRESS_MANY:]) == 0  # the gate stays claimed
+
+
+@pytest.mark.parametrize(
+    "case", ["one message", "two peers", "a medium one", "intake not empty", "gate shut", "burst"]
+)
+def test_the_intake_expresses_only_fast_runs_for_one_idle_peer(case: str) -> None:
+    k = IntakeRig()
+    run = _run(k.clock, 5)
+    if case == "one message":
+        run = run[:1]
+    elif case == "two peers":
+        run[3] = Message.create(b"me", b"y", b"cmd", {}, now=k.clock.now(), priority=Priority.FAST)
+    elif case == "a medium one":
+        run[3] = Message.create(b"me", PEER, b"cmd", {}, now=k.clock.now())
+    elif case == "intake not empty":
+        k.intake.put([Message.create(b"me", b"y", b"cmd", {}, now=k.clock.now())])
+    elif case == "gate shut":
+        assert k.intake.gate.close(PEER)
+    else:
+        for _ in range(BURST_STREAK):
+            k.intake.gate.claim_locked(PEER)
+            assert k.lane.deliver(fast(k.clock))
+    assert k.intake.express_many(run) == 0
+    assert all(m.message_id not in _sent_ids(k.sock) for m in run)
+
+
+def _sent_ids(sock: FakeSocket) -> set[int]:
+    return {mid for ids in _frame_ids_any(sock.sent) for mid in ids}
+
+
+def _frame_ids_any(sent: list[list[bytes]]) -> list[list[int]]:
+    return [
+        [m.message_id for m in decode_many([b"me", *frames], PEER, now=0.0)[0]] for frames in sent
+    ]

@@ -7,12 +7,13 @@ import random
 from collections import Counter
 
 import pytest
-from sendpath_kit import Path, Recording
+from sendpath_kit import ME, Path, Recording
 
 from p2p0mq_actors.concerns.base import Concern
-from p2p0mq_actors.core.errors import ConfigurationError, TransportError
-from p2p0mq_actors.core.message import Priority
+from p2p0mq_actors.core.errors import ConfigurationError, TransportError, UnencodableError
+from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.core.policy import FailurePolicy
+from p2p0mq_actors.runtime.intake import EXPRESS_MANY
 from p2p0mq_actors.runtime.messages import FLUSH
 from p2p0mq_actors.runtime.turns import TURNS
 
@@ -373,3 +374,105 @@ def test_a_message_sent_right_after_connect_peers_finds_its_peer_known(
         p.sender.enqueue_medium(p.msg(uuid))
     p.book.wait_for(lambda bk: len(bk.sent) + len(bk.failed) == len(uuids))
     assert p.book.failed == []
+
+
+def test_a_fast_send_many_for_an_idle_peer_is_sent_before_it_returns(
+    path_factory,
+) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    p.sender.flush()  # the Scheduler has opened x's gate
+    run = [p.msg(b"x", FAST) for _ in range(EXPRESS_MANY + 300)]
+    p.sender.enqueue_many(run)
+    assert p.journal.ids() == [m.message_id for m in run]  # in this thread, in order
+    assert p.sender.intake.puts == 0 and p.sender.intake.wakes == 0
+    p.book.wait_for(lambda bk: len(bk.sent) == len(run))  # on_sent, as for any send
+    again = [p.msg(b"x", FAST) for _ in range(3)]
+    p.sender.enqueue_many(again)  # the gate was handed back open
+    assert p.journal.ids()[-3:] == [m.message_id for m in again]
+
+
+def test_a_send_many_cut_short_by_the_socket_keeps_order_with_what_follows(
+    path_factory,
+) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    p.sender.flush()
+    sock = p.sock(b"x")
+    sock.accept(30)
+    first = [p.msg(b"x", FAST) for _ in range(100)]
+    p.sender.enqueue_many(first)
+    assert p.journal.ids() == [m.message_id for m in first[:30]]
+    later = [p.msg(b"x", FAST) for _ in range(50)]
+    p.sender.enqueue_many(later)  # the gate is claimed: through the intake
+    single = p.msg(b"x", FAST)
+    p.sender.send_one(single)
+    p.sender.flush()
+    assert p.book.failed == [] and len(p.journal.ids()) == 30
+    sock.unblock()
+    everything = [*first, *later, single]
+    p.book.wait_for(lambda bk: len(bk.sent) == len(everything))
+    assert p.journal.ids() == [m.message_id for m in everything]
+    assert p.book.failed == [] and p.book.dropped == []
+    p.sender.flush()  # idle again: the Scheduler reopens the gate
+    puts = p.sender.intake.puts
+    p.sender.enqueue_many([p.msg(b"x", FAST) for _ in range(5)])
+    assert len(p.journal.ids()) == len(everything) + 5 and p.sender.intake.puts == puts
+
+
+def test_a_send_many_leaves_expired_and_unencodable_ones_to_the_connection(
+    path_factory,
+) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    p.sender.flush()
+    run = [p.msg(b"x", FAST) for _ in range(20)]
+    run[5] = p.msg(b"x", FAST, ttl=1.0)
+    run[12] = Message.create(
+        ME, b"x", b"t", {"n": object()}, now=p.clock.now(), priority=FAST, message_id=999_999
+    )
+    p.clock.advance(2.0)
+    p.sender.enqueue_many(run)
+    p.book.wait_for(lambda bk: len(bk.sent) == 18 and len(bk.dropped) == 2)
+    assert p.book.dropped == [(run[5], "ttl"), (run[12], "unencodable")]
+    ((failed, error),) = p.book.failed
+    assert failed is run[12] and isinstance(error, UnencodableError)
+    assert p.journal.ids() == [m.message_id for i, m in enumerate(run) if i not in (5, 12)]
+
+
+def test_send_many_and_send_keep_fifo_order_and_lose_nothing(path_factory) -> None:  # type: ignore[no-untyped-def]
+    rnd = random.Random(11)
+    p: Path = path_factory([b"x", b"y"])
+    socks = {peer: p.sock(peer) for peer in (b"x", b"y")}
+    sent = []
+    ways: Counter[bool] = Counter()
+    for i in range(400):
+        peer = rnd.choice([b"x", b"y"])
+        if rnd.random() < 0.5:
+            m = p.msg(peer, rnd.choice([FAST, FAST, MEDIUM, SLOW]))
+            sent.append(m)
+            p.sender.send_one(m)
+        else:
+            mixed = rnd.random() < 0.3
+            run = [
+                p.msg(rnd.choice([b"x", b"y"]) if mixed else peer, FAST)
+                for _ in range(rnd.choice([2, 3, 40, 200, EXPRESS_MANY + 5]))
+            ]
+            sent.extend(run)
+            puts = p.sender.intake.puts
+            p.sender.enqueue_many(run)
+            ways[p.sender.intake.puts == puts] += 1  # True: all taken through the gate
+        if i % 40 == 0:
+            socks[peer].accept(rnd.randrange(0, 30))
+        elif i % 40 == 20:
+            socks[peer].unblock()
+        if i % 10 == 5:
+            p.sender.flush()
+    for sock in socks.values():
+        sock.unblock()
+    p.book.wait_for(lambda bk: len(bk.sent) == len(sent), timeout=30)
+    assert sorted(p.journal.ids()) == sorted(m.message_id for m in sent)
+    for peer in (b"x", b"y"):
+        for lane in (FAST, MEDIUM, SLOW):
+            ids = {m.message_id for m in sent if m.priority is lane}
+            want = [m.message_id for m in sent if m.next_hop == peer and m.priority is lane]
+            assert [mid for q, mid in p.journal.entries if q == peer and mid in ids] == want
+    assert p.book.failed == [] and p.book.dropped == []
+    assert ways[True] > 5 and ways[False] > 5  # both ways, many times
