@@ -4,13 +4,16 @@ calls as its wire allows.
 Two callers use it, each with its own ``BulkSend`` (an encoder's packer
 serves one thread at a time):
 - a PeerConnection, for a plan's fast messages (``run_plan``'s
-  ``send_all``): a message whose send fails fails alone, and the rest goes
-  on;
+  ``send_all``);
 - the express lane, for a ``send_many`` to an idle peer, in the caller's
-  thread (``express.py``): it stops at the first message that does not go
-  out at once, and leaves that one and the rest to the connection, which
-  knows what to do with each. A zmq message whose send raised was not
-  sent (zmq sends a message whole or not at all), so none goes out twice.
+  thread (``express.py``), which leaves to the connection what does not
+  go out at once.
+
+Either way it stops where the socket would block and where a message
+needs the connection's care (one that does not encode: the connection's
+own send of it names the fault). A message whose send raised anything
+else fails alone, and the rest goes on (``PeerSocket.send_each``: it was
+tried, and is not sent again); on the native wire, the messages of a frame.
 
 On the native wire a run travels in batch frames of up to
 ``FRAME_MESSAGES``, each packed in one call (``encode_native_batch``); on
@@ -70,7 +73,7 @@ class BulkSend:
         messages: Sequence[Message],
         now: float,
         *,
-        at_once: bool = False,
+        lone_last: bool = False,
     ) -> tuple[int, Failed]:
         """Send ``messages`` in order from the first: how many were taken
         (sent, or failed), and those of them that failed, with why.
@@ -79,18 +82,15 @@ class BulkSend:
         caller's care: one that does not encode (the caller's own send of
         it names the fault), and on the native wire two that still overflow
         a frame, or a last lone message (the connection puts that one in
-        the frame of its plan's other messages).
-
-        ``at_once`` (the express lane): nothing fails; it stops at the
-        first zmq message that does not go out, which with the rest is left
-        to the connection, and sends a last lone message too.
+        the frame of its plan's other messages) unless ``lone_last``: then
+        it goes in a frame of its own (the express lane).
         """
         if self._native:
-            return self._frames(socket, messages, now, at_once)
-        return self._each(socket, messages, now, at_once)
+            return self._frames(socket, messages, now, lone_last)
+        return self._each(socket, messages, now)
 
     def _frames(
-        self, socket: PeerSocket, messages: Sequence[Message], now: float, at_once: bool
+        self, socket: PeerSocket, messages: Sequence[Message], now: float, lone_last: bool
     ) -> tuple[int, Failed]:
         """The native wire: each frame packed in one call. A frame packed
         past ``frame_bytes`` is packed again with half as many messages,
@@ -116,24 +116,31 @@ class BulkSend:
             try:
                 socket.send_frames([frame])
             except Exception as exc:
-                if at_once:
-                    break
                 error = frame_error(self.peer, exc, len(chunk))
                 failed.extend((message, error) for message in chunk)
             done += len(chunk)
             if len(chunk) == size < FRAME_MESSAGES and len(frame) < self.frame_bytes // 2:
                 size = min(FRAME_MESSAGES, size * 2)
         self._chunk = size
-        if at_once and total - done == 1:
+        if lone_last and total - done == 1:
+            last = messages[done]
             try:
-                socket.send_frames(self._encode(messages[done], now))
-            except Exception:  # would block, too large, unencodable: the connection's
+                frames = self._encode(last, now)
+                if not socket.writable():
+                    return done, failed
+            except Exception:  # too large, unencodable: the connection names it
                 return done, failed
+            try:
+                socket.send_frames(frames)
+            except WouldBlock:
+                return done, failed
+            except Exception as exc:
+                failed.append((last, frame_error(self.peer, exc, 1)))
             done += 1
         return done, failed
 
     def _each(
-        self, socket: PeerSocket, messages: Sequence[Message], now: float, at_once: bool
+        self, socket: PeerSocket, messages: Sequence[Message], now: float
     ) -> tuple[int, Failed]:
         """p2p0mq's wire: ``EACH_CHUNK`` at a time, each chunk in one pass
         and one loop, not a call a message (a connection's CPU 2.7-3.1 ->
@@ -156,7 +163,7 @@ class BulkSend:
                 done += taken
                 if error is None:
                     break
-                if at_once or isinstance(error, WouldBlock):
+                if isinstance(error, WouldBlock):
                     return done, failed
                 failed.append((messages[done], error))
                 done += 1

@@ -44,13 +44,19 @@ Rules:
   messages as the wire allows (``bulk.py``: batch frames of up to 64 on the
   native wire), holding the turns lock as a plan does (``turns.py``). It
   stops before an expired or unencodable message and where the socket
-  would block; the rest of that run goes to the connection as a plan, as
-  a single message that could not go does, and what the call has left
-  goes to the intake. The connection then has nothing to do for such a
-  call, and the Scheduler nothing: with ``send_many`` of 1,000 on the
-  native wire (``python -m bench.cpu --wire native --send-many``) the
-  sending process used 1.7-1.9 us of CPU a message instead of 2.1, its
-  collector 1 full collection a run instead of 6.
+  would block. If the socket took none of the run, the gate is handed
+  back as it was and the call queues its messages as any others (it may
+  wait for room, or raise, having sent nothing); if it took some, the
+  next message goes to the connection as a one-message plan, as a single
+  message that could not go does, and the rest is queued at once, room
+  or not, as a batch put in an empty intake is: a call never fails after
+  part of it went out. A message whose send raised anything but
+  ``WouldBlock`` is failed, not sent again (``PeerSocket.send_each``). The
+  connection then has nothing to do for such a call, and the Scheduler
+  nothing: with ``send_many`` of 1,000 on the native wire (``python -m
+  bench.cpu --wire native --send-many``) the sending process used 1.7-1.9
+  us of CPU a message instead of 2.1, its collector 1 full collection a
+  run instead of 6.
 - The gate shares the intake's lock: a sender claims only while the intake
   is empty, and the Scheduler closes the gates of the peers it takes work
   for in the same step as it empties the intake, so a direct message never
@@ -68,11 +74,12 @@ from typing import Any, Final
 import pykka
 
 from ..core.codec import MAX_MESSAGE_SIZE, Encoder, WireShape
+from ..core.errors import SendError
 from ..core.fairness import PlanResult
 from ..core.message import Message
 from ..core.ports import Clock, PeerSocket
 from .bulk import BulkSend
-from .outcomes import ConcernRegistry, listens_to_sent, report_sent
+from .outcomes import ConcernRegistry, listens_to_sent, report_failed, report_sent
 from .turns import TURNS
 
 _DEADLINE: Final = operator.attrgetter("deadline")
@@ -269,41 +276,65 @@ class DirectLane:
     def deliver_many(self, messages: Sequence[Message]) -> int:
         """Send ``messages`` (two or more, fast, all for this peer; the
         caller holds the gate's claim) now, in order, in as few zmq messages
-        as the wire allows (``bulk.py``): how many went out, from the first.
-        When all did, the claim is over, as after ``deliver``; otherwise the
-        caller still holds it and gives the rest to the connection as a
-        plan, which deals with each as any plan's: it stops before a
-        message that has expired, one that does not encode, and where the
-        socket would block.
+        as the wire allows (``bulk.py``): how many it took, from the first.
+        A message whose send raised anything but ``WouldBlock`` is taken
+        too, and reported failed, as a plan's would be (it was tried).
+
+        It stops before a message that has expired, one that does not
+        encode, and where the socket would block. When it took them all, or
+        none, the claim is over (the gate handed back as after ``deliver``);
+        otherwise the caller still holds it, and gives the next message to
+        the connection as a plan.
         """
         concerns = self._concerns
+        failed: list[tuple[Message, SendError]] = []
         with TURNS, self.lock:  # a batch's sends: see turns.py
             socket = self._socket
             if socket is None:
+                self._end_claim()
                 return 0
             now = self._clock.now()
             live = messages
             if min(map(_DEADLINE, messages)) <= now:
                 live = messages[: next(i for i, m in enumerate(messages) if m.deadline <= now)]
-            done = self._bulk(socket, live, now, at_once=True)[0] if live else 0
-            if not done:
+            taken = 0
+            if live:
+                try:
+                    taken, failed = self._bulk(socket, live, now, lone_last=True)
+                except BaseException:  # an interrupt, say: what went out is unknown
+                    self._abandon_claim()
+                    raise
+            if not taken:  # nothing changed: the caller queues them as any others
+                self._end_claim()
                 return 0
-            sent = messages[:done]
+            sent: Sequence[Message] = messages[:taken]
+            if failed:
+                gone = {id(m) for m, _ in failed}
+                sent = [m for m in sent if id(m) not in gone]
             heard = _listened(concerns, sent)
-            self.sent += done
-            self.quiet += done - len(heard)
+            self.sent += len(sent)
+            self.quiet += len(sent) - len(heard)
             self._streak = self._streak + 1 if now - self._last < BURST_WINDOW else 1
             self._last = now
             first = False
-            if heard:
+            if heard:  # noted under the socket's lock, as in ``deliver``
                 with self._unreported_lock:
                     first = not self._unreported
                     self._unreported.extend(heard)
-        if done == len(messages):
+        if taken == len(messages):
             self._end_claim()
         if first and not self._tell_owner():
             report_sent(concerns, self.take_unreported())
-        return done
+        if failed:
+            report_failed(concerns, failed)
+        return taken
+
+    def _abandon_claim(self) -> None:
+        """End a claim whose sends are in doubt: the Scheduler, which counts
+        the peer busy until it hears of a result, hears of an empty one."""
+        self._gate.hand_back(self.peer, reopen=False)
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
 
     def _end_claim(self) -> None:
         """Hand the gate back open after a send that went out whole."""

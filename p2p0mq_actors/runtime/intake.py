@@ -49,9 +49,8 @@ from .express import ExpressGate
 
 EXPRESS_MANY: Final = 1024
 """The most messages of a ``send_many`` sent at a time through an idle
-peer's express gate (``Intake.express_many``): what a sending thread can
-hold past the intake's capacity, in a plan told to the peer's connection
-when its socket does not take them all at once."""
+peer's express gate (``Intake.express_many``), in one turn of the turns
+lock (``turns.py``)."""
 _NEXT_HOP: Final = operator.attrgetter("next_hop")
 _PRIORITY: Final = operator.attrgetter("priority")
 _FAST: Final = frozenset((Priority.FAST,))
@@ -274,13 +273,15 @@ class Intake:
         if they are all fast and all for one peer whose gate is open, and
         nothing waits here: ``EXPRESS_MANY`` at a time, each run on the
         peer's socket from this thread as far as the socket takes it at
-        once, the rest of it as a plan told to the peer's connection.
+        once. Once the socket has taken part of a run, the first message
+        it did not take goes to the peer's connection as a one-message
+        plan, as in ``express``.
 
-        Returns how many it took, from the first; the caller ``put``-s the
-        rest. It goes on to the next run only after one that went out
-        whole, so what it leaves waits behind the plan it told, if any (the
-        Scheduler counts the peer busy until that plan's result, whose
-        unsent messages go back to the head of the peer's queue).
+        Returns how many it took, from the first; the caller queues the
+        rest, with ``put`` if that is all of them, else with ``put_now``:
+        what it leaves waits behind the plan it told, if any (the Scheduler
+        counts the peer busy until that plan's result, whose unsent message
+        goes back to the head of the peer's queue).
         """
         count = len(messages)
         if count < 2 or self._queue:
@@ -301,14 +302,16 @@ class Intake:
             if ref is None:
                 break
             done = lane.deliver_many(run)
-            if done < len(run):
-                rest = tuple(run[done:])
-                try:
-                    ref.tell(Plan(peer=peer, epoch=0, rounds=0, fast=rest, through_gate=True))
-                except pykka.ActorDeadError:
-                    return taken + done  # gone: the Scheduler fails what it is given
-                return taken + len(run)
             taken += done
+            if not done:
+                break  # the gate is handed back: the caller queues the rest
+            if done < len(run):
+                nxt = (run[done],)
+                try:
+                    ref.tell(Plan(peer=peer, epoch=0, rounds=0, fast=nxt, through_gate=True))
+                except pykka.ActorDeadError:
+                    return taken  # gone: the Scheduler fails what it is given
+                return taken + 1
         return taken
 
     def close(self) -> list[Message]:

@@ -322,12 +322,25 @@ class Sender:
     def enqueue_many(self, messages: Iterable[Message]) -> None:
         """Queue messages each on the lane its own priority names, in one
         batch. Fast messages all for one idle peer go straight to its socket
-        (``Intake.express_many``)."""
+        (``Intake.express_many``); if any did, the rest is queued without
+        waiting for room, as a batch put in an empty intake is.
+
+        Raises:
+            IntakeFullError: nothing was sent, and no room came in time.
+            ConfigurationError: the node is stopped.
+        """
         batch = _checked(messages)
         self._check_running()
         taken = self.intake.express_many(batch)
-        if taken < len(batch):
-            self.intake.put(batch[taken:] if taken else batch)
+        if not taken:
+            if batch:
+                self.intake.put(batch)
+        elif taken < len(batch) and not self.intake.put_now(batch[taken:]):
+            # Some went out already: the rest is queued at once, room or not
+            # (as a whole batch is in an empty intake), never refused midway.
+            raise ConfigurationError(
+                f"the node stopped after {taken} of these {len(batch)} messages were sent"
+            )
 
     def enqueue_fast(self, messages: Messages) -> None:
         """Queue on the fast lane: everything, every round."""

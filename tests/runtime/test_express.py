@@ -342,12 +342,35 @@ def test_a_run_stops_before_an_expired_or_unencodable_message(shape: WireShape) 
     assert r.lane.sent == 4 + taken
 
 
-def test_a_run_that_a_socket_refuses_is_left_whole_to_the_connection() -> None:
-    r = Rig()
-    r.sock.fail_next(1)  # a transport error: nothing of that frame went out
+@pytest.mark.parametrize("shape", [WireShape.NATIVE, WireShape.V011])
+def test_a_message_whose_send_raised_is_failed_and_not_sent_again(shape: WireShape) -> None:
+    r = Rig(shape)
+    concern = FakeRef(wants_sent=True)
+    r.concerns.add(b"cmd", concern)
+    r.sock.fail_next(1)  # a transport error: the first zmq message is tried, and lost
+    run = _run(r.clock, 10)
     r.gate.claim_locked(PEER)
-    assert r.lane.deliver_many(_run(r.clock, 10)) == 0
-    assert r.sock.sent == [] and r.lane.sent == 0
+    assert r.lane.deliver_many(run) == 10  # all taken: the gate is handed back
+    lost = run if shape is WireShape.NATIVE else run[:1]  # the frame's, or the one
+    assert len(r.sock.sent) == (0 if shape is WireShape.NATIVE else 9)
+    assert r.lane.sent == 10 - len(lost)
+    (failed,) = [m for m in concern.told if type(m).__name__ == "Failed"]
+    assert [m for m, _ in failed.items] == lost  # type: ignore[attr-defined]
+    assert r.gate.claim_locked(PEER) == "ref-x"
+
+
+def test_an_interrupted_run_gives_the_scheduler_an_empty_result() -> None:
+    r = Rig()
+
+    def interrupted(frames: object) -> None:
+        raise KeyboardInterrupt
+
+    r.sock.send_frames = interrupted  # type: ignore[method-assign,assignment]
+    r.gate.claim_locked(PEER)
+    with pytest.raises(KeyboardInterrupt):
+        r.lane.deliver_many(_run(r.clock, 10))
+    assert r.told == [PlanResult(peer=PEER, epoch=0, medium_len=0)]  # not busy for ever
+    assert r.gate.claim_locked(PEER) is None  # the Scheduler reopens it
 
 
 def test_a_runs_sends_are_reported_in_one_batch_and_quiet_ones_only_counted() -> None:
@@ -406,14 +429,14 @@ def test_the_intake_sends_a_fast_run_for_an_idle_peer_in_the_callers_thread() ->
     assert k.intake.gate.claim_locked(PEER) is k.ref  # open again
 
 
-def test_the_rest_of_a_run_the_socket_did_not_take_goes_to_the_connection_as_a_plan() -> None:
+def test_the_first_message_the_socket_did_not_take_goes_to_the_connection_alone() -> None:
     k = IntakeRig()
     run = _run(k.clock, EXPRESS_MANY + 100)
     k.sock.accept(2)
-    assert k.intake.express_many(run) == EXPRESS_MANY  # the rest is the caller's to put
+    assert k.intake.express_many(run) == 2 * FRAME_MESSAGES + 1  # the rest is the caller's
     (plan,) = k.ref.told
     assert isinstance(plan, Plan) and plan.through_gate and plan.peer == PEER
-    assert plan.fast == tuple(run[2 * FRAME_MESSAGES : EXPRESS_MANY])
+    assert plan.fast == (run[2 * FRAME_MESSAGES],)
     assert k.intake.express_many(run[EXPRESS_MANY:]) == 0  # the gate stays claimed
 
 
@@ -449,3 +472,19 @@ def _frame_ids_any(sent: list[list[bytes]]) -> list[list[int]]:
     return [
         [m.message_id for m in decode_many([b"me", *frames], PEER, now=0.0)[0]] for frames in sent
     ]
+
+
+@pytest.mark.parametrize("why", ["blocked", "expired", "no socket"])
+def test_a_run_of_which_nothing_goes_hands_the_gate_back_as_it_was(why: str) -> None:
+    r = Rig()
+    run = _run(r.clock, 5, ttl=1.0)
+    if why == "blocked":
+        r.sock.block()
+    elif why == "expired":
+        r.clock.advance(2.0)
+    else:
+        r.lane.attach(None)
+    r.gate.claim_locked(PEER)
+    assert r.lane.deliver_many(run) == 0
+    assert r.sock.sent == [] and r.told == []
+    assert r.gate.claim_locked(PEER) == "ref-x"  # the caller queues them as any others

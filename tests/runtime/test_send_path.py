@@ -13,7 +13,7 @@ from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.errors import ConfigurationError, TransportError, UnencodableError
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.core.policy import FailurePolicy
-from p2p0mq_actors.runtime.intake import EXPRESS_MANY
+from p2p0mq_actors.runtime.intake import EXPRESS_MANY, IntakeFullError
 from p2p0mq_actors.runtime.messages import FLUSH
 from p2p0mq_actors.runtime.turns import TURNS
 
@@ -476,3 +476,79 @@ def test_send_many_and_send_keep_fifo_order_and_lose_nothing(path_factory) -> No
             assert [mid for q, mid in p.journal.entries if q == peer and mid in ids] == want
     assert p.book.failed == [] and p.book.dropped == []
     assert ways[True] > 5 and ways[False] > 5  # both ways, many times
+
+
+def test_a_send_many_finding_its_peer_blocked_keeps_the_intakes_bound(path_factory) -> None:  # type: ignore[no-untyped-def]
+    peers = [b"p0", b"p1", b"p2"]
+    p: Path = path_factory(peers, intake_capacity=200, intake_timeout=0.2)
+    socks = [p.sock(peer) for peer in peers]
+    p.sender.flush()
+    for sock in socks:
+        sock.block()
+    p.sender.enqueue_many([p.msg(b"p0", FAST) for _ in range(1000)])  # an empty intake: taken
+    with pytest.raises(IntakeFullError):
+        p.sender.enqueue_many([p.msg(b"p1", FAST) for _ in range(1000)])
+    p.sender.flush()
+    assert p.sender.scheduler.proxy().depths().get(timeout=5)["fast"] <= 1000
+    assert p.book.failed == [] and p.journal.ids() == []
+
+
+def test_a_send_many_sent_in_part_queues_the_rest_and_does_not_raise(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"P", b"Q"], intake_capacity=100, intake_timeout=0.2)
+    q = p.sock(b"Q")
+    p.sender.flush()
+    q.block()
+    p.sender.enqueue_medium([p.msg(b"Q") for _ in range(100)])  # the Scheduler is full
+    p.sender.flush()
+    other = [p.msg(b"Q") for _ in range(10)]
+
+    def another_thread_puts(peer: bytes, n: int) -> None:  # while P's first run goes out
+        if peer == b"P" and n == 1:
+            p.sender.intake.put(other)
+
+    p.journal.hook = another_thread_puts
+    batch = [p.msg(b"P", FAST) for _ in range(2 * EXPRESS_MANY)]
+    p.sender.enqueue_many(batch)  # the second run finds the intake in use: queued
+    assert len(p.sock(b"P").sent) == EXPRESS_MANY
+    q.unblock()
+    p.book.wait_for(lambda bk: len(bk.sent) == 110 + len(batch), timeout=30)
+    assert [mid for peer, mid in p.journal.entries if peer == b"P"] == [
+        m.message_id for m in batch
+    ]
+
+
+def test_a_send_many_sends_no_message_twice_when_a_send_raises(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    sock = p.sock(b"x")
+    p.sender.flush()
+    journaled, calls = sock.send_frames, [0]
+
+    def taken_then_raises(frames: list[bytes]) -> None:
+        journaled(frames)  # the socket took it, then a layer below raised
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("a bug below the socket")
+
+    sock.send_frames = taken_then_raises
+    batch = [p.msg(b"x", FAST) for _ in range(10)]
+    p.sender.enqueue_many(batch)
+    p.book.wait_for(lambda bk: len(bk.sent) == 9 and len(bk.failed) == 1)
+    assert sorted(p.journal.ids()) == sorted(m.message_id for m in batch)  # each once
+    assert p.book.failed[0][0] is batch[2]
+
+
+def test_an_interrupted_send_many_leaves_the_peer_usable(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    sock = p.sock(b"x")
+    p.sender.flush()
+
+    def interrupted(messages: object) -> tuple[int, None]:
+        raise KeyboardInterrupt  # as Ctrl-C in the sending thread would
+
+    sock.send_each = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        p.sender.enqueue_many([p.msg(b"x", FAST) for _ in range(10)])
+    del sock.send_each
+    later = p.msg(b"x")
+    p.sender.enqueue_medium([later])  # through the Scheduler: the peer is not busy for ever
+    p.book.wait_for(lambda bk: later in bk.sent)
