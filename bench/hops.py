@@ -76,6 +76,23 @@ def instrument(marks: Marks) -> Callable[[], None]:
     around(CurveDealerSocket, "send_each", "send", "sent")
     around(Receiver, "_handle", "handle", "handled")
     around(receiver_module, "decode_p2p0mq", "decode", "decoded")
+    original_reader = receiver_module.p2p0mq_reader
+
+    def reader(*args: Any) -> Any:  # the readers it makes, wrapped as ``around`` does
+        read = original_reader(*args)
+        if read is None:
+            return None
+
+        def timed(*frames: bytes) -> Any:
+            marks.setdefault("decode", []).append(clock())
+            result = read(*frames)
+            marks.setdefault("decoded", []).append(clock())
+            return result
+
+        return timed
+
+    receiver_module.p2p0mq_reader = reader
+    undo.append(lambda: setattr(receiver_module, "p2p0mq_reader", original_reader))
     around(receiver_module, "decode_many", "decode", "decoded")
     around(Receiver, "_tell", "tell", "told")
     around(ReplyFuture, "set", "set", "was_set")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from enum import Enum
+from functools import partial
 from typing import Any, Final
 
 import msgpack
@@ -321,9 +322,21 @@ def decode_p2p0mq(
         ProtocolError: for anything but a valid message, never another error.
     """
     if type(frames) is list and len(frames) == 7:
-        received = _received_011(frames, local_uuid, deadline, priority)
-        if received is not None:
-            return received
+        # The quick path; anything it leaves is built, or named, below.
+        a, b, c, d, e, f, g = frames
+        if (
+            type(a) is bytes
+            and type(b) is bytes
+            and type(c) is bytes
+            and type(d) is bytes
+            and type(e) is bytes
+            and type(f) is bytes
+            and type(g) is bytes
+            and _context_ok(local_uuid, deadline, priority)
+        ):
+            received = _read_011((local_uuid, deadline, priority), a, b, c, d, e, f, g)
+            if received is not None:
+                return received
     parts = _as_frames(frames)
     message_id = _message_id(parts[5]) if len(parts) == 7 else None
     return _build(
@@ -336,44 +349,72 @@ def decode_p2p0mq(
     )
 
 
-def _received_011(
-    frames: list[Any], local_uuid: bytes, deadline: float, priority: Priority
-) -> Message | None:
-    """``decode`` of 0.1.1 frames as the Receiver gives them (a list of
-    seven bytes), checked in ``decode``'s order of checks: its message, or
-    its ``ProtocolError``; None for frames of any other types, which
-    ``decode``'s general path converts and checks. A message whose fields
-    all pass is assembled at once (1.8 against 2.1 us, measured).
+Reader011 = Callable[[bytes, bytes, bytes, bytes, bytes, bytes, bytes], "Message | None"]
+"""A reader of 0.1.1 messages (``p2p0mq_reader``)."""
+
+
+def p2p0mq_reader(
+    local_uuid: bytes, deadline: float, priority: Priority = Priority.MEDIUM
+) -> Reader011 | None:
+    """A reader of p2p0mq 0.1.1 messages for a transport that reads many at
+    one time (the Receiver's, ``CurveRouter.recv_batch``): given the
+    sender (the previous hop) and a message's six frames, each ``bytes``,
+    it gives the message ``decode_p2p0mq`` gives for those seven, with
+    ``deadline`` and ``priority``, when every field passes its quick
+    checks, and None for anything else, never raising: ``decode_p2p0mq``
+    of the frames then builds the message the long way, or names its
+    fault. Reading the frames into its arguments, not a list, and building
+    the message at once saves the Receiver about 0.45 us a message
+    (measured, CURVE, one process).
+
+    None if ``local_uuid``, ``deadline`` or ``priority`` are not ones it
+    takes quickly (a deadline must be a finite float).
     """
-    previous, source, destination, kind_frame, command, mid, payload = frames
-    if not (
-        type(previous) is bytes
-        and type(source) is bytes
-        and type(destination) is bytes
-        and type(kind_frame) is bytes
-        and type(command) is bytes
-        and type(mid) is bytes
-        and type(payload) is bytes
-        and previous
-        and (kind := _KINDS.get(kind_frame)) is not None
-    ):
-        return None  # the general path converts the frames, or names the fault
+    if not _context_ok(local_uuid, deadline, priority):
+        return None
+    read: Reader011 = partial(_read_011, (local_uuid, deadline, priority))
+    return read
+
+
+def _context_ok(local_uuid: object, deadline: object, priority: object) -> bool:
+    return (
+        type(deadline) is float
+        and deadline - deadline == 0.0  # finite
+        and type(priority) is Priority
+        and uuid_ok(local_uuid)
+    )
+
+
+def _read_011(  # noqa: PLR0917 - a message's frames, in order
+    context: tuple[bytes, float, Priority],
+    previous: bytes,
+    source: bytes,
+    destination: bytes,
+    kind_frame: bytes,
+    command: bytes,
+    mid: bytes,
+    payload: bytes,
+) -> Message | None:
+    """``p2p0mq_reader``'s reader, ``context`` being its arguments (checked)."""
+    kind = _KINDS.get(kind_frame)
+    if kind is None or not previous:
+        return None
     if len(mid) == 1 and mid[0] < 0x80:
         number = mid[0]
     elif _UINT_SIZES.get(mid[0] if mid else 0) == len(mid):
         number = int.from_bytes(mid[1:], "big")
     else:
-        number = _message_id(mid)
+        return None  # another encoding of an id (valid or not): the long way
     try:
         values = _unpackb(payload, raw=False, strict_map_key=False)
-    except Exception:  # _payload below names the fault
-        values = None
+    except Exception:
+        return None
     if not plain_payload(values):
-        values = _payload(6, payload)  # raises, naming the fault
+        return None
+    local_uuid, deadline, priority = context
     source = source or previous
     destination = destination or local_uuid
-    build: Callable[..., Message] = make_message  # which names what is wrong
-    if (
+    if not (
         0 < len(source) <= MAX_UUID_LEN
         and 0 < len(destination) <= MAX_UUID_LEN
         and 0 < len(command) <= MAX_COMMAND_LEN
@@ -381,28 +422,21 @@ def _received_011(
         and source[0] != 0
         and destination[0] != 0
         and previous[0] != 0
-        and type(deadline) is float
-        and deadline - deadline == 0.0  # finite
-        and type(priority) is Priority
-        and uuid_ok(local_uuid)
     ):
-        build = assemble_unchecked
-    try:
-        return build(
-            source,
-            destination,
-            command,
-            deadline,
-            kind,
-            values,
-            number,
-            priority,
-            previous,  # previous hop
-            local_uuid,  # next hop
-            0,  # attempts
-        )
-    except MessageError as exc:
-        raise ProtocolError(f"{_field_origin(exc.field, frames)}: {exc}") from exc
+        return None
+    return assemble_unchecked(
+        source,
+        destination,
+        command,
+        deadline,
+        kind,
+        values,
+        number,
+        priority,
+        previous,  # previous hop
+        local_uuid,  # next hop
+        0,  # attempts
+    )
 
 
 def decode_many(

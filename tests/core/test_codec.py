@@ -23,6 +23,7 @@ from p2p0mq_actors.core.codec import (
     decode,
     decode_p2p0mq,
     encode,
+    p2p0mq_reader,
 )
 from p2p0mq_actors.core.errors import ConfigurationError, EncodeError, ProtocolError
 from p2p0mq_actors.core.message import (
@@ -447,6 +448,44 @@ def test_the_receivers_form_agrees_with_the_general_path_at_every_edge_of_every_
         assert type(fast.deadline) is float and type(fast.payload) is dict
     else:
         assert fast == general
+
+
+@PROPERTY
+@given(
+    _edgy_frames(),
+    st.sampled_from([B, B, b"m" * 256, b"\x00m"]),
+    st.sampled_from([NOW, NOW, 1e300, float("inf"), float("nan")]),
+    st.sampled_from([Priority.MEDIUM, Priority.FAST]),
+)
+def test_the_transports_reader_gives_what_decode_gives_or_leaves_it_to_decode(
+    frames: tuple[bytes, ...], local: bytes, deadline: float, priority: Priority
+) -> None:
+    """``p2p0mq_reader``'s reader, at every field's edges: the very message
+    ``decode_p2p0mq`` builds from the same frames, or None (never an
+    error), so that the Receiver decodes those the long way."""
+    read = p2p0mq_reader(local, deadline, priority)
+    if read is None:  # a context it does not take quickly: the caller decodes all
+        assert not (local == B and deadline == NOW)
+        return
+    got = read(*frames)
+    if got is not None:
+        want = decode_p2p0mq(list(frames), local, deadline, priority)
+        assert dataclasses.asdict(got) == dataclasses.asdict(want)
+        assert type(got.deadline) is float and type(got.payload) is dict
+
+
+def test_the_transports_reader_reads_every_valid_message_itself() -> None:
+    read = p2p0mq_reader(B, 123.5, Priority.SLOW)
+    assert read is not None
+    for number in (0, 127, 128, 2**16, 2**64 - 1):
+        message = Message.create(A, C, b"cmd", {"n": number}, now=NOW, message_id=number)
+        frames = [A, *encode(message, WireShape.V011)]
+        got = read(*frames)
+        assert got == decode_p2p0mq(frames, B, 123.5, Priority.SLOW)
+        assert got is not None and got.message_id == number and got.deadline == 123.5
+    assert p2p0mq_reader(B, float("inf")) is None
+    assert p2p0mq_reader(B, 5) is None  # type: ignore[arg-type]
+    assert p2p0mq_reader(b"", 1.0) is None
 
 
 def test_the_receivers_entry_takes_the_deadline_it_is_given_and_refuses_the_native_shape() -> None:

@@ -738,7 +738,7 @@ class _Drains:
     def readable(self) -> bool:
         return bool(self.drains)
 
-    def recv_batch(self, most: int) -> list[tuple[str | None, list[bytes]]]:
+    def recv_batch(self, most: int, read_six: object = None) -> list[tuple[str | None, Any]]:
         self.asked.append(most)
         return self.drains.pop(0)[:most]
 

@@ -151,8 +151,19 @@ def test_recv_batch_gives_whole_messages_as_bytes_with_the_user_id(
         ctx.destroy(linger=0)
 
 
+def _read_six(*frames: bytes) -> object:
+    """A reader of six-frame messages for ``recv_batch``: marks what it read,
+    leaves some to the frames, and raises for others."""
+    if frames[1].endswith(b"-0") and frames[1][1:2] == b"1":
+        return None  # message 1x: left to the frames
+    if frames[1][1:2] == b"2":
+        raise ValueError("a reader's bug")  # message 2x: the frames, all the same
+    return ("read", frames)
+
+
+@pytest.mark.parametrize("reader", [None, _read_six])
 def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
-    context: zmq.Context[Any],
+    context: zmq.Context[Any], reader: Any
 ) -> None:
     """The reader follows each frame's more flag: a message of an unusual
     length (here 2 to 9 frames, from an admitted key) ends where its
@@ -177,12 +188,23 @@ def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
             sent[ALICE.public.decode()].append([b"alice", *honest])
             sent[mallory.public.decode()].append([b"mallory", *odd])
         got: dict[str, list[list[bytes]]] = {key: [] for key in sent}
+        read: list[list[bytes]] = []
         deadline = time.monotonic() + 10
         while sum(map(len, got.values())) < 2 * len(counts) and time.monotonic() < deadline:
             if router.poll(0.1):
-                for user, frames in router.recv_batch(256):
+                for user, item in router.recv_batch(256, reader):
+                    frames = item
+                    if type(item) is tuple:  # what the reader gave for six frames
+                        assert item[0] == "read" and len(item[1]) == 7
+                        frames = list(item[1])
+                        read.append(frames)
                     got[cast(str, user)].append(frames)
         assert got == sent  # each whole, with its own key, in its sender's order
+        six = [m for frames in sent.values() for m in frames if len(m) == 7]
+        if reader is None:
+            assert read == []
+        else:  # all those of six frames, but for what the reader left or raised for
+            assert read == [m for m in six if m in read] and 0 < len(read) < len(six)
         assert router.recv_batch(256) == []
     finally:
         ctx.destroy(linger=0)
