@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from p2p0mq_actors import Concern, KeyStore, Message, Node, Priority
-from p2p0mq_actors.core.codec import Encoder
+from p2p0mq_actors.core.codec import Encoder, p2p0mq_reader
 from p2p0mq_actors.runtime import receiver as receiver_module
 from p2p0mq_actors.runtime.future import ReplyFuture
 from p2p0mq_actors.runtime.receiver import Receiver
@@ -76,23 +76,24 @@ def instrument(marks: Marks) -> Callable[[], None]:
     around(CurveDealerSocket, "send_each", "send", "sent")
     around(Receiver, "_handle", "handle", "handled")
     around(receiver_module, "decode_p2p0mq", "decode", "decoded")
-    original_reader = receiver_module.p2p0mq_reader
 
-    def reader(*args: Any) -> Any:  # the readers it makes, wrapped as ``around`` does
-        read = original_reader(*args)
+    def reader(*args: Any) -> Any:  # the readers it makes, marked as ``around`` marks
+        read = p2p0mq_reader(*args)
         if read is None:
             return None
 
         def timed(*frames: bytes) -> Any:
-            marks.setdefault("decode", []).append(clock())
+            started = clock()
             result = read(*frames)
-            marks.setdefault("decoded", []).append(clock())
+            if result is not None:  # (one it leaves is marked by decode_p2p0mq)
+                marks.setdefault("decode", []).append(started)
+                marks.setdefault("decoded", []).append(clock())
             return result
 
         return timed
 
-    receiver_module.p2p0mq_reader = reader
-    undo.append(lambda: setattr(receiver_module, "p2p0mq_reader", original_reader))
+    setattr(receiver_module, "p2p0mq_reader", reader)  # noqa: B010 - not exported there
+    undo.append(lambda: setattr(receiver_module, "p2p0mq_reader", p2p0mq_reader))
     around(receiver_module, "decode_many", "decode", "decoded")
     around(Receiver, "_tell", "tell", "told")
     around(ReplyFuture, "set", "set", "was_set")
@@ -134,37 +135,60 @@ def _server(conn: Any, store: str, wire: str) -> None:
 
 
 # (label, first mark, second mark, side of each: c = client, s = server)
-SEGMENTS: tuple[tuple[str, str, str, str], ...] = (
-    ("client: start -> registering the future", "start", "register", "cc"),
-    ("client: registering the future", "register", "registered", "cc"),
-    ("client: registered -> encoding (the lane)", "registered", "encode", "cc"),
-    ("client: encoding", "encode", "encoded", "cc"),
-    ("client: sending the frames", "send", "sent", "cc"),
-    ("network -> server poll returns", "sent", "poll", "cs"),
-    ("server: receiving the frames", "poll", "handle", "ss"),
-    ("server: handle -> decoding", "handle", "decode", "ss"),
-    ("server: decoding", "decode", "decoded", "ss"),
-    ("server: decoded -> tell (dispatch)", "decoded", "tell", "ss"),
-    ("server: the tell (waking the Concern)", "tell", "told", "ss"),
-    ("server: told -> the Concern runs", "told", "concern", "ss"),
-    ("server: Concern -> encoding the reply", "concern", "encode", "ss"),
-    ("server: encoding", "encode", "encoded", "ss"),
-    ("server: sending the frames", "send", "sent", "ss"),
-    ("network -> client poll returns", "sent", "poll", "sc"),
-    ("client: receiving the frames", "poll", "handle", "cc"),
-    ("client: decoding", "decode", "decoded", "cc"),
-    ("client: decoded -> setting the future", "decoded", "set", "cc"),
-    ("client: setting the future (waking the caller)", "set", "was_set", "cc"),
-    ("client: future set -> the caller runs", "was_set", "done", "cc"),
-    ("round trip", "start", "done", "cc"),
-)
+Segment = tuple[str, str, str, str]
 
 
-def segments(client: Marks, server: Marks, count: int) -> list[tuple[str, float | None]]:
-    """Each segment's median in microseconds, over the last ``count`` marks
-    of each kind (None where a side has fewer: the path went another way)."""
+def segments_for(wire: str) -> tuple[Segment, ...]:
+    """The segments of a round trip on ``wire``: on p2p0mq's, a message is
+    decoded as its frames are read (``codec.p2p0mq_reader``), before the
+    Receiver handles the drain; a native frame, after."""
+    if wire == "native":
+        server_receiving: tuple[Segment, ...] = (
+            ("server: receiving the frames", "poll", "handle", "ss"),
+            ("server: handle -> decoding", "handle", "decode", "ss"),
+            ("server: decoding", "decode", "decoded", "ss"),
+            ("server: decoded -> tell (dispatch)", "decoded", "tell", "ss"),
+        )
+        client_receiving = ("client: receiving the frames", "poll", "handle", "cc")
+    else:
+        server_receiving = (
+            ("server: receiving the frames", "poll", "decode", "ss"),
+            ("server: decoding", "decode", "decoded", "ss"),
+            ("server: decoded -> handling the drain", "decoded", "handle", "ss"),
+            ("server: handle -> tell (dispatch)", "handle", "tell", "ss"),
+        )
+        client_receiving = ("client: receiving the frames", "poll", "decode", "cc")
+    return (
+        ("client: start -> registering the future", "start", "register", "cc"),
+        ("client: registering the future", "register", "registered", "cc"),
+        ("client: registered -> encoding (the lane)", "registered", "encode", "cc"),
+        ("client: encoding", "encode", "encoded", "cc"),
+        ("client: sending the frames", "send", "sent", "cc"),
+        ("network -> server poll returns", "sent", "poll", "cs"),
+        *server_receiving,
+        ("server: the tell (waking the Concern)", "tell", "told", "ss"),
+        ("server: told -> the Concern runs", "told", "concern", "ss"),
+        ("server: Concern -> encoding the reply", "concern", "encode", "ss"),
+        ("server: encoding", "encode", "encoded", "ss"),
+        ("server: sending the frames", "send", "sent", "ss"),
+        ("network -> client poll returns", "sent", "poll", "sc"),
+        client_receiving,
+        ("client: decoding", "decode", "decoded", "cc"),
+        ("client: decoded -> setting the future", "decoded", "set", "cc"),
+        ("client: setting the future (waking the caller)", "set", "was_set", "cc"),
+        ("client: future set -> the caller runs", "was_set", "done", "cc"),
+        ("round trip", "start", "done", "cc"),
+    )
+
+
+def segments(
+    client: Marks, server: Marks, count: int, wire: str = "0.1.1"
+) -> list[tuple[str, float | None]]:
+    """Each segment's median in microseconds on ``wire``, over the last
+    ``count`` marks of each kind (None where a side has fewer: the path
+    went another way)."""
     out: list[tuple[str, float | None]] = []
-    for label, first, second, sides in SEGMENTS:
+    for label, first, second, sides in segments_for(wire):
         a = (client if sides[0] == "c" else server).get(first, [])[-count:]
         b = (client if sides[1] == "c" else server).get(second, [])[-count:]
         if len(a) < count or len(b) < count:
@@ -220,7 +244,7 @@ def run(count: int, wire: str) -> list[tuple[str, float | None]]:
             child.kill()
         restore()
         remove_dir(scratch)
-    return segments(marks, server_marks, count)
+    return segments(marks, server_marks, count, wire)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -242,7 +242,8 @@ class Receiver(Actor):
         backlog: The most received messages the Concerns may have been
             handed and not yet handled (plus one drain): beyond it the
             Receiver reads no more until they are down to half.
-        ttl: Seconds a received message may live (its deadline is arrival + ttl).
+        ttl: Seconds a received message may live (its deadline is arrival + ttl,
+            arrival being when the drain that read it began).
         warn_every: Seconds between two WARNING lines of the same kind.
         max_message_size: The longest frame a peer may send, in bytes (None:
             no limit); libzmq disconnects a peer that sends a longer one
@@ -291,9 +292,12 @@ class Receiver(Actor):
         self._backlog = Backlog(backlog)
         self._alone = False  # whether the last poll that brought messages brought one
         self._lone = False  # whether the drain being handled is one zmq message
-        # The rest of a drain whose native batch frames filled the backlog:
-        # read, not yet decoded (see _handle).
+        # The rest of a drain whose native batch frames filled the backlog,
+        # read at _undecoded_at (see _handle): frames not yet decoded, and
+        # the 0.1.1 messages the router's reader decoded as it read them.
         self._undecoded: list[tuple[str | None, Any]] = []
+        self._undecoded_at = 0.0
+        self._read_at = 0.0  # when the last drain was read: its messages' arrival
         self._ttl = float(ttl)  # a float: the decoders' fast paths take floats
         self._throttle = _Throttle(clock, warn_every)
         self._context: Any = None
@@ -411,14 +415,14 @@ class Receiver(Actor):
             return True
         if self._undecoded:  # the rest of a drain comes before anything newer
             undecoded, self._undecoded = self._undecoded, []
-            self._take(router, undecoded)
+            self._take(router, undecoded, self._undecoded_at)
             return True
         self._steps += 1
         alone = self._alone
         batch = self._read(router, 1 if alone else self._drain, wait=True)
         if batch is None:
             return False
-        self._take(router, batch)
+        self._take(router, batch, self._read_at)
         if alone and batch:
             # The Concern or the caller just woken waits for a CPU. If it
             # shares this one (a process pinned to one CPU), it would wait
@@ -437,7 +441,7 @@ class Receiver(Actor):
             if rest is None:
                 return False
             if rest:
-                self._take(router, rest)
+                self._take(router, rest, self._read_at)
                 batch += rest
         if batch:  # an empty poll (idle) leaves the mode as it was
             self._alone = len(batch) == 1
@@ -478,8 +482,10 @@ class Receiver(Actor):
                 return []
             # p2p0mq's six frames read into a reader's arguments and
             # decoded at once (``codec.p2p0mq_reader``): 0.45 us a message
-            # less than a list of frames decoded after the drain.
-            read = p2p0mq_reader(self._uuid, self._clock.now() + self._ttl)
+            # less than a list of frames decoded after the drain. Every
+            # message of a drain arrives at ``_read_at`` (see ``_handle``).
+            self._read_at = now = self._clock.now()
+            read = p2p0mq_reader(self._uuid, now + self._ttl)
             with TURNS:  # see turns.py
                 return router.recv_batch(most, read)
         except SocketClosedError as exc:
@@ -490,11 +496,11 @@ class Receiver(Actor):
             self._unexpected("receiving")
             return []
 
-    def _take(self, router: CurveRouter, batch: list[tuple[str | None, Any]]) -> None:
-        """Handle ``batch``, and report refused handshakes."""
+    def _take(self, router: CurveRouter, batch: list[tuple[str | None, Any]], now: float) -> None:
+        """Handle ``batch``, read at ``now``, and report refused handshakes."""
         try:
             if batch:
-                self._handle(batch)
+                self._handle(batch, now)
             for name, text in router.take_failures():
                 self._warn(f"handshake:{name}", "refused a client: %s", text)
         except Exception:
@@ -509,12 +515,11 @@ class Receiver(Actor):
 
     # -- one batch ---------------------------------------------------------
 
-    def _handle(self, batch: list[tuple[str | None, Any]]) -> None:
+    def _handle(self, batch: list[tuple[str | None, Any]], now: float) -> None:
         self._lone = len(batch) == 1
-        now = self._clock.now()
         ours: list[Message] = []
         others: list[Message] = []
-        uuid, deadline = self._uuid, now + self._ttl  # the same for every message read
+        uuid, deadline = self._uuid, now + self._ttl  # as the router's reader gave
         passed: tuple[str | None, bytes] = (None, b"")  # the last pair that passed
         # Room left in the backlog: spent by native batch frames only, which
         # carry up to MAX_BATCH messages each (a drain of p2p0mq's messages
@@ -541,14 +546,14 @@ class Receiver(Actor):
                 continue
             if len(frames) == 2:  # native: one message or a batch of them
                 if room <= 0:  # full already (a drain after the first of a poll)
-                    self._undecoded = [(user, frames), *drain]
+                    self._undecoded, self._undecoded_at = [(user, frames), *drain], now
                     break
                 messages = self._decode_native(frames, now)
                 for message in messages:
                     (ours if message.destination == uuid else others).append(message)
                 room -= len(messages)
                 if room <= 0:
-                    self._undecoded = list(drain)
+                    self._undecoded, self._undecoded_at = list(drain), now
                     break
                 continue
             single = self._decode_p2p0mq(frames, deadline)  # one the reader left

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from p2p0mq_actors.core.codec import (
     MAX_MESSAGE_SIZE,
     MIN_MESSAGE_SIZE,
+    QUICK_PAYLOAD,
     Encoder,
     WireShape,
     check_message_size,
@@ -483,6 +484,10 @@ def test_the_transports_reader_reads_every_valid_message_itself() -> None:
         got = read(*frames)
         assert got == decode_p2p0mq(frames, B, 123.5, Priority.SLOW)
         assert got is not None and got.message_id == number and got.deadline == 123.5
+    long = Message.create(A, C, b"cmd", {"blob": bytes(QUICK_PAYLOAD)}, now=NOW)
+    frames = [A, *encode(long, WireShape.V011)]
+    assert read(*frames) is None  # decoded after the read, by decode_p2p0mq
+    assert decode_p2p0mq(frames, B, 123.5).payload == {"blob": bytes(QUICK_PAYLOAD)}
     assert p2p0mq_reader(B, float("inf")) is None
     assert p2p0mq_reader(B, 5) is None  # type: ignore[arg-type]
     assert p2p0mq_reader(b"", 1.0) is None

@@ -16,6 +16,7 @@ import pytest
 import zmq
 from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Rig
 
+from p2p0mq_actors.core import codec as codec_module
 from p2p0mq_actors.core.codec import WireShape, decode, encode
 from p2p0mq_actors.core.errors import ConfigurationError, ProtocolError, TransportError
 from p2p0mq_actors.core.message import Kind, Message
@@ -405,7 +406,8 @@ def test_in_one_drain_each_message_is_checked_against_its_own_key_and_identity()
                 sent(4, carol.public, ALICE),  # Carol's key, Alice's name
                 sent(5, carol.public, b"carol"),
                 sent(6, alice.public, ALICE),
-            ]
+            ],
+            0.0,
         )
         (batch,) = log.wait_for(1, timeout=TIMEOUT)
         assert [m.payload["n"] for m in batch.messages] == [1, 3, 5, 6]
@@ -718,7 +720,7 @@ def test_a_drain_met_with_a_full_backlog_decodes_no_native_frame() -> None:
         Message.create(ALICE, BOB, COMMAND, {"n": n}, now=now, message_id=n) for n in range(64)
     ]
     frame = batch_frame([encode_native_body(m, now) for m in sent])
-    receiver._handle([(None, [ALICE, frame]), (None, [ALICE, frame])])
+    receiver._handle([(None, [ALICE, frame]), (None, [ALICE, frame])], now)
     assert receiver._counts["received"] == 0
     assert len(receiver._undecoded) == 2  # read, kept for when there is room
 
@@ -776,3 +778,41 @@ def test_a_drain_after_native_batch_frames_reads_fewer_zmq_messages() -> None:
     # 1,024 messages at 64 a zmq message: 16; then a batch again; at 1,024 a
     # zmq message, 2, not 1 (a drain of one is a round trip's lone message)
     assert router.asked == [256, receiver_module.DRAIN_MESSAGES // 64, 256, 2, 256]
+
+
+def test_messages_left_for_later_in_a_drain_keep_the_drains_arrival() -> None:
+    # A drain's native frames fill the backlog: what follows them in the
+    # drain (a 0.1.1 message the router's reader decoded as it read it, and
+    # one left as frames) waits, and is handled later with the deadline of
+    # the drain it came in, as the reader's own was.
+    clock = ManualClock(1000.0)
+    receiver = Receiver(
+        uuid=BOB,
+        keys=generate_keypair(),
+        allowed=AllowedKeys(),
+        concerns=ConcernRegistry(),
+        clock=clock,
+        backlog=100,
+        ttl=30.0,
+    )
+    handed: list[Message] = []
+    receiver._dispatch = handed.extend  # type: ignore[method-assign]
+    done = receiver._backlog.add(_Urn(), 90)
+    now = clock.now()
+    made = [
+        Message.create(ALICE, BOB, COMMAND, {"n": n}, now=now, message_id=n) for n in range(66)
+    ]
+    native = (None, [ALICE, batch_frame([encode_native_body(m, now) for m in made[:64]])])
+    read = codec_module.p2p0mq_reader(BOB, now + 30.0)
+    assert read is not None
+    item = (None, read(ALICE, *encode(made[64], WireShape.V011)))
+    frames = (None, [ALICE, *encode(made[65], WireShape.V011)])
+    router = _Drains([[native, item, frames]])
+    receiver._router, receiver._state = router, "LISTENING"
+    assert receiver._poll_once()
+    assert len(handed) == 64 and len(receiver._undecoded) == 2
+    clock.advance(20.0)
+    done()
+    assert receiver._poll_once()
+    assert [m.message_id for m in handed[64:]] == [64, 65]
+    assert {m.deadline for m in handed} == {1030.0}

@@ -161,9 +161,11 @@ def _read_six(*frames: bytes) -> object:
     return ("read", frames)
 
 
-@pytest.mark.parametrize("reader", [None, _read_six])
+@pytest.mark.parametrize(
+    ("reader", "owned"), [(None, False), (_read_six, True), (_read_six, False)]
+)
 def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
-    context: zmq.Context[Any], reader: Any
+    context: zmq.Context[Any], reader: Any, owned: bool
 ) -> None:
     """The reader follows each frame's more flag: a message of an unusual
     length (here 2 to 9 frames, from an admitted key) ends where its
@@ -172,7 +174,9 @@ def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
     few frames (cheaper: a copied frame costs less than a ``zmq.Frame``)
     would join a short message to the next one."""
     mallory = generate_keypair()
-    router = CurveRouter(context, SERVER, AllowedKeys([ALICE.public, mallory.public]))
+    keys = [ALICE.public, mallory.public]
+    owners = {b"alice": ALICE.public, b"mallory": mallory.public} if owned else None
+    router = CurveRouter(context, SERVER, AllowedKeys(keys, owners))
     endpoint = router.bind("tcp://127.0.0.1:*")
     ctx = zmq.Context()
     counts = [3, 1, 5, 2, 8, 4, 6, 7] * 3  # frames after the routing id
@@ -201,7 +205,7 @@ def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
                     got[cast(str, user)].append(frames)
         assert got == sent  # each whole, with its own key, in its sender's order
         six = [m for frames in sent.values() for m in frames if len(m) == 7]
-        if reader is None:
+        if reader is None or not owned:  # (a key without an owner: its sender checked first)
             assert read == []
         else:  # all those of six frames, but for what the reader left or raised for
             assert read == [m for m in six if m in read] and 0 < len(read) < len(six)
