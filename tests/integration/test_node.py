@@ -470,6 +470,20 @@ def test_a_stream_built_with_messages_arrives_in_order_and_a_bad_payload_builds_
         assert [m.message_id for m in got] == [m.message_id for m in stream]
 
 
+BLOB = bytes(100 * 1024)
+
+
+def _small_and_large(count: int) -> list[dict[str, Any]]:
+    """Payloads numbered 0 to ``count`` - 1, every fifth with a 100 KiB blob."""
+    return [{"n": n, "blob": BLOB} if n % 5 == 0 else {"n": n} for n in range(count)]
+
+
+def _assert_small_and_large_arrived(inbox: Inbox, count: int) -> None:
+    got = inbox.wait_for(count, timeout=30)
+    assert [m.payload["n"] for m in got] == list(range(count))
+    assert all(len(m.payload.get("blob", BLOB)) == len(BLOB) for m in got)
+
+
 @pytest.mark.parametrize("wire", ["native", "0.1.1"])
 def test_a_send_loop_of_small_and_large_messages_arrives_whole_and_in_order(
     tmp_path: Path, wire: str
@@ -478,13 +492,9 @@ def test_a_send_loop_of_small_and_large_messages_arrives_whole_and_in_order(
     # on the native wire its 100 KiB messages make frames of 64 too large,
     # so they are packed again in smaller ones.
     with linked_pair(tmp_path, Chat, wire=wire) as (alice, bob, inbox):
-        blob = bytes(100 * 1024)
-        for n in range(400):
-            payload = {"n": n, "blob": blob} if n % 5 == 0 else {"n": n}
+        for payload in _small_and_large(400):
             alice.send(b"bob", b"chat", payload, priority=Priority.FAST)
-        got = inbox.wait_for(400, timeout=30)
-        assert [m.payload["n"] for m in got] == list(range(400))
-        assert all(len(m.payload.get("blob", blob)) == len(blob) for m in got)
+        _assert_small_and_large_arrived(inbox, 400)
         assert bob.stats()["rejected"] == 0
 
 
@@ -784,8 +794,7 @@ def test_fast_send_many_to_an_idle_peer_goes_straight_out_whole_and_in_order(
     # peer is idle; every fifth payload is 100 KiB, so on the native wire
     # frames of 64 are too large and are packed again in smaller ones.
     with linked_pair(tmp_path, Chat, wire=wire) as (alice, bob, inbox):
-        blob = bytes(100 * 1024)
-        payloads = [{"n": n, "blob": blob} if n % 5 == 0 else {"n": n} for n in range(3000)]
+        payloads = _small_and_large(3000)
         assert alice._sender is not None
         for start in range(0, len(payloads), 600):
             if start == 1800:  # the peer idle, the Scheduler has reopened its gate
@@ -793,9 +802,7 @@ def test_fast_send_many_to_an_idle_peer_goes_straight_out_whole_and_in_order(
                 alice._sender.flush()
             chunk = payloads[start : start + 600]
             alice.send_many(alice.messages(b"bob", b"chat", chunk, priority=Priority.FAST))
-        got = inbox.wait_for(len(payloads), timeout=30)
-        assert [m.payload["n"] for m in got] == list(range(len(payloads)))
-        assert all(len(m.payload.get("blob", blob)) == len(blob) for m in got)
+        _assert_small_and_large_arrived(inbox, len(payloads))
         assert bob.stats()["rejected"] == 0
         peer = alice.stats()["peers"][b"bob"]
         assert peer["sent"] == len(payloads)

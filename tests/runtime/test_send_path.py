@@ -306,6 +306,16 @@ def test_a_stopped_connection_lends_its_socket_no_more(path_factory) -> None:  #
     assert len(p.sock(b"x").sent) == 1
 
 
+def _assert_sent_once_each_lane_in_order(p: Path, sent: list[Message]) -> None:
+    """Every message of ``sent`` went out once, and each peer's lanes in order."""
+    assert sorted(p.journal.ids()) == sorted(m.message_id for m in sent)
+    for peer in p.peers:
+        for lane in (FAST, MEDIUM, SLOW):
+            ids = {m.message_id for m in sent if m.priority is lane}
+            want = [m.message_id for m in sent if m.next_hop == peer and m.priority is lane]
+            assert [mid for q, mid in p.journal.entries if q == peer and mid in ids] == want
+
+
 def test_direct_and_queued_sends_keep_fifo_order_and_lose_nothing(path_factory) -> None:  # type: ignore[no-untyped-def]
     rnd = random.Random(7)
     p: Path = path_factory([b"x", b"y"])
@@ -325,16 +335,7 @@ def test_direct_and_queued_sends_keep_fifo_order_and_lose_nothing(path_factory) 
     for sock in socks.values():
         sock.unblock()
     p.book.wait_for(lambda bk: len(bk.sent) == len(sent), timeout=30)
-    assert sorted(p.journal.ids()) == sorted(m.message_id for m in sent)
-    for peer in (b"x", b"y"):
-        for lane in (FAST, MEDIUM, SLOW):
-            want = [m.message_id for m in sent if m.next_hop == peer and m.priority is lane]
-            got = [
-                mid
-                for q, mid in p.journal.entries
-                if q == peer and mid in {m.message_id for m in sent if m.priority is lane}
-            ]
-            assert got == want
+    _assert_sent_once_each_lane_in_order(p, sent)
     assert p.sender.intake.puts < len(sent)  # some went the direct way
 
 
@@ -468,12 +469,7 @@ def test_send_many_and_send_keep_fifo_order_and_lose_nothing(path_factory) -> No
     for sock in socks.values():
         sock.unblock()
     p.book.wait_for(lambda bk: len(bk.sent) == len(sent), timeout=30)
-    assert sorted(p.journal.ids()) == sorted(m.message_id for m in sent)
-    for peer in (b"x", b"y"):
-        for lane in (FAST, MEDIUM, SLOW):
-            ids = {m.message_id for m in sent if m.priority is lane}
-            want = [m.message_id for m in sent if m.next_hop == peer and m.priority is lane]
-            assert [mid for q, mid in p.journal.entries if q == peer and mid in ids] == want
+    _assert_sent_once_each_lane_in_order(p, sent)
     assert p.book.failed == [] and p.book.dropped == []
     assert ways[True] > 5 and ways[False] > 5  # both ways, many times
 
