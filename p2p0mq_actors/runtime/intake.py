@@ -273,9 +273,10 @@ class Intake:
         if they are all fast and all for one peer whose gate is open, and
         nothing waits here: ``EXPRESS_MANY`` at a time, each run on the
         peer's socket from this thread as far as the socket takes it at
-        once. Once the socket has taken part of a run, the first message
-        it did not take goes to the peer's connection as a one-message
-        plan, as in ``express``.
+        once (a lone message left after whole runs: by ``express``). Once
+        the socket has taken part of a run, the first message it did not
+        take goes to the peer's connection as a one-message plan, as in
+        ``express``.
 
         Returns how many it took, from the first; the caller queues the
         rest, with ``put`` if that is all of them, else with ``put_now``:
@@ -312,6 +313,8 @@ class Intake:
                 except pykka.ActorDeadError:
                     return taken  # gone: the Scheduler fails what it is given
                 return taken + 1
+        if count - taken == 1 and taken and self.express(messages[-1]):
+            taken += 1  # the last of a list that went out whole so far
         return taken
 
     def close(self) -> list[Message]:

@@ -488,3 +488,11 @@ def test_a_run_of_which_nothing_goes_hands_the_gate_back_as_it_was(why: str) -> 
     assert r.lane.deliver_many(run) == 0
     assert r.sock.sent == [] and r.told == []
     assert r.gate.claim_locked(PEER) == "ref-x"  # the caller queues them as any others
+
+
+def test_the_last_message_of_a_list_past_whole_runs_goes_straight_out_too() -> None:
+    k = IntakeRig()
+    run = _run(k.clock, EXPRESS_MANY + 1)
+    assert k.intake.express_many(run) == len(run)
+    assert len(k.sock.sent) == EXPRESS_MANY // FRAME_MESSAGES + 1  # a frame of its own
+    assert k.ref.told == [] and len(k.intake) == 0
