@@ -208,7 +208,9 @@ def test_every_message_is_read_whole_and_alone_whatever_its_frame_count(
         if reader is None or not owned:  # (a key without an owner: its sender checked first)
             assert read == []
         else:  # all those of six frames, but for what the reader left or raised for
-            assert read == [m for m in six if m in read] and 0 < len(read) < len(six)
+            left = (b"1", b"2")  # messages 1x and 2x: see _read_six
+            assert sorted(read) == sorted(m for m in six if m[1][1:2] not in left)
+            assert 0 < len(read) < len(six)
         assert router.recv_batch(256) == []
     finally:
         ctx.destroy(linger=0)
