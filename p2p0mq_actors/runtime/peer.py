@@ -138,7 +138,7 @@ class PeerConnection(Actor):
         self._refused_grace = refused_grace
         self._refused_since: float | None = None
         self._socket: PeerSocket | None = None
-        self._each: SendAll | None = None  # p2p0mq's wire: _send_each, if the socket can
+        self._each: SendAll | None = None  # p2p0mq's wire: _send_fast, if the socket can
         self._medium: deque[Message] = deque()
         # No message in _medium has an earlier deadline: while blocked, a
         # poll scans the queue for expired messages only once one may be
@@ -184,7 +184,7 @@ class PeerConnection(Actor):
             self._socket = socket
             # A PeerSocket of the application's written without send_each
             # still works: a plan's messages then go out one call each.
-            self._each = self._send_each if hasattr(socket, "send_each") else None
+            self._each = self._send_fast if hasattr(socket, "send_each") else None
             if self._lane is not None:
                 self._lane.attach(socket)
 
@@ -270,14 +270,17 @@ class PeerConnection(Actor):
         assert self._socket is not None
         self._socket.send_frames(frames)
 
-    def _send_each(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
-        """p2p0mq's wire: a plan's fast messages, a chunk at a time
-        (``bulk.py``). A message the socket fails fails alone (it was
-        tried: it is not sent again) and the rest goes on. Stops where the
-        socket would block, and at the first message that does not encode:
-        ``_send`` goes on from there, one message at a time, and names what
-        went wrong."""
-        assert self._socket is not None
+    def _send_fast(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
+        """A plan's fast messages, in as few calls as the wire allows
+        (``bulk.py``: frames of up to ``FRAME_MESSAGES`` on the native
+        wire, chunks encoded in one pass on p2p0mq's). A message (a native
+        frame's messages) the socket fails fails alone, and the rest goes
+        on. Stops where the socket would block, and where a message needs
+        the care of ``_send`` or ``_add_to_frame`` (one that does not
+        encode, two that overflow a frame, a native plan's last lone
+        message), which go on from there, one message at a time, and name
+        the culprit."""
+        assert self._socket is not None and not self._bodies
         return self._bulk(self._socket, messages, self._now)
 
     def _add_to_frame(self, message: Message) -> None:
@@ -308,17 +311,6 @@ class PeerConnection(Actor):
         if not self._socket.writable():
             raise WouldBlock(f"peer {self.peer.uuid!r} is not writable", peer=self.peer.uuid)
 
-    def _send_all(self, messages: list[Message]) -> tuple[int, list[tuple[Message, SendError]]]:
-        """Native wire: a plan's fast messages, up to ``FRAME_MESSAGES`` to
-        a frame, each frame packed in one call (``bulk.py``). Stops where a
-        frame cannot begin (the socket would block), where a payload does
-        not encode, where two messages still overflow a frame, and at a
-        last lone message: ``_add_to_frame`` goes on from there, one
-        message at a time, which names the culprit. A frame that fails to
-        send fails its messages."""
-        assert self._socket is not None and not self._bodies
-        return self._bulk(self._socket, messages, self._now)
-
     def _send_frame(self) -> None:
         bodies, messages = self._bodies, self._batched
         if not bodies:
@@ -341,7 +333,7 @@ class PeerConnection(Actor):
             self._note_deadlines(plan.new_medium)
         with TURNS, self._socket_lock:  # see turns.py and express.py
             if self._batching:
-                run = run_plan(plan, self._medium, self._add_to_frame, now, self._send_all)
+                run = run_plan(plan, self._medium, self._add_to_frame, now, self._send_fast)
             else:
                 run = run_plan(plan, self._medium, self._send, now, self._each)
             self._send_frame()
