@@ -337,7 +337,8 @@ class DirectLane:
             self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
 
     def _end_claim(self) -> None:
-        """Hand the gate back open after a send that went out whole."""
+        """Hand the gate back open: what the claim was for went out whole,
+        or (``deliver_many``) none of it did."""
         if not self._gate.hand_back(self.peer, reopen=True):
             # The Scheduler asked for the gate meanwhile: it counts the peer
             # busy until this plan's result comes, and nothing is queued in
