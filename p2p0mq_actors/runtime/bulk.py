@@ -115,6 +115,8 @@ class BulkSend:
                 continue
             try:
                 socket.send_frames([frame])
+            except WouldBlock:  # (writable a moment ago): nothing went out
+                break
             except Exception as exc:
                 error = frame_error(self.peer, exc, len(chunk))
                 failed.extend((message, error) for message in chunk)

@@ -15,9 +15,11 @@ Rules:
 - Bounded: ``put`` waits while the intake is full, up to its timeout, then
   raises ``IntakeFullError``; a pykka inbox would grow without limit (trap 5).
   The Scheduler takes only what it has room for, so the bound holds through
-  the whole send path, not just this queue. Two kinds of work go past it,
-  never waiting: a Concern's replies (``put_now``: a handler must not
-  block) and the Scheduler's own (``append_behind``).
+  the whole send path, not just this queue. Three kinds of work go past
+  it, never waiting: a Concern's replies (``put_now``: a handler must not
+  block), the Scheduler's own (``append_behind``), and the rest of a
+  ``send_many`` part of which went straight out (``express_many``; then
+  ``put_now``: a call never fails after part of it was sent).
 - Small: the node's intake holds ``HANDOFF`` messages (the Scheduler holds
   the backlog, up to the node's ``intake_capacity``). An application
   thread sending in bulk never blocks on anything else, so with a large

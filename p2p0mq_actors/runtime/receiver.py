@@ -346,7 +346,7 @@ class Receiver(Actor):
         self._state = "CLOSED"
         if self._undecoded:
             log.warning(
-                "%r: stopped with %d zmq messages read and not decoded (their Concerns"
+                "%r: stopped with %d zmq messages read and not handed on (their Concerns"
                 " were full); they are dropped",
                 self,
                 len(self._undecoded),

@@ -30,7 +30,7 @@ from .actor import in_own_thread
 from .clock import MonotonicClock
 from .intake import HANDOFF, Intake
 from .messages import FLUSH, SHUTDOWN, AddPeer, RemovePeer
-from .outcomes import ConcernRegistry, OutcomeObserver
+from .outcomes import ConcernRegistry, OutcomeObserver, report_dropped
 from .peer import PeerConnection
 from .scheduler import TAKE_INTAKE, Scheduler
 
@@ -323,7 +323,8 @@ class Sender:
         """Queue messages each on the lane its own priority names, in one
         batch. Fast messages all for one idle peer go straight to its socket
         (``Intake.express_many``); if any did, the rest is queued without
-        waiting for room, as a batch put in an empty intake is.
+        waiting for room, as a batch put in an empty intake is (or, if the
+        node stopped meanwhile, reported dropped, ``"stopped"``).
 
         Raises:
             IntakeFullError: nothing was sent, and no room came in time.
@@ -337,10 +338,9 @@ class Sender:
                 self.intake.put(batch)
         elif taken < len(batch) and not self.intake.put_now(batch[taken:]):
             # Some went out already: the rest is queued at once, room or not
-            # (as a whole batch is in an empty intake), never refused midway.
-            raise ConfigurationError(
-                f"the node stopped after {taken} of these {len(batch)} messages were sent"
-            )
+            # (as a whole batch is in an empty intake), never refused midway;
+            # the node stopped meanwhile: dropped, as what it held was.
+            report_dropped(self.concerns, [(m, "stopped") for m in batch[taken:]])
 
     def enqueue_fast(self, messages: Messages) -> None:
         """Queue on the fast lane: everything, every round."""

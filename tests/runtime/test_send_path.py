@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import errno
 import random
+import threading
 from collections import Counter
 
 import pytest
 from sendpath_kit import ME, Path, Recording
 
 from p2p0mq_actors.concerns.base import Concern
-from p2p0mq_actors.core.errors import ConfigurationError, TransportError, UnencodableError
+from p2p0mq_actors.core.codec import WireShape
+from p2p0mq_actors.core.errors import (
+    ConfigurationError,
+    TransportError,
+    UnencodableError,
+    WouldBlock,
+)
 from p2p0mq_actors.core.message import Message, Priority
 from p2p0mq_actors.core.policy import FailurePolicy
 from p2p0mq_actors.runtime.intake import EXPRESS_MANY, IntakeFullError
-from p2p0mq_actors.runtime.messages import FLUSH
+from p2p0mq_actors.runtime.messages import FLUSH, Shutdown
 from p2p0mq_actors.runtime.turns import TURNS
 
 FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
+TIMEOUT = 5.0
 
 
 def test_rounds_across_three_peers_with_uneven_backlogs_go_out_in_exact_rounds(
@@ -548,3 +556,44 @@ def test_an_interrupted_send_many_leaves_the_peer_usable(path_factory) -> None: 
     later = p.msg(b"x")
     p.sender.enqueue_medium([later])  # through the Scheduler: the peer is not busy for ever
     p.book.wait_for(lambda bk: later in bk.sent)
+
+
+def test_a_node_stopping_during_a_send_many_drops_the_rest_as_stopped(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"])
+    sock = p.sock(b"x")
+    p.sender.flush()
+    sock.accept(30)
+
+    def stop_during_the_run(peer: bytes, n: int) -> None:
+        if n == 10:  # what Node.stop does first, from another thread
+            stopper = threading.Thread(
+                target=lambda: p.sender.scheduler.ask(Shutdown(), timeout=TIMEOUT)
+            )
+            stopper.start()
+            stopper.join(TIMEOUT)
+
+    p.journal.hook = stop_during_the_run
+    batch = [p.msg(b"x", FAST) for _ in range(100)]
+    p.sender.enqueue_many(batch)  # part went out: no error, each message an outcome
+    p.book.wait_for(lambda bk: len(bk.sent) + len(bk.dropped) + len(bk.failed) == 100)
+    assert p.book.sent == batch[:30] and p.book.failed == []
+    assert {reason for _, reason in p.book.dropped} == {"stopped"}
+
+
+def test_a_native_frame_that_would_block_after_all_is_sent_later_not_failed(path_factory) -> None:  # type: ignore[no-untyped-def]
+    p: Path = path_factory([b"x"], shape=WireShape.NATIVE)
+    sock = p.sock(b"x")
+    p.sender.flush()
+    accepted, calls = type(sock).send_frames.__get__(sock), [0]  # (not the 0.1.1 journal)
+
+    def blocked_once(frames: list[bytes]) -> None:
+        calls[0] += 1
+        if calls[0] == 1:  # the high-water mark met between the check and the send
+            raise WouldBlock("would block", peer=b"x")
+        accepted(frames)
+
+    sock.send_frames = blocked_once
+    batch = [p.msg(b"x", FAST) for _ in range(10)]
+    p.sender.enqueue_many(batch)
+    p.book.wait_for(lambda bk: len(bk.sent) == len(batch))
+    assert p.book.failed == [] and calls[0] >= 2 and len(sock.sent) == calls[0] - 1
