@@ -333,8 +333,7 @@ class DirectLane:
         """End a claim whose sends are in doubt: the Scheduler, which counts
         the peer busy until it hears of a result, hears of an empty one."""
         self._gate.hand_back(self.peer, reopen=False)
-        with contextlib.suppress(pykka.ActorDeadError):
-            self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
+        self._tell_done()
 
     def _end_claim(self) -> None:
         """Hand the gate back open: what the claim was for went out whole,
@@ -343,8 +342,12 @@ class DirectLane:
             # The Scheduler asked for the gate meanwhile: it counts the peer
             # busy until this plan's result comes, and nothing is queued in
             # the connection (its peer was idle when the gate opened).
-            with contextlib.suppress(pykka.ActorDeadError):  # stopping: nobody waits
-                self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
+            self._tell_done()
+
+    def _tell_done(self) -> None:
+        """Tell the Scheduler the claim's plan is over, with nothing left."""
+        with contextlib.suppress(pykka.ActorDeadError):  # stopping: nobody waits
+            self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
 
     def _tell_owner(self) -> bool:
         """Ask the connection to report the sends waiting; False if there is
