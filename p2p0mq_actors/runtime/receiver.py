@@ -352,14 +352,18 @@ class Receiver(Actor):
                 len(self._undecoded),
             )
             self._undecoded = []
+        self._close_router()
+        context, self._context = self._context, None
+        if context is not None and not end_context(context, CONTEXT_END_TIMEOUT):
+            log.warning("%r: its zmq context is left to end once its sockets close", self)
+
+    def _close_router(self) -> None:
+        """Close the listening socket, its monitor and ZAP (once)."""
         if self._router is not None:
             try:
                 self._router.close()
             except Exception:
                 log.exception("%r: closing the listening socket failed", self)
-        context, self._context = self._context, None
-        if context is not None and not end_context(context, CONTEXT_END_TIMEOUT):
-            log.warning("%r: its zmq context is left to end once its sockets close", self)
 
     # -- messages ----------------------------------------------------------
 
@@ -491,6 +495,10 @@ class Receiver(Actor):
         except SocketClosedError as exc:
             self._state = "BROKEN"
             log.error("%r: the listening socket is gone (%s); no longer receiving", self, exc)
+            # Its context was ended (by whoever made it: a context_factory's
+            # owner): our sockets are closed now, so that its ``term``
+            # returns, not when the node stops.
+            self._close_router()
             return None
         except Exception:
             self._unexpected("receiving")

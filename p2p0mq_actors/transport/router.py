@@ -1,5 +1,6 @@
 """The receiving socket of a node: a DEALER bound as a CURVE server, guarded
-by pyzmq's ZAP authenticator and watched by a socket monitor.
+by ZAP (pyzmq's ``Authenticator``, run by ``zap.ZapThread``) and watched by
+a socket monitor.
 
 Rules:
 - ZAP admits exactly the client public keys in ``AllowedKeys`` (Z85). Keys can
@@ -80,7 +81,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, cast
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
 from ..core.codec import MAX_MESSAGE_SIZE, check_message_size
@@ -89,6 +89,7 @@ from ..core.ports import KeyPair
 from .context import check_descriptors
 from .errors import bind_error, check_hwm, translate
 from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
+from .zap import ZAP_DOMAIN, ZapThread
 
 __all__ = [
     "RECEIVE_HWM",
@@ -553,19 +554,17 @@ def _protocol_error_name(value: int) -> str:
     return name[len(_PROTOCOL_PREFIX) :]
 
 
-def _start_authenticator(context: zmq.Context[Any], allowed: AllowedKeys) -> ThreadAuthenticator:
-    auth = ThreadAuthenticator(context, log=logging.getLogger("p2p0mq_actors.transport.zap"))
+def _start_authenticator(context: zmq.Context[Any], allowed: AllowedKeys) -> ZapThread:
+    auth = ZapThread(context, allowed)
     try:
         auth.start()
     except zmq.ZMQError as exc:
-        auth.stop()
         if exc.errno == zmq.EADDRINUSE:
             raise ConfigurationError(
                 "this zmq context already has a ZAP authenticator: give each receiving "
                 "socket a context of its own"
             ) from exc
         raise translate(exc) from exc
-    auth.configure_curve_callback(domain="*", credentials_provider=allowed)
     return auth
 
 
@@ -602,6 +601,10 @@ def _server_socket(
         sock.setsockopt(zmq.CURVE_SERVER, 1)
         sock.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+        # ZAP always, even with no handler bound (libzmq would admit anyone):
+        # zap.py's rules.
+        sock.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         if max_message_size is not None:
             sock.setsockopt(zmq.MAXMSGSIZE, max_message_size + CURVE_OVERHEAD)
     except zmq.ZMQError as exc:

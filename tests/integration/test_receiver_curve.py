@@ -328,6 +328,26 @@ def test_stop_returns_within_a_few_poll_intervals_and_leaves_no_thread(rig_facto
     assert contexts[0].closed  # the Receiver ended the context it made
 
 
+def test_a_context_ended_by_someone_else_is_let_go_of_at_once(rig_factory: Any) -> None:
+    """A ``context_factory``'s context that the application terminates: the
+    Receiver stops receiving and closes its sockets, and ``Context.term``
+    returns without waiting for the node to stop."""
+    contexts: list[zmq.Context[Any]] = []
+
+    def context() -> zmq.Context[Any]:
+        contexts.append(zmq.Context())
+        return contexts[-1]
+
+    rig = rig_factory(poll_interval=0.05, context_factory=context)
+    assert rig.stats()["state"] == "LISTENING"
+    ender = threading.Thread(target=contexts[0].term, name="test-ender", daemon=True)
+    ender.start()
+    ender.join(TIMEOUT)
+    assert not ender.is_alive(), "Context.term still waits for the Receiver's sockets"
+    assert rig.stats()["state"] == "BROKEN"
+    assert rig.ref.stop(timeout=TIMEOUT) is True
+
+
 def test_an_idle_receiver_wakes_once_per_poll_interval(rig_factory: Any) -> None:
     rig = rig_factory(poll_interval=0.05)
     first = _steps(rig)

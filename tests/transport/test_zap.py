@@ -1,0 +1,207 @@
+"""ZAP for a CurveRouter's context: who answers it, and what happens when it
+cannot (its context ended by someone else, a credentials provider that
+fails, no ZAP thread at all). Real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from p2p0mq_actors.core.ports import KeyPair
+from p2p0mq_actors.transport.context import end_context, new_context
+from p2p0mq_actors.transport.errors import SocketClosedError
+from p2p0mq_actors.transport.keys import generate_keypair
+from p2p0mq_actors.transport.router import AllowedKeys, CurveRouter
+from p2p0mq_actors.transport.zap import ZAP_DOMAIN, ZapThread
+
+SERVER = generate_keypair()
+ALICE = generate_keypair()
+BOB = generate_keypair()
+WAIT = 5.0
+_HANDSHAKE_ENDS: dict[int, str] = {
+    int(zmq.EVENT_HANDSHAKE_SUCCEEDED): "succeeded",
+    int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "failed_auth",
+    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "failed_no_detail",
+    int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "failed_protocol",
+}
+
+
+@pytest.fixture
+def client_context() -> Iterator[zmq.Context[Any]]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+def _client(ctx: zmq.Context[Any], endpoint: str, keys: KeyPair) -> zmq.Socket[Any]:
+    client: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
+    client.linger = 0
+    client.curve_publickey, client.curve_secretkey = keys.public, keys.secret
+    client.curve_serverkey = SERVER.public
+    client.connect(endpoint)
+    return client
+
+
+def _handshake(ctx: zmq.Context[Any], endpoint: str, keys: KeyPair) -> tuple[str, int]:
+    """How a client of ``keys`` ends its first handshake with ``endpoint``,
+    as the client's monitor tells it (and the ZAP status, if refused)."""
+    client = _client(ctx, endpoint, keys)
+    monitor = client.get_monitor_socket()
+    try:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            if not monitor.poll(100):
+                continue
+            event = recv_monitor_message(monitor)
+            name = _HANDSHAKE_ENDS.get(int(event["event"]))
+            if name is not None:
+                return name, int(event["value"])
+        raise AssertionError(f"no handshake ended within {WAIT} s")
+    finally:
+        client.disable_monitor()
+        monitor.close(linger=0)
+        client.close(linger=0)
+
+
+def _received(router: CurveRouter, count: int) -> list[tuple[str | None, Any]]:
+    got: list[tuple[str | None, Any]] = []
+    deadline = time.monotonic() + WAIT
+    while len(got) < count and time.monotonic() < deadline:
+        if router.poll(0.1):
+            got += router.recv_batch(16)
+    return got
+
+
+def test_zap_admits_allowed_keys_only_and_names_them_as_user_id(
+    client_context: zmq.Context[Any],
+) -> None:
+    ctx = new_context()
+    router = CurveRouter(ctx, SERVER, AllowedKeys([ALICE.public]))
+    try:
+        endpoint = router.bind("tcp://127.0.0.1:*")
+        assert _handshake(client_context, endpoint, BOB) == ("failed_auth", 400)
+        alice = _client(client_context, endpoint, ALICE)
+        alice.send_multipart([b"a", b"hi"])
+        assert _received(router, 1) == [(ALICE.public.decode(), [b"", b"a", b"hi"])]
+    finally:
+        router.close()
+        assert end_context(ctx, timeout=WAIT)
+
+
+def test_a_context_ended_by_another_thread_ends_zap_and_lets_the_context_end() -> None:
+    """pyzmq's ThreadAuthenticator waits in an asyncio loop that never sees
+    its context end: ``Context.term`` then waited for its sockets forever."""
+    before = set(threading.enumerate())
+    ctx = new_context()
+    router = CurveRouter(ctx, SERVER, AllowedKeys([ALICE.public]))
+    router.bind("tcp://127.0.0.1:*")
+    ender = threading.Thread(target=ctx.term, name="test-ender", daemon=True)
+    ender.start()
+    with pytest.raises(SocketClosedError):
+        for _ in range(int(WAIT / 0.05)):
+            router.poll(0.05)
+    router.close()  # what the Receiver does: no error, nothing left waiting
+    ender.join(WAIT)
+    assert not ender.is_alive(), "Context.term still waits for a socket"
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_stop_is_idempotent_and_safe_after_the_context_ended() -> None:
+    ctx = new_context()
+    zap = ZapThread(ctx, AllowedKeys())
+    zap.start()
+    assert zap.is_alive()
+    ender = threading.Thread(target=ctx.term, daemon=True)
+    ender.start()
+    assert zap.join(WAIT), "the ZAP thread did not see its context end"
+    zap.stop()  # closes the stop pipe, the last socket: the context ends
+    ender.join(WAIT)
+    assert not ender.is_alive(), "Context.term still waits for a socket"
+    zap.stop()
+
+
+def test_a_second_zap_thread_on_one_context_is_refused_and_leaves_nothing() -> None:
+    ctx = new_context()
+    first = ZapThread(ctx, AllowedKeys())
+    first.start()
+    before = set(threading.enumerate())
+    second = ZapThread(ctx, AllowedKeys())
+    try:
+        with pytest.raises(zmq.ZMQError) as caught:
+            second.start()
+        assert caught.value.errno == zmq.EADDRINUSE
+        assert not second.is_alive()
+        assert set(threading.enumerate()) - before == set()
+    finally:
+        second.stop()
+        first.stop()
+        assert end_context(ctx, timeout=WAIT)
+
+
+class _Provider:
+    """Admits ALICE; for BOB raises, or answers with an awaitable."""
+
+    def __init__(self, bob: str) -> None:
+        self.bob = bob
+
+    def callback(self, domain: str, key: bytes) -> object:
+        if key == BOB.public:
+            if self.bob == "raise":
+                raise RuntimeError("a provider's bug")
+            return _later()
+        return key == ALICE.public
+
+
+async def _later() -> bool:
+    await asyncio.sleep(0)  # (an event loop's turn: this thread runs none)
+    return True
+
+
+@pytest.mark.parametrize("bob", ["raise", "awaitable"])
+def test_a_provider_that_fails_or_answers_later_refuses_that_client_only(
+    client_context: zmq.Context[Any], bob: str
+) -> None:
+    ctx = new_context()
+    zap = ZapThread(ctx, _Provider(bob))
+    server: zmq.Socket[Any] | None = None
+    try:
+        zap.start()
+        server = ctx.socket(zmq.DEALER)
+        server.linger = 0
+        server.curve_server = True
+        server.curve_secretkey, server.curve_publickey = SERVER.secret, SERVER.public
+        server.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        server.bind("tcp://127.0.0.1:*")
+        endpoint = server.getsockopt_string(zmq.LAST_ENDPOINT)
+        assert _handshake(client_context, endpoint, BOB) == ("failed_auth", 500)
+        assert zap.is_alive()
+        assert _handshake(client_context, endpoint, ALICE) == ("succeeded", 0)
+    finally:
+        if server is not None:
+            server.close(linger=0)
+        zap.stop()
+        assert end_context(ctx, timeout=WAIT)
+
+
+def test_with_no_zap_thread_answering_no_client_gets_in(
+    client_context: zmq.Context[Any],
+) -> None:
+    """libzmq admits every CURVE client when no ZAP handler is bound, unless
+    the socket enforces its ZAP domain: a listening socket does, so a ZAP
+    thread gone (or never there) shuts clients out rather than in."""
+    ctx = new_context()
+    router = CurveRouter(ctx, SERVER, AllowedKeys([ALICE.public]))
+    try:
+        endpoint = router.bind("tcp://127.0.0.1:*")
+        router._auth.stop()  # as if the ZAP thread had gone
+        assert _handshake(client_context, endpoint, ALICE)[0] == "failed_no_detail"
+    finally:
+        router.close()
+        assert end_context(ctx, timeout=WAIT)
