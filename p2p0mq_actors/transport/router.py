@@ -136,11 +136,10 @@ RECEIVE_HWM: Final = 1000
 stops reading that connection (``RCVHWM``; libzmq's own default)."""
 MAX_PENDING_FAILURES = 256
 """Handshake failures kept for ``take_failures`` when nobody takes them."""
-LISTENER_DESCRIPTORS = 10
+LISTENER_DESCRIPTORS = 7
 """Descriptors a ``CurveRouter`` takes, bound (measured, libzmq 4.3.5): ZAP's
-REP socket and its command pipe (two PAIRs), 3, and the asyncio loop of its
-thread (an epoll and a self-pipe), 3; the DEALER, 1; its monitor (two
-PAIRs), 2; the listening TCP socket, 1."""
+REP socket and its stop pipe (two PAIRs), 3; the DEALER, 1; its monitor
+(two PAIRs), 2; the listening TCP socket, 1."""
 
 
 class AllowedKeys:
@@ -261,8 +260,8 @@ class CurveRouter:
         self.endpoint = ""
         self._counts = dict.fromkeys(_EVENT_NAMES.values(), 0)
         self._failures: deque[tuple[str, str]] = deque(maxlen=MAX_PENDING_FAILURES)
-        # Before ZAP starts: a ZAP thread that cannot make its event loop dies
-        # unseen, and ThreadAuthenticator.stop() then waits for it forever.
+        # Before ZAP starts: out of descriptors, say so by name, not as the
+        # EMFILE of whichever socket comes first.
         check_descriptors(LISTENER_DESCRIPTORS, "a listening socket with its monitor and ZAP")
         self._auth = _start_authenticator(context, allowed)
         self._closed = False

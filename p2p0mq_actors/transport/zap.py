@@ -21,14 +21,17 @@ Rules:
   it closes its sockets and ends, and so ``Context.term`` can return.
 - A request is answered by ``Authenticator.handle_zap_message``, driven in
   this thread without an event loop: a credentials provider must answer
-  at once (``AllowedKeys`` does). One that raises, or answers with an
-  awaitable, refuses that client (status 500) and the thread goes on.
+  at once (``AllowedKeys`` does). Every request gets exactly one reply,
+  which a REP socket needs to take the next: a provider that raises (a
+  zmq error too), or answers with an awaitable, and a request too short
+  for pyzmq to answer, get status 500, and the thread goes on.
+- The ZAP socket is the thread's from ``start`` on (handed over by the
+  thread's start); ``start`` runs once; ``stop`` may come from any
+  thread, and more than once.
 - The listening socket sets ``ZAP_DOMAIN`` to ``ZAP_DOMAIN`` and enforces it
   (``ZAP_ENFORCE_DOMAIN``): without that, libzmq admits any CURVE client,
   with no User-Id, whenever no ZAP handler is bound, as after this thread
   ended.
-- ``start`` from one thread; ``stop`` is idempotent and waits for the
-  thread at most ``STOP_TIMEOUT`` seconds.
 """
 
 from __future__ import annotations
@@ -68,53 +71,64 @@ class ZapThread(Authenticator):
     def __init__(self, context: zmq.Context[Any], provider: Any, log: Any = None) -> None:
         super().__init__(context, log=log or _log)
         self.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=provider)
+        self._lock = threading.Lock()  # start and stop, from any thread
+        self._started = False
         self._thread: threading.Thread | None = None
         self._stopper: zmq.Socket[Any] | None = None
+        self._replied = False  # (the thread's) whether the request in hand has its reply
 
     def start(self) -> None:
-        """Bind the ZAP endpoint and start answering."""
-        endpoint = f"inproc://p2p0mq-zap-stop-{next(_pipes)}"
-        stopper: zmq.Socket[Any] | None = None
-        listener: zmq.Socket[Any] | None = None
-        try:
-            super().start()  # binds inproc://zeromq.zap.01: EADDRINUSE if taken
-            stopper = self.context.socket(zmq.PAIR, socket_class=zmq.Socket)
-            stopper.linger = 0
-            stopper.bind(endpoint)
-            listener = self.context.socket(zmq.PAIR, socket_class=zmq.Socket)
-            listener.linger = 0
-            listener.connect(endpoint)
-            thread = threading.Thread(
-                target=self._run, args=(listener,), name="p2p0mq-zap", daemon=True
-            )
-            thread.start()  # hands the ZAP socket and the listener to it
-        except BaseException:
-            for sock in (listener, stopper, self.zap_socket):
-                if sock is not None:
-                    sock.close(linger=0)
-            self.zap_socket = None  # type: ignore[assignment]
-            raise
-        self._stopper, self._thread = stopper, thread
+        """Bind the ZAP endpoint and start answering (once).
+
+        After this, ``zap_socket`` belongs to the thread: nothing else
+        touches it.
+        """
+        with self._lock:
+            if self._started:
+                raise RuntimeError(f"{self!r} was started already")
+            self._started = True
+            endpoint = f"inproc://p2p0mq-zap-stop-{next(_pipes)}"
+            stopper: zmq.Socket[Any] | None = None
+            listener: zmq.Socket[Any] | None = None
+            try:
+                super().start()  # binds inproc://zeromq.zap.01: EADDRINUSE if taken
+                stopper = self.context.socket(zmq.PAIR, socket_class=zmq.Socket)
+                stopper.linger = 0
+                stopper.bind(endpoint)
+                listener = self.context.socket(zmq.PAIR, socket_class=zmq.Socket)
+                listener.linger = 0
+                listener.connect(endpoint)
+                thread = threading.Thread(
+                    target=self._run, args=(listener,), name="p2p0mq-zap", daemon=True
+                )
+                thread.start()  # hands the ZAP socket and the listener to it
+            except BaseException:
+                for sock in (listener, stopper, self.zap_socket):
+                    if sock is not None:
+                        sock.close(linger=0)
+                raise
+            self._stopper, self._thread = stopper, thread
 
     def stop(self) -> None:
-        """Stop answering: the thread closes its sockets and ends. Idempotent;
+        """Stop answering: the thread closes its sockets and ends (waited
+        for up to ``STOP_TIMEOUT`` seconds). Idempotent, from any thread;
         safe after the context ended."""
-        thread, stopper = self._thread, self._stopper
-        self._thread = self._stopper = None
-        if stopper is not None:
+        with self._lock:
+            stopper, self._stopper = self._stopper, None
+            if stopper is None:
+                return
             with contextlib.suppress(zmq.ZMQError):  # the context ended: the thread saw it
                 stopper.send(b"", zmq.NOBLOCK)
-            if thread is not None:
-                thread.join(STOP_TIMEOUT)
-                if thread.is_alive():
+            if self._thread is not None:
+                self._thread.join(STOP_TIMEOUT)
+                if self._thread.is_alive():
                     self.log.warning("the ZAP thread did not end within %s s", STOP_TIMEOUT)
             stopper.close(linger=0)
-        if thread is None or not thread.is_alive():
-            self.zap_socket = None  # type: ignore[assignment]  # the thread closed it
 
     def is_alive(self) -> bool:
         """Whether the thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def join(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the thread to end (its context
@@ -129,7 +143,7 @@ class ZapThread(Authenticator):
         poller = zmq.Poller()
         poller.register(zap, zmq.POLLIN)
         poller.register(listener, zmq.POLLIN)
-        failures = 0  # zmq errors in a row while answering
+        failures = 0  # errors in a row while answering
         try:
             while failures < MAX_FAILURES:
                 try:
@@ -141,7 +155,7 @@ class ZapThread(Authenticator):
                     failures = 0
                 except zmq.ContextTerminated:
                     return
-                except zmq.ZMQError:  # a reply that could not go: the next one may
+                except Exception:  # a reply that could not go: the next one may
                     failures += 1
                     self.log.exception("ZAP: a request could not be answered")
             self.log.error(
@@ -154,22 +168,38 @@ class ZapThread(Authenticator):
             zap.close(linger=0)
 
     def _answer(self, request: list[bytes]) -> None:
-        """Answer one request, driving ``handle_zap_message`` to its end
-        without an event loop (it awaits only an awaitable provider)."""
-        answering = self.handle_zap_message(request)
+        """Answer one request exactly once (a REP socket that does not reply
+        takes no more requests), driving ``handle_zap_message`` to its end
+        without an event loop (it awaits only an awaitable provider).
+        Whatever goes wrong refuses the client (500)."""
+        self._replied = False
         try:
-            answering.send(None)
-        except StopIteration:
-            return  # answered
-        except zmq.ZMQError:  # the socket's, not the provider's
+            answering = self.handle_zap_message(request)
+            try:
+                answering.send(None)
+            except StopIteration:
+                pass  # answered (or, for a request too short, not: below)
+            else:
+                answering.close()
+                self.log.error(
+                    "ZAP: the credentials provider answered with an awaitable; this "
+                    "thread takes immediate answers only, so the client is refused"
+                )
+        except zmq.ContextTerminated:
             raise
-        except Exception:
-            self.log.exception("ZAP: the credentials provider failed; the client is refused")
-        else:
-            answering.close()
-            self.log.error(
-                "ZAP: the credentials provider answered with an awaitable; this thread "
-                "takes immediate answers only, so the client is refused"
-            )
-        if len(request) >= 2:  # (a shorter one was answered, or cannot be)
-            self._send_zap_reply(request[1], _INTERNAL_ERROR, b"Internal error")
+        except Exception:  # the provider's, or a reply that could not go
+            self.log.exception("ZAP: answering failed; the client is refused")
+        if not self._replied:
+            request_id = request[1] if len(request) >= 2 else b""
+            self._send_zap_reply(request_id, _INTERNAL_ERROR, b"Internal error")
+
+    def _send_zap_reply(
+        self,
+        request_id: bytes,
+        status_code: bytes,
+        status_text: bytes,
+        user_id: str = "anonymous",
+    ) -> None:
+        """pyzmq's reply, noted as sent (``_answer``)."""
+        super()._send_zap_reply(request_id, status_code, status_text, user_id)
+        self._replied = True
