@@ -22,9 +22,10 @@ Rules:
 - A request is answered by ``Authenticator.handle_zap_message``, driven in
   this thread without an event loop: a credentials provider must answer
   at once (``AllowedKeys`` does). Every request gets exactly one reply,
-  which a REP socket needs to take the next: a provider that raises (a
-  zmq error too), or answers with an awaitable, and a request too short
-  for pyzmq to answer, get status 500, and the thread goes on.
+  which a REP socket needs to take the next: a provider that raises
+  (anything, a zmq error too), or answers with an awaitable, and a
+  request too short for pyzmq to answer, get status 500, and the thread
+  goes on.
 - The ZAP socket is the thread's from ``start`` on (handed over by the
   thread's start); ``start`` runs once; ``stop`` may come from any
   thread, and more than once.
@@ -66,6 +67,8 @@ class ZapThread(Authenticator):
     Raises (``start``):
         zmq.ZMQError: ``EADDRINUSE`` if the context already has a ZAP handler
             (libzmq allows one a context); nothing is left running then.
+        RuntimeError: ``start`` was called before, whether it succeeded or
+            not (make a new ``ZapThread`` to try again).
     """
 
     def __init__(self, context: zmq.Context[Any], provider: Any, log: Any = None) -> None:
@@ -85,7 +88,7 @@ class ZapThread(Authenticator):
         """
         with self._lock:
             if self._started:
-                raise RuntimeError(f"{self!r} was started already")
+                raise RuntimeError(f"{self!r} was started already (it starts once)")
             self._started = True
             endpoint = f"inproc://p2p0mq-zap-stop-{next(_pipes)}"
             stopper: zmq.Socket[Any] | None = None
@@ -117,13 +120,17 @@ class ZapThread(Authenticator):
             stopper, self._stopper = self._stopper, None
             if stopper is None:
                 return
-            with contextlib.suppress(zmq.ZMQError):  # the context ended: the thread saw it
-                stopper.send(b"", zmq.NOBLOCK)
-            if self._thread is not None:
-                self._thread.join(STOP_TIMEOUT)
-                if self._thread.is_alive():
-                    self.log.warning("the ZAP thread did not end within %s s", STOP_TIMEOUT)
-            stopper.close(linger=0)
+            try:
+                with contextlib.suppress(zmq.ZMQError):  # the context ended: the thread saw it
+                    stopper.send(b"", zmq.NOBLOCK)
+                thread = self._thread
+                # (not from the thread itself, a provider's: it ends after this request)
+                if thread is not None and thread is not threading.current_thread():
+                    thread.join(STOP_TIMEOUT)
+                    if thread.is_alive():
+                        self.log.warning("the ZAP thread did not end within %s s", STOP_TIMEOUT)
+            finally:
+                stopper.close(linger=0)
 
     def is_alive(self) -> bool:
         """Whether the thread runs."""
@@ -185,9 +192,9 @@ class ZapThread(Authenticator):
                     "ZAP: the credentials provider answered with an awaitable; this "
                     "thread takes immediate answers only, so the client is refused"
                 )
-        except zmq.ContextTerminated:
-            raise
-        except Exception:  # the provider's, or a reply that could not go
+        except BaseException:  # the provider's (even SystemExit), or a reply that failed
+            # (If the context ended, the refusal's send raises ContextTerminated
+            # itself, and the thread ends.)
             self.log.exception("ZAP: answering failed; the client is refused")
         if not self._replied:
             request_id = request[1] if len(request) >= 2 else b""

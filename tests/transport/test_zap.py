@@ -158,6 +158,10 @@ class _Provider:
             raise RuntimeError("a provider's bug")
         if self.bob == "zmq-error":
             raise zmq.ZMQError(zmq.EINVAL)  # not the ZAP socket's, all the same
+        if self.bob == "context-terminated":
+            raise zmq.ContextTerminated  # not its context's
+        if self.bob == "system-exit":
+            raise SystemExit(3)
         if self.bob == "close-raises":
             return _cannot_close()
         return _later()
@@ -185,7 +189,10 @@ def _zap_server(ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
     return server
 
 
-@pytest.mark.parametrize("bob", ["raise", "zmq-error", "awaitable", "close-raises"])
+@pytest.mark.parametrize(
+    "bob",
+    ["raise", "zmq-error", "context-terminated", "system-exit", "awaitable", "close-raises"],
+)
 def test_a_provider_that_fails_or_answers_later_refuses_that_client_only(
     client_context: zmq.Context[Any], bob: str
 ) -> None:
@@ -231,6 +238,34 @@ def test_a_request_too_short_to_answer_is_answered_all_the_same(
             server.close(linger=0)
         zap.stop()
         assert end_context(ctx, timeout=WAIT)
+
+
+class _Stopping:
+    """A provider that stops its own ZapThread, and refuses."""
+
+    zap: ZapThread | None = None
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        assert self.zap is not None
+        self.zap.stop()
+        return False
+
+
+def test_a_provider_may_stop_its_own_zap_thread(client_context: zmq.Context[Any]) -> None:
+    ctx = new_context()
+    provider = _Stopping()
+    zap = provider.zap = ZapThread(ctx, provider)
+    server: zmq.Socket[Any] | None = None
+    try:
+        zap.start()
+        server = _zap_server(ctx)
+        endpoint = server.getsockopt_string(zmq.LAST_ENDPOINT)
+        assert _handshake(client_context, endpoint, ALICE) == ("failed_auth", 400)
+        assert zap.join(WAIT)
+    finally:
+        if server is not None:
+            server.close(linger=0)
+        assert end_context(ctx, timeout=WAIT)  # nothing of the ZAP thread's left open
 
 
 def test_it_starts_once_and_stops_from_any_thread_any_number_of_times() -> None:
