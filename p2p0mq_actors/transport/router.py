@@ -87,7 +87,7 @@ from ..core.codec import MAX_MESSAGE_SIZE, check_message_size
 from ..core.errors import ConfigurationError
 from ..core.ports import KeyPair
 from .context import check_descriptors
-from .errors import bind_error, check_hwm, translate
+from .errors import SocketClosedError, bind_error, check_hwm, translate
 from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
 from .zap import ZAP_DOMAIN, ZapThread
 
@@ -288,7 +288,7 @@ class CurveRouter:
         try:
             return cast(int, self._live().get(zmq.RCVHWM))
         except zmq.ZMQError as exc:
-            raise translate(exc) from exc
+            raise _listening_error(exc) from exc
 
     @property
     def closed(self) -> bool:
@@ -331,7 +331,7 @@ class CurveRouter:
                 if self._monitor in ready:
                     self._drain_monitor()
             except zmq.ZMQError as exc:
-                raise translate(exc) from exc
+                raise _listening_error(exc) from exc
             if sock in ready:
                 return True
             if remaining <= 0:
@@ -348,7 +348,7 @@ class CurveRouter:
         try:
             return bool(cast(int, self._socket.get(_EVENTS)) & _POLLIN)
         except zmq.ZMQError as exc:
-            raise translate(exc) from exc
+            raise _listening_error(exc) from exc
 
     def recv_batch(  # noqa: PLR0915 - one loop: a call a message would cost more
         self, max_messages: int, read_six: ReadSix | None = None
@@ -457,7 +457,7 @@ class CurveRouter:
                         while frame.more:
                             frame = recv(_NOBLOCK, copy=False)
         except zmq.ZMQError as exc:
-            raise translate(exc) from exc
+            raise _listening_error(exc) from exc
         return batch
 
     def counters(self) -> dict[str, int]:
@@ -551,6 +551,19 @@ def _protocol_error_name(value: int) -> str:
     if not name.startswith(_PROTOCOL_PREFIX) or "|" in name:  # not one known code
         return f"0x{value:08x}"
     return name[len(_PROTOCOL_PREFIX) :]
+
+
+def _listening_error(exc: zmq.ZMQError) -> Exception:
+    """``translate(exc)``, in the listening socket's words when it is closed
+    (``translate`` speaks of a peer's socket)."""
+    error = translate(exc)
+    if isinstance(error, SocketClosedError) and exc.errno is not None:
+        return SocketClosedError(
+            f"the listening socket is closed: {zmq.strerror(exc.errno)} (errno {exc.errno}); "
+            "its zmq context was terminated, or the socket closed",
+            errno=exc.errno,
+        )
+    return error
 
 
 def _start_authenticator(context: zmq.Context[Any], allowed: AllowedKeys) -> ZapThread:

@@ -104,7 +104,7 @@ def test_a_context_ended_by_another_thread_ends_zap_and_lets_the_context_end() -
     router.bind("tcp://127.0.0.1:*")
     ender = threading.Thread(target=ctx.term, name="test-ender", daemon=True)
     ender.start()
-    with pytest.raises(SocketClosedError):
+    with pytest.raises(SocketClosedError, match="the listening socket is closed"):
         for _ in range(int(WAIT / 0.05)):
             router.poll(0.05)
     router.close()  # what the Receiver does: no error, nothing left waiting
