@@ -15,11 +15,12 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from p2p0mq_actors.core.ports import KeyPair
+from p2p0mq_actors.transport import zap as zap_module
 from p2p0mq_actors.transport.context import end_context, new_context
 from p2p0mq_actors.transport.errors import SocketClosedError
 from p2p0mq_actors.transport.keys import generate_keypair
 from p2p0mq_actors.transport.router import AllowedKeys, CurveRouter
-from p2p0mq_actors.transport.zap import ZAP_DOMAIN, ZapThread
+from p2p0mq_actors.transport.zap import MAX_FAILURES, ZAP_DOMAIN, ZapThread
 
 SERVER = generate_keypair()
 ALICE = generate_keypair()
@@ -313,3 +314,32 @@ def test_with_no_zap_thread_answering_no_client_gets_in(
     finally:
         router.close()
         assert end_context(ctx, timeout=WAIT)
+
+
+class _BrokenPoller:
+    """A poller whose every poll fails (as on a socket closed under it)."""
+
+    polls = 0
+
+    def register(self, *_args: object) -> None:
+        pass
+
+    def poll(self, *_args: object) -> list[Any]:
+        _BrokenPoller.polls += 1
+        raise zmq.ZMQError(zmq.ENOTSOCK)
+
+
+def test_a_poll_that_keeps_failing_ends_the_thread_instead_of_spinning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(zap_module.zmq, "Poller", _BrokenPoller)
+    ctx = new_context()
+    zap = ZapThread(ctx, AllowedKeys())
+    zap.start()
+    try:
+        assert zap.join(WAIT)
+        assert _BrokenPoller.polls == MAX_FAILURES
+        assert "it stops answering, and no client gets in" in caplog.text
+    finally:
+        zap.stop()
+        assert end_context(ctx, timeout=WAIT)  # the thread closed its sockets
