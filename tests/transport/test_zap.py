@@ -5,6 +5,7 @@ fails, no ZAP thread at all). Real sockets on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -180,14 +181,27 @@ async def _cannot_close() -> bool:
         raise RuntimeError("a provider's cleanup bug")
 
 
-def _zap_server(ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
-    server: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
-    server.linger = 0
-    server.curve_server = True
-    server.curve_secretkey, server.curve_publickey = SERVER.secret, SERVER.public
-    server.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
-    server.bind("tcp://127.0.0.1:*")
-    return server
+@contextlib.contextmanager
+def _served(provider: Any) -> Iterator[tuple[ZapThread, str, zmq.Context[Any]]]:
+    """A started ZapThread for ``provider`` and the endpoint of a CURVE
+    server that names its domain, on a context of their own (ended after)."""
+    ctx = new_context()
+    zap = ZapThread(ctx, provider)
+    server: zmq.Socket[Any] | None = None
+    try:
+        zap.start()
+        server = ctx.socket(zmq.DEALER)
+        server.linger = 0
+        server.curve_server = True
+        server.curve_secretkey, server.curve_publickey = SERVER.secret, SERVER.public
+        server.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        server.bind("tcp://127.0.0.1:*")
+        yield zap, server.getsockopt_string(zmq.LAST_ENDPOINT), ctx
+    finally:
+        if server is not None:
+            server.close(linger=0)
+        zap.stop()
+        assert end_context(ctx, timeout=WAIT)  # nothing of the ZAP thread's left open
 
 
 @pytest.mark.parametrize(
@@ -197,21 +211,10 @@ def _zap_server(ctx: zmq.Context[Any]) -> zmq.Socket[Any]:
 def test_a_provider_that_fails_or_answers_later_refuses_that_client_only(
     client_context: zmq.Context[Any], bob: str
 ) -> None:
-    ctx = new_context()
-    zap = ZapThread(ctx, _Provider(bob))
-    server: zmq.Socket[Any] | None = None
-    try:
-        zap.start()
-        server = _zap_server(ctx)
-        endpoint = server.getsockopt_string(zmq.LAST_ENDPOINT)
+    with _served(_Provider(bob)) as (zap, endpoint, _):
         assert _handshake(client_context, endpoint, BOB) == ("failed_auth", 500)
         assert zap.is_alive()
         assert _handshake(client_context, endpoint, ALICE) == ("succeeded", 0)
-    finally:
-        if server is not None:
-            server.close(linger=0)
-        zap.stop()
-        assert end_context(ctx, timeout=WAIT)
 
 
 def test_a_request_too_short_to_answer_is_answered_all_the_same(
@@ -219,26 +222,17 @@ def test_a_request_too_short_to_answer_is_answered_all_the_same(
 ) -> None:
     """A REP socket takes no request before it replied to the last one:
     pyzmq does not answer a request of fewer than two frames."""
-    ctx = new_context()
-    zap = ZapThread(ctx, _Provider("raise"))
-    server: zmq.Socket[Any] | None = None
-    asker: zmq.Socket[Any] = ctx.socket(zmq.REQ)
-    asker.linger = 0
-    try:
-        zap.start()
-        asker.connect("inproc://zeromq.zap.01")
-        asker.send(b"1.0")
-        assert asker.poll(WAIT * 1000), "no reply"
-        assert asker.recv_multipart()[2] == b"500"
-        server = _zap_server(ctx)
-        endpoint = server.getsockopt_string(zmq.LAST_ENDPOINT)
+    with _served(_Provider("raise")) as (_, endpoint, ctx):
+        asker: zmq.Socket[Any] = ctx.socket(zmq.REQ)
+        asker.linger = 0
+        try:
+            asker.connect("inproc://zeromq.zap.01")
+            asker.send(b"1.0")
+            assert asker.poll(WAIT * 1000), "no reply"
+            assert asker.recv_multipart()[2] == b"500"
+        finally:
+            asker.close(linger=0)
         assert _handshake(client_context, endpoint, ALICE) == ("succeeded", 0)
-    finally:
-        asker.close(linger=0)
-        if server is not None:
-            server.close(linger=0)
-        zap.stop()
-        assert end_context(ctx, timeout=WAIT)
 
 
 class _Stopping:
@@ -253,20 +247,11 @@ class _Stopping:
 
 
 def test_a_provider_may_stop_its_own_zap_thread(client_context: zmq.Context[Any]) -> None:
-    ctx = new_context()
     provider = _Stopping()
-    zap = provider.zap = ZapThread(ctx, provider)
-    server: zmq.Socket[Any] | None = None
-    try:
-        zap.start()
-        server = _zap_server(ctx)
-        endpoint = server.getsockopt_string(zmq.LAST_ENDPOINT)
+    with _served(provider) as (zap, endpoint, _):
+        provider.zap = zap
         assert _handshake(client_context, endpoint, ALICE) == ("failed_auth", 400)
         assert zap.join(WAIT)
-    finally:
-        if server is not None:
-            server.close(linger=0)
-        assert end_context(ctx, timeout=WAIT)  # nothing of the ZAP thread's left open
 
 
 def test_it_starts_once_and_stops_from_any_thread_any_number_of_times() -> None:
