@@ -8,8 +8,8 @@ message of that connection. This module only runs it.
 
 Why not pyzmq's ``ThreadAuthenticator``: its thread waits in an asyncio
 event loop, which does not notice its context being terminated. When
-someone else terminates the context (a node's ``context_factory`` may hand
-out a context that the application ends), that thread never closes its two
+someone else terminates the context (a Receiver's ``context_factory`` may
+hand out a context that the application ends), that thread never closes its two
 sockets, and ``Context.term`` waits for them forever (measured, pyzmq 27.3;
 ``tests/transport/test_zap.py``). It also needs an event loop, which cannot
 be made when the process is out of file descriptors; the thread then died
@@ -25,7 +25,8 @@ Rules:
   which a REP socket needs to take the next: a provider that raises
   (anything, a zmq error too), or answers with an awaitable, and a
   request too short for pyzmq to answer, get status 500, and the thread
-  goes on.
+  goes on. After ``MAX_FAILURES`` zmq errors in a row it stops instead of
+  spinning (logged).
 - The ZAP socket is the thread's from ``start`` on (handed over by the
   thread's start); ``start`` runs once; ``stop`` may come from any
   thread, and more than once.
