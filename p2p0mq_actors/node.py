@@ -106,7 +106,7 @@ class Node:
         clock: Clock | None = None,
         policy: FailurePolicy | None = None,
         shape: WireShape = WireShape.V011,
-        max_rounds: int = 16,
+        max_rounds: int = 32,
         pacing: float = 0.0,
         unreachable_after: float = 10.0,
         poll_interval: float = 0.05,

@@ -95,7 +95,7 @@ class Planner:
     def __init__(
         self,
         *,
-        max_rounds: int = 16,
+        max_rounds: int = 32,
         shuffle: Shuffle = no_shuffle,
         fast_plan_max: int = FAST_PLAN_MAX,
     ) -> None:

@@ -77,7 +77,7 @@ class Scheduler(Actor):
         *,
         concerns: ConcernRegistry,
         clock: Clock,
-        max_rounds: int = 16,
+        max_rounds: int = 32,
         pacing: float = 0.0,
         shuffle: Shuffle | None = None,
         intake: Intake | None = None,

@@ -57,8 +57,14 @@ class Sender:
             past 5 ms in 1 run of 100 against none (32: 2 of 100; again
             later, 1.57 against 1.48 ms, and 1 against none). The slow runs
             wait for a CPU (each process on its own CPU: at most 0.4 ms at
-            64), and longer plans keep the CPUs busier. 16 keeps the tail;
-            raise it for backlogs when the newcomer's worst case matters less.
+            64), and longer plans keep the CPUs busier. The default was 16
+            until session 19, which measured 32 against it (two alternating
+            pairs of ``bench --only 3,4,6``): ten peers, native, 91-104k ->
+            157-168k msg/s (to raw sinks 96-115k -> 149-174k), one peer
+            +12-19 %, slow +24-27 %, the flood's newcomer within one round
+            either way in 0.46-0.59 against 0.47-0.56 ms; over 180 flood
+            runs each, its worst 4.59 against 4.55 ms, and behind nine
+            peers flooding (60 runs each) 2.61 against 2.11 ms.
         pacing: if > 0, the least time between two epochs.
         policy: the default Concern's failure policy.
         shape: the wire shape peers get unless ``add_peer`` says otherwise.
@@ -89,7 +95,7 @@ class Sender:
         *,
         sockets: SocketFactory,
         clock: Clock | None = None,
-        max_rounds: int = 16,
+        max_rounds: int = 32,
         pacing: float = 0.0,
         policy: FailurePolicy | None = None,
         shape: WireShape = WireShape.V011,
