@@ -19,6 +19,7 @@ from .concerns.base import Concern
 from .core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size
 from .core.errors import ConfigurationError, P2P0MQError
 from .core.message import DEFAULT_TTL, Kind, Message, Priority, new_message, new_messages
+from .core.planner import MAX_ROUNDS
 from .core.policy import FailurePolicy
 from .core.ports import Clock
 from .runtime.clock import MonotonicClock
@@ -106,7 +107,7 @@ class Node:
         clock: Clock | None = None,
         policy: FailurePolicy | None = None,
         shape: WireShape = WireShape.V011,
-        max_rounds: int = 32,
+        max_rounds: int = MAX_ROUNDS,
         pacing: float = 0.0,
         unreachable_after: float = 10.0,
         poll_interval: float = 0.05,

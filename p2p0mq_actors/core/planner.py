@@ -63,6 +63,10 @@ from typing import Final
 from .fairness import Plan, PlanResult, Preemption, Shuffle, SlowItem, no_shuffle, preempts
 from .message import Message, Priority
 
+MAX_ROUNDS: Final = 32
+"""The longest plan by default, in rounds (``Sender``'s docstring and
+README.md's *Backlogs* have what it trades: 16 until session 19)."""
+
 FAST_PLAN_MAX: Final = 8192
 """The most fast messages one plan carries (see the rules above). On
 p2p0mq's wire, a zmq message each, a socket takes about as many before it
@@ -95,7 +99,7 @@ class Planner:
     def __init__(
         self,
         *,
-        max_rounds: int = 32,
+        max_rounds: int = MAX_ROUNDS,
         shuffle: Shuffle = no_shuffle,
         fast_plan_max: int = FAST_PLAN_MAX,
     ) -> None:

@@ -20,7 +20,7 @@ import pykka
 from ..core.errors import NoPeerError, SendError
 from ..core.fairness import Plan, PlanResult, Shuffle
 from ..core.message import Message
-from ..core.planner import Planner
+from ..core.planner import MAX_ROUNDS, Planner
 from ..core.ports import Clock, TimerHandle
 from .actor import Actor
 from .intake import Intake
@@ -77,7 +77,7 @@ class Scheduler(Actor):
         *,
         concerns: ConcernRegistry,
         clock: Clock,
-        max_rounds: int = 32,
+        max_rounds: int = MAX_ROUNDS,
         pacing: float = 0.0,
         shuffle: Shuffle | None = None,
         intake: Intake | None = None,

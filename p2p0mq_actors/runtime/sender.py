@@ -24,6 +24,7 @@ from ..core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size
 from ..core.errors import ConfigurationError, TransportError
 from ..core.fairness import Shuffle
 from ..core.message import Message, Priority
+from ..core.planner import MAX_ROUNDS
 from ..core.policy import FailurePolicy
 from ..core.ports import Clock, PeerAddress, SocketFactory
 from .actor import in_own_thread
@@ -64,7 +65,9 @@ class Sender:
             +12-19 %, slow +24-27 %, the flood's newcomer within one round
             either way in 0.46-0.59 against 0.47-0.56 ms; over 180 flood
             runs each, its worst 4.59 against 4.55 ms, and behind nine
-            peers flooding (60 runs each) 2.61 against 2.11 ms.
+            peers flooding (60 runs each) 2.61 against 2.11 ms. Lower it
+            (16) where the newcomer's worst case matters most; raise it
+            (64) for nodes that mostly drain backlogs.
         pacing: if > 0, the least time between two epochs.
         policy: the default Concern's failure policy.
         shape: the wire shape peers get unless ``add_peer`` says otherwise.
@@ -95,7 +98,7 @@ class Sender:
         *,
         sockets: SocketFactory,
         clock: Clock | None = None,
-        max_rounds: int = 32,
+        max_rounds: int = MAX_ROUNDS,
         pacing: float = 0.0,
         policy: FailurePolicy | None = None,
         shape: WireShape = WireShape.V011,

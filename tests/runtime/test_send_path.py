@@ -19,6 +19,7 @@ from p2p0mq_actors.core.errors import (
     WouldBlock,
 )
 from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.core.planner import MAX_ROUNDS
 from p2p0mq_actors.core.policy import FailurePolicy
 from p2p0mq_actors.runtime.intake import EXPRESS_MANY, IntakeFullError
 from p2p0mq_actors.runtime.messages import FLUSH, Shutdown
@@ -57,10 +58,12 @@ def test_rounds_across_three_peers_with_uneven_backlogs_go_out_in_exact_rounds(
     assert p.book.dropped == [] and p.book.failed == []
 
 
-def test_a_victim_queued_behind_a_flood_goes_out_in_the_next_round(path_factory) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("rounds", [16, MAX_ROUNDS, 64])
+def test_a_victim_queued_behind_a_flood_goes_out_in_the_next_round(path_factory, rounds) -> None:  # type: ignore[no-untyped-def]
     """Y's message is queued (and taken in by the Scheduler) while X is
-    sending the 500th of 10,000: at most two more X messages go first."""
-    p: Path = path_factory([b"x", b"y"], max_rounds=16)
+    sending the 500th of 10,000: at most two more X messages go first,
+    whatever the plans' length."""
+    p: Path = path_factory([b"x", b"y"], max_rounds=rounds)
     victim = p.msg(b"y")
     marks: list[int] = []
 
