@@ -459,6 +459,8 @@ class Receiver(Actor):
         if backlog.forget_stopped() and not backlog.full:
             return  # what stopped Concerns held was all that filled it
         self._counts["backlog_waits"] += 1
+        if not self._socket_alive():
+            return
         if backlog.wait(self._poll_interval):
             return
         backlog.forget_stopped()
@@ -472,6 +474,23 @@ class Receiver(Actor):
                 held,
                 backlog.resume_at,
             )
+
+    def _socket_alive(self) -> bool:
+        """Whether the listening socket is still there, asked without reading
+        from it: a Receiver paused on its backlog polls nothing, yet a
+        context ended meanwhile (``SocketClosedError``) must not wait for
+        the Concerns before its sockets close."""
+        router = self._router
+        if router is None:
+            return False
+        try:
+            router.readable()
+        except SocketClosedError as exc:
+            self._socket_gone(exc)
+            return False
+        except Exception:
+            self._unexpected("receiving")
+        return True
 
     def _read(
         self, router: CurveRouter, most: int, *, wait: bool
@@ -493,16 +512,19 @@ class Receiver(Actor):
             with TURNS:  # see turns.py
                 return router.recv_batch(most, read)
         except SocketClosedError as exc:
-            self._state = "BROKEN"
-            log.error("%r: the listening socket is gone (%s); no longer receiving", self, exc)
-            # Its context was ended (by whoever made it: a context_factory's
-            # owner): our sockets are closed now, so that its ``term``
-            # returns, not when the node stops.
-            self._close_router()
+            self._socket_gone(exc)
             return None
         except Exception:
             self._unexpected("receiving")
             return []
+
+    def _socket_gone(self, exc: SocketClosedError) -> None:
+        self._state = "BROKEN"
+        log.error("%r: the listening socket is gone (%s); no longer receiving", self, exc)
+        # Its context was ended (by whoever made it: a context_factory's
+        # owner): our sockets are closed now, so that its ``term`` returns,
+        # not when the node stops.
+        self._close_router()
 
     def _take(self, router: CurveRouter, batch: list[tuple[str | None, Any]], now: float) -> None:
         """Handle ``batch``, read at ``now``, and report refused handshakes."""

@@ -334,6 +334,32 @@ def test_a_paused_receiver_still_answers_and_stops_within_a_poll(rig_factory: An
         holder.stop(timeout=TIMEOUT)
 
 
+def test_a_receiver_waiting_for_its_concerns_lets_go_of_a_context_someone_else_ends(
+    rig_factory: Any,
+) -> None:
+    """Paused on a full backlog it reads nothing, yet it still notices that
+    its ``context_factory``'s context is being ended, and closes its
+    sockets: ``Context.term`` does not wait for the Concerns to catch up."""
+    contexts: list[zmq.Context[Any]] = []
+
+    def context() -> zmq.Context[Any]:
+        contexts.append(zmq.Context())
+        return contexts[-1]
+
+    rig, holder, _ = _holding_rig(rig_factory, backlog=20, batch=5, context_factory=context)
+    try:
+        _sent_in_batches(rig, rig.client(), 100)
+        rig.wait_stats(lambda s: s["backlog_waits"] >= 2)
+        ender = threading.Thread(target=contexts[0].term, name="test-ender", daemon=True)
+        ender.start()
+        ender.join(TIMEOUT)
+        assert not ender.is_alive(), "Context.term still waits for the paused Receiver"
+        assert rig.stats()["state"] == "BROKEN"
+        assert rig.ref.stop(timeout=TIMEOUT) is True
+    finally:
+        holder.stop(timeout=TIMEOUT)
+
+
 def test_the_backlog_setting_is_checked(rig_factory: Any) -> None:
     for bad in (0, -1, 1.5, True, None):
         with pytest.raises(ConfigurationError, match="backlog must be an int >= 1"):
