@@ -16,19 +16,20 @@ from typing import Any, Final
 import pykka
 
 from .concerns.base import Concern
-from .core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size
+from .core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size, wire_shape
 from .core.errors import ConfigurationError, P2P0MQError
 from .core.message import DEFAULT_TTL, Kind, Message, Priority, new_message, new_messages
 from .core.planner import MAX_ROUNDS
 from .core.policy import FailurePolicy
 from .core.ports import Clock
+from .core.timers import check_seconds
 from .runtime.clock import MonotonicClock
 from .runtime.future import ReplyFuture
 from .runtime.intake import HANDOFF
 from .runtime.messages import Bind
 from .runtime.receiver import BACKLOG, Receiver
 from .runtime.requests import NodeObserver, PendingRequests
-from .runtime.sender import Sender, check_seconds, stop_actor
+from .runtime.sender import Sender, stop_actor
 from .transport.context import end_context, new_context
 from .transport.keystore import KeyStore
 from .transport.router import RECEIVE_HWM, AllowedKeys, check_receive_hwm
@@ -245,13 +246,7 @@ class Node:
                 key store and the admitted keys are as they were.
         """
         if wire is not None:
-            try:
-                shape = WireShape(wire)
-            except ValueError:
-                choices = ", ".join(repr(w.value) for w in WireShape)
-                raise ConfigurationError(
-                    f"unknown wire {wire!r} for peer {uuid!r}: use one of {choices}"
-                ) from None
+            shape = wire_shape(wire, "wire")
         if not isinstance(endpoint, str) or not endpoint:
             raise ConfigurationError(
                 f"the endpoint of peer {uuid!r} must be a non-empty str, not {endpoint!r}"
@@ -369,6 +364,8 @@ class Node:
 
     def send_message(self, message: Message) -> None:
         """Queue a message built elsewhere, on the lane its priority names."""
+        if not isinstance(message, Message):
+            raise ConfigurationError(f"send_message takes a Message, not {message!r}")
         self._running().enqueue(message, message.priority)
 
     def send_many(self, messages: Sequence[Message]) -> None:
@@ -404,6 +401,7 @@ class Node:
         our key). A failed send alone does not fail it: the Concern's
         policy may retry the request.
         """
+        check_seconds("timeout", timeout)  # before the ttl it stands in for
         sender = self._running()
         message = new_message(
             self.uuid,

@@ -77,6 +77,24 @@ frame as it comes encrypted (a few bytes longer)."""
 _NO_LIMIT: Final = 2**63
 
 
+def wire_shape(value: object, what: str = "shape") -> WireShape:
+    """``value`` as a ``WireShape``: one, or its value (``"0.1.0"``,
+    ``"0.1.1"``, ``"native"``).
+
+    Raises:
+        ConfigurationError: anything else (``what`` names the setting).
+    """
+    if type(value) is WireShape:
+        return value
+    if type(value) is str:
+        try:
+            return WireShape(value)
+        except ValueError:
+            pass
+    choices = ", ".join(repr(w.value) for w in WireShape)
+    raise ConfigurationError(f"unknown {what} {value!r}: use a WireShape or one of {choices}")
+
+
 def check_message_size(value: object) -> int | None:
     """``value`` if it is a valid frame size limit (None: no limit).
 

@@ -136,7 +136,7 @@ class Message:
         deadline = self.deadline
         if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
             raise MessageError("deadline", deadline, "must be a number of seconds")
-        if not math.isfinite(deadline):
+        if not _finite(deadline):
             raise MessageError("deadline", deadline, "must be finite")
         mid = self.message_id
         if isinstance(mid, bool) or not isinstance(mid, int) or not 0 <= mid <= MAX_MESSAGE_ID:
@@ -166,11 +166,15 @@ class Message:
             type(ttl) is not float and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)))
         ) or not ttl > 0:
             raise MessageError("ttl", ttl, "must be a positive number of seconds")
+        try:
+            deadline = now + ttl
+        except OverflowError:  # an int too large for a float
+            raise MessageError("ttl", ttl, "must be a finite number of seconds") from None
         return make_message(
             source,
             destination,
             command,
-            now + ttl,
+            deadline,
             kind,
             {} if payload is None else payload,
             next(_ids) if message_id is None else message_id,
@@ -494,6 +498,15 @@ class _Fields:
 
 
 _FIELD_NAMES: Final = tuple(f.name for f in fields(Message))
+
+
+def _finite(number: float) -> bool:
+    """``math.isfinite``, False for an int too large for a float (which
+    ``isfinite`` raises on)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _check_uuid(name: str, value: object) -> None:

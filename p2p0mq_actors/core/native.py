@@ -127,8 +127,8 @@ def encode_native_batch(
     count = len(messages)
     if not 1 <= count <= MAX_BATCH:
         raise ValueError(f"a batch frame carries 1 to {MAX_BATCH} messages, not {count}")
-    rows = [_row(message, now, 0, None) for message in messages]
     try:
+        rows = [_row(message, now, 0, None) for message in messages]
         if pack is None:
             packed: bytes = msgpack.packb(rows, use_bin_type=True, default=plain)
             return _BATCH_HEAD + packed
@@ -141,9 +141,13 @@ def _row(message: Message, now: float, hops: int, trace: bytes | None) -> list[A
     """A body's nine fields, as MessagePack packs them."""
     if type(hops) is not int or hops or trace is not None:  # (a connection's: 0, None)
         _check_hops_and_trace(hops, trace)
-    ttl_ms = int((message.deadline - now) * 1000)  # clamped without min/max calls:
-    if not 1 <= ttl_ms <= _MAX_TTL_MS:  # a connection encodes every message it sends
-        ttl_ms = 1 if ttl_ms < 1 else _MAX_TTL_MS
+    # Clamped without min/max calls (a connection encodes every message it
+    # sends), and before it is made an int: a far deadline gives infinity.
+    remaining = (message.deadline - now) * 1000
+    if 1 <= remaining <= _MAX_TTL_MS:
+        ttl_ms = int(remaining)
+    else:
+        ttl_ms = 1 if remaining < 1 else _MAX_TTL_MS
     return [
         message.kind,  # an IntEnum: msgpack packs an int subclass as the int (strict_types off)
         message.source,

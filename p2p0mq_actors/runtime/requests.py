@@ -34,6 +34,7 @@ from ..core.errors import (
 )
 from ..core.message import Kind, Message
 from ..core.ports import Clock, TimerHandle
+from ..core.timers import check_seconds
 from .future import ReplyFuture
 
 COMPACT_SLACK = 1024
@@ -66,7 +67,13 @@ class PendingRequests:
         self.failed: Counter[str] = Counter()
 
     def register(self, request: Message, timeout: float) -> ReplyFuture[Message]:
-        """The future of ``request``'s reply; it fails after ``timeout`` seconds."""
+        """The future of ``request``'s reply; it fails after ``timeout`` seconds.
+
+        Raises:
+            ConfigurationError: ``timeout`` is not a finite number > 0 (NaN
+                would never come due); nothing is registered then.
+        """
+        check_seconds("timeout", timeout)
         future: ReplyFuture[Message] = ReplyFuture()
         due = self._clock.now() + timeout
         with self._lock:

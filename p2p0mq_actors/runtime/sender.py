@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pykka
 
 from ..concerns.base import Concern, DefaultConcern
-from ..core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size
+from ..core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size, wire_shape
 from ..core.errors import ConfigurationError, TransportError
 from ..core.fairness import Shuffle
 from ..core.message import Message, Priority
 from ..core.planner import MAX_ROUNDS
 from ..core.policy import FailurePolicy
 from ..core.ports import Clock, PeerAddress, SocketFactory
+from ..core.timers import check_seconds
 from .actor import in_own_thread
 from .clock import MonotonicClock
 from .intake import HANDOFF, Intake
@@ -116,6 +116,9 @@ class Sender:
         check_seconds("pacing", pacing, zero_ok=True)
         check_seconds("unreachable_after", unreachable_after)
         check_seconds("timeout", timeout)
+        shape = wire_shape(shape)
+        if intake_timeout is not None:
+            check_seconds("intake_timeout", intake_timeout, zero_ok=True)
         if clock is not None and not callable(getattr(clock, "call_later", None)):
             raise ConfigurationError(f"clock must be a Clock (now, call_later), not {clock!r}")
         if policy is not None and not callable(getattr(policy, "decide", None)):
@@ -169,7 +172,8 @@ class Sender:
         self._check_running()
         if type(uuid) is not bytes or not uuid:
             raise ConfigurationError(f"peer uuid must be non-empty bytes, not {uuid!r}")
-        self._peers[uuid] = (PeerAddress(uuid, endpoint, public_key), shape or self._shape)
+        wire = self._shape if shape is None else wire_shape(shape, f"shape for peer {uuid!r}")
+        self._peers[uuid] = (PeerAddress(uuid, endpoint, public_key), wire)
 
     def connect_peers(self) -> list[bytes]:
         """Start a PeerConnection for every known peer not yet connected (or
@@ -245,6 +249,7 @@ class Sender:
 
     def remove_peer(self, uuid: bytes) -> None:
         """Close the connection to ``uuid``; what was queued for it fails."""
+        _check_key("peer uuid", uuid)
         self._peers.pop(uuid, None)
         ref = self._connections.pop(uuid, None)
         self.scheduler.tell(RemovePeer(uuid))
@@ -281,10 +286,15 @@ class Sender:
                 if refused is None:
                     raise
                 raise refused from exc
-        else:
+        elif isinstance(concern, pykka.ActorRef):
             ref = concern
-            command = ref.actor_class.command
-            self._check_command(command, ref.actor_class)
+            named: object = getattr(ref.actor_class, "command", None)
+            self._check_command(named, ref.actor_class)
+            command = cast(bytes, named)  # (checked)
+        else:
+            raise ConfigurationError(
+                f"add a Concern subclass or the ref of a started Concern, not {concern!r}"
+            )
         try:
             self.concerns.add(command, ref)
         except ConfigurationError:
@@ -305,6 +315,7 @@ class Sender:
         the command are counted as ``unknown_command``. One still busy in a
         handler after ``timeout`` is named in a warning and stops once the
         handler returns."""
+        _check_key("command", command)
         ref = self.concerns.remove(command)
         if ref is not None:
             stop_actor(ref, self._timeout)
@@ -445,31 +456,28 @@ def _priority(value: object) -> Priority:
 
 
 def _checked(messages: Messages) -> list[Message]:
-    items = [messages] if isinstance(messages, Message) else list(messages)
+    if isinstance(messages, Message):
+        items = [messages]
+    else:
+        try:
+            items = list(messages)
+        except TypeError:  # not iterable
+            raise ConfigurationError(
+                f"queue a Message or an iterable of them, not {messages!r}"
+            ) from None
     for m in items:
         if not isinstance(m, Message):
             raise ConfigurationError(f"only Message objects can be queued, not {m!r}")
     return items
 
 
+def _check_key(name: str, value: object) -> None:
+    if type(value) is not bytes:
+        raise ConfigurationError(f"a {name} is bytes, not {value!r}")
+
+
 def _on_lane(messages: Messages, lane: Priority) -> list[Message]:
     return [m if m.priority is lane else replace(m, priority=lane) for m in _checked(messages)]
-
-
-def check_seconds(name: str, value: object, *, zero_ok: bool = False) -> None:
-    """Raise ConfigurationError unless ``value`` is a finite number of
-    seconds, > 0 (or >= 0 with ``zero_ok``)."""
-    ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value >= 0 if zero_ok else value > 0)
-    )
-    if not ok:
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigurationError(
-            f"{name} must be a finite number of seconds {bound}, not {value!r}"
-        )
 
 
 def _kwargs_refused(concern: type[Concern], exc: TypeError) -> ConfigurationError | None:

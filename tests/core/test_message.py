@@ -169,6 +169,22 @@ def test_a_bad_ttl_is_refused(ttl: object) -> None:
         Message.create(b"a", b"b", b"c", now=0.0, ttl=ttl)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("ttl", [10**400, 2**1024], ids=["10**400", "2**1024"])
+def test_a_ttl_too_large_for_a_float_is_a_message_error_naming_it(ttl: int) -> None:
+    with pytest.raises(MessageError, match="ttl") as caught:
+        Message.create(b"a", b"b", b"c", now=0.0, ttl=ttl)
+    assert caught.value.field == "ttl"
+
+
+@pytest.mark.parametrize("build", [Message, _made])
+def test_a_deadline_too_large_for_a_float_is_a_message_error_naming_it(
+    build: Callable[..., Message],
+) -> None:
+    with pytest.raises(MessageError) as caught:
+        build(source=b"a", destination=b"b", command=b"c", deadline=10**400)
+    assert caught.value.field == "deadline"
+
+
 def test_a_long_value_is_shortened_in_the_error() -> None:
     with pytest.raises(MessageError) as caught:
         Message(source=b"a" * 300, destination=b"b", command=b"c", deadline=1.0)

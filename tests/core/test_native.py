@@ -76,6 +76,17 @@ def test_a_ttl_beyond_32_bits_of_milliseconds_is_sent_as_the_most_it_can_carry()
     assert msgpack.unpackb(encode_native(m, now=NOW))[7] == 2**32 - 1
 
 
+@pytest.mark.parametrize("ttl", [1e306, 1.7e308])
+def test_a_ttl_too_long_for_any_clock_is_sent_as_the_most_it_can_carry_alone_or_in_a_batch(
+    ttl: float,
+) -> None:
+    # (deadline - now) * 1000 is infinite: clamped before it is made an int.
+    m = Message.create(b"a", b"b", b"c", now=NOW, ttl=ttl)
+    assert msgpack.unpackb(encode_native(m, now=NOW))[7] == 2**32 - 1
+    rows = msgpack.unpackb(encode_native_batch([m, m], now=NOW)[2:])
+    assert [row[6] for row in rows] == [2**32 - 1] * 2
+
+
 def test_the_kind_goes_out_as_a_plain_int() -> None:
     for kind, value in ((Kind.REQUEST, 1), (Kind.REPLY, 2)):
         m = Message.create(b"a", b"b", b"c", now=NOW, kind=kind)

@@ -433,6 +433,32 @@ def test_native_peers_exchange_single_frame_messages(tmp_path: Path) -> None:
             alice.add_peer(b"carol", bob.endpoint, bob.keys.load(b"bob").public, wire="json")
 
 
+def test_a_wire_named_by_its_value_is_the_wire_for_the_node_and_for_a_peer(tmp_path: Path) -> None:
+    # A shape that was not a WireShape used to be kept and sent as 0.1.0,
+    # which carries no message id: every request to that peer timed out.
+    with linked_pair(tmp_path, Echo, wire="0.1.1", shape="native") as (alice, bob, _):
+        alice.add_peer(b"bob", bob.endpoint, bob.keys.load(b"bob").public, shape="native")  # type: ignore[arg-type]
+        assert alice.request(b"bob", b"echo", {"n": 1}).get(timeout=10).payload == {"n": 1}
+        with pytest.raises(ConfigurationError, match="shape"):
+            alice.add_peer(b"bob", bob.endpoint, bob.keys.load(b"bob").public, shape="0.2")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="shape"):
+        Node(b"carol", keys=KeyStore(tmp_path / "c"), shape=42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1, "5"])
+def test_a_request_with_a_bad_timeout_is_refused_even_with_a_ttl_and_is_not_left_pending(
+    pair: tuple[Node, Node], timeout: object
+) -> None:
+    alice, bob = pair
+    bob.add_concern(Echo, inbox=Inbox())
+    with pytest.raises(ConfigurationError, match="timeout"):
+        alice.request(b"bob", b"echo", {}, timeout=timeout, ttl=5.0)  # type: ignore[arg-type]
+    assert alice.stats()["requests"]["pending"] == 0
+    with pytest.raises(ConfigurationError, match="Message"):
+        alice.send_message("not a message")  # type: ignore[arg-type]
+    assert alice.request(b"bob", b"echo", {"n": 2}).get(timeout=10).payload == {"n": 2}
+
+
 def test_native_peers_batch_plans_into_frames_and_lose_or_reorder_nothing(
     tmp_path: Path,
 ) -> None:

@@ -8,6 +8,7 @@ import pytest
 from sendpath_kit import ME, make
 
 from p2p0mq_actors.core.errors import (
+    ConfigurationError,
     NodeStoppedError,
     NoPeerError,
     PeerRefusedError,
@@ -267,3 +268,17 @@ def test_a_request_timing_out_names_its_peer_and_the_send_error_it_is_retried_fo
     ]
     assert [e.__cause__ for e in errors] == [None, refused]
     assert pending.failed == {"timeout": 2}
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0, -1.0, "5", True, None])
+def test_a_timeout_that_is_not_a_finite_positive_number_is_refused_and_nothing_is_left_pending(
+    timeout: object,
+) -> None:
+    # NaN never comes due (a request that never times out); inf fails only
+    # in the clock, after the request was registered for ever.
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    with pytest.raises(ConfigurationError, match="timeout"):
+        pending.register(make(clock, b"bob"), timeout=timeout)  # type: ignore[arg-type]
+    assert len(pending) == 0
+    assert clock.pending == 0

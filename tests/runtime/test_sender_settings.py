@@ -9,6 +9,7 @@ import pykka
 import pytest
 
 from p2p0mq_actors.concerns.base import Concern
+from p2p0mq_actors.core.codec import WireShape
 from p2p0mq_actors.core.errors import ConfigurationError
 from p2p0mq_actors.runtime.sender import Sender
 from p2p0mq_actors.testing import FakeSocketFactory, ManualClock
@@ -54,6 +55,11 @@ def test_a_concern_whose_init_refuses_the_nodes_keywords_is_told_how_to_fix_it()
         ("timeout", -1.0),
         ("clock", "x"),
         ("policy", "x"),
+        ("shape", "0.2"),
+        ("shape", 42),
+        ("intake_timeout", float("nan")),
+        ("intake_timeout", -1.0),
+        ("intake_timeout", "10"),
     ],
 )
 def test_a_send_path_with_a_wrong_setting_is_a_configuration_error_naming_it(
@@ -96,3 +102,50 @@ def test_two_threads_connecting_peers_at_once_start_one_connection_each() -> Non
             thread.join(10)
         started = [r for r in pykka.ActorRegistry.get_by_class_name("PeerConnection")]
         assert len(started) == 20 == len(sender.connections())
+
+
+def test_a_wire_shape_may_be_named_by_its_value_and_anything_else_is_refused() -> None:
+    # A shape that is not a WireShape used to be kept, and sent as 0.1.0
+    # (no message id: no reply could ever match its request).
+    with Sender(b"me", sockets=FakeSocketFactory(), clock=ManualClock(), shape="native") as sender:  # type: ignore[arg-type]
+        sender.add_peer(b"a", "tcp://127.0.0.1:1", b"k" * 40)
+        sender.add_peer(b"b", "tcp://127.0.0.1:2", b"k" * 40, shape="0.1.1")  # type: ignore[arg-type]
+        sender.add_peer(b"c", "tcp://127.0.0.1:3", b"k" * 40, shape=WireShape.V010)
+        assert {uuid: shape for uuid, (_, shape) in sender._peers.items()} == {
+            b"a": WireShape.NATIVE,
+            b"b": WireShape.V011,
+            b"c": WireShape.V010,
+        }
+        for bad in ("0.1", 42, b"native"):
+            with pytest.raises(ConfigurationError, match="shape"):
+                sender.add_peer(b"d", "tcp://127.0.0.1:4", b"k" * 40, shape=bad)  # type: ignore[arg-type]
+        assert b"d" not in sender._peers
+
+
+@pytest.mark.parametrize("thing", [42, "cmd", None, object()])
+def test_a_concern_that_is_neither_a_concern_class_nor_an_actor_ref_is_refused(
+    thing: object,
+) -> None:
+    with (
+        Sender(b"me", sockets=FakeSocketFactory(), clock=ManualClock()) as sender,
+        pytest.raises(ConfigurationError, match="Concern"),
+    ):
+        sender.add_concern(thing)
+
+
+@pytest.mark.parametrize("call", ["remove_peer", "remove_concern"])
+@pytest.mark.parametrize("key", [42, "peer", None])
+def test_removing_by_something_that_is_not_bytes_is_refused(call: str, key: object) -> None:
+    with (
+        Sender(b"me", sockets=FakeSocketFactory(), clock=ManualClock()) as sender,
+        pytest.raises(ConfigurationError, match="bytes"),
+    ):
+        getattr(sender, call)(key)
+
+
+@pytest.mark.parametrize("things", [None, 42])
+def test_queueing_what_is_not_messages_is_refused_naming_it(things: object) -> None:
+    with Sender(b"me", sockets=FakeSocketFactory(), clock=ManualClock()) as sender:
+        for queue in (sender.enqueue_many, sender.enqueue):
+            with pytest.raises(ConfigurationError, match="Message"):
+                queue(things)  # type: ignore[arg-type]
