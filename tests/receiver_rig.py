@@ -8,6 +8,7 @@ context) and terminates the clients' context.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +30,29 @@ BOB = b"bob"
 ALICE = b"alice"
 COMMAND = b"cmd"
 TIMEOUT = 5.0
+
+
+class Contexts:
+    """A ``context_factory`` that keeps every context it made, in order."""
+
+    def __init__(self) -> None:
+        self.made: list[zmq.Context[Any]] = []
+
+    def __call__(self) -> zmq.Context[Any]:
+        self.made.append(zmq.Context())
+        return self.made[-1]
+
+
+def end_and_expect_let_go(rig: Rig, context: zmq.Context[Any], why: str) -> None:
+    """End ``context`` from another thread, as an application would: its
+    ``term`` must return (the Receiver closed its sockets, state BROKEN),
+    and the Receiver still stops."""
+    ender = threading.Thread(target=context.term, name="test-ender", daemon=True)
+    ender.start()
+    ender.join(TIMEOUT)
+    assert not ender.is_alive(), why
+    assert rig.stats()["state"] == "BROKEN"
+    assert rig.ref.stop(timeout=TIMEOUT) is True
 
 
 class Rig:

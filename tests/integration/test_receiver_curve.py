@@ -15,10 +15,9 @@ from typing import Any
 
 import msgpack
 import pytest
-import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Rig
+from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Contexts, Rig, end_and_expect_let_go
 
 from p2p0mq_actors.core.codec import WireShape, decode, encode
 from p2p0mq_actors.core.errors import ProtocolError
@@ -306,13 +305,8 @@ def test_both_p2p0mq_shapes_are_accepted_and_dispatched_with_the_right_fields(
 
 def test_stop_returns_within_a_few_poll_intervals_and_leaves_no_thread(rig_factory: Any) -> None:
     before = set(threading.enumerate())
-    contexts: list[zmq.Context[Any]] = []
-
-    def context() -> zmq.Context[Any]:
-        contexts.append(zmq.Context())
-        return contexts[-1]
-
-    rig = rig_factory(poll_interval=0.1, context_factory=context)
+    contexts = Contexts()
+    rig = rig_factory(poll_interval=0.1, context_factory=contexts)
     rig.stats()  # it is listening and stepping
     started = set(threading.enumerate()) - before
     assert len(started) >= 3  # the Receiver, its ZAP authenticator, the Recorder
@@ -325,27 +319,17 @@ def test_stop_returns_within_a_few_poll_intervals_and_leaves_no_thread(rig_facto
         thread.join(TIMEOUT)
     assert elapsed < 0.1 * 4, elapsed
     assert [t.name for t in started if t.is_alive()] == []
-    assert contexts[0].closed  # the Receiver ended the context it made
+    assert contexts.made[0].closed  # the Receiver ended the context it made
 
 
 def test_a_context_ended_by_someone_else_is_let_go_of_at_once(rig_factory: Any) -> None:
     """A ``context_factory``'s context that the application terminates: the
     Receiver stops receiving and closes its sockets, and ``Context.term``
     returns without waiting for the node to stop."""
-    contexts: list[zmq.Context[Any]] = []
-
-    def context() -> zmq.Context[Any]:
-        contexts.append(zmq.Context())
-        return contexts[-1]
-
-    rig = rig_factory(poll_interval=0.05, context_factory=context)
+    contexts = Contexts()
+    rig = rig_factory(poll_interval=0.05, context_factory=contexts)
     assert rig.stats()["state"] == "LISTENING"
-    ender = threading.Thread(target=contexts[0].term, name="test-ender", daemon=True)
-    ender.start()
-    ender.join(TIMEOUT)
-    assert not ender.is_alive(), "Context.term still waits for the Receiver's sockets"
-    assert rig.stats()["state"] == "BROKEN"
-    assert rig.ref.stop(timeout=TIMEOUT) is True
+    end_and_expect_let_go(rig, contexts.made[0], "Context.term waits for the Receiver's sockets")
 
 
 def test_an_idle_receiver_wakes_once_per_poll_interval(rig_factory: Any) -> None:

@@ -14,7 +14,7 @@ import msgpack
 import pykka
 import pytest
 import zmq
-from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Rig
+from receiver_rig import ALICE, BOB, COMMAND, TIMEOUT, Contexts, Rig, end_and_expect_let_go
 
 from p2p0mq_actors.core import codec as codec_module
 from p2p0mq_actors.core.codec import WireShape, decode, encode
@@ -340,22 +340,12 @@ def test_a_receiver_waiting_for_its_concerns_lets_go_of_a_context_someone_else_e
     """Paused on a full backlog it reads nothing, yet it still notices that
     its ``context_factory``'s context is being ended, and closes its
     sockets: ``Context.term`` does not wait for the Concerns to catch up."""
-    contexts: list[zmq.Context[Any]] = []
-
-    def context() -> zmq.Context[Any]:
-        contexts.append(zmq.Context())
-        return contexts[-1]
-
-    rig, holder, _ = _holding_rig(rig_factory, backlog=20, batch=5, context_factory=context)
+    contexts = Contexts()
+    rig, holder, _ = _holding_rig(rig_factory, backlog=20, batch=5, context_factory=contexts)
     try:
         _sent_in_batches(rig, rig.client(), 100)
         rig.wait_stats(lambda s: s["backlog_waits"] >= 2)
-        ender = threading.Thread(target=contexts[0].term, name="test-ender", daemon=True)
-        ender.start()
-        ender.join(TIMEOUT)
-        assert not ender.is_alive(), "Context.term still waits for the paused Receiver"
-        assert rig.stats()["state"] == "BROKEN"
-        assert rig.ref.stop(timeout=TIMEOUT) is True
+        end_and_expect_let_go(rig, contexts.made[0], "Context.term waits for the paused Receiver")
     finally:
         holder.stop(timeout=TIMEOUT)
 
@@ -603,20 +593,15 @@ def test_a_failing_bind_that_was_told_not_asked_stops_the_receiver_cleanly(
 ) -> None:
     first = rig_factory()
     before = set(threading.enumerate())
-    contexts: list[Any] = []
-
-    def context() -> Any:
-        contexts.append(zmq.Context())
-        return contexts[-1]
-
-    second = rig_factory(context_factory=context)
+    contexts = Contexts()
+    second = rig_factory(context_factory=contexts)
     started = set(threading.enumerate()) - before
     second.ref.tell(Bind(first.endpoint))  # nobody to raise to: the actor fails
     assert second.ref.actor_stopped.wait(TIMEOUT)
     for thread in started - {t for t in started if t.name.startswith("Recorder")}:
         thread.join(TIMEOUT)  # the Receiver's own thread and its ZAP authenticator
         assert not thread.is_alive(), thread
-    assert contexts[0].closed  # on_failure closed the socket and ended the context
+    assert contexts.made[0].closed  # on_failure closed the socket and ended the context
 
 
 def test_a_native_batch_frame_is_delivered_in_order_and_a_bad_envelope_alone_refused(
