@@ -16,13 +16,13 @@ from typing import Any, Final
 import pykka
 
 from .concerns.base import Concern
+from .core.checks import check_count, check_seconds
 from .core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size, wire_shape
 from .core.errors import ConfigurationError, P2P0MQError
 from .core.message import DEFAULT_TTL, Kind, Message, Priority, new_message, new_messages
 from .core.planner import MAX_ROUNDS
 from .core.policy import FailurePolicy
 from .core.ports import Clock
-from .core.timers import check_seconds
 from .runtime.clock import MonotonicClock
 from .runtime.future import ReplyFuture
 from .runtime.intake import HANDOFF
@@ -125,6 +125,9 @@ class Node:
         if type(uuid) is not bytes or not uuid:
             raise ConfigurationError(f"a node's uuid must be non-empty bytes, not {uuid!r}")
         check_seconds("timeout", timeout)
+        check_count("receive_backlog", receive_backlog)
+        if not callable(getattr(keys, "ensure", None)):
+            raise ConfigurationError(f"keys must be a KeyStore, not {keys!r}")
         self.uuid = uuid
         self.keys = keys
         self._timeout = timeout

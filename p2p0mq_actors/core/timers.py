@@ -19,7 +19,6 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import math
@@ -199,17 +198,3 @@ def _cancel_in_its_queue(timer: Timer) -> None:
     """``Timer.cancel`` where the queue was given no ``on_cancel``: its own
     ``cancel`` (not the bound method, which would tie the queue in a cycle)."""
     timer._queue.cancel(timer)
-
-
-def check_seconds(name: str, value: object, *, zero_ok: bool = False) -> None:
-    """Raise ConfigurationError unless ``value`` is a finite number of
-    seconds, > 0 (or >= 0 with ``zero_ok``)."""
-    ok = False
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        with contextlib.suppress(OverflowError):  # an int too large for a float
-            ok = math.isfinite(value) and (value >= 0 if zero_ok else value > 0)
-    if not ok:
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigurationError(
-            f"{name} must be a finite number of seconds {bound}, not {value!r}"
-        )

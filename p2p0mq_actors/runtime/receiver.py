@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 import pykka
 
+from ..core.checks import check_count, check_seconds
 from ..core.codec import (
     MAX_MESSAGE_SIZE,
     check_message_size,
@@ -841,19 +841,8 @@ def _check_settings(  # noqa: PLR0917 - the settings, in the Receiver's order
         raise ConfigurationError(
             f"uuid must be 1..{MAX_UUID_LEN} bytes not starting with a zero byte, got {uuid!r}"
         )
-    for name, value in (("poll_interval", poll_interval), ("ttl", ttl)):
-        if not _seconds(value) or not value > 0:
-            raise ConfigurationError(
-                f"{name} must be a finite number of seconds > 0, got {value!r}"
-            )
-    if not _seconds(warn_every) or warn_every < 0:
-        raise ConfigurationError(
-            f"warn_every must be a number of seconds >= 0, got {warn_every!r}"
-        )
-    for name, count in (("batch", batch), ("backlog", backlog)):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ConfigurationError(f"{name} must be an int >= 1, got {count!r}")
-
-
-def _seconds(value: object) -> TypeGuard[float]:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    check_seconds("poll_interval", poll_interval)
+    check_seconds("ttl", ttl)
+    check_seconds("warn_every", warn_every, zero_ok=True)
+    check_count("batch", batch)
+    check_count("backlog", backlog)

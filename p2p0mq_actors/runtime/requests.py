@@ -26,6 +26,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+from ..core.checks import check_seconds
 from ..core.errors import (
     NodeStoppedError,
     RequestError,
@@ -34,7 +35,6 @@ from ..core.errors import (
 )
 from ..core.message import Kind, Message
 from ..core.ports import Clock, TimerHandle
-from ..core.timers import check_seconds
 from .future import ReplyFuture
 
 COMPACT_SLACK = 1024

@@ -19,6 +19,7 @@ from typing import Any, cast
 import pykka
 
 from ..concerns.base import Concern, DefaultConcern
+from ..core.checks import check_count, check_seconds
 from ..core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size, wire_shape
 from ..core.errors import ConfigurationError, TransportError
 from ..core.fairness import Shuffle
@@ -26,7 +27,6 @@ from ..core.message import Message, Priority
 from ..core.planner import MAX_ROUNDS
 from ..core.policy import FailurePolicy
 from ..core.ports import Clock, PeerAddress, SocketFactory
-from ..core.timers import check_seconds
 from .actor import in_own_thread
 from .clock import MonotonicClock
 from .intake import HANDOFF, Intake
@@ -111,8 +111,7 @@ class Sender:
         intake_timeout: float | None = 10.0,
         max_message_size: int | None = MAX_MESSAGE_SIZE,
     ) -> None:
-        if type(max_rounds) is not int or max_rounds < 1:
-            raise ConfigurationError(f"max_rounds must be an int >= 1, not {max_rounds!r}")
+        check_count("max_rounds", max_rounds)
         check_seconds("pacing", pacing, zero_ok=True)
         check_seconds("unreachable_after", unreachable_after)
         check_seconds("timeout", timeout)
@@ -137,12 +136,8 @@ class Sender:
         self._connect_lock = threading.Lock()
         self._connections: dict[bytes, Any] = {}
         self._stopped = False
-        if type(intake_capacity) is not int or intake_capacity < 1:
-            raise ConfigurationError(
-                f"intake_capacity must be an int >= 1, not {intake_capacity!r}"
-            )
-        if type(intake_handoff) is not int or intake_handoff < 1:
-            raise ConfigurationError(f"intake_handoff must be an int >= 1, not {intake_handoff!r}")
+        check_count("intake_capacity", intake_capacity)
+        check_count("intake_handoff", intake_handoff)
         self.intake = Intake(
             min(intake_handoff, intake_capacity), self._wake_scheduler, intake_timeout
         )

@@ -334,12 +334,23 @@ def test_a_node_with_a_broken_secret_key_raises_and_leaves_nothing_running(
     assert _wait_threads(threads)
 
 
-def test_a_node_with_a_bad_intake_hand_off_raises_and_leaves_nothing_running(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("intake_handoff", 0),
+        ("receive_backlog", 0),  # was named "backlog", the Receiver's word for it
+        ("poll_interval", 10**400),  # an int too large for a float: was an OverflowError
+        ("intake_timeout", float("nan")),
+        ("keys", "keys"),  # was an AttributeError
+    ],
+)
+def test_a_node_with_a_bad_setting_raises_naming_it_and_leaves_nothing_running(
+    tmp_path: Path, option: str, value: object
 ) -> None:
     threads = set(threading.enumerate())
-    with pytest.raises(ConfigurationError, match="intake_handoff"):
-        Node(b"alice", keys=KeyStore(tmp_path / "a"), intake_handoff=0)
+    options: dict[str, Any] = {"keys": KeyStore(tmp_path / "a"), option: value}
+    with pytest.raises(ConfigurationError, match=option):
+        Node(b"alice", **options)
     assert _wait_threads(threads)
 
 
