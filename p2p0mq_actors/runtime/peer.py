@@ -146,6 +146,7 @@ class PeerConnection(Actor):
         self._earliest = math.inf
         self._blocked_since: float | None = None
         self._closed = False
+        self._error: SendError | None = None  # why it closed, if it failed
         self._now = 0.0  # when the plan being carried out started (native TTLs)
         self._proven = False  # a send went through at least once
         self._sent = 0
@@ -216,6 +217,7 @@ class PeerConnection(Actor):
 
     def _shutdown(self, error: SendError | None = None) -> None:
         self._closed = True
+        self._error = self._error or error
         self._set_socket(None)  # an express send in flight ends first; none after it
         if self._lane is not None and self._gate is not None:
             self._gate.remove_lane(self.peer.uuid, self._lane)  # (counts the lane's sends)
@@ -226,6 +228,27 @@ class PeerConnection(Actor):
             else:  # the node goes on: their Concerns decide
                 report_failed(self._concerns, [(m, error) for m in self._medium])
             self._medium.clear()
+
+    def _actor_loop_teardown(self) -> None:  # Pykka's: the inbox left at the stop
+        # A plan told after the stop was asked for, before the actor stopped
+        # (the Scheduler had not yet heard of a remove_peer, or an
+        # application thread went through the gate), would be dropped
+        # unseen: its messages would never end, and the Scheduler would
+        # never hear the plan's result. Each is given back as one that came
+        # after the close.
+        kept = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if isinstance(envelope.message, Plan):
+                try:
+                    self._return_unrun(envelope.message)
+                except Exception:
+                    log.exception("%r: giving back a plan left at its stop failed", self)
+            elif envelope.reply_to is not None:
+                kept.append(envelope)  # Pykka fails the asks
+        for envelope in kept:
+            self.actor_inbox.put(envelope)
+        super()._actor_loop_teardown()
 
     # -- messages ----------------------------------------------------------
 
@@ -370,7 +393,10 @@ class PeerConnection(Actor):
             self._gate.hand_back(plan.peer, reopen=False)
         if self._closed:
             gone = plan.messages()
-            report_dropped(self._concerns, [(m, "stopped") for m in gone])
+            if self._error is None:
+                report_dropped(self._concerns, [(m, "stopped") for m in gone])
+            else:  # the connection failed and the node goes on: their Concerns decide
+                report_failed(self._concerns, [(m, self._error) for m in gone])
         elif plan.new_medium:
             self._note_deadlines(plan.new_medium)
             self._medium.extend(plan.new_medium)

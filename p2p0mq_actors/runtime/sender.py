@@ -243,11 +243,17 @@ class Sender:
         return done
 
     def remove_peer(self, uuid: bytes) -> None:
-        """Close the connection to ``uuid``; what was queued for it fails."""
+        """Close the connection to ``uuid``. What the Scheduler held for it
+        fails (``NoPeerError``: its Concern's policy decides, as for
+        anything sent to the peer from now on); what the connection held,
+        and any plan still on its way to it, is dropped (``"stopped"``)."""
         _check_key("peer uuid", uuid)
         self._peers.pop(uuid, None)
         ref = self._connections.pop(uuid, None)
-        self.scheduler.tell(RemovePeer(uuid))
+        # Asked, not told: the Scheduler hands the connection no plan once
+        # it answers, so few are on their way when the connection stops
+        # (those are given back by its teardown, see PeerConnection).
+        _ask(self.scheduler, RemovePeer(uuid), self._timeout)
         if ref is not None:
             _ask(ref, SHUTDOWN, self._timeout)
             stop_actor(ref, self._timeout)

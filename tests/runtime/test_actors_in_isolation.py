@@ -74,6 +74,39 @@ def test_a_peer_connection_carries_out_a_plan_and_reports_to_scheduler_and_conce
     assert kit.book.sent == [f, m1, m2, s]
 
 
+def test_a_plan_told_as_the_connection_stops_ends_dropped_and_its_result_still_goes_back(
+    kit: Kit,
+) -> None:
+    """A plan that reaches the inbox after the stop request (the Scheduler
+    had not yet heard of a ``remove_peer``) used to be thrown away by
+    Pykka's teardown: its messages never ended, and the Scheduler never
+    heard the plan's result."""
+    sock = kit.factory.prepare(b"x")
+    sending, release = threading.Event(), threading.Event()
+    send_frames = sock.send_frames
+
+    def held(frames: Any) -> None:
+        sending.set()
+        assert release.wait(5)
+        send_frames(frames)
+
+    sock.send_frames = held  # type: ignore[method-assign]
+    peer = kit.peer()
+    first = make(kit.clock, b"x", prio=FAST)
+    peer.tell(Plan(peer=b"x", epoch=1, rounds=1, fast=(first,)))
+    assert sending.wait(5)  # the connection is busy with the first plan
+    stopped = peer.stop(block=False)  # waits behind it
+    late = (make(kit.clock, b"x", prio=FAST), make(kit.clock, b"x"))
+    peer.tell(Plan(peer=b"x", epoch=2, rounds=1, fast=late[:1], new_medium=late[1:]))
+    release.set()
+    stopped.get(timeout=5)
+    kit.book.wait_for(lambda b: len(b.sent) + len(b.dropped) == 3)
+    assert kit.book.sent == [first]
+    assert kit.book.dropped == [(late[0], "stopped"), (late[1], "stopped")]
+    results = [e for e in kit.log.wait_for(2) if isinstance(e, PlanResult)]
+    assert [(r.epoch, r.unsent(), r.blocked) for r in results] == [(1, [], False), (2, [], False)]
+
+
 def test_a_blocked_peer_returns_the_plan_and_says_when_it_is_writable_again(kit: Kit) -> None:
     sock = kit.factory.prepare(b"x")
     sock.block()

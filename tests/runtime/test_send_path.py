@@ -317,6 +317,46 @@ def test_a_stopped_connection_lends_its_socket_no_more(path_factory) -> None:  #
     assert len(p.sock(b"x").sent) == 1
 
 
+def test_messages_sent_while_their_peer_is_removed_and_added_again_each_end_exactly_once(
+    path_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """A plan the Scheduler handed to a connection being stopped (it had not
+    yet heard of the removal) used to be thrown away with the connection's
+    inbox: its messages never ended (review of session 20: 300-2,400 lost
+    in 11 runs of 15)."""
+    p: Path = path_factory([b"x"], policy=FailurePolicy(max_attempts=0))
+    queued: list[Message] = []
+    done = threading.Event()
+
+    def flood() -> None:
+        lanes = (FAST, MEDIUM, SLOW)
+        for i in range(50_000):  # until the peer was removed 40 times
+            if done.is_set():
+                return
+            message = p.msg(b"x", lanes[i % 3])
+            p.sender.send_one(message)
+            queued.append(message)
+
+    sender = threading.Thread(target=flood, name="test-flood")
+    sender.start()
+    try:
+        for _ in range(40):
+            p.sender.remove_peer(b"x")
+            p.sender.add_peer(b"x", "tcp://127.0.0.1:1/x", b"k" * 40)
+            p.sender.connect_peers()
+    finally:
+        done.set()
+    sender.join(30)
+    assert not sender.is_alive()
+    ids = {m.message_id for m in queued}
+    try:
+        p.book.wait_for(lambda b: ids <= b.ended().keys(), timeout=15)
+    finally:
+        ends = Counter(m.message_id for m in p.book.sent)
+        ends.update(m.message_id for m, _ in p.book.dropped)
+        assert [mid for mid in ids if ends[mid] != 1] == []
+
+
 def _assert_sent_once_each_lane_in_order(p: Path, sent: list[Message]) -> None:
     """Every message of ``sent`` went out once, and each peer's lanes in order."""
     assert sorted(p.journal.ids()) == sorted(m.message_id for m in sent)
