@@ -133,6 +133,9 @@ class PlanResult:
     unsent_fast: tuple[Message, ...] = ()
     unsent_slow: tuple[SlowItem, ...] = ()
     blocked: bool = False
+    source: str = field(default="", compare=False)
+    """The connection that ran the plan (its actor urn; empty if not said):
+    a result from a peer's earlier connection is not the current one's."""
 
     def unsent(self) -> list[Message]:
         """What the plan did not send: fast, then slow."""

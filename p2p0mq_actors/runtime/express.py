@@ -147,13 +147,20 @@ class ExpressGate:
             self._claimed[peer] = ref
         return ref
 
-    def hand_back(self, peer: bytes, *, reopen: bool) -> bool:
+    def hand_back(self, peer: bytes, *, reopen: bool, owner: Any = None) -> bool:
         """End a claim (the PeerConnection calls this when the claimed plan is
         done). With ``reopen``, open the gate again if the claim still
-        stands: True means the Scheduler needs no result for that plan."""
+        stands: True means the Scheduler needs no result for that plan.
+
+        ``owner``, if given, is the connection the claim was for: a claim
+        on another connection of the peer (it was removed and added again
+        meanwhile) is someone else's, and is left alone."""
         with self._lock:
-            ref = self._claimed.pop(peer, None)
-            if ref is None or not reopen:
+            ref = self._claimed.get(peer)
+            if ref is None or (owner is not None and _urn(ref) != _urn(owner)):
+                return False
+            del self._claimed[peer]
+            if not reopen:
                 return False
             self._open[peer] = ref
             return True
@@ -165,6 +172,11 @@ class ExpressGate:
 
     def __repr__(self) -> str:
         return f"<ExpressGate open={len(self._open)} claimed={len(self._claimed)}>"
+
+
+def _urn(ref: Any) -> Any:
+    """An actor ref's urn (anything else stands for itself)."""
+    return getattr(ref, "actor_urn", ref)
 
 
 BURST_WINDOW: Final = 0.0002
@@ -332,13 +344,13 @@ class DirectLane:
     def _abandon_claim(self) -> None:
         """End a claim whose sends are in doubt: the Scheduler, which counts
         the peer busy until it hears of a result, hears of an empty one."""
-        self._gate.hand_back(self.peer, reopen=False)
+        self._gate.hand_back(self.peer, reopen=False, owner=self.owner)
         self._tell_done()
 
     def _end_claim(self) -> None:
         """Hand the gate back open: what the claim was for went out whole,
         or (``deliver_many``) none of it did."""
-        if not self._gate.hand_back(self.peer, reopen=True):
+        if not self._gate.hand_back(self.peer, reopen=True, owner=self.owner):
             # The Scheduler asked for the gate meanwhile: it counts the peer
             # busy until this plan's result comes, and nothing is queued in
             # the connection (its peer was idle when the gate opened).
@@ -347,7 +359,8 @@ class DirectLane:
     def _tell_done(self) -> None:
         """Tell the Scheduler the claim's plan is over, with nothing left."""
         with contextlib.suppress(pykka.ActorDeadError):  # stopping: nobody waits
-            self._tell_scheduler(PlanResult(peer=self.peer, epoch=0, medium_len=0))
+            source = "" if self.owner is None else str(_urn(self.owner))
+            self._tell_scheduler(PlanResult(self.peer, 0, 0, source=source))
 
     def _tell_owner(self) -> bool:
         """Ask the connection to report the sends waiting; False if there is

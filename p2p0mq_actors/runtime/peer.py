@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import pykka
@@ -385,12 +386,12 @@ class PeerConnection(Actor):
         if self._gate is None:
             return False
         whole = not result.blocked and result.medium_len == 0
-        return self._gate.hand_back(result.peer, reopen=whole)
+        return self._gate.hand_back(result.peer, reopen=whole, owner=self.actor_ref)
 
     def _return_unrun(self, plan: Plan) -> None:
         """A plan that arrived while blocked or closed: give it all back."""
         if plan.through_gate and self._gate is not None:
-            self._gate.hand_back(plan.peer, reopen=False)
+            self._gate.hand_back(plan.peer, reopen=False, owner=self.actor_ref)
         if self._closed:
             gone = plan.messages()
             if self._error is None:
@@ -412,6 +413,8 @@ class PeerConnection(Actor):
         )
 
     def _tell_scheduler(self, event: object) -> None:
+        if isinstance(event, PlanResult):  # said to be this connection's
+            event = replace(event, source=self.actor_urn)
         try:
             self._scheduler.tell(event)
         except pykka.ActorDeadError:

@@ -227,6 +227,13 @@ class Scheduler(Actor):
             gone = result.unsent()
             report_dropped(self._concerns, [(m, "stopped") for m in gone])
             return
+        ref = self._refs.get(result.peer)
+        if result.source and ref is not None and ref.actor_urn != result.source:
+            # From the peer's earlier connection (removed, the peer added
+            # again since): the current one's plan is still in flight. What
+            # it did not send fails, as that connection's queue did.
+            self._fail(result.unsent(), None)
+            return
         self._fail(self._planner.complete(result), None)
         if not self._planner.epoch_in_flight:
             self._watch_epoch()

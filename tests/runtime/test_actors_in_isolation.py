@@ -28,17 +28,19 @@ from p2p0mq_actors.runtime.express import DirectLane, ExpressGate
 from p2p0mq_actors.runtime.intake import Intake
 from p2p0mq_actors.runtime.messages import (
     FLUSH,
+    AddPeer,
     Enqueue,
     Failed,
     PeerFailed,
     PeerGone,
     PeerWritable,
+    RemovePeer,
     Retry,
     Sent,
 )
 from p2p0mq_actors.runtime.peer import PeerConnection
 from p2p0mq_actors.testing.fake_socket import FakeSocket
-from p2p0mq_actors.testing.recorder import MessageLog
+from p2p0mq_actors.testing.recorder import MessageLog, Recorder
 
 FAST, MEDIUM, SLOW = Priority.FAST, Priority.MEDIUM, Priority.SLOW
 
@@ -343,6 +345,34 @@ def test_the_scheduler_plans_an_epoch_then_grows_it_when_results_come_back(kit: 
     px2 = logs[b"x"].wait_for(2)[1]
     assert (px2.rounds, px2.new_medium, px2.epoch) == (2, (), px.epoch + 1)
     assert len(logs[b"y"]) == 1
+
+
+def test_a_result_from_a_peers_old_connection_does_not_end_the_new_ones_plan(kit: Kit) -> None:
+    """A result the removed connection sent late (a plan given back at its
+    stop, an express claim's end) used to count for the connection added
+    since: the Scheduler took the new one's plan for done, and planned or
+    opened its gate while that plan was still in flight."""
+    sched, _ = kit.scheduler_with()
+    old_log, new_log = MessageLog(), MessageLog()
+    old, new = Recorder.start(old_log), Recorder.start(new_log)
+    try:
+        sched.tell(AddPeer(b"x", old))
+        sched.tell(RemovePeer(b"x"))
+        sched.tell(AddPeer(b"x", new))
+        sched.tell(Enqueue(tuple(make(kit.clock, b"x") for _ in range(3))))
+        (plan,) = new_log.wait_for(1)
+        late = make(kit.clock, b"x", prio=FAST)
+        sched.tell(PlanResult(b"x", 0, 0, unsent_fast=(late,), source=old.actor_urn))
+        sched.tell(Enqueue((make(kit.clock, b"x", prio=FAST),)))
+        assert sched.ask(FLUSH, timeout=5) is FLUSH
+        assert len(new_log) == 1  # its plan is still in flight: nothing more yet
+        kit.book.wait_for(lambda b: [m for m, _ in b.failed] == [late])  # its Concern decides
+        sched.tell(PlanResult(b"x", plan.epoch, 2, source=new.actor_urn))
+        assert new_log.wait_for(2)[1].fast  # then the fast message goes out
+        assert old_log.items() == []
+    finally:
+        old.stop()
+        new.stop()
 
 
 def test_new_work_for_another_peer_preempts_the_epoch_in_flight(kit: Kit) -> None:

@@ -129,6 +129,23 @@ def test_a_claimed_gate_handed_back_whole_is_open_again() -> None:
     assert gate.claim_locked(b"x") == "ref-x"
 
 
+def test_a_claim_handed_back_for_a_peers_old_connection_leaves_the_new_ones_claim_alone() -> None:
+    # A sender paused between its send through the old connection's lane
+    # and its hand-back, while the peer was removed and added again, used to
+    # end the claim another sender holds on the new connection and reopen
+    # the gate under it: two plans in flight for one peer.
+    gate = ExpressGate()
+    gate.open(b"x", "old-ref")
+    gate.claim_locked(b"x")
+    assert not gate.close(b"x")  # the peer is removed: the claim is taken away
+    gate.open(b"x", "new-ref")  # added again, idle
+    assert gate.claim_locked(b"x") == "new-ref"
+    assert not gate.hand_back(b"x", reopen=True, owner="old-ref")  # stale: changes nothing
+    assert gate.claim_locked(b"x") is None  # still claimed
+    assert gate.hand_back(b"x", reopen=True, owner="new-ref")
+    assert gate.claim_locked(b"x") == "new-ref"
+
+
 def test_a_claimed_gate_handed_back_unsent_stays_shut() -> None:
     gate = ExpressGate()
     gate.open(b"x", "ref-x")
@@ -161,7 +178,10 @@ def test_closing_all_gates_drops_open_and_claimed_ones() -> None:
 
 
 class FakeRef:
-    """A stand-in ActorRef: records what it is told."""
+    """A stand-in ActorRef: records what it is told. As a lane's owner it is
+    the connection the Rig's gate was opened for (its urn, ``"ref-x"``)."""
+
+    actor_urn = "ref-x"
 
     def __init__(self, wants_sent: bool) -> None:
         self.actor_class = type("C", (), {"wants_sent": wants_sent})
