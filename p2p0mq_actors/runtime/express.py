@@ -57,6 +57,11 @@ Rules:
   bench.cpu --wire native --send-many``) the sending process used 1.7-1.9
   us of CPU a message instead of 2.1, its collector 1 full collection a
   run instead of 6.
+- A peer removed and added again has a new connection: a hand-back names
+  the connection its claim was for, and leaves a claim on the newer one
+  alone; a plan's result names the connection that ran it
+  (``PlanResult.source``), and the Scheduler does not take an older
+  connection's result for the newer one's.
 - The gate shares the intake's lock: a sender claims only while the intake
   is empty, and the Scheduler closes the gates of the peers it takes work
   for in the same step as it empties the intake, so a direct message never
