@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import pykka
 
-from ..core.errors import MessageError, SendError
+from ..core.errors import SendError
 from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy, within_deadline
 from ..core.ports import Clock
@@ -200,7 +200,7 @@ class Concern(Actor):
         elif isinstance(message, Flush):
             return FLUSH
         else:
-            return self.on_other(message)
+            return self._guard(self.on_other, message)
         return None
 
     def on_other(self, message: Any) -> Any:
@@ -266,11 +266,21 @@ class Concern(Actor):
                 message,
             )
         try:
-            return self.policy.decide(message, error, now)
+            decision = self.policy.decide(message, error, now)
         except Exception:  # a policy of the application's: the message is given up
             self.counts["errors"] += 1
             log.exception("%r: its policy raised deciding on %r; giving it up", self, message)
             return Decision.give_up("error")
+        if isinstance(decision, Decision):
+            return decision
+        self.counts["errors"] += 1
+        log.error(
+            "%r: its policy returned %r for %r; expected a Decision, so it is given up",
+            self,
+            decision,
+            message,
+        )
+        return Decision.give_up("error")
 
     def _give_up(self, items: list[tuple[Message, str]]) -> None:
         """Drops decided here (not reported by another actor): tell the observer too."""
@@ -322,7 +332,7 @@ class Concern(Actor):
         elif type(answer) is dict or isinstance(answer, Mapping):
             try:
                 reply = request.reply(answer, now=self._now(), priority=Priority.FAST)
-            except MessageError:
+            except Exception:  # MessageError, or a mapping of its own that raised
                 self.counts["errors"] += 1
                 log.exception("%r: on_request returned a bad reply payload", self)
                 return None

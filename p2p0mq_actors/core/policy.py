@@ -71,6 +71,12 @@ class Decision:
         if not isinstance(self.action, Action):
             raise ConfigurationError(f"invalid Decision.action={self.action!r}: must be an Action")
         _check_seconds("Decision.delay", self.delay)
+        reason = self.reason
+        if not isinstance(reason, str) or (self.action is Action.GIVE_UP and not reason):
+            # it becomes the drop reason: a key of the node's counts, and logged
+            raise ConfigurationError(
+                f"invalid Decision.reason={reason!r}: must be a str (non-empty to give up)"
+            )
 
     @classmethod
     def retry_now(cls) -> Decision:
@@ -94,10 +100,6 @@ class Decision:
         Raises:
             ConfigurationError: ``reason`` is not a non-empty str.
         """
-        if not isinstance(reason, str) or not reason:
-            raise ConfigurationError(
-                f"invalid Decision.reason={reason!r}: must be a non-empty str"
-            )
         return cls(Action.GIVE_UP, 0.0, reason)
 
 

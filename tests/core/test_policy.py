@@ -217,12 +217,21 @@ def test_retry_after_refuses_a_delay_that_is_not_a_finite_number_of_seconds(
     )
 
 
-@pytest.mark.parametrize("reason", ["", None, b"ttl"])
-def test_give_up_needs_a_reason(reason: object) -> None:
+@pytest.mark.parametrize("reason", ["", None, b"ttl", {"x": 1}])
+@pytest.mark.parametrize("build", ["give_up", "constructor"])
+def test_give_up_needs_a_reason(reason: object, build: str) -> None:
+    # The reason becomes a key of the node's drop counts: one that is not
+    # a str (a dict cannot even be a key) used to stop the Concern there.
     with pytest.raises(ConfigurationError) as info:
-        Decision.give_up(reason)  # type: ignore[arg-type]
-
-    assert str(info.value) == f"invalid Decision.reason={reason!r}: must be a non-empty str"
+        if build == "give_up":
+            Decision.give_up(reason)  # type: ignore[arg-type]
+        else:
+            Decision(Action.GIVE_UP, 0.0, reason)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        f"invalid Decision.reason={reason!r}: must be a str (non-empty to give up)"
+    )
+    with pytest.raises(ConfigurationError, match=r"Decision\.reason"):
+        Decision(Action.RETRY, 0.0, None)  # type: ignore[arg-type]
 
 
 def test_a_decision_needs_an_action() -> None:

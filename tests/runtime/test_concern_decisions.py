@@ -169,6 +169,52 @@ def test_a_policy_that_raises_gives_its_message_up_and_the_concern_goes_on(
     assert stats["errors"] == 4  # three hooks with no Decision, one policy that raised
 
 
+class GarbagePolicy:
+    """Answers anything but a Decision."""
+
+    def decide(self, message: Message, error: SendError, now: float) -> Any:
+        return "retry, please"
+
+
+def test_a_policy_that_answers_no_decision_gives_its_message_up_and_the_concern_goes_on(
+    kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It used to stop the Concern (AttributeError in its thread), its
+    # messages ending nowhere.
+    caplog.set_level(logging.CRITICAL, logger="p2p0mq_actors.concerns")
+    message = make(kit.clock, b"x")
+    book = OutcomeBook()
+    concern = Deciding.start(
+        decide=lambda message: None,
+        book=book,
+        scheduler=kit.recorder,
+        clock=kit.clock,
+        policy=GarbagePolicy(),
+    )
+    concern.tell(Failed(((message, UNREACHABLE),)))
+    stats = settle(concern)
+    assert concern.is_alive()
+    assert book.dropped == [(message, "error")]
+    assert stats["errors"] == 2  # the hook with no Decision, the policy with none
+
+
+class Other(RecordingConcern):
+    command = b"t"
+
+    def on_other(self, message: Any) -> None:
+        raise RuntimeError("a bug of the application's")
+
+
+def test_an_on_other_that_raises_is_counted_and_the_concern_goes_on(
+    kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="p2p0mq_actors.concerns")
+    concern = Other.start(book=OutcomeBook(), scheduler=kit.recorder, clock=kit.clock)
+    concern.tell("something of the application's")
+    assert settle(concern)["errors"] == 1
+    assert concern.is_alive()
+
+
 class Busy(RecordingConcern):
     """Holds its thread in ``on_other`` until ``release`` is set."""
 

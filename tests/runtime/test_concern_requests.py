@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from broken_mapping import BrokenMapping
 
 from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.message import Kind, Message, Priority
@@ -39,6 +40,8 @@ class Answering(Concern):
             return "not a mapping"
         if n == 1:
             return None
+        if n == -2:
+            return BrokenMapping()  # a mapping of its own whose reading raises
         return {"twice": 2 * n}
 
     def on_reply(self, message: Message) -> None:
@@ -100,9 +103,10 @@ def test_a_handler_that_raises_costs_only_its_own_reply(rig: Rig) -> None:
 
 
 def test_a_wrong_answer_is_counted_and_sends_nothing(rig: Rig) -> None:
-    stats = rig.tell(rig.request(-1), rig.request(1))
-    assert stats["errors"] == 1
+    stats = rig.tell(rig.request(-1), rig.request(1), rig.request(-2))
+    assert stats["errors"] == 2  # the mapping whose reading raised used to stop the Concern
     assert rig.told_scheduler() == []
+    assert rig.concern.is_alive()
 
 
 def test_replies_go_to_on_reply_and_are_not_answered(rig: Rig) -> None:
