@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -38,6 +39,8 @@ from .transport.sockets import SEND_HWM, CurveDealerFactory, check_send_hwm
 log = logging.getLogger("p2p0mq_actors.node")
 
 _REQUEST: Final = Kind.REQUEST
+STOP_WAIT: Final = 60.0
+"""The longest a second ``stop()`` waits for the first to finish, in seconds."""
 
 
 class Node:
@@ -122,6 +125,9 @@ class Node:
         receive_hwm: int = RECEIVE_HWM,
         send_hwm: int = SEND_HWM,
     ) -> None:
+        self._stop_lock = threading.Lock()
+        self._stop_done = threading.Event()
+        self._stopped = False
         if type(uuid) is not bytes or not uuid:
             raise ConfigurationError(f"a node's uuid must be non-empty bytes, not {uuid!r}")
         check_seconds("timeout", timeout)
@@ -132,7 +138,6 @@ class Node:
         self.keys = keys
         self._timeout = timeout
         self._policy = policy
-        self._stopped = False
         self._intake = (intake_capacity, intake_handoff, intake_timeout)
         self._max_message_size = check_message_size(max_message_size)
         self._receive_hwm = check_receive_hwm(receive_hwm)
@@ -490,11 +495,24 @@ class Node:
         stopped from outside: a Concern still busy in a handler by then is
         named in a warning and stops by itself once the handler returns
         (what it sends then is dropped, ``"stopped"``); everything else is
-        stopped all the same.
+        stopped all the same. A second call, from another thread, returns
+        once the first has finished (or after ``STOP_WAIT`` seconds, said in
+        a warning).
         """
-        if self._stopped:
+        with self._stop_lock:
+            first, self._stopped = not self._stopped, True
+        if not first:
+            if not self._stop_done.wait(STOP_WAIT):
+                log.warning(
+                    "%r: still stopping after %.0f s (another thread stops it)", self, STOP_WAIT
+                )
             return
-        self._stopped = True
+        try:
+            self._stop()
+        finally:
+            self._stop_done.set()
+
+    def _stop(self) -> None:
         _RUNNING.discard(self)
         try:  # each later step runs whatever an earlier one raised: a second stop() won't
             if self._receiver is not None:

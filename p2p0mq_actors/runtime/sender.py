@@ -287,6 +287,17 @@ class Sender:
                 if refused is None:
                     raise
                 raise refused from exc
+            try:  # its on_start runs in its own thread: that it did not raise is heard here
+                ref.ask(FLUSH, timeout=self._timeout)
+            except pykka.ActorDeadError:
+                raise ConfigurationError(
+                    f"{concern.__name__} stopped as it started (its on_start raised: see the "
+                    "log); it is not added"
+                ) from None
+            except pykka.Timeout:  # still starting: added all the same
+                log.warning(
+                    "%r: %s took over %.1f s to start", self, concern.__name__, self._timeout
+                )
         elif isinstance(concern, pykka.ActorRef):
             ref = concern
             named: object = getattr(ref.actor_class, "command", None)

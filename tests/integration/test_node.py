@@ -354,6 +354,33 @@ def test_a_node_with_a_bad_setting_raises_naming_it_and_leaves_nothing_running(
     assert _wait_threads(threads)
 
 
+def test_a_second_stop_returns_once_the_first_has_finished(tmp_path: Path) -> None:
+    # It used to return at once, the node still stopping in the first call.
+    node = Node(b"alice", keys=KeyStore(tmp_path / "a"))
+    entered, release = threading.Event(), threading.Event()
+    stop_all = node._stop
+
+    def held() -> None:
+        entered.set()
+        assert release.wait(10.0)
+        stop_all()
+
+    node._stop = held  # type: ignore[method-assign]
+    first = threading.Thread(target=node.stop, name="test-first-stop")
+    second = threading.Thread(target=node.stop, name="test-second-stop")
+    first.start()
+    try:
+        assert entered.wait(10.0)
+        second.start()
+        second.join(0.2)
+        assert second.is_alive()  # waits for the first
+    finally:
+        release.set()
+        first.join(10.0)
+        second.join(10.0)
+    assert not first.is_alive() and not second.is_alive()
+
+
 def test_local_peer_is_the_node() -> None:
     assert LocalPeer is Node
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -149,3 +150,21 @@ def test_queueing_what_is_not_messages_is_refused_naming_it(things: object) -> N
         for queue in (sender.enqueue_many, sender.enqueue):
             with pytest.raises(ConfigurationError, match="Message"):
                 queue(things)  # type: ignore[arg-type]
+
+
+class StartRaises(Concern):
+    command = b"start"
+
+    def on_start(self) -> None:
+        raise RuntimeError("a bug of the application's")
+
+
+def test_a_concern_whose_on_start_raises_is_not_added_and_its_command_stays_free(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # It used to be added dead: its messages dropped, its command taken.
+    caplog.set_level(logging.CRITICAL, logger="pykka")
+    with Sender(b"me", sockets=FakeSocketFactory(), clock=ManualClock()) as sender:
+        with pytest.raises(ConfigurationError, match="StartRaises stopped as it started"):
+            sender.add_concern(StartRaises)
+        assert b"start" not in sender.concerns
