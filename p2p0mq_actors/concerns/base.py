@@ -147,8 +147,9 @@ class Concern(Actor):
         while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
             if isinstance(envelope.message, Received):
-                if envelope.message.done is not None:
-                    envelope.message.done()
+                let_go = envelope.message.lost or envelope.message.done
+                if let_go is not None:  # lost: counted dropped by the Receiver
+                    let_go()
                 lost += len(envelope.message.messages)
             elif envelope.reply_to is not None:
                 kept.append(envelope)  # Pykka fails the asks

@@ -13,9 +13,11 @@ where their deadlines and failure reports apply as usual.
 Rules:
 - ``add`` (the Receiver, before it tells) returns the callback the Concern
   calls once it handled that batch (``Received.done``); calling it twice
-  counts off once.
+  counts off once. ``done(False)`` (``Received.lost``): the Concern
+  stopped before handling it; the batch is counted ``lost``.
 - A Concern that stopped counts off nothing more: ``forget_stopped`` drops
-  what such Concerns held, so a stopped Concern never holds the Receiver.
+  what such Concerns held, so a stopped Concern never holds the Receiver,
+  and counts it ``lost``.
 - Thread-safe; one lock, taken once per batch on each side.
 """
 
@@ -39,15 +41,18 @@ class Backlog:
         self.total = 0
         """Messages handed and not yet handled (read without the lock: a
         snapshot)."""
+        self.lost = 0
+        """Messages handed to Concerns that stopped before handling them."""
 
     @property
     def full(self) -> bool:
         """Whether the Receiver should read no more for now."""
         return self.total >= self.limit
 
-    def add(self, ref: Any, count: int) -> Callable[[], None]:
+    def add(self, ref: Any, count: int) -> Callable[..., None]:
         """Count ``count`` messages handed to the Concern ``ref``; returns what
-        that Concern calls once it handled them."""
+        that Concern calls once it handled them (``done(False)``: it stopped
+        first, and they are counted ``lost``)."""
         urn = ref.actor_urn
         with self._cond:
             entry = self._held.get(urn)
@@ -58,23 +63,25 @@ class Backlog:
             self.total += count
         once: list[bool] = []
 
-        def done() -> None:
+        def done(handled: bool = True) -> None:
             if not once:
                 once.append(True)
-                self._release(urn, count)
+                self._release(urn, count, handled)
 
         return done
 
-    def _release(self, urn: str, count: int) -> None:
+    def _release(self, urn: str, count: int, handled: bool) -> None:
         with self._cond:
             entry = self._held.get(urn)
-            if entry is None:  # forgotten: its Concern had stopped
+            if entry is None:  # forgotten (counted lost then): its Concern had stopped
                 return
             count = min(count, entry[1])
             entry[1] -= count
             if not entry[1]:
                 del self._held[urn]
             self.total -= count
+            if not handled:
+                self.lost += count
             if self.total <= self.resume_at:
                 self._cond.notify_all()
 
@@ -91,6 +98,7 @@ class Backlog:
             gone = [urn for urn, (ref, _) in self._held.items() if not ref.is_alive()]
             dropped: int = sum(self._held.pop(urn)[1] for urn in gone)
             self.total -= dropped
+            self.lost += dropped
             return dropped
 
     def held_by(self, ref: Any) -> int:

@@ -108,11 +108,14 @@ class Received:
     ``done``, when given, is called once they are handled: the Receiver
     counts what Concerns hold and reads no more past its bound (see
     ``backlog.py``). ``Concern`` calls it; an actor that takes ``Received``
-    in its own ``on_receive`` must call it too.
+    in its own ``on_receive`` must call it too. ``lost``, when given, is
+    called instead if the actor stops before handling them: the Receiver
+    counts them dropped (``"concern-stopped"``).
     """
 
     messages: tuple[Message, ...]
     done: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    lost: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Final
 
 import pykka
@@ -500,6 +501,8 @@ class Receiver(Actor):
         try:
             if wait:
                 if not router.poll(self._poll_interval):
+                    if self._backlog.total:  # idle: what stopped Concerns held is let go
+                        self._backlog.forget_stopped()
                     return []
             elif most < 1 or not router.readable():
                 return []
@@ -728,7 +731,7 @@ class Receiver(Actor):
             return
         done = self._backlog.add(ref, len(group))
         try:
-            ref.tell(Received(tuple(group), done))
+            ref.tell(Received(tuple(group), done, partial(done, False)))
         except pykka.ActorDeadError:
             done()
             self._dropped["concern-stopped"] += len(group)
@@ -785,7 +788,8 @@ class Receiver(Actor):
         out: dict[str, Any] = dict(self._counts)
         out["backlog"] = self._backlog.total
         out["rejected"] = dict(self._rejected)
-        out["dropped"] = dict(self._dropped)
+        out["dropped"] = dropped = dict(self._dropped)
+        dropped["concern-stopped"] += self._backlog.lost  # stopped with them in hand
         if self._router is not None:
             out.update(self._router.counters())
             if self._state == "LISTENING":

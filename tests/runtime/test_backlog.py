@@ -79,6 +79,16 @@ def test_what_a_stopped_concern_held_is_forgotten() -> None:
     done_a()  # late: changes nothing
     assert backlog.total == 2
     assert backlog.forget_stopped() == 0
+    assert backlog.lost == 7
+
+
+def test_a_batch_its_concern_stopped_before_handling_is_counted_lost_once() -> None:
+    backlog, a = Backlog(10), FakeRef("a")
+    handled, dropped = backlog.add(a, 3), backlog.add(a, 4)
+    handled()
+    dropped(False)  # Received.lost: the Concern stopped first
+    dropped(False)
+    assert (backlog.total, backlog.lost) == (0, 4)
 
 
 def test_a_real_actor_that_stopped_is_forgotten() -> None:

@@ -243,9 +243,11 @@ def test_received_messages_told_as_the_concern_stops_are_let_go_not_held_for_eve
     concern.tell("hold")
     assert holding.wait(WAIT)
     stopped = concern.stop(block=False)  # queued behind the handler...
-    let_go = threading.Event()
+    let_go, lost = threading.Event(), threading.Event()
     concern.tell(Received((make(kit.clock, b"x"),), done=let_go.set))  # ...and this behind it
+    concern.tell(Received((make(kit.clock, b"x"),), done=lambda: None, lost=lost.set))
     release.set()
     stopped.get(timeout=WAIT)
     assert let_go.wait(WAIT)  # the Receiver's backlog counts it no more
-    assert "stopped with 1 received message(s) not handled" in caplog.text
+    assert lost.wait(WAIT)  # given, ``lost`` is called instead: counted dropped
+    assert "stopped with 2 received message(s) not handled" in caplog.text

@@ -320,7 +320,22 @@ def test_a_concern_that_stops_holding_messages_does_not_hold_the_receiver(
     holder.stop(timeout=TIMEOUT)  # what it held is gone with it
     stats = rig.wait_stats(lambda s: s["received"] == 300)
     assert stats["backlog"] == 0
-    assert stats["dropped"]["concern-stopped"] == 300 - held
+    # What it held (counted once let go) and what came after it stopped.
+    assert stats["dropped"]["concern-stopped"] == 300
+
+
+def test_what_a_stopped_concern_held_is_let_go_and_counted_once_the_receiver_is_idle(
+    rig_factory: Any,
+) -> None:
+    # Below the backlog's bound the Receiver never asked which Concerns had
+    # stopped: what one held stayed counted for good, and was never said dropped.
+    rig, holder, _ = _holding_rig(rig_factory, backlog=100, batch=10)
+    _sent_in_batches(rig, rig.client(), 20)
+    assert rig.wait_stats(lambda s: s["backlog"] == 20)["backlog_waits"] == 0
+    holder.stop(timeout=TIMEOUT)
+    stats = rig.wait_stats(lambda s: s["backlog"] == 0)
+    assert stats["dropped"]["concern-stopped"] == 20
+    assert stats["dispatched"] == 20
 
 
 def test_a_paused_receiver_still_answers_and_stops_within_a_poll(rig_factory: Any) -> None:
