@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import pykka
 
-from ..core.errors import SendError
+from ..core.errors import APPLICATION_ERRORS, SendError
 from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy, within_deadline
 from ..core.ports import Clock
@@ -222,7 +222,7 @@ class Concern(Actor):
     def _guard(self, hook: Any, *args: Any) -> Any:
         try:
             return hook(*args)
-        except Exception:
+        except APPLICATION_ERRORS:
             self.counts["errors"] += 1
             log.exception("%r: %s raised; carrying on", self, getattr(hook, "__name__", hook))
             return None
@@ -252,7 +252,7 @@ class Concern(Actor):
         too (logged and counted either way: a hook never stops the Concern)."""
         try:
             decision = self.on_send_failed(message, error)
-        except Exception:
+        except APPLICATION_ERRORS:
             self.counts["errors"] += 1
             log.exception("%r: on_send_failed raised; carrying on", self)
         else:
@@ -268,7 +268,7 @@ class Concern(Actor):
             )
         try:
             decision = self.policy.decide(message, error, now)
-        except Exception:  # a policy of the application's: the message is given up
+        except APPLICATION_ERRORS:  # a policy of the application's: the message is given up
             self.counts["errors"] += 1
             log.exception("%r: its policy raised deciding on %r; giving it up", self, message)
             return Decision.give_up("error")
@@ -299,7 +299,7 @@ class Concern(Actor):
                 continue
             try:  # _guard, inlined: a call less on every request received
                 answer = on_request(message)
-            except Exception:
+            except APPLICATION_ERRORS:
                 self.counts["errors"] += 1
                 log.exception("%r: on_request raised; carrying on", self)
                 continue
@@ -333,7 +333,7 @@ class Concern(Actor):
         elif type(answer) is dict or isinstance(answer, Mapping):
             try:
                 reply = request.reply(answer, now=self._now(), priority=Priority.FAST)
-            except Exception:  # MessageError, or a mapping of its own that raised
+            except APPLICATION_ERRORS:  # MessageError, or a mapping of its own that raised
                 self.counts["errors"] += 1
                 log.exception("%r: on_request returned a bad reply payload", self)
                 return None

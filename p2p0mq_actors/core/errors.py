@@ -12,9 +12,16 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 _E = TypeVar("_E", bound=BaseException)
+
+
+APPLICATION_ERRORS: Final = (Exception, SystemExit)
+"""What the library catches from the application's own code (a Concern's
+hooks, a failure policy, a future's done callbacks), logs and counts: any
+``Exception``, and ``SystemExit``, which in an actor's thread would
+otherwise stop every actor of the process without a word (Pykka's rule)."""
 
 
 class P2P0MQError(Exception):

@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 import pykka
 
+from ..core.errors import APPLICATION_ERRORS
+
 T = TypeVar("T")
 
 log = logging.getLogger("p2p0mq_actors.runtime.future")
@@ -122,7 +124,7 @@ class ReplyFuture(pykka.Future[T]):
         for callback in callbacks or ():
             try:
                 callback(self)
-            except Exception:
+            except APPLICATION_ERRORS:
                 log.exception("a done callback of %r raised (ignored)", self)
 
 

@@ -42,6 +42,8 @@ class Answering(Concern):
             return None
         if n == -2:
             return BrokenMapping()  # a mapping of its own whose reading raises
+        if n == -3:
+            raise SystemExit(1)  # in an actor's thread Pykka would stop every actor
         return {"twice": 2 * n}
 
     def on_reply(self, message: Message) -> None:
@@ -95,11 +97,12 @@ def test_answers_go_out_as_one_batch_of_fast_replies_in_order(rig: Rig) -> None:
 
 
 def test_a_handler_that_raises_costs_only_its_own_reply(rig: Rig) -> None:
-    stats = rig.tell(rig.request(0), rig.request(5))
+    stats = rig.tell(rig.request(0), rig.request(-3), rig.request(5))
     (sent,) = rig.log.wait_for(1)
     assert [m.payload for m in sent.messages] == [{"twice": 10}]
-    assert stats["errors"] == 1
-    assert stats["received"] == 2
+    assert stats["errors"] == 2  # SystemExit too: it used to stop every actor of the process
+    assert stats["received"] == 3
+    assert rig.concern.is_alive() and rig.scheduler.is_alive()
 
 
 def test_a_wrong_answer_is_counted_and_sends_nothing(rig: Rig) -> None:

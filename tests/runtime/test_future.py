@@ -186,11 +186,16 @@ def test_a_done_callback_sees_a_failure_and_one_that_raises_harms_nothing(
             f.get(timeout=0)
         seen.append(info.value)
 
+    def exits(_: ReplyFuture[int]) -> None:
+        raise SystemExit(1)  # in an actor's thread, Pykka would stop every actor
+
     future.add_done_callback(broken)
+    future.add_done_callback(exits)
     future.add_done_callback(record)
     future.set_exception((Boom, Boom("no"), None))
     assert [str(e) for e in seen] == ["no"]
     assert "a done callback" in caplog.text and "callback" in caplog.text
+    assert "SystemExit" in caplog.text
 
 
 def test_a_done_callback_runs_in_the_setting_thread_after_the_waiters_are_let_go() -> None:
