@@ -249,23 +249,26 @@ class Concern(Actor):
     def _decision(self, message: Message, error: SendError, now: float) -> Decision:
         """``on_send_failed``'s Decision; the policy's if the hook raised or
         returned anything else; a give-up (``"error"``) if the policy raised
-        too (logged and counted either way: a hook never stops the Concern)."""
-        try:
-            decision = self.on_send_failed(message, error)
-        except APPLICATION_ERRORS:
-            self.counts["errors"] += 1
-            log.exception("%r: on_send_failed raised; carrying on", self)
-        else:
-            if isinstance(decision, Decision):
-                return decision
-            self.counts["errors"] += 1
-            log.error(
-                "%r: on_send_failed returned %r for %r; expected a Decision, "
-                "so the policy decides",
-                self,
-                decision,
-                message,
-            )
+        too (logged and counted either way: a hook never stops the Concern).
+        The default hook is the policy itself: a policy that fails is asked
+        once, not twice."""
+        if type(self).on_send_failed is not Concern.on_send_failed:
+            try:
+                decision = self.on_send_failed(message, error)
+            except APPLICATION_ERRORS:
+                self.counts["errors"] += 1
+                log.exception("%r: on_send_failed raised; carrying on", self)
+            else:
+                if isinstance(decision, Decision):
+                    return decision
+                self.counts["errors"] += 1
+                log.error(
+                    "%r: on_send_failed returned %r for %r; expected a Decision, "
+                    "so the policy decides",
+                    self,
+                    decision,
+                    message,
+                )
         try:
             decision = self.policy.decide(message, error, now)
         except APPLICATION_ERRORS:  # a policy of the application's: the message is given up

@@ -64,6 +64,11 @@ class ConcernRegistry:
         """The owner of ``command``, else the default Concern (may be None)."""
         return self._owners.get(command, self.default)
 
+    def owner(self, command: bytes) -> Any:
+        """The Concern registered for ``command`` itself, else None (one read:
+        a command removed meanwhile is not taken for the default's)."""
+        return self._owners.get(command)
+
     def refs(self) -> list[Any]:
         """Every registered Concern, the default last."""
         out = list(self._owners.values())

@@ -695,10 +695,9 @@ class Receiver(Actor):
     ) -> list[Message] | None:
         """The list the messages for ``command``'s Concern gather in; None if
         no Concern takes it."""
-        # A command removed between these two reads goes to the default
-        # Concern: harmless, and the registry has no lock-free read that
-        # tells "absent" from "default".
-        ref = self._concerns.get(command) if command in self._concerns else None
+        # One read: a command removed meanwhile is counted unknown, never
+        # handed to the default Concern (which would answer nothing).
+        ref = self._concerns.owner(command)
         if ref is None:
             return None
         entry = groups.get(id(ref))

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sendpath_kit import Kit, make
 
+from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.errors import SendError, TransportError
 from p2p0mq_actors.core.message import Message
 from p2p0mq_actors.core.policy import Action, Decision
@@ -196,6 +197,35 @@ def test_a_policy_that_answers_no_decision_gives_its_message_up_and_the_concern_
     assert concern.is_alive()
     assert book.dropped == [(message, "error")]
     assert stats["errors"] == 2  # the hook with no Decision, the policy with none
+
+
+class Plain(Concern):
+    """Its failures decided by its policy alone (``on_send_failed`` not overridden)."""
+
+    command = b"t"
+
+
+class RaisingPolicy:
+    def __init__(self) -> None:
+        self.asked: list[Message] = []
+
+    def decide(self, message: Message, error: SendError, now: float) -> Decision:
+        self.asked.append(message)
+        raise ValueError("policy bug")
+
+
+def test_a_policy_that_raises_is_asked_once_and_counted_once(
+    kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The default hook is the policy: it used to be asked again after the
+    # hook "raised", and each failure counted two errors.
+    caplog.set_level(logging.CRITICAL, logger="p2p0mq_actors.concerns")
+    policy, message = RaisingPolicy(), make(kit.clock, b"x")
+    concern = Plain.start(scheduler=kit.recorder, clock=kit.clock, policy=policy)
+    concern.tell(Failed(((message, UNREACHABLE),)))
+    stats = settle(concern)
+    assert policy.asked == [message]
+    assert (stats["errors"], stats["dropped"]) == (1, 1)
 
 
 class Other(RecordingConcern):

@@ -76,3 +76,15 @@ def test_the_observer_sees_every_outcome_first() -> None:
     report_sent(registry, ms)
     assert seen == [("sent", ms)]
     assert ref.told == [Sent((ms[0],))]
+
+
+def test_the_owner_of_a_command_is_its_own_concern_never_the_default() -> None:
+    # The Receiver reads this once per command: a command removed between a
+    # "registered?" and a "get" used to reach the default Concern, which
+    # answered nothing, instead of being counted unknown.
+    registry = ConcernRegistry(default="the default")
+    registry.add(b"cmd", "its concern")
+    assert registry.owner(b"cmd") == "its concern"
+    registry.remove(b"cmd")
+    assert registry.owner(b"cmd") is None
+    assert registry.get(b"cmd") == "the default"
