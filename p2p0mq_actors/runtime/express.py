@@ -258,29 +258,33 @@ class DirectLane:
         gives the message to the connection as a plan.
         """
         concerns = self._concerns
-        with self.lock:
-            socket = self._socket
-            if socket is None:
-                return False
-            now = self._clock.now()
-            if message.deadline <= now:
-                return False  # the connection reports it dropped
-            try:
-                socket.send_frames(self._encode(message, now))
-            except Exception:  # would block, cannot encode, transport: nothing went out
-                return False
-            # The books after the send: a round trip waits for the send only.
-            listens = listens_to_sent(concerns.get(message.command))
-            self.sent += 1
-            self._streak = self._streak + 1 if now - self._last < BURST_WINDOW else 1
-            self._last = now
-            if listens:  # noted before the socket's lock is let go: a
-                # connection that stops (it detaches under that lock) finds it
-                with self._unreported_lock:
-                    self._unreported.append(message)
-                    first = len(self._unreported) == 1
-            else:
-                self.quiet += 1
+        try:
+            with self.lock:
+                socket = self._socket
+                if socket is None:
+                    return False
+                now = self._clock.now()
+                if message.deadline <= now:
+                    return False  # the connection reports it dropped
+                try:
+                    socket.send_frames(self._encode(message, now))
+                except Exception:  # would block, cannot encode, transport: nothing went out
+                    return False
+                # The books after the send: a round trip waits for the send only.
+                listens = listens_to_sent(concerns.get(message.command))
+                self.sent += 1
+                self._streak = self._streak + 1 if now - self._last < BURST_WINDOW else 1
+                self._last = now
+                if listens:  # noted before the socket's lock is let go: a
+                    # connection that stops (it detaches under that lock) finds it
+                    with self._unreported_lock:
+                        self._unreported.append(message)
+                        first = len(self._unreported) == 1
+                else:
+                    self.quiet += 1
+        except BaseException:  # an interrupt, say: the claim must not be left taken
+            self._abandon_claim()
+            raise
         self._end_claim()
         # A Concern that listens (``on_sent``) hears of sends in batches: the
         # first unreported one tells the connection, which reports all that
@@ -305,39 +309,43 @@ class DirectLane:
         """
         concerns = self._concerns
         failed: list[tuple[Message, SendError]] = []
-        with TURNS, self.lock:  # a batch's sends: see turns.py
-            socket = self._socket
-            if socket is None:
-                self._end_claim()
-                return 0
-            now = self._clock.now()
-            live = messages
-            if min(map(_DEADLINE, messages)) <= now:
-                live = messages[: next(i for i, m in enumerate(messages) if m.deadline <= now)]
-            taken = 0
-            if live:
-                try:
+        held = True  # the claim, until it is handed back or left to the caller
+        try:
+            with TURNS, self.lock:  # a batch's sends: see turns.py
+                socket = self._socket
+                if socket is None:
+                    held = False
+                    self._end_claim()
+                    return 0
+                now = self._clock.now()
+                live = messages
+                if min(map(_DEADLINE, messages)) <= now:
+                    live = messages[: next(i for i, m in enumerate(messages) if m.deadline <= now)]
+                taken = 0
+                if live:
                     taken, failed = self._bulk(socket, live, now, lone_last=True)
-                except BaseException:  # an interrupt, say: what went out is unknown
-                    self._abandon_claim()
-                    raise
-            if not taken:  # nothing changed: the caller queues them as any others
-                self._end_claim()
-                return 0
-            sent: Sequence[Message] = messages[:taken]
-            if failed:
-                gone = {id(m) for m, _ in failed}
-                sent = [m for m in sent if id(m) not in gone]
-            heard = _listened(concerns, sent)
-            self.sent += len(sent)
-            self.quiet += len(sent) - len(heard)
-            self._streak = self._streak + 1 if now - self._last < BURST_WINDOW else 1
-            self._last = now
-            first = False
-            if heard:  # noted under the socket's lock, as in ``deliver``
-                with self._unreported_lock:
-                    first = not self._unreported
-                    self._unreported.extend(heard)
+                if not taken:  # nothing changed: the caller queues them as any others
+                    held = False
+                    self._end_claim()
+                    return 0
+                sent: Sequence[Message] = messages[:taken]
+                if failed:
+                    gone = {id(m) for m, _ in failed}
+                    sent = [m for m in sent if id(m) not in gone]
+                heard = _listened(concerns, sent)
+                self.sent += len(sent)
+                self.quiet += len(sent) - len(heard)
+                self._streak = self._streak + 1 if now - self._last < BURST_WINDOW else 1
+                self._last = now
+                first = False
+                if heard:  # noted under the socket's lock, as in ``deliver``
+                    with self._unreported_lock:
+                        first = not self._unreported
+                        self._unreported.extend(heard)
+        except BaseException:  # an interrupt, say: what went out is unknown
+            if held:
+                self._abandon_claim()
+            raise
         if taken == len(messages):
             self._end_claim()
         if first and not self._tell_owner():

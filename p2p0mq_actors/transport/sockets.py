@@ -168,6 +168,10 @@ class CurveDealerSocket:
             send(frames[-1], _LAST)
         except zmq.ZMQError as exc:
             raise translate(exc, peer=self._uuid) from exc
+        except BaseException:  # an interrupt between two frames, say
+            if len(frames) > 1:
+                self._end_partial()
+            raise
 
     def send_each(self, messages: Sequence[Sequence[bytes]]) -> tuple[int, SendError | None]:
         """Send ``messages`` (each its frames, at least one) in order without
@@ -202,7 +206,19 @@ class CurveDealerSocket:
             return done, UnexpectedSendError(
                 f"a message to peer {self._uuid!r} needs at least one frame", peer=self._uuid
             )
+        except BaseException:  # an interrupt between two frames, say
+            if done < len(messages) and len(messages[done]) > 1:
+                self._end_partial()
+            raise
         return done, None
+
+    def _end_partial(self) -> None:
+        """End a message that may have been left part sent (an interrupt
+        between its frames), so that the next is not read as its rest: one
+        empty frame. The peer refuses what it ends (or the empty message, if
+        nothing of it had gone), and reads the next message whole."""
+        with contextlib.suppress(zmq.ZMQError):
+            self._send(b"", _LAST)
 
     def writable(self) -> bool:
         """Whether the socket would take one more message now (POLLOUT).

@@ -516,3 +516,38 @@ def test_the_last_message_of_a_list_past_whole_runs_goes_straight_out_too() -> N
     assert k.intake.express_many(run) == len(run)
     assert len(k.sock.sent) == EXPRESS_MANY // FRAME_MESSAGES + 1  # a frame of its own
     assert k.ref.told == [] and len(k.intake) == 0
+
+
+class _Interrupting:
+    """A clock whose next read raises KeyboardInterrupt, as Ctrl-C would land."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self._clock = clock
+        self.armed = False
+
+    def now(self) -> float:
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+        return self._clock.now()
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_an_interrupt_inside_a_claimed_send_hands_the_gate_back_to_the_scheduler(
+    many: bool,
+) -> None:
+    # It used to leave the claim taken: the Scheduler then waited for that
+    # plan's result for good, and the peer's messages with it.
+    r = Rig()
+    clock = _Interrupting(r.clock)
+    r.lane._clock = clock  # type: ignore[assignment]
+    r.gate.claim_locked(PEER)
+    clock.armed = True
+    with pytest.raises(KeyboardInterrupt):
+        if many:
+            r.lane.deliver_many(_run(r.clock, 3))
+        else:
+            r.lane.deliver(fast(r.clock))
+    assert r.told == [PlanResult(PEER, 0, 0)]  # the Scheduler hears the claim is over
+    assert r.gate.claim_locked(PEER) is None  # shut until the Scheduler opens it
+    assert not r.gate.hand_back(PEER, reopen=True)  # no claim left behind

@@ -271,6 +271,37 @@ def test_send_each_sends_messages_whole_in_order_and_counts_them(
     assert server.router.poll(100) == 0  # the one refused before the handshake left no trace
 
 
+@pytest.mark.parametrize("each", [False, True])
+def test_an_interrupt_between_two_frames_ends_that_message_and_the_next_arrives_whole(
+    ctx: Context, server: Server, closing: list[CurveDealerSocket], each: bool
+) -> None:
+    # The part sent used to take the next message's frames in as its rest.
+    sock = connect(ctx, server)
+    closing.append(sock)
+    assert sock.wait_writable(5.0)
+    send, sent, fired = sock._send, [], []
+
+    def interrupted(frame: bytes, flags: int) -> None:
+        if len(sent) == 2 and not fired:  # once, before the third frame
+            fired.append(True)
+            raise KeyboardInterrupt
+        sent.append(frame)
+        send(frame, flags)
+
+    sock._send = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        if each:
+            sock.send_each([FRAMES, FRAMES])
+        else:
+            sock.send_frames(FRAMES)
+    sock._send = send  # type: ignore[method-assign]
+    sock.send_frames(FRAMES)
+    assert server.router.poll(5000) == zmq.POLLIN
+    assert server.router.recv_multipart() == [b"client-1", *FRAMES[:2], b""]  # ended, refused
+    assert server.router.poll(5000) == zmq.POLLIN
+    assert server.router.recv_multipart() == [b"client-1", *FRAMES]
+
+
 def test_a_would_block_from_send_each_is_freed_at_once_and_keeps_no_frames(
     ctx: Context, server: Server, closing: list[CurveDealerSocket]
 ) -> None:
