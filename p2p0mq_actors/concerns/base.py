@@ -139,25 +139,19 @@ class Concern(Actor):
         with self._turn:
             return super()._handle_receive(message)
 
-    def _actor_loop_teardown(self) -> None:  # Pykka's: the inbox left at the stop
+    def on_left(self, messages: list[Any]) -> None:
         # Received batches told as it stopped (a remove_concern racing the
         # Receiver) would be dropped unseen, and the Receiver's backlog
         # would count them for ever: they are let go here, and said.
-        kept, lost = [], 0
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
-            if isinstance(envelope.message, Received):
-                let_go = envelope.message.lost or envelope.message.done
+        lost = 0
+        for message in messages:
+            if isinstance(message, Received):
+                let_go = message.lost or message.done
                 if let_go is not None:  # lost: counted dropped by the Receiver
                     let_go()
-                lost += len(envelope.message.messages)
-            elif envelope.reply_to is not None:
-                kept.append(envelope)  # Pykka fails the asks
-        for envelope in kept:
-            self.actor_inbox.put(envelope)
+                lost += len(message.messages)
         if lost:
             log.warning("%r: stopped with %d received message(s) not handled", self, lost)
-        super()._actor_loop_teardown()
 
     def on_receive(self, message: Any) -> Any:
         if message is _OFFER_INLINE:

@@ -29,6 +29,7 @@ its last plan.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -38,6 +39,8 @@ import pykka
 
 from ..core.fairness import Plan, PlanResult
 from .messages import Dropped, Enqueue, Failed, Received, Retry, Sent
+
+log = logging.getLogger("p2p0mq_actors.runtime.actor")
 
 
 class Actor(pykka.ThreadingActor):
@@ -68,6 +71,30 @@ class Actor(pykka.ThreadingActor):
             super()._actor_loop()
         finally:
             _THREADS.pop(self.actor_urn, None)
+
+    def _actor_loop_teardown(self) -> None:  # Pykka's: the inbox left at the stop
+        # Pykka drops what was told and never handled (told after the stop
+        # was asked for, before the actor stopped): it goes to ``on_left``
+        # first. Asks are put back, for Pykka to fail.
+        kept: list[Any] = []
+        left: list[Any] = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            (left if envelope.reply_to is None else kept).append(envelope)
+        for envelope in kept:
+            self.actor_inbox.put(envelope)
+        told = [envelope.message for envelope in left if envelope.message is not _RELEASE]
+        if told:
+            try:
+                self.on_left(told)
+            except Exception:
+                log.exception("%r: handing on what it was told as it stopped failed", self)
+        super()._actor_loop_teardown()
+
+    def on_left(self, messages: list[Any]) -> None:
+        """What was told to this actor and never handled (it stopped first),
+        in order; nothing by default. An actor whose tells carry messages
+        that must end somewhere (a plan, a received batch) hands them on."""
 
 
 class _Release:

@@ -230,26 +230,19 @@ class PeerConnection(Actor):
                 report_failed(self._concerns, [(m, error) for m in self._medium])
             self._medium.clear()
 
-    def _actor_loop_teardown(self) -> None:  # Pykka's: the inbox left at the stop
+    def on_left(self, messages: list[Any]) -> None:
         # A plan told after the stop was asked for, before the actor stopped
         # (the Scheduler had not yet heard of a remove_peer, or an
         # application thread went through the gate), would be dropped
         # unseen: its messages would never end, and the Scheduler would
         # never hear the plan's result. Each is given back as one that came
         # after the close.
-        kept = []
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
-            if isinstance(envelope.message, Plan):
-                try:
-                    self._return_unrun(envelope.message)
+        for message in messages:
+            if isinstance(message, Plan):
+                try:  # each on its own: one that fails costs no other
+                    self._return_unrun(message)
                 except Exception:
                     log.exception("%r: giving back a plan left at its stop failed", self)
-            elif envelope.reply_to is not None:
-                kept.append(envelope)  # Pykka fails the asks
-        for envelope in kept:
-            self.actor_inbox.put(envelope)
-        super()._actor_loop_teardown()
 
     # -- messages ----------------------------------------------------------
 
