@@ -3,19 +3,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 from .errors import ConfigurationError
 
 
+def finite(number: float) -> bool:
+    """``math.isfinite``, False for an int too large for a float (which
+    ``isfinite`` raises on)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
 def check_seconds(name: str, value: object, *, zero_ok: bool = False) -> None:
     """Raise ConfigurationError unless ``value`` is a finite number of
     seconds, > 0 (or >= 0 with ``zero_ok``)."""
-    ok = False
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        with contextlib.suppress(OverflowError):  # an int too large for a float
-            ok = math.isfinite(value) and (value >= 0 if zero_ok else value > 0)
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and finite(value)
+        and (value >= 0 if zero_ok else value > 0)
+    )
     if not ok:
         bound = ">= 0" if zero_ok else "> 0"
         raise ConfigurationError(

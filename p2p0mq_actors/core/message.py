@@ -14,12 +14,12 @@ Rules:
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any, Final, TypeGuard
 
+from .checks import finite
 from .errors import MessageError, short_repr
 
 DEFAULT_TTL = 30.0
@@ -136,7 +136,7 @@ class Message:
         deadline = self.deadline
         if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
             raise MessageError("deadline", deadline, "must be a number of seconds")
-        if not _finite(deadline):
+        if not finite(deadline):
             raise MessageError("deadline", deadline, "must be finite")
         mid = self.message_id
         if isinstance(mid, bool) or not isinstance(mid, int) or not 0 <= mid <= MAX_MESSAGE_ID:
@@ -498,15 +498,6 @@ class _Fields:
 
 
 _FIELD_NAMES: Final = tuple(f.name for f in fields(Message))
-
-
-def _finite(number: float) -> bool:
-    """``math.isfinite``, False for an int too large for a float (which
-    ``isfinite`` raises on)."""
-    try:
-        return math.isfinite(number)
-    except OverflowError:
-        return False
 
 
 def _check_uuid(name: str, value: object) -> None:
