@@ -32,6 +32,7 @@ from .runtime.receiver import BACKLOG, Receiver
 from .runtime.requests import NodeObserver, PendingRequests
 from .runtime.sender import Sender, stop_actor
 from .transport.context import end_context, new_context
+from .transport.keys import check_public_key
 from .transport.keystore import KeyStore
 from .transport.router import RECEIVE_HWM, AllowedKeys, check_receive_hwm
 from .transport.sockets import SEND_HWM, CurveDealerFactory, check_send_hwm
@@ -243,12 +244,18 @@ class Node:
         """Know ``uuid`` at ``endpoint``, admit its key, and connect to it.
 
         ``public_key`` defaults to the one in the key store; a given key is
-        saved there. ``wire`` (or ``shape``) picks the frames this peer gets:
-        ``"native"`` (one frame; p2p0mq-actors peers), ``"0.1.1"`` (the
-        default) or ``"0.1.0"``.
+        saved there, and becomes the only key admitted for ``uuid`` (one it
+        had before is refused from then on). ``wire`` (or ``shape``) picks
+        the frames this peer gets: ``"native"`` (one frame; p2p0mq-actors
+        peers), ``"0.1.1"`` or ``"0.1.0"``; by default the node's ``shape``.
+
+        Adding a peer again with the same endpoint, key and wire does
+        nothing; to change any of them, ``remove_peer`` it first.
 
         Raises:
-            ConfigurationError: a malformed uuid, key or endpoint.
+            ConfigurationError: a malformed uuid, key or endpoint; the node's
+                own uuid; a key that is another peer's; a peer added already
+                with another endpoint, key or wire.
             TransportError: the connection's socket could not be made (the
                 socket limit, say). Either way the peer is not added, and the
                 key store and the admitted keys are as they were.
@@ -259,16 +266,31 @@ class Node:
             raise ConfigurationError(
                 f"the endpoint of peer {uuid!r} must be a non-empty str, not {endpoint!r}"
             )
+        if uuid == self.uuid:
+            raise ConfigurationError(
+                f"{self!r} cannot add itself as a peer (uuid {uuid!r}): that would"
+                " replace its own public key in its key store"
+            )
         sender = self._running()
         stored: bytes | None = None  # a key the store held before, put back if we fail
         if public_key is None:
             public_key = self.keys.public_key(uuid)
             stored = public_key
         else:
+            public_key = check_public_key(public_key)
             with contextlib.suppress(ConfigurationError):
                 stored = self.keys.public_key(uuid)
+        owner = self.allowed.owner(public_key)
+        if owner not in (None, uuid):
+            raise ConfigurationError(
+                f"the public key {public_key!r} given for peer {uuid!r} is peer {owner!r}'s:"
+                " a key belongs to one peer (remove_peer the other first)"
+            )
+        sender.check_peer(uuid, endpoint, public_key, shape)
+        replaced = [key for key in self.allowed.keys_of(uuid) if key != public_key]
+        if stored != public_key:
             self.keys.add_public_key(uuid, public_key)
-        admitted = (public_key in self.allowed, self.allowed.owner(public_key))
+        admitted = (public_key in self.allowed, owner)
         self.allowed.add(public_key, uuid)
         sender.add_peer(uuid, endpoint, public_key, shape=shape)
         try:
@@ -276,9 +298,11 @@ class Node:
         except P2P0MQError as exc:
             if uuid in sender.connections():  # another peer's connection, made again, failed
                 log.warning("%r: added peer %r, but: %s", self, uuid, exc)
-                return
-            self._unadd(uuid, public_key, stored, admitted)
-            raise
+            else:
+                self._unadd(uuid, public_key, stored, admitted)
+                raise
+        for key in replaced:  # the peer's old key, refused from now on
+            self.allowed.discard(key)
 
     def _unadd(
         self, uuid: bytes, key: bytes, stored: bytes | None, admitted: tuple[bool, bytes | None]
@@ -295,17 +319,26 @@ class Node:
             self.allowed.add(key, owner)
 
     def remove_peer(self, uuid: bytes, *, revoke: bool = False) -> None:
-        """Close the connection to ``uuid``; with ``revoke`` also refuse its key
-        from now on (its handshakes, and what it sends on a connection it
-        already has) and remove it from the key store."""
+        """Close the connection to ``uuid``; with ``revoke`` also refuse its
+        keys from now on (every key admitted for it, and the one in the key
+        store: their handshakes, and what comes on a connection made
+        already) and delete its public key file.
+
+        A revoked peer's open connection is not closed (CURVE cannot close
+        one connection of a listening socket): what comes on it is refused,
+        counted in ``stats()["receiver"]["rejected"]["revoked"]``, but
+        libzmq still reads it, up to ``max_message_size`` a message.
+        """
         self._running().remove_peer(uuid)
-        if revoke:
-            try:
-                key = self.keys.public_key(uuid)
-            except ConfigurationError:
-                return
+        if not revoke:
+            return
+        for key in self.allowed.keys_of(uuid):
             self.allowed.discard(key)
-            self.keys.remove_public_key(uuid)
+        try:
+            self.allowed.discard(self.keys.public_key(uuid))
+        except ConfigurationError as exc:  # no key file, or one that does not parse
+            log.info("%r: revoking %r: no key in its store to refuse (%s)", self, uuid, exc)
+        self.keys.remove_public_key(uuid)
 
     # -- sending --------------------------------------------------------------
 

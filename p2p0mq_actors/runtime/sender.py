@@ -163,12 +163,37 @@ class Sender:
     def add_peer(
         self, uuid: bytes, endpoint: str, public_key: bytes, *, shape: WireShape | None = None
     ) -> None:
-        """Know a peer; ``connect_peers()`` then opens its connection."""
+        """Know a peer; ``connect_peers()`` then opens its connection.
+
+        Raises ConfigurationError as ``check_peer`` does.
+        """
+        self._peers[uuid] = self.check_peer(uuid, endpoint, public_key, shape)
+
+    def check_peer(
+        self, uuid: bytes, endpoint: str, public_key: bytes, shape: WireShape | None = None
+    ) -> tuple[PeerAddress, WireShape]:
+        """What ``add_peer`` would know of this peer, changing nothing.
+
+        Raises:
+            ConfigurationError: the sender is stopped; ``uuid`` is not
+                non-empty bytes; or the peer is known already with another
+                endpoint, key or wire (its connection would keep the old
+                ones: ``remove_peer`` it first).
+        """
         self._check_running()
         if type(uuid) is not bytes or not uuid:
             raise ConfigurationError(f"peer uuid must be non-empty bytes, not {uuid!r}")
         wire = self._shape if shape is None else wire_shape(shape, f"shape for peer {uuid!r}")
-        self._peers[uuid] = (PeerAddress(uuid, endpoint, public_key), wire)
+        known = self._peers.get(uuid)
+        peer = (PeerAddress(uuid, endpoint, public_key), wire)
+        if known is not None and known != peer:
+            address, was = known
+            raise ConfigurationError(
+                f"peer {uuid!r} is known already, at {address.endpoint!r} with key"
+                f" {address.public_key!r} on the {was.value} wire: remove_peer it first"
+                " to change its endpoint, key or wire"
+            )
+        return peer
 
     def connect_peers(self) -> list[bytes]:
         """Start a PeerConnection for every known peer not yet connected (or

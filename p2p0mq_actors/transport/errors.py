@@ -26,6 +26,7 @@ __all__ = [
     "ENOTSOCK",
     "ETERM",
     "SocketClosedError",
+    "check_endpoint",
     "configuration_error",
     "error_for_errno",
     "translate",
@@ -119,9 +120,9 @@ def configuration_error(
         endpoint: The peer's endpoint, named in the message.
         what: The setting zmq refused, e.g. ``"endpoint"``.
     """
-    text = zmq.strerror(exc.errno) if exc.errno is not None else str(exc)
     return ConfigurationError(
-        f"cannot connect to peer {peer!r} at {endpoint!r}: zmq refused the {what}: {text}"
+        f"cannot connect to peer {peer!r} at {endpoint!r}: zmq refused the {what}:"
+        f" {_errno_text(exc)}"
     )
 
 
@@ -131,11 +132,44 @@ def _name(peer: bytes | None) -> str:
 
 def bind_error(exc: zmq.ZMQError, *, endpoint: str) -> ConfigurationError:
     """The ``ConfigurationError`` for a listen endpoint zmq cannot bind."""
-    text = zmq.strerror(exc.errno) if exc.errno is not None else str(exc)
-    return ConfigurationError(
-        f"cannot listen on {endpoint!r}: {text} (is the port taken? use tcp://127.0.0.1:* "
-        "for any free port)"
-    )
+    text = _errno_text(exc)
+    hint = ""
+    if exc.errno == _errno.EADDRINUSE:
+        hint = " (the port is taken: use tcp://127.0.0.1:* for any free port)"
+    return ConfigurationError(f"cannot listen on {endpoint!r}: {text}{hint}")
+
+
+def _errno_text(exc: zmq.ZMQError) -> str:
+    """zmq's text for ``exc`` and its errno, e.g. ``Address already in use (errno 98)``."""
+    if exc.errno is None:
+        return str(exc)
+    return f"{zmq.strerror(exc.errno)} (errno {exc.errno})"
+
+
+def check_endpoint(endpoint: object, what: str, *, bind: bool = False) -> str:
+    """``endpoint`` if zmq may be given it, else a ``ConfigurationError``
+    whose message starts with ``what`` (e.g. ``"cannot listen on"``).
+
+    zmq takes the text up to a NUL and a TCP port modulo 65,536 (``:99999``
+    binds port 34,463), so both are refused here (port 0, any free port,
+    only to ``bind``); the rest is zmq's to judge.
+    """
+    if not isinstance(endpoint, str) or not endpoint:
+        raise ConfigurationError(f"{what} {endpoint!r}: an endpoint is a non-empty str")
+    if "\x00" in endpoint:
+        raise ConfigurationError(f"{what} {endpoint!r}: an endpoint has no NUL character")
+    if endpoint.startswith("tcp://"):
+        port = endpoint.rpartition(":")[2]
+        if port.isdigit() and not (0 if bind else 1) <= int(port) <= MAX_PORT:
+            raise ConfigurationError(
+                f"{what} {endpoint!r}: a TCP port is from 1 to {MAX_PORT}"
+                + (" (or * for any free port)" if bind else "")
+            )
+    return endpoint
+
+
+MAX_PORT = 65_535
+"""The highest TCP port."""
 
 
 MAX_HWM = 2**31 - 1

@@ -62,8 +62,9 @@ def check_key_pair(keys: KeyPair) -> KeyPair:
     _check_z85(keys.secret, "secret key")
     if zmq.curve_public(keys.secret) != keys.public:
         raise ConfigurationError(
-            f"the key pair does not match: public key {keys.public!r} is not the one "
-            "derived from the secret key; load both halves from the same certificate"
+            "the key pair does not match: its public key is not the one derived from"
+            " its secret key; load both halves from the same certificate (neither is"
+            " shown: a mangled public key may be a secret pasted in its place)"
         )
     return keys
 

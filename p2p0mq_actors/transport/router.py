@@ -87,7 +87,7 @@ from ..core.codec import MAX_MESSAGE_SIZE, check_message_size
 from ..core.errors import ConfigurationError
 from ..core.ports import KeyPair
 from .context import check_descriptors
-from .errors import SocketClosedError, bind_error, check_hwm, translate
+from .errors import SocketClosedError, bind_error, check_endpoint, check_hwm, translate
 from .keys import CURVE_OVERHEAD, check_key_pair, check_public_key
 from .zap import ZAP_DOMAIN, ZapThread
 
@@ -134,6 +134,10 @@ stands for them, or None."""
 RECEIVE_HWM: Final = 1000
 """Whole messages libzmq keeps for the node per client connection before it
 stops reading that connection (``RCVHWM``; libzmq's own default)."""
+HANDSHAKE_MS: Final = 5_000
+"""Milliseconds a client connection has to finish its CURVE handshake
+(``HANDSHAKE_IVL``) before the listening socket closes it; libzmq's default
+is 30,000. On loopback a handshake takes about a millisecond."""
 MAX_PENDING_FAILURES = 256
 """Handshake failures kept for ``take_failures`` when nobody takes them."""
 LISTENER_DESCRIPTORS = 7
@@ -170,10 +174,18 @@ class AllowedKeys:
         socket identity its client announces.
 
         Raises:
-            ConfigurationError: ``key`` is not 40 bytes of Z85.
+            ConfigurationError: ``key`` is not 40 bytes of Z85, or it is
+                another uuid's already (a key has one owner: what comes with
+                it could not be told apart; ``discard`` it first).
         """
         key = check_public_key(key)
         with self._lock:
+            owner = self._owners.get(key)
+            if uuid is not None and owner not in (None, uuid):
+                raise ConfigurationError(
+                    f"the public key {key!r} given for peer {uuid!r} is peer {owner!r}'s"
+                    " already: a key belongs to one peer (remove the other first)"
+                )
             self._keys.add(key)
             if uuid is not None:
                 self._owners[key] = uuid
@@ -188,6 +200,11 @@ class AllowedKeys:
         """The uuid ``key`` belongs to, if it was added with one."""
         return self._owners.get(key)
 
+    def keys_of(self, uuid: bytes) -> list[bytes]:
+        """Every admitted key that belongs to ``uuid``."""
+        with self._lock:
+            return [key for key, owner in self._owners.items() if owner == uuid]
+
     def callback(self, domain: str, key: bytes) -> bool:
         """pyzmq's credentials-provider hook: True admits ``key`` (Z85)."""
         with self._lock:
@@ -195,7 +212,9 @@ class AllowedKeys:
             if not ok:
                 self.refused += 1
         if not ok:
-            log.info("ZAP refused client key %r (domain %r): not an allowed key", key, domain)
+            # DEBUG: keys cost nothing to make, and each refusal is counted
+            # (``refused``; the Receiver's own warning is throttled).
+            log.debug("ZAP refused client key %r (domain %r): not an allowed key", key, domain)
         return ok
 
     def __contains__(self, key: object) -> bool:
@@ -272,9 +291,11 @@ class CurveRouter:
             raise
         try:
             self._monitor = self._socket.get_monitor_socket(_EVENT_MASK)
-        except BaseException:
+        except BaseException as exc:
             self._socket.close(linger=0)
             self._auth.stop()
+            if isinstance(exc, zmq.ZMQError):
+                raise translate(exc) from exc
             raise
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
@@ -304,6 +325,7 @@ class CurveRouter:
             ConfigurationError: zmq cannot bind ``endpoint`` (port taken, bad address).
         """
         sock = self._live()
+        check_endpoint(endpoint, "cannot listen on", bind=True)
         try:
             sock.bind(endpoint)
             self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -619,6 +641,9 @@ def _server_socket(
         sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         if max_message_size is not None:
             sock.setsockopt(zmq.MAXMSGSIZE, max_message_size + CURVE_OVERHEAD)
+        # A connection that has not finished its handshake by then is closed:
+        # libzmq's default (30 s) lets anyone, with no key, hold descriptors.
+        sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
     except zmq.ZMQError as exc:
         sock.close(linger=0)
         raise translate(exc) from exc

@@ -63,6 +63,7 @@ from .errors import (
     ENOTSOCK,
     ETERM,
     MAX_HWM,
+    check_endpoint,
     check_hwm,
     configuration_error,
     error_for_errno,
@@ -398,6 +399,7 @@ class CurveDealerFactory:
             raise ConfigurationError(
                 f"cannot connect to peer {peer.uuid!r} at {peer.endpoint!r}: {exc}"
             ) from exc
+        check_endpoint(peer.endpoint, f"cannot connect to peer {peer.uuid!r} at")
         if self._context.closed:  # pyzmq would say ENOTSUP, which hides the cause
             raise error_for_errno(ETERM, peer=peer.uuid)
         check_descriptors(self._descriptors, f"a socket to peer {peer.uuid!r}", peer=peer.uuid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,11 +11,12 @@ from typing import Any, cast
 import pytest
 import zmq
 
-from p2p0mq_actors.core.errors import ConfigurationError
+from p2p0mq_actors.core.errors import ConfigurationError, TransportError
 from p2p0mq_actors.core.ports import KeyPair
 from p2p0mq_actors.transport.context import end_context, new_context
 from p2p0mq_actors.transport.keys import generate_keypair
 from p2p0mq_actors.transport.router import (
+    HANDSHAKE_MS,
     MAX_FRAMES,
     RECEIVE_HWM,
     AllowedKeys,
@@ -72,12 +74,69 @@ def test_bind_returns_the_real_endpoint_and_a_taken_port_is_a_configuration_erro
     other_context = new_context()
     other = CurveRouter(other_context, generate_keypair(), AllowedKeys())
     try:
-        with pytest.raises(ConfigurationError, match="is the port taken"):
+        with pytest.raises(ConfigurationError, match=r"Address already in use \(errno \d+\) \(the port is taken"):
             other.bind(endpoint)
         assert other.bind("tcp://127.0.0.1:*") != endpoint  # still usable after a failed bind
     finally:
         other.close()
         end_context(other_context)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "match"),
+    [
+        ("tcp://127.0.0.1:99999", "a TCP port is from 1 to 65535 \\(or \\* for any free port\\)"),
+        ("tcp://127.0.0.1:*\x00x", "no NUL character"),
+        ("tcp://10.255.255.1:*", "Cannot assign requested address \\(errno \\d+\\)$"),
+        ("bogus://x", "Protocol not supported \\(errno \\d+\\)$"),
+    ],
+)
+def test_an_endpoint_zmq_would_bend_or_refuse_is_named_with_its_own_reason(
+    router: CurveRouter, endpoint: str, match: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=match) as info:
+        router.bind(endpoint)
+    assert "port is taken" not in str(info.value)
+    assert router.endpoint == ""  # nothing was bound
+
+
+def test_a_router_whose_monitor_cannot_be_made_raises_the_librarys_error() -> None:
+    context = new_context()
+    context.MAX_SOCKETS = 4  # ZAP's three, the DEALER; not its monitor
+    try:
+        with pytest.raises(TransportError, match="errno"):
+            CurveRouter(context, generate_keypair(), AllowedKeys())
+    finally:
+        end_context(context)
+
+
+def test_a_client_that_never_finishes_its_handshake_is_closed_in_seconds(
+    router: CurveRouter,
+) -> None:
+    port = int(router.bind("tcp://127.0.0.1:*").rpartition(":")[2])
+    assert router._socket.getsockopt(zmq.HANDSHAKE_IVL) == HANDSHAKE_MS
+    closed = False
+    # A recv that waits past the timeout raises: the connection must be closed by then.
+    with socket.create_connection(("127.0.0.1", port), timeout=HANDSHAKE_MS / 1000 + 10) as raw:
+        for _ in range(100):  # zmq's greeting comes first, then the close
+            if not raw.recv(4096):
+                closed = True
+                break
+    assert closed
+
+
+def test_a_key_has_one_owner() -> None:
+    alice, bob = b"alice", b"bob"
+    key = generate_keypair().public
+    allowed = AllowedKeys(owners={alice: key})
+    with pytest.raises(ConfigurationError, match="is peer b'alice''s already"):
+        allowed.add(key, bob)
+    assert allowed.owner(key) == alice
+    allowed.add(key, alice)  # again, for its owner: nothing changes
+    allowed.add(key)  # and with no owner named
+    assert allowed.owner(key) == alice and allowed.keys_of(alice) == [key]
+    with pytest.raises(ConfigurationError, match="belongs to one peer"):
+        AllowedKeys(owners={alice: key, bob: key})
 
 
 def test_a_second_router_on_one_context_is_refused(

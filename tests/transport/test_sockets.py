@@ -463,11 +463,32 @@ def test_a_bad_endpoint_is_a_configuration_error_and_leaks_no_socket(
     with pytest.raises(ConfigurationError) as info:
         factory.connect(PeerAddress(b"server-1", endpoint, generate_keypair().public))
 
-    assert str(info.value) == (
+    assert str(info.value).startswith(
         f"cannot connect to peer b'server-1' at {endpoint!r}: zmq refused the endpoint: {reason}"
+        " (errno "
     )
     assert isinstance(info.value.__cause__, zmq.ZMQError)
     assert terminates(ctx, within=2.0)  # the traceback is alive: nothing kept a socket open
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        ("tcp://127.0.0.1:99999", "a TCP port is from 1 to 65535"),
+        ("tcp://127.0.0.1:0", "a TCP port is from 1 to 65535"),
+        ("tcp://127.0.0.1:5555\x00junk", "an endpoint has no NUL character"),
+    ],
+)
+def test_an_endpoint_zmq_would_take_bent_is_refused_before_a_socket_is_made(
+    ctx: Context, endpoint: str, reason: str
+) -> None:
+    factory = CurveDealerFactory(ctx, b"client-1", generate_keypair())
+
+    with pytest.raises(ConfigurationError) as info:
+        factory.connect(PeerAddress(b"server-1", endpoint, generate_keypair().public))
+
+    assert str(info.value) == f"cannot connect to peer b'server-1' at {endpoint!r}: {reason}"
+    assert terminates(ctx, within=2.0)
 
 
 @pytest.mark.parametrize(
