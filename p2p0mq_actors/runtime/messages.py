@@ -121,7 +121,13 @@ class Received:
 @dataclass(frozen=True, slots=True)
 class Shutdown:
     """Scheduler or PeerConnection: drop everything held with reason
-    ``"stopped"`` and refuse new work from now on (asked before ``stop``)."""
+    ``"stopped"`` and refuse new work from now on (asked before ``stop``).
+
+    With ``error`` (a PeerConnection whose peer is removed while the node
+    goes on), what it holds fails with that error instead: its Concerns
+    decide, as for what the Scheduler held for the peer."""
+
+    error: SendError | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -254,7 +254,7 @@ class PeerConnection(Actor):
         elif message is _POLL:
             self._poll()
         elif isinstance(message, Shutdown):
-            self._shutdown()
+            self._shutdown(message.error)
         elif isinstance(message, Flush):
             return FLUSH
         else:

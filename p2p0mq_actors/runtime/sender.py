@@ -21,7 +21,7 @@ import pykka
 from ..concerns.base import Concern, DefaultConcern
 from ..core.checks import check_count, check_seconds
 from ..core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size, wire_shape
-from ..core.errors import ConfigurationError, TransportError
+from ..core.errors import ConfigurationError, NoPeerError, TransportError
 from ..core.fairness import Shuffle
 from ..core.message import Message, Priority
 from ..core.planner import MAX_ROUNDS
@@ -30,7 +30,7 @@ from ..core.ports import Clock, PeerAddress, SocketFactory
 from .actor import in_own_thread
 from .clock import MonotonicClock
 from .intake import HANDOFF, Intake
-from .messages import FLUSH, SHUTDOWN, AddPeer, RemovePeer
+from .messages import FLUSH, SHUTDOWN, AddPeer, RemovePeer, Shutdown
 from .outcomes import ConcernRegistry, OutcomeObserver, report_dropped
 from .peer import PeerConnection
 from .scheduler import TAKE_INTAKE, Scheduler
@@ -268,10 +268,11 @@ class Sender:
         return done
 
     def remove_peer(self, uuid: bytes) -> None:
-        """Close the connection to ``uuid``. What the Scheduler held for it
-        fails (``NoPeerError``: its Concern's policy decides, as for
-        anything sent to the peer from now on); what the connection held,
-        and any plan still on its way to it, is dropped (``"stopped"``)."""
+        """Close the connection to ``uuid``. What the Scheduler held for it,
+        what the connection held, and any plan still on its way to it fail
+        with ``NoPeerError``: their Concerns' policies decide, as for
+        anything sent to the peer from now on (a request is not failed for
+        it: a peer added again in time may still get it)."""
         _check_key("peer uuid", uuid)
         self._peers.pop(uuid, None)
         ref = self._connections.pop(uuid, None)
@@ -280,7 +281,8 @@ class Sender:
         # (those are given back by its teardown, see PeerConnection).
         _ask(self.scheduler, RemovePeer(uuid), self._timeout)
         if ref is not None:
-            _ask(ref, SHUTDOWN, self._timeout)
+            removed = NoPeerError(f"peer {uuid!r} was removed", peer=uuid)
+            _ask(ref, Shutdown(removed), self._timeout)
             stop_actor(ref, self._timeout)
 
     def connections(self) -> dict[bytes, Any]:

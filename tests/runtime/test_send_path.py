@@ -14,6 +14,7 @@ from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.codec import WireShape
 from p2p0mq_actors.core.errors import (
     ConfigurationError,
+    NoPeerError,
     TransportError,
     UnencodableError,
     WouldBlock,
@@ -640,3 +641,22 @@ def test_a_native_frame_that_would_block_after_all_is_sent_later_not_failed(path
     p.sender.enqueue_many(batch)
     p.book.wait_for(lambda bk: len(bk.sent) == len(batch))
     assert p.book.failed == [] and calls[0] >= 2 and len(sock.sent) == calls[0] - 1
+
+
+def test_what_a_removed_peers_connection_held_fails_with_no_peer_and_is_not_stopped(
+    path_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """A removed peer's connection used to drop what it held as "stopped",
+    which a pending request took for the node stopping (NodeStoppedError)
+    while the node went on; what the Scheduler held failed with NoPeerError."""
+    p: Path = path_factory([b"x"], policy=FailurePolicy(max_attempts=0))
+    p.sock(b"x").block()
+    held = [p.msg(b"x") for _ in range(3)]
+    for message in held:
+        p.sender.send_one(message)
+    p.sender.flush()
+    p.sender.flush()  # the blocked plan's result is back: the connection holds them
+    p.sender.remove_peer(b"x")
+    p.book.wait_for(lambda b: len(b.dropped) == 3)
+    assert [(m, type(e)) for m, e in p.book.failed] == [(m, NoPeerError) for m in held]
+    assert all(reason != "stopped" for _, reason in p.book.dropped)
