@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import pykka
 
-from ..core.errors import APPLICATION_ERRORS, SendError
+from ..core.errors import APPLICATION_ERRORS, SendError, UnencodableError
 from ..core.message import Kind, Message, Priority
 from ..core.policy import Action, Decision, FailurePolicy, within_deadline
 from ..core.ports import Clock
@@ -326,6 +326,16 @@ class Concern(Actor):
     def _as_reply(self, request: Message, answer: object) -> Message | None:
         """The reply ``answer`` (not None) stands for; None if it is no answer."""
         if isinstance(answer, Message):
+            if not answers(answer, request):
+                self.counts["errors"] += 1
+                log.error(
+                    "%r: on_request returned %r, which is no reply to %r (build it with"
+                    " request.reply(...)); it is not sent",
+                    self,
+                    answer,
+                    request,
+                )
+                return None
             reply = answer
         elif type(answer) is dict or isinstance(answer, Mapping):
             try:
@@ -345,6 +355,17 @@ class Concern(Actor):
     def _drop(self, items: Sequence[tuple[Message, str]]) -> None:
         self.counts["dropped"] += len(items)
         for message, reason in items:
+            if reason == UnencodableError.reason and message.kind is Kind.REPLY:
+                # A reply the handler built wrong that only encoding finds out
+                # (a set, an object, an int over 64 bits, a payload over the
+                # size limit): its requester will time out.
+                self.counts["errors"] += 1
+                log.error(
+                    "%r: the reply %r cannot be encoded (what msgpack cannot pack, or"
+                    " over max_message_size); it is dropped",
+                    self,
+                    message,
+                )
             self._guard(self.on_dropped, message, reason)
 
     def _tell_scheduler(self, work: Retry | Enqueue) -> None:
@@ -374,3 +395,14 @@ class DefaultConcern(Concern):
 
     def on_dropped(self, message: Message, reason: str) -> None:
         log.info("dropped %r: %s", message, reason)
+
+
+def answers(reply: Message, request: Message) -> bool:
+    """Whether ``reply`` is a reply to ``request``: what ``request.reply``
+    builds (kind, id, command, and back to the request's source)."""
+    return (
+        reply.kind is Kind.REPLY
+        and reply.message_id == request.message_id
+        and reply.command == request.command
+        and reply.destination == request.source
+    )

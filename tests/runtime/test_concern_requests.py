@@ -14,7 +14,7 @@ from broken_mapping import BrokenMapping
 from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.message import Kind, Message, Priority
 from p2p0mq_actors.runtime.intake import Intake
-from p2p0mq_actors.runtime.messages import FLUSH, Enqueue, Received
+from p2p0mq_actors.runtime.messages import FLUSH, Dropped, Enqueue, Received
 from p2p0mq_actors.testing.clock import ManualClock
 from p2p0mq_actors.testing.recorder import MessageLog, Recorder
 
@@ -44,6 +44,12 @@ class Answering(Concern):
             return BrokenMapping()  # a mapping of its own whose reading raises
         if n == -3:
             raise SystemExit(1)  # in an actor's thread Pykka would stop every actor
+        if n == -4:
+            return message  # the request itself: it would go to this node, for ever
+        if n == -5:
+            return Message.create(ME, b"elsewhere", b"calc", {}, now=self.clock.now())
+        if n == 6:
+            return message.reply({"six": True}, now=self.clock.now(), ttl=5.0)
         return {"twice": 2 * n}
 
     def on_reply(self, message: Message) -> None:
@@ -110,6 +116,24 @@ def test_a_wrong_answer_is_counted_and_sends_nothing(rig: Rig) -> None:
     assert stats["errors"] == 2  # the mapping whose reading raised used to stop the Concern
     assert rig.told_scheduler() == []
     assert rig.concern.is_alive()
+
+
+def test_a_message_returned_that_is_no_reply_to_the_request_is_counted_and_not_sent(
+    rig: Rig,
+) -> None:
+    stats = rig.tell(rig.request(-4), rig.request(-5), rig.request(6))
+    assert stats["errors"] == 2  # both used to be sent, unchecked
+    (sent,) = rig.log.wait_for(1)
+    assert [m.payload for m in sent.messages] == [{"six": True}]  # a reply Message is one
+
+
+def test_a_reply_that_cannot_be_encoded_counts_as_the_handlers_error(rig: Rig) -> None:
+    request = rig.request(2)
+    reply = request.reply({"n": 1}, now=rig.clock.now())
+    rig.concern.tell(Dropped(((reply, "unencodable"), (request, "unencodable"))))
+    stats: dict[str, int] = rig.concern.proxy().stats().get(timeout=WAIT)
+    assert stats["dropped"] == 2
+    assert stats["errors"] == 1  # the reply the handler built; a request is the sender's
 
 
 def test_replies_go_to_on_reply_and_are_not_answered(rig: Rig) -> None:
