@@ -14,7 +14,10 @@ waiter sees the result); a second ``set`` or ``set_exception`` raises
 Pykka's ``map`` and friends are lazy (they run in ``get``), so a future
 alone could not make anything happen when its reply comes: one that must
 not block a thread (a Concern answering a request with a request of its
-own) needs ``add_done_callback``.
+own) needs ``add_done_callback``. A future ``map``, ``filter``, ``join``
+or ``reduce`` made of ``ReplyFuture``s is done once they all are (its
+callbacks run then); one that joins another kind of future, or whose get
+hook someone else set, is taken as done at once.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import _thread
 import logging
 import queue
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -44,6 +48,7 @@ class ReplyFuture(pykka.Future[T]):
         self._done = _thread.allocate_lock()  # held until the outcome is in
         self._done.acquire()
         self._guard = _thread.allocate_lock()  # one outcome, or one hook
+        self._finished = False  # an outcome is in, or a get hook stands for it
         self._callbacks: list[Callable[[ReplyFuture[T]], object]] | None = None
 
     def get(self, *, timeout: float | None = None) -> Any:
@@ -83,6 +88,42 @@ class ReplyFuture(pykka.Future[T]):
             if self._outcome is not None or self._get_hook is not None:
                 raise queue.Full
             super().set_get_hook(func)
+        if not getattr(_DERIVING, "on", False):  # else _follow finishes it
+            self._finish()
+
+    def map(self, func: Callable[[T], Any]) -> pykka.Future[Any]:
+        return self._derived(super().map, (self,), func)
+
+    def filter(self, func: Callable[[Any], bool]) -> pykka.Future[Any]:
+        parent: Any = super()  # pykka types it for futures of iterables only
+        return self._derived(parent.filter, (self,), func)
+
+    def reduce(self, func: Callable[..., Any], *args: Any) -> pykka.Future[Any]:
+        parent: Any = super()
+        return self._derived(parent.reduce, (self,), func, *args)
+
+    def join(self, *futures: pykka.Future[Any]) -> pykka.Future[Any]:
+        return self._derived(super().join, (self, *futures), *futures)
+
+    def _derived(
+        self, combine: Callable[..., pykka.Future[Any]], sources: tuple[Any, ...], *args: Any
+    ) -> pykka.Future[Any]:
+        """Pykka's ``combine(*args)``, a future done once ``sources`` are."""
+        _DERIVING.on = True
+        try:
+            future = combine(*args)
+        finally:
+            _DERIVING.on = False
+        if isinstance(future, ReplyFuture):
+            _follow(future, sources)
+        return future
+
+    def _finish(self) -> None:
+        """Its get hook stands for its outcome from now on: run its callbacks."""
+        with self._guard:
+            if self._finished:
+                return
+            self._finished = True
             callbacks, self._callbacks = self._callbacks, None
         self._done.release()
         self._run(callbacks)
@@ -103,7 +144,7 @@ class ReplyFuture(pykka.Future[T]):
             future.add_done_callback(lambda f: self.actor_ref.tell(("looked up", f)))
         """
         with self._guard:
-            if self._outcome is None and self._get_hook is None:
+            if not self._finished:
                 if self._callbacks is None:
                     self._callbacks = []
                 self._callbacks.append(callback)
@@ -114,7 +155,7 @@ class ReplyFuture(pykka.Future[T]):
         with self._guard:
             if self._outcome is not None or self._get_hook is not None:
                 raise queue.Full
-            self._outcome = outcome
+            self._outcome, self._finished = outcome, True
             callbacks, self._callbacks = self._callbacks, None
         self._done.release()
         if callbacks:
@@ -126,6 +167,31 @@ class ReplyFuture(pykka.Future[T]):
                 callback(self)
             except APPLICATION_ERRORS:
                 log.exception("a done callback of %r raised (ignored)", self)
+
+
+_DERIVING = threading.local()
+"""``on`` while a ``ReplyFuture`` makes a derived future: its get hook, set
+then, does not finish it (``_follow`` does)."""
+
+
+def _follow(future: ReplyFuture[Any], sources: tuple[Any, ...]) -> None:
+    """Finish ``future`` once every one of ``sources`` is done; at once if
+    one is not a ``ReplyFuture`` (nothing says when another kind is done)."""
+    if not all(isinstance(source, ReplyFuture) for source in sources):
+        future._finish()
+        return
+    left = [len(sources)]
+    lock = _thread.allocate_lock()
+
+    def one_done(_source: object) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            future._finish()
+
+    for source in sources:
+        source.add_done_callback(one_done)
 
 
 def _exception_of(exc_info: tuple[Any, Any, Any]) -> BaseException:

@@ -223,3 +223,40 @@ def test_done_callbacks_run_when_pykka_sets_a_get_hook() -> None:
     future.add_done_callback(lambda f: seen.append(f.get(timeout=0)))
     future.set_get_hook(lambda timeout: 9)
     assert seen == [9]
+
+
+@pytest.mark.parametrize("derive", ["map", "filter", "reduce", "join"])
+def test_a_derived_futures_callbacks_run_once_its_sources_are_done(derive: str) -> None:
+    """They used to run at once, as the derived future was made: its get
+    hook was taken for its outcome, and ``get(timeout=0)`` in the callback
+    timed out."""
+    a: ReplyFuture[list[int]] = ReplyFuture()
+    b: ReplyFuture[list[int]] = ReplyFuture()
+    derived = {
+        "map": lambda: a.map(len),
+        "filter": lambda: a.filter(lambda v: v > 1),
+        "reduce": lambda: a.reduce(lambda x, y: x + y),
+        "join": lambda: a.join(b),
+    }[derive]()
+    seen: list[object] = []
+    derived.add_done_callback(lambda f: seen.append(f.get(timeout=0)))
+    a.set([1, 2, 3])
+    if derive == "join":
+        assert seen == []  # b is not done yet
+        b.set([4])
+    assert seen == [{"map": 3, "filter": [2, 3], "reduce": 6, "join": [[1, 2, 3], [4]]}[derive]]
+    late: list[object] = []
+    derived.add_done_callback(late.append)  # done: at once
+    assert late == [derived]
+
+
+def test_a_future_joined_with_another_kind_of_future_is_taken_as_done_at_once() -> None:
+    a: ReplyFuture[int] = ReplyFuture()
+    other: pykka.ThreadingFuture[int] = pykka.ThreadingFuture()
+    joined = a.join(other)
+    seen: list[object] = []
+    joined.add_done_callback(seen.append)  # nothing says when `other` is done
+    assert seen == [joined]
+    a.set(1)
+    other.set(2)
+    assert joined.get(timeout=WAIT) == [1, 2]

@@ -147,7 +147,7 @@ def test_configuration_error_names_the_peer_the_endpoint_and_zmqs_reason() -> No
     assert type(error) is ConfigurationError
     assert str(error) == (
         "cannot connect to peer b'bob' at 'nonsense': zmq refused the endpoint:"
-            " Invalid argument (errno 22)"
+        " Invalid argument (errno 22)"
     )
 
 

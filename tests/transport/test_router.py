@@ -74,7 +74,8 @@ def test_bind_returns_the_real_endpoint_and_a_taken_port_is_a_configuration_erro
     other_context = new_context()
     other = CurveRouter(other_context, generate_keypair(), AllowedKeys())
     try:
-        with pytest.raises(ConfigurationError, match=r"Address already in use \(errno \d+\) \(the port is taken"):
+        taken = r"Address already in use \(errno \d+\) \(the port is taken"
+        with pytest.raises(ConfigurationError, match=taken):
             other.bind(endpoint)
         assert other.bind("tcp://127.0.0.1:*") != endpoint  # still usable after a failed bind
     finally:
