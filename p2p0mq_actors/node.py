@@ -24,6 +24,7 @@ from .core.message import DEFAULT_TTL, Kind, Message, Priority, new_message, new
 from .core.planner import MAX_ROUNDS
 from .core.policy import FailurePolicy
 from .core.ports import Clock
+from .runtime.actor import thread_of
 from .runtime.clock import MonotonicClock
 from .runtime.future import ReplyFuture
 from .runtime.intake import HANDOFF
@@ -512,6 +513,23 @@ class Node:
             "failed": dict(self.pending.failed),
         }
         return out
+
+    def parts(self) -> tuple[list[Any], list[int]]:
+        """The refs of the node's actors (Scheduler, Receiver, Concerns,
+        connections) and the idents of its Python threads (theirs, and its
+        clock's timer, once started): what the test kit spares of a node a
+        test did not start. Empty once stopped."""
+        sender, receiver = self._sender, self._receiver
+        if self._stopped or sender is None:
+            return [], []
+        refs = [sender.scheduler, *sender.concerns.refs(), *sender.connections().values()]
+        if receiver is not None:
+            refs.append(receiver)
+        idents = [ident for ident in map(thread_of, refs) if ident is not None]
+        timer = getattr(self.clock, "thread", None)
+        if isinstance(timer, threading.Thread) and timer.ident is not None:
+            idents.append(timer.ident)
+        return refs, idents
 
     def _running(self) -> Sender:
         if self._stopped or self._sender is None:

@@ -123,6 +123,11 @@ def acting_as(urn: str) -> Iterator[None]:
         _ACTING.urn = before
 
 
+def thread_of(ref: Any) -> int | None:
+    """The ident of the thread ``ref``'s actor runs in, while it runs."""
+    return _THREADS.get(ref.actor_urn)
+
+
 def in_own_thread(ref: Any) -> bool:
     """Whether the calling thread is the thread of ``ref``'s actor, or runs
     its code for it (``acting_as``)."""

@@ -99,6 +99,11 @@ class MonotonicClock:
             return len(self._timers)
 
     @property
+    def thread(self) -> threading.Thread | None:
+        """The timer thread, once a first ``call_later`` started it."""
+        return self._thread
+
+    @property
     def closed(self) -> bool:
         """True once ``close`` was called."""
         return self._closed

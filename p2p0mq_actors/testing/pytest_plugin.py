@@ -5,11 +5,13 @@ Installing p2p0mq-actors registers this module as a pytest plugin (the
 in every test without an import:
 
 - ``manual_clock``: a fresh ``ManualClock`` (time moves only when the test says).
-- ``actor_cleanup``: after the test, stops every Pykka actor still running.
+- ``actor_cleanup``: after the test, stops every Pykka actor it left running.
 - ``no_thread_leak``: fails the test if it leaves a thread running.
 - ``actor_test``: both, in the right order (stop the actors, then look for
   threads), and first any ``Node`` the test left running: it is stopped,
-  and the test fails naming it.
+  and the test fails naming it. A node that was running before the test
+  (a fixture's of a wider scope) is left alone, with every actor and
+  thread it has, also those the test made it start.
 
 To guard every test of a suite, add to its root ``conftest.py``::
 
@@ -51,9 +53,11 @@ def manual_clock() -> ManualClock:
 
 @pytest.fixture
 def actor_cleanup() -> Iterator[None]:
-    """After the test, stop every running Pykka actor, last started first."""
+    """After the test, stop every Pykka actor it started and left running,
+    last started first (those running before it are left alone)."""
+    before = _actor_urns()
     yield
-    stop_all_actors()
+    stop_actors_except(before)
 
 
 @pytest.fixture
@@ -81,13 +85,21 @@ def actor_test() -> Iterator[None]:
     from ..node import running_nodes  # noqa: PLC0415 - loading the plugin loads no zmq
 
     before = set(threading.enumerate())
+    actors_before = _actor_urns()
     nodes_before = set(running_nodes())
     yield
     left = [node for node in running_nodes() if node not in nodes_before]
     for node in left:
         node.stop()
-    stop_all_actors()
-    check_no_new_threads(before)
+    # A node running before the test (a fixture's, of a wider scope) keeps
+    # what the test made it start: its timer thread, a peer's connection...
+    spared_refs, spared_idents = [], set()
+    for node in nodes_before:
+        refs, idents = node.parts()
+        spared_refs.extend(refs)
+        spared_idents.update(idents)
+    stop_actors_except(actors_before | {ref.actor_urn for ref in spared_refs})
+    check_no_new_threads(before | {t for t in threading.enumerate() if t.ident in spared_idents})
     if left:
         names = ", ".join(sorted(repr(node.uuid) for node in left))
         pytest.fail(
@@ -100,6 +112,18 @@ def actor_test() -> Iterator[None]:
 def stop_all_actors(timeout: float = ACTOR_STOP_TIMEOUT) -> None:
     """Stop every running Pykka actor, last started first, each within ``timeout`` s."""
     pykka.ActorRegistry.stop_all(timeout=timeout)
+
+
+def stop_actors_except(spared: set[str], timeout: float = ACTOR_STOP_TIMEOUT) -> None:
+    """Stop every running Pykka actor whose urn is not in ``spared``, last
+    started first, each within ``timeout`` s."""
+    for ref in reversed(pykka.ActorRegistry.get_all()):
+        if ref.actor_urn not in spared:
+            ref.stop(timeout=timeout)
+
+
+def _actor_urns() -> set[str]:
+    return {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}
 
 
 def check_no_new_threads(

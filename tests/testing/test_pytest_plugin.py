@@ -265,3 +265,49 @@ def test_actor_test_stops_a_node_the_test_left_running_and_fails_naming_it(
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*left 1 Node(s) running: b'forgotten' (stopped now)*"])
     assert running_nodes() == []
+
+
+def test_actor_test_spares_a_node_of_a_wider_scope_and_what_the_test_made_it_start(
+    pytester: pytest.Pytester,
+) -> None:
+    """It used to stop every actor of the process, the shared node's too
+    (the next test found it half dead), and to blame the test for the
+    node's timer thread, started by the test's first request."""
+    pytester.makepyfile(
+        """
+        import pytest
+        from p2p0mq_actors import Concern, KeyStore, Node
+
+        class Echo(Concern):
+            command = b"echo"
+
+            def on_request(self, message):
+                return dict(message.payload)
+
+        @pytest.fixture(scope="module")
+        def pair(tmp_path_factory):
+            root = tmp_path_factory.mktemp("keys")
+            with Node(b"a", keys=KeyStore(root / "a")) as a, Node(b"b", keys=KeyStore(root / "b")) as b:
+                b.add_concern(Echo)
+                yield a, b
+
+        def connect(a, b):
+            a.add_peer(b"b", b.endpoint, b.keys.public_key(b"b"))
+            b.add_peer(b"a", a.endpoint, a.keys.public_key(b"a"))
+
+        def test_first(pair, actor_test):
+            a, b = pair
+            connect(a, b)  # each node starts a connection's actor in the test
+            assert a.request(b"b", b"echo", {"n": 1}, timeout=5).get(timeout=5).payload == {"n": 1}
+
+        def test_second(pair, actor_test):
+            a, b = pair
+            connect(a, b)  # known already: nothing changes
+            assert a.request(b"b", b"echo", {"n": 2}, timeout=5).get(timeout=5).payload == {"n": 2}
+        """
+    )
+
+    result = pytester.runpytest(*INNER_ARGS, plugins=[pytest_plugin])
+
+    result.assert_outcomes(passed=2)
+    assert running_nodes() == []
