@@ -32,8 +32,8 @@ class ManualClock:
         def test_a_failed_send_is_retried_after_the_backoff(manual_clock):
             sender = Sender(b"me", sockets=FakeSocketFactory(), clock=manual_clock)
             ...  # make a send fail
-            assert manual_clock.pending == 1  # the retry is scheduled
-            manual_clock.advance(0.05)  # the retry runs, here and now
+            manual_clock.wait_for_pending(1)  # the retry is scheduled (by an actor)
+            manual_clock.advance(0.05)  # its timer fires, here and now
             ...
 
     (The ``manual_clock`` pytest fixture gives a fresh ``ManualClock()``.)
@@ -48,6 +48,7 @@ class ManualClock:
     def __init__(self, start: float = 1000.0) -> None:
         self._now = float(_finite("start", start))
         self._lock = threading.Lock()
+        self._scheduled = threading.Condition(self._lock)  # notified at each call_later
         self._timers = TimerQueue(on_cancel=self._cancel)
 
     def now(self) -> float:
@@ -76,13 +77,34 @@ class ManualClock:
         if not callable(callback):
             raise ConfigurationError(f"invalid callback={callback!r}: must be callable")
         with self._lock:
-            return self._timers.push(self._now + delay, callback)
+            timer = self._timers.push(self._now + delay, callback)
+            self._scheduled.notify_all()
+            return timer
 
     @property
     def pending(self) -> int:
         """How many callbacks are scheduled and neither cancelled nor run."""
         with self._lock:
             return len(self._timers)
+
+    def wait_for_pending(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until at least ``count`` callbacks are pending.
+
+        Actors schedule their timers from their own threads (a retry is
+        scheduled after its Concern decides and the Scheduler hears of it),
+        so a test that is about to ``advance`` past a timer waits for it
+        first: an ``advance`` before it is scheduled runs nothing.
+
+        Raises:
+            TimeoutError: fewer were pending after ``timeout`` seconds.
+        """
+        with self._scheduled:
+            if not self._scheduled.wait_for(lambda: len(self._timers) >= count, timeout):
+                raise TimeoutError(
+                    f"{self!r}: {len(self._timers)} callbacks pending after {timeout} s,"
+                    f" not {count}; is the actor that schedules them running, and on"
+                    " this clock?"
+                )
 
     def advance(self, seconds: float) -> int:
         """Move time forward by ``seconds`` and run every callback due by then.

@@ -239,3 +239,27 @@ def test_the_start_time_must_be_a_finite_number() -> None:
         ManualClock(start=math.inf)
 
     assert str(info.value) == "invalid start=inf: must be a finite number of seconds"
+
+
+def test_wait_for_pending_returns_once_another_thread_has_scheduled_enough() -> None:
+    clock = ManualClock()
+    go = threading.Event()
+
+    def schedule() -> None:
+        assert go.wait(5)
+        clock.call_later(0.05, lambda: None)
+        clock.call_later(0.10, lambda: None)
+
+    thread = threading.Thread(target=schedule)
+    thread.start()
+    go.set()
+    clock.wait_for_pending(2, timeout=5)
+    thread.join(5)
+    assert clock.pending == 2 and clock.advance(0.1) == 2
+
+
+def test_wait_for_pending_says_how_many_are_pending_when_it_times_out() -> None:
+    clock = ManualClock()
+    clock.call_later(1, lambda: None)
+    with pytest.raises(TimeoutError, match=r"1 callbacks pending after 0\.01 s, not 2"):
+        clock.wait_for_pending(2, timeout=0.01)

@@ -287,9 +287,10 @@ def test_actor_test_spares_a_node_of_a_wider_scope_and_what_the_test_made_it_sta
         @pytest.fixture(scope="module")
         def pair(tmp_path_factory):
             root = tmp_path_factory.mktemp("keys")
-            with Node(b"a", keys=KeyStore(root / "a")) as a, Node(b"b", keys=KeyStore(root / "b")) as b:
-                b.add_concern(Echo)
-                yield a, b
+            with Node(b"a", keys=KeyStore(root / "a")) as a:
+                with Node(b"b", keys=KeyStore(root / "b")) as b:
+                    b.add_concern(Echo)
+                    yield a, b
 
         def connect(a, b):
             a.add_peer(b"b", b.endpoint, b.keys.public_key(b"b"))
