@@ -52,6 +52,7 @@ from .message import (
     uuid_ok,
 )
 from .native import decode_native, decode_native_many, encode_native, encode_native_body, plain
+from .unpacking import unpack
 
 
 class WireShape(Enum):
@@ -431,7 +432,7 @@ def _read_011(  # noqa: PLR0917 - a message's frames, in order
     else:
         return None  # another encoding of an id (valid or not): the long way
     try:
-        values = _unpackb(payload, raw=False, strict_map_key=False)
+        values = _unpackb(payload, raw=False)  # str and bytes keys (see unpacking.py)
     except Exception:
         return None
     if not plain_payload(values):
@@ -605,7 +606,7 @@ def _payload(index: int, frame: bytes) -> dict[str, Any]:
 
 def _unpack(index: int, name: str, frame: bytes) -> object:
     try:
-        return msgpack.unpackb(frame, raw=False, strict_map_key=False)
+        return unpack(frame)
     except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
         # ValueError covers truncated and trailing data, bad UTF-8 and nesting
         # too deep; TypeError an unhashable map key.

@@ -46,6 +46,7 @@ from .message import (
     plain_payload,
     uuid_ok,
 )
+from .unpacking import unpack
 
 NATIVE_VERSION: Final = 1
 MAX_BATCH: Final = 4096
@@ -382,7 +383,7 @@ def _check_version(version: object) -> None:
 
 def _unpack(frame: object) -> list[Any]:
     try:  # msgpack reads any buffer (zmq.Frame too) without a copy first
-        fields = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+        fields = unpack(frame)
     except Exception as exc:  # any malformed input: msgpack raises many kinds
         raise ProtocolError(f"native envelope: not MessagePack ({type(exc).__name__})") from exc
     if type(fields) is not list or len(fields) not in (_FIELDS, 2):

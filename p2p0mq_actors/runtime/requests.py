@@ -3,8 +3,8 @@
 Rules:
 - A request's future is registered *before* the request is handed to any
   actor (a reply can beat its request's "sent" report home, trap 10).
-- A reply resolves the future whose request has the same message id, was
-  sent to the reply's source, and came back over the hop the request went
+- A reply resolves the future whose request has the same message id and
+  command, was sent to the reply's source, and came back over the hop the request went
   out on (the peer itself, or the hop it was routed through). The source is
   a claim any admitted peer can make; the previous hop is the sender the
   Receiver authenticated (a routing id must be its CURVE key's owner), and
@@ -58,7 +58,8 @@ class PendingRequests:
         self._clock = clock
         self._lock = threading.Lock()
         # message id -> (asked peer, hop it went out on, future, deadline)
-        self._pending: dict[int, tuple[bytes, bytes, ReplyFuture[Message], float]] = {}
+        # message id -> (peer, next hop, future, deadline, command)
+        self._pending: dict[int, tuple[bytes, bytes, ReplyFuture[Message], float, bytes]] = {}
         self._errors: dict[int, SendError] = {}  # message id -> its last send error
         self._deadlines: list[tuple[float, int]] = []
         self._armed: float | None = None
@@ -82,11 +83,12 @@ class PendingRequests:
                 request.next_hop,
                 future,
                 due,
+                request.command,
             )
             deadlines = self._deadlines
             if len(deadlines) > 2 * len(self._pending) + COMPACT_SLACK:
                 # Mostly answered requests' deadlines: keep the waiting ones'.
-                deadlines[:] = [(d, mid) for mid, (_, _, _, d) in self._pending.items()]
+                deadlines[:] = [(d, mid) for mid, (_, _, _, d, _) in self._pending.items()]
                 heapq.heapify(deadlines)
             else:
                 heapq.heappush(deadlines, (due, request.message_id))
@@ -156,6 +158,7 @@ class PendingRequests:
                 entry is None
                 or entry[0] != reply.source
                 or reply.previous_hop not in (entry[0], entry[1])
+                or entry[4] != reply.command
             ):
                 return False
             del self._pending[reply.message_id]

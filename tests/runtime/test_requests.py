@@ -142,6 +142,20 @@ def test_a_reply_claiming_the_asked_peer_as_source_from_another_hop_resolves_not
     assert future.get(timeout=1) == genuine
 
 
+def test_a_reply_with_the_id_but_another_command_resolves_nothing() -> None:
+    """It used to resolve the future (the asked peer's reply to something
+    else, or a mistake of its own), and the genuine reply then went to the
+    Concern's on_reply."""
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    request = make(clock, b"alice")
+    future = pending.register(request, timeout=5)
+    genuine = request.reply({"answer": "real"}, now=clock.now())
+    assert not pending.resolve(replace(genuine, command=b"nope"))
+    assert pending.resolve(genuine)
+    assert future.get(timeout=1) == genuine
+
+
 def test_a_routed_request_is_answered_over_its_hop_or_by_its_peer_and_no_one_else() -> None:
     clock = ManualClock()
     pending = PendingRequests(clock)
