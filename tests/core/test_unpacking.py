@@ -55,8 +55,10 @@ def test_a_timestamp_as_a_value_and_keys_of_every_other_kind_are_read() -> None:
 
 json_like = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=5) | st.integers(-5, 5), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=5) | st.integers(-5, 5), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
