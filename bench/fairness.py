@@ -31,7 +31,7 @@ from typing import Any
 from p2p0mq_actors import Concern, KeyStore, Message, Node, P2P0MQError, Priority, SendError
 from p2p0mq_actors.transport.sockets import CurveDealerSocket
 
-from .common import DATA, BenchFailure, BenchTimeout, Params, Result, median
+from .common import DATA, BenchFailure, BenchTimeout, Params, Result, curve_pair, median
 from .flow import SOURCE, Rig
 
 FLOOD = b"flood"
@@ -148,13 +148,12 @@ def scenario_6(params: Params) -> dict[str, Result]:
     runs: list[tuple[float, int, int, int, int]] = []
     undo = _count_socket_sends(watch)
     try:
-        endpoints = rig.server.start_raw(
-            "flood", 2, rig.certificates, rig.server_pair, params.left(30)
-        )
+        pairs = [curve_pair() for _ in range(2)]
+        endpoints = rig.server.start_raw("flood", 2, rig.certificates, pairs, params.left(30))
         node = Node(SOURCE, keys=KeyStore(rig.store_path))
         node.add_concern(Probe, watch=watch)
-        for peer, endpoint in zip((x, y), endpoints, strict=True):
-            node.add_peer(peer, endpoint, public_key=rig.server_pair[0], wire="0.1.1")
+        for peer, endpoint, (key, _) in zip((x, y), endpoints, pairs, strict=True):
+            node.add_peer(peer, endpoint, public_key=key, wire="0.1.1")
         rig.server.arm("flood", params.left(10), goal=1)
         for peer in (x, y):
             node.send(peer, FLOOD, {"warm": 1}, priority=Priority.FAST)

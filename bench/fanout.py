@@ -31,6 +31,7 @@ from .common import (
     Params,
     Result,
     curve_dealer,
+    curve_pair,
     median,
     raise_nofile,
     ratio,
@@ -73,12 +74,12 @@ def fanout_client(conn: Any, deadline: float, kind: str, peers: int, keys: dict[
     def connect(endpoints: list[str]) -> tuple[str, float, float, float]:
         t0 = time.monotonic()
         if node is not None:
-            for uuid, endpoint in zip(uuids, endpoints, strict=True):
-                node.add_peer(uuid, endpoint, public_key=keys["server"], wire="0.1.1")
+            for uuid, endpoint, key in zip(uuids, endpoints, keys["servers"], strict=True):
+                node.add_peer(uuid, endpoint, public_key=key, wire="0.1.1")
         else:
             assert ctx is not None
-            for endpoint in endpoints:
-                socks.append(curve_dealer(ctx, endpoint, keys["client"], keys["server"]))
+            for endpoint, key in zip(endpoints, keys["servers"], strict=True):
+                socks.append(curve_dealer(ctx, endpoint, keys["client"], key))
         t_added = time.monotonic()
         send_each(0)
         return ("sent", t0, t_added, time.monotonic())
@@ -148,17 +149,16 @@ def scenario_7(params: Params) -> dict[str, Result]:
     peers = params.size(1_000, 100)
     raise_nofile()
     rig = Rig(params, sinks=0, node_sinks=False)
+    pairs = [curve_pair() for _ in range(peers)]  # a peer's key is its own
     keys = {
         "store": rig.store_path,
-        "server": rig.server_pair[0],
+        "servers": [public for public, _ in pairs],
         "client": rig.client_pair,
     }
     targets = (("s", "< 10 s"), ("ms", "(reported)"), ("KiB", "<= 200 KiB/peer"))
     runs: dict[str, list[tuple[float, float, float, str]]] = {"raw": [], "ours": []}
     try:
-        endpoints = rig.server.start_raw(
-            "fan", peers, rig.certificates, rig.server_pair, params.left(120)
-        )
+        endpoints = rig.server.start_raw("fan", peers, rig.certificates, pairs, params.left(120))
         order = ["raw"] + ["ours", "raw"] * params.repeat
         for kind in order:
             runs[kind].append(_one_run(params, rig, kind, peers, endpoints, keys))

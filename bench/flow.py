@@ -140,9 +140,11 @@ class Flow:
 
     def _setup(self, wire: str) -> None:
         rig, left = self.rig, self.params.left
+        pairs = [curve_pair() for _ in self.peers]  # a peer's key is its own
         raw_endpoints = rig.server.start_raw(
-            self.raw_set, len(self.peers), rig.certificates, rig.server_pair, left(30)
+            self.raw_set, len(self.peers), rig.certificates, pairs, left(30)
         )
+        raw_keys = [public for public, _ in pairs]
         self._started.append(self.raw_set)
         node_endpoints = rig.server.start_nodes(
             self.node_set, self.peers, rig.store_path, left(60)
@@ -150,13 +152,13 @@ class Flow:
         self._started.append(self.node_set)
         self._ctx = zmq.Context()
         self._socks = [
-            curve_dealer(self._ctx, ep, rig.client_pair, rig.server_pair[0])
-            for ep in raw_endpoints
+            curve_dealer(self._ctx, ep, rig.client_pair, key)
+            for ep, key in zip(raw_endpoints, raw_keys, strict=True)
         ]
         if self.with_ceiling:  # DEALERs whose routing id decodes as our node's uuid
             self._ceiling_socks = [
-                curve_dealer(self._ctx, ep, rig.client_pair, rig.server_pair[0], identity=SOURCE)
-                for ep in raw_endpoints
+                curve_dealer(self._ctx, ep, rig.client_pair, key, identity=SOURCE)
+                for ep, key in zip(raw_endpoints, raw_keys, strict=True)
             ]
             store = KeyStore(rig.store_path)
             pair = store.load(CODEC_SOURCE)
@@ -175,9 +177,8 @@ class Flow:
         for peer, endpoint in zip(self.peers, node_endpoints, strict=True):
             self.node.add_peer(peer, endpoint, wire=wire)
         if self.ours_to_raw:
-            server_key = rig.server_pair[0]
-            for peer, endpoint in zip(self.raw_peers, raw_endpoints, strict=True):
-                self.node.add_peer(peer, endpoint, public_key=server_key, wire=wire)
+            for peer, endpoint, key in zip(self.raw_peers, raw_endpoints, raw_keys, strict=True):
+                self.node.add_peer(peer, endpoint, public_key=key, wire=wire)
         # Warm both sides: the CURVE handshakes are not part of any figure.
         rig.server.arm(self.raw_set, left(10), goal=1)
         frame = one_frame if self.native else six_frames

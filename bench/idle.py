@@ -28,6 +28,7 @@ from .common import (
     Params,
     Result,
     curve_dealer,
+    curve_pair,
     median,
     serve,
 )
@@ -51,15 +52,15 @@ def idle_client(conn: Any, deadline: float, kind: str, keys: dict[str, Any]) -> 
         nonlocal node, ctx
         if kind == "ours":
             node = Node(SOURCE, keys=KeyStore(keys["store"]))
-            for i, endpoint in enumerate(endpoints):
+            for i, (endpoint, key) in enumerate(endpoints):
                 uuid = f"sink-{i}".encode()
-                node.add_peer(uuid, endpoint, public_key=keys["server"], wire="0.1.1")
+                node.add_peer(uuid, endpoint, public_key=key, wire="0.1.1")
                 node.send(uuid, b"idle", {"hello": i}, priority=Priority.FAST)
         else:
             ctx = zmq.Context()
             frames = six_frames(0)
-            for endpoint in endpoints:
-                sock = curve_dealer(ctx, endpoint, keys["client"], keys["server"])
+            for endpoint, key in endpoints:
+                sock = curve_dealer(ctx, endpoint, keys["client"], key)
                 socks.append(sock)
                 for part in frames[:-1]:
                     sock.send(part, MORE)
@@ -91,13 +92,13 @@ def idle_client(conn: Any, deadline: float, kind: str, keys: dict[str, Any]) -> 
 def scenario_8(params: Params) -> dict[str, Result]:
     window = 10.0 if not params.quick else 3.0 / params.repeat
     rig = Rig(params, sinks=0, node_sinks=False)
-    keys = {"store": rig.store_path, "server": rig.server_pair[0], "client": rig.client_pair}
+    keys = {"store": rig.store_path, "client": rig.client_pair}
+    pairs = [curve_pair() for _ in range(2 * PEERS)]  # a peer's key is its own
     target = "< 2 % of one core"
     clients: list[Child] = []
     try:
-        endpoints = rig.server.start_raw(
-            "idle", 2 * PEERS, rig.certificates, rig.server_pair, params.left(30)
-        )
+        bound = rig.server.start_raw("idle", 2 * PEERS, rig.certificates, pairs, params.left(30))
+        endpoints = [(ep, public) for ep, (public, _) in zip(bound, pairs, strict=True)]
         clients = [
             Child(idle_client, params.deadline, "ours", keys),
             Child(idle_client, params.deadline, "raw", keys),

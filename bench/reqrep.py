@@ -54,7 +54,7 @@ class EchoPair:
         self.node: Node | None = None
         self.sock: zmq.Socket[Any] | None = None
         (raw_endpoint,) = rig.server.start_raw(
-            "echo-raw", 1, rig.certificates, rig.server_pair, left(30), echo=True
+            "echo-raw", 1, rig.certificates, [rig.server_pair], left(30), echo=True
         )
         self.sock = curve_dealer(self.ctx, raw_endpoint, rig.client_pair, rig.server_pair[0])
         # the codec ceiling's DEALER: a routing id that decodes as our node's uuid

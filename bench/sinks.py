@@ -186,12 +186,19 @@ class RawSinks:
     by one thread that owns them: it counts whole messages, or echoes them."""
 
     def __init__(
-        self, count: int, certificates: str, pair: tuple[bytes, bytes], echo: bool, deadline: float
+        self,
+        count: int,
+        certificates: str,
+        pairs: Sequence[tuple[bytes, bytes]],
+        echo: bool,
+        deadline: float,
     ) -> None:
+        if len(pairs) != count:
+            raise BenchFailure(f"{count} raw sinks need {count} key pairs, not {len(pairs)}")
         self.tally = Tally(count)
         self._count = count
         self._certificates = certificates
-        self._pair = pair
+        self._pairs = list(pairs)  # one each: a node gives each peer a key of its own
         self._echo = echo
         self._deadline = deadline
         self._stop = threading.Event()
@@ -211,8 +218,8 @@ class RawSinks:
         auth = None
         try:
             auth = start_authenticator(ctx, self._certificates)
-            for _ in range(self._count):
-                socks.append(curve_router(ctx, *self._pair))
+            for pair in self._pairs:
+                socks.append(curve_router(ctx, *pair))
             self.endpoints = [bind_local(s) for s in socks]
         except Exception as exc:
             self._error = repr(exc)
@@ -435,8 +442,8 @@ def sink_server(conn: Any, deadline: float) -> None:
 
     def start(name: str, kind: str, *args: Any) -> tuple[str, list[str]]:
         if kind == "raw":
-            count, certificates, pair, echo = args
-            sets[name] = RawSinks(count, certificates, pair, echo, deadline)
+            count, certificates, pairs, echo = args
+            sets[name] = RawSinks(count, certificates, pairs, echo, deadline)
         else:
             uuids, store, concern, peers = args
             sets[name] = NodeSinks(uuids, store, concern, peers)
@@ -478,12 +485,13 @@ class SinkServer(Child):
         name: str,
         count: int,
         certificates: str,
-        pair: tuple[bytes, bytes],
+        pairs: Sequence[tuple[bytes, bytes]],
         timeout: float,
         *,
         echo: bool = False,
     ) -> list[str]:
-        answer = self.ask(timeout, "start", name, "raw", count, certificates, pair, echo)
+        """The endpoints of ``count`` raw sinks, the i-th bound with ``pairs[i]``."""
+        answer = self.ask(timeout, "start", name, "raw", count, certificates, list(pairs), echo)
         endpoints: list[str] = answer[1]
         return endpoints
 

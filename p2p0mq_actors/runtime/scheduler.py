@@ -13,14 +13,14 @@ import logging
 import random
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import pykka
 
 from ..core.errors import NoPeerError, SendError
 from ..core.fairness import Plan, PlanResult, Shuffle
 from ..core.message import Message
-from ..core.planner import MAX_ROUNDS, Planner
+from ..core.planner import MAX_ROUNDS, REPLY_BACKLOG, Planner
 from ..core.ports import Clock, TimerHandle
 from .actor import Actor
 from .intake import Intake
@@ -49,6 +49,10 @@ class _Wake:
 _WAKE = _Wake()
 
 
+OVERFLOW_WARN_EVERY: Final = 10.0
+"""Seconds between two warnings that replies were dropped (``"peer-backlog"``)."""
+
+
 class TakeIntake:
     """Told by the intake when it goes from empty to not empty."""
 
@@ -70,6 +74,8 @@ class Scheduler(Actor):
             express gate is opened for idle peers (``express.py``).
         max_held: the most messages the Scheduler (and the medium queues it
             knows of) holds; the rest waits in the intake, which is bounded.
+        reply_backlog: a reply for a peer with this many fast messages
+            queued here is dropped, ``"peer-backlog"`` (``Planner``'s rules).
     """
 
     def __init__(
@@ -82,6 +88,7 @@ class Scheduler(Actor):
         shuffle: Shuffle | None = None,
         intake: Intake | None = None,
         max_held: int = 100_000,
+        reply_backlog: int = REPLY_BACKLOG,
     ) -> None:
         super().__init__()
         self._gate = intake.gate if intake is not None else None
@@ -89,7 +96,11 @@ class Scheduler(Actor):
         self._max_held = max_held
         self._concerns = concerns
         self._clock = clock
-        self._planner = Planner(max_rounds=max_rounds, shuffle=shuffle or random.Random().shuffle)
+        self._planner = Planner(
+            max_rounds=max_rounds,
+            shuffle=shuffle or random.Random().shuffle,
+            reply_backlog=reply_backlog,
+        )
         self._pacing = pacing
         self._refs: dict[bytes, Any] = {}
         # Connections that died before their AddPeer came (the last few: an
@@ -101,6 +112,8 @@ class Scheduler(Actor):
         self._closed = False
         self.epochs = 0
         self.preemptions = 0
+        self.overflowed = 0  # replies dropped for peers that do not read them
+        self._overflow_warned = float("-inf")
 
     def on_receive(self, message: Any) -> Any:
         answer = self._handle(message)
@@ -181,6 +194,8 @@ class Scheduler(Actor):
         intake = self._planner.enqueue(messages)
         if intake.unknown:
             self._fail(intake.unknown, None)
+        if intake.overflow:
+            self._overflowed(intake.overflow)
         for plan in intake.express:
             self._hand_out(plan)
         if intake.preempted:
@@ -189,6 +204,23 @@ class Scheduler(Actor):
             self._pump()
         if self._planner.blocked_peers:
             self._arm_sweep()  # some of this may be for a blocked peer
+
+    def _overflowed(self, replies: list[Message]) -> None:
+        """Drop replies for a peer that does not read them (``Planner``'s rules)."""
+        self.overflowed += len(replies)
+        report_dropped(self._concerns, [(m, "peer-backlog") for m in replies])
+        now = self._clock.now()
+        if now - self._overflow_warned >= OVERFLOW_WARN_EVERY:
+            self._overflow_warned = now
+            log.warning(
+                "%r: dropped %d replies so far for peers whose %d fast messages were"
+                " not yet sent (the latest for %r): they send requests faster than"
+                " they read the replies",
+                self,
+                self.overflowed,
+                self._planner.reply_backlog,
+                replies[-1].next_hop,
+            )
 
     def _enqueue(self, messages: Sequence[Message]) -> None:
         """Queue work told to the Scheduler (a Concern's replies when it
@@ -386,9 +418,14 @@ class Scheduler(Actor):
 
     def counters(self) -> dict[str, int]:
         """Epochs started and epochs preempted so far, by the Scheduler or at
-        the intake (ask it through a proxy)."""
+        the intake, and replies dropped for peers that do not read them
+        (ask it through a proxy)."""
         early = self._intake_queue.preemptions if self._intake_queue is not None else 0
-        return {"epochs": self.epochs, "preemptions": self.preemptions + early}
+        return {
+            "epochs": self.epochs,
+            "preemptions": self.preemptions + early,
+            "replies_overflowed": self.overflowed,
+        }
 
     def depths(self) -> dict[str, int]:
         """Queue depths as the Scheduler knows them (ask it through a proxy)."""

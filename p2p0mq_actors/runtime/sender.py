@@ -24,7 +24,7 @@ from ..core.codec import MAX_MESSAGE_SIZE, WireShape, check_message_size, wire_s
 from ..core.errors import ConfigurationError, NoPeerError, TransportError
 from ..core.fairness import Shuffle
 from ..core.message import Message, Priority
-from ..core.planner import MAX_ROUNDS
+from ..core.planner import MAX_ROUNDS, REPLY_BACKLOG
 from ..core.policy import FailurePolicy
 from ..core.ports import Clock, PeerAddress, SocketFactory
 from .actor import in_own_thread
@@ -149,6 +149,9 @@ class Sender:
             shuffle=shuffle,
             intake=self.intake,
             max_held=intake_capacity,
+            # A peer that does not read its replies holds a quarter of the
+            # room at most (10,000 by default: as many as its socket takes).
+            reply_backlog=min(REPLY_BACKLOG, max(1, intake_capacity // 4)),
         )
         self.concerns.default = DefaultConcern.start(
             scheduler=self.scheduler,

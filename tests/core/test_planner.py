@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from lanes_kit import FAST, MEDIUM, SLOW, msg
 
 from p2p0mq_actors.core.errors import WouldBlock
 from p2p0mq_actors.core.fairness import Plan, PlanResult, run_plan
-from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.core.message import Kind, Message, Priority
 from p2p0mq_actors.core.planner import FAST_PLAN_MAX, Planner
 
 PEERS = (b"p1", b"p2", b"p3", b"p4")
@@ -993,3 +994,23 @@ def test_seeded_random_runs_lose_nothing_leave_nothing_live_and_keep_fast_first(
                 if m.priority is not FAST:
                     later_fast = [f for f in sent[i + 1 :] if f.priority is FAST]
                     assert not any(order[id(f)] < order[id(m)] for f in later_fast), seed
+
+
+def test_replies_for_a_peer_whose_fast_lane_is_full_overflow_and_nothing_else_does() -> None:
+    planner = Planner(reply_backlog=3)
+    for peer in (b"slow", b"other"):
+        planner.add_peer(peer)
+    first = planner.enqueue([msg(b"slow", FAST)])  # express: now it has a plan in flight
+    assert len(first.express) == 1
+    queued = [msg(b"slow", FAST) for _ in range(3)]
+    assert planner.enqueue(queued).overflow == []
+
+    def reply_to(peer: bytes, prio: Priority = FAST) -> Message:
+        return replace(msg(peer, prio), kind=Kind.REPLY)
+
+    reply, request = reply_to(b"slow"), msg(b"slow", FAST)
+    medium_reply, other = reply_to(b"slow", MEDIUM), reply_to(b"other")
+    intake = planner.enqueue([reply, request, medium_reply, other])
+    assert intake.overflow == [reply]  # the request, a medium reply and another peer's go in
+    assert planner.depths()["fast"] == 4 and planner.depths()["medium"] == 1
+    assert [plan.fast for plan in intake.express] == [(other,)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from p2p0mq_actors.core.errors import (
     UnexpectedSendError,
 )
 from p2p0mq_actors.core.fairness import Plan, PlanResult, SlowItem
-from p2p0mq_actors.core.message import Message, Priority
+from p2p0mq_actors.core.message import Kind, Message, Priority
 from p2p0mq_actors.core.ports import PeerAddress, PeerSocket, SocketEvent
 from p2p0mq_actors.runtime.bulk import EACH_CHUNK
 from p2p0mq_actors.runtime.express import DirectLane, ExpressGate
@@ -373,6 +374,24 @@ def test_a_result_from_a_peers_old_connection_does_not_end_the_new_ones_plan(kit
     finally:
         old.stop()
         new.stop()
+
+
+def test_replies_a_peer_does_not_read_are_dropped_and_counted_past_its_backlog(
+    kit: Kit,
+) -> None:
+    """A peer that sent requests and did not read the replies used to fill
+    the node's room with them until their TTLs ran out: the application's
+    sends to every other peer then found the intake full."""
+    sched, logs = kit.scheduler_with(b"x", reply_backlog=2)
+    replies = [replace(make(kit.clock, b"x", prio=FAST), kind=Kind.REPLY) for _ in range(5)]
+    sched.tell(Enqueue(tuple(replies[:1])))  # it goes out; x never reports back
+    logs[b"x"].wait_for(1)
+    sched.tell(Enqueue(tuple(replies[1:])))
+    kit.book.wait_for(lambda b: len(b.dropped) == 2)
+    assert kit.book.dropped == [(m, "peer-backlog") for m in replies[3:]]
+    assert sched.proxy().counters().get(timeout=5)["replies_overflowed"] == 2
+    assert sched.proxy().depths().get(timeout=5)["fast"] == 2
+    assert [plan.fast for plan in logs[b"x"].wait_for(1)] == [(replies[0],)]
 
 
 def test_new_work_for_another_peer_preempts_the_epoch_in_flight(kit: Kit) -> None:
