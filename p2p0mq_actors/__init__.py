@@ -30,7 +30,7 @@ from .core.errors import (
     SendError,
     TransportError,
     UnencodableError,
-    UnknownPeerError,
+    UnexpectedSendError,
     WouldBlock,
 )
 from .core.message import DEFAULT_TTL, Kind, Message, Priority, next_message_id
@@ -103,6 +103,6 @@ __all__ = [  # noqa: RUF022 - grouped by topic, as STYLE.md asks
     "SendError",
     "TransportError",
     "UnencodableError",
-    "UnknownPeerError",
+    "UnexpectedSendError",
     "WouldBlock",
 ]

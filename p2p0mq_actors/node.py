@@ -476,12 +476,21 @@ class Node:
         Raises:
             ConfigurationError: the node is stopped (or stopping: an actor
                 asked is gone).
+            P2P0MQError: the Receiver or the Scheduler did not answer within
+                the node's ``timeout`` (busy: in an inline Concern's handler
+                that blocks, say); ask again later.
         """
         sender = self._running()
         try:
             return self._stats(sender)
         except pykka.ActorDeadError as exc:  # stop() ran meanwhile, in another thread
             raise ConfigurationError(f"{self!r} is stopped") from exc
+        except pykka.Timeout as exc:
+            raise P2P0MQError(
+                f"{self!r}: its Receiver or Scheduler did not answer stats() within"
+                f" {self._timeout} s (busy: an inline Concern's handler that blocks runs"
+                " in the Receiver's thread); ask again later"
+            ) from exc
 
     def _stats(self, sender: Sender) -> dict[str, Any]:
         out = self._observer.snapshot()

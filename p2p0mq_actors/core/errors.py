@@ -50,14 +50,9 @@ class EncodeError(ProtocolError):
 
 
 class PeerError(P2P0MQError):
-    """Something about a remote peer: unknown, unreachable, refusing us."""
-
-
-class UnknownPeerError(PeerError, KeyError):
-    """No connection to the named peer exists."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0]) if self.args else ""
+    """A send failed because of the remote peer itself: it is not known
+    (``NoPeerError``), not reachable, or refuses us. Each is a ``SendError``
+    too."""
 
 
 class SendError(P2P0MQError):
@@ -115,13 +110,13 @@ class TransportError(SendError):
         super().__init__(message, peer=peer)
 
 
-class PeerUnreachableError(SendError):
+class PeerUnreachableError(SendError, PeerError):
     """The peer's socket stayed unwritable longer than the configured limit."""
 
     reason = "unreachable"
 
 
-class PeerRefusedError(SendError):
+class PeerRefusedError(SendError, PeerError):
     """The CURVE handshake with the peer failed: wrong key, or our key refused."""
 
     reason = "refused"
@@ -142,7 +137,7 @@ class UnexpectedSendError(SendError):
     reason = "error"
 
 
-class NoPeerError(SendError):
+class NoPeerError(SendError, PeerError):
     """The message's next hop is not a known peer; retrying may help once it is added."""
 
     reason = "unknown-peer"

@@ -26,6 +26,7 @@ from p2p0mq_actors.core.errors import (
     MessageError,
     NodeStoppedError,
     NoPeerError,
+    P2P0MQError,
     PeerRefusedError,
     RequestError,
     RequestTimeoutError,
@@ -872,3 +873,35 @@ def test_fast_send_many_to_an_idle_peer_goes_straight_out_whole_and_in_order(
         peer = alice.stats()["peers"][b"bob"]
         assert peer["sent"] == len(payloads)
         assert peer["direct"] >= 600  # that chunk, at least, went the direct way
+
+
+class Blocking(Concern):
+    """Inline: its handler runs in the Receiver's thread, and waits."""
+
+    command = b"block"
+    inline = True
+
+    def __init__(self, *, entered: threading.Event, release: threading.Event, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.entered, self.release = entered, release
+
+    def on_request(self, message: Message) -> None:
+        self.entered.set()
+        assert self.release.wait(10)
+
+
+def test_stats_of_a_node_whose_receiver_is_busy_raises_the_librarys_error(
+    tmp_path: Path,
+) -> None:
+    """It used to raise pykka.Timeout, which is no library error."""
+    entered, release = threading.Event(), threading.Event()
+    with linked_pair(tmp_path, Echo, wire="0.1.1", timeout=0.5) as (alice, bob, _):
+        bob.add_concern(Blocking, entered=entered, release=release).ask(FLUSH, timeout=5)
+        alice.send(b"bob", b"block", {}, priority=Priority.FAST)
+        try:
+            assert entered.wait(10)
+            with pytest.raises(P2P0MQError, match="did not answer stats"):
+                bob.stats()
+        finally:
+            release.set()
+        assert bob.stats()["receiver"]["inline"] == 1  # answers again
