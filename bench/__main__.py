@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from .common import pin_cpus
-from .runner import SPECS, main
+from .runner import SPECS, main, select
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,6 +43,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--repeat must be >= 1")
     if args.switch_interval is not None and not 0 < args.switch_interval <= 1:
         parser.error("--switch-interval must be in (0, 1] seconds")
+    if args.deadline is not None and not args.deadline > 0:
+        parser.error("--deadline must be a number of seconds > 0")
+    if args.only is not None:
+        try:
+            select(args.only)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.json is not None and not _writable(Path(args.json)):
+        parser.error(f"--json {args.json!r}: cannot write there (the figures come after the run)")
     if args.pin:
         args.pin = pin_cpus()
         if args.pin is None:
@@ -48,6 +59,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     else:
         args.pin = None
     return args
+
+
+def _writable(path: Path) -> bool:
+    """Whether a file can be written at ``path`` (checked before a run of minutes)."""
+    if path.is_dir():
+        return False
+    if path.exists():
+        return os.access(path, os.W_OK)
+    folder = path.parent if str(path.parent) else Path()
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,15 +86,22 @@ SPECS = (
 
 
 def select(only: str | None) -> list[Spec]:
-    """The scenarios ``--only`` names (numbers or aliases, comma-separated)."""
-    if not only:
+    """The scenarios ``--only`` names (numbers or aliases, comma-separated);
+    every one when ``only`` is None.
+
+    Raises:
+        ValueError: a name no scenario has, or none at all.
+    """
+    if only is None:
         return list(SPECS)
     wanted = {name.strip().lower() for name in only.split(",") if name.strip()}
+    names = ", ".join(f"{s.number}/{s.alias}" for s in SPECS)
+    if not wanted:
+        raise ValueError(f"--only {only!r} names no scenario; choose from {names}")
     chosen = [s for s in SPECS if s.number in wanted or s.alias in wanted]
     unknown = wanted - {s.number for s in chosen} - {s.alias for s in chosen}
     if unknown:
-        names = ", ".join(f"{s.number}/{s.alias}" for s in SPECS)
-        raise SystemExit(f"unknown scenario(s) {sorted(unknown)}; choose from {names}")
+        raise ValueError(f"unknown scenario(s) {sorted(unknown)}; choose from {names}")
     return chosen
 
 

@@ -121,6 +121,11 @@ def main(out: TextIO = sys.stdout) -> int:
 
 def _run(tmp: Path, out: TextIO) -> int:
     alice_keys, bob_keys = KeyStore(tmp / "alice"), KeyStore(tmp / "bob")
+    # Each store knows the other's key before either node starts, so each
+    # admits the other from its first handshake on (keys handed out ahead,
+    # as p2p0mq's users do): only Carol's handshake is refused below.
+    alice_keys.add_public_key(b"bob", bob_keys.create(b"bob").public)
+    bob_keys.add_public_key(b"alice", alice_keys.create(b"alice").public)
     carol_wrong = KeyStore(tmp / "elsewhere").create(b"carol").public
     bob_heard, carol_ended = threading.Event(), threading.Event()
     with (

@@ -64,11 +64,14 @@ class Node:
             unhandled (16,384): beyond it the node reads no more until they
             are down to half, and peers' sends wait in their own queues.
         max_sockets: raise the zmq context's socket limit (up to 16,384 by default;
-            a peer costs three sockets with its monitor).
+            a peer costs three sockets with its monitor). Starting a node
+            raises the process's open-file soft limit (RLIMIT_NOFILE) to its
+            hard limit, for every thread of the process, and leaves it so.
         timeout: how long start-up and ``stop`` wait for each actor.
         intake_capacity, intake_timeout: the bound on messages waiting to be
             sent: ``send`` waits up to ``intake_timeout`` seconds for room,
-            then raises ``IntakeFullError`` (the peers are not keeping up).
+            then raises ``IntakeFullError`` (the peers are not keeping up);
+            ``None`` waits as long as it takes, 0 not at all.
         intake_handoff: how many messages ``send`` lets wait before it waits
             for the Scheduler to take them (512): a thread sending in bulk
             then hands its messages on in batches of this size, while they
@@ -442,6 +445,11 @@ class Node:
         failed, and chains it (a ``PeerRefusedError`` if the peer refused
         our key). A failed send alone does not fail it: the Concern's
         policy may retry the request.
+
+        ``ttl`` (default: ``timeout``) is how long the request itself may
+        wait to be sent and be retried; one longer than ``timeout`` goes on
+        being retried after its future has failed, so the peer may still
+        act on it.
         """
         check_seconds("timeout", timeout)  # before the ttl it stands in for
         sender = self._running()

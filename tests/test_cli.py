@@ -147,6 +147,30 @@ def test_bench_pin_takes_the_first_two_cpus_or_refuses_with_one(
     assert "--pin needs two CPUs" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--only", ""], "names no scenario"),
+        (["--only", ","], "names no scenario"),
+        (["--only", "99"], "unknown scenario(s) ['99']"),
+        (["--deadline", "0"], "--deadline must be"),
+        (["--deadline", "-5"], "--deadline must be"),
+        (["--json", "/nonexistent/dir/out.json"], "cannot write there"),
+    ],
+)
+def test_bench_options_that_cannot_work_are_refused_before_the_run(
+    argv: list[str], why: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An unwritable --json path used to fail after the whole run, the
+    figures lost; an empty --only ran every scenario at full size."""
+    entry = importlib.import_module("p2p0mq_actors.bench.__main__")
+    with pytest.raises(SystemExit) as exit_:
+        entry.parse(argv)
+    assert exit_.value.code == 2
+    assert why in capsys.readouterr().err
+    assert entry.parse(["--json", str(tmp_path / "out.json"), "--only", "1,idle"]).only
+
+
 def test_pinning_reaches_each_process_by_its_role(monkeypatch: pytest.MonkeyPatch) -> None:
     # Applied in a thread of its own: on Linux a thread's affinity is its own,
     # so the test process keeps every CPU it had.

@@ -92,6 +92,7 @@ class MessageLog:
         self._items: list[Any] = []
 
     def append(self, item: Any) -> None:
+        """Record ``item`` and wake whoever waits for it (``wait_for``)."""
         with self._cond:
             self._items.append(item)
             self._cond.notify_all()

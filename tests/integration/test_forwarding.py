@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from p2p0mq_actors.concerns.base import Concern
-from p2p0mq_actors.core.errors import RequestError
+from p2p0mq_actors.core.errors import NodeStoppedError, RequestError
 from p2p0mq_actors.core.message import Message
 from p2p0mq_actors.node import Node
 from p2p0mq_actors.runtime.future import ReplyFuture
@@ -46,7 +46,7 @@ class Forward(Concern):
         request, future = message
         try:
             payload = dict(future.get(timeout=0).payload)
-        except RequestError as exc:
+        except (RequestError, NodeStoppedError) as exc:  # as the README's example
             payload = {"error": exc.reason}
         self.node.send_message(request.reply(payload, now=self.clock.now()))  # type: ignore[union-attr]
 
