@@ -48,12 +48,14 @@ Rules:
   its deadlines has. While a blocked peer has messages here, ``next_due``
   names the next sweep too, so that they are dropped within a sweep
   interval of their deadline even when nothing else happens.
-- A reply for a peer whose fast lane here holds ``reply_backlog`` messages
+- A reply for a peer whose fast lane here holds ``reply_backlog`` replies
   is not queued (``Intake.overflow``): a peer that sends requests and does
   not read its replies would otherwise fill the node's bounded room with
   them until their TTLs ran out, and the application's sends to every other
   peer would find the intake full (session 21's review: 79,000 replies held
-  within 13 s of a flood of 8,000 requests a second).
+  within 13 s of a flood of 8,000 requests a second). Only replies count:
+  the node's own burst of fast messages to a peer that reads them costs
+  that peer's replies nothing.
 """
 
 from __future__ import annotations
@@ -81,9 +83,9 @@ would mostly come back unsent; on the native wire, 64 to a frame, a socket
 takes more, and the next plan follows at once."""
 
 REPLY_BACKLOG: Final = 10_000
-"""The most fast messages a peer's lane holds before replies for it are
-dropped (see the rules above): as many as its socket takes (its high-water
-mark), so a peer that reads its replies never meets it."""
+"""The most replies a peer's fast lane holds before more replies for it
+are dropped (see the rules above): as many as its socket takes (its
+high-water mark)."""
 
 
 @dataclass(slots=True)
@@ -95,7 +97,7 @@ class Intake:
     express: list[Plan] = field(default_factory=list)
     preempted: bool = False
     overflow: list[Message] = field(default_factory=list)
-    """Replies for a peer whose fast lane holds ``reply_backlog`` messages
+    """Replies for a peer whose fast lane holds ``reply_backlog`` replies
     already: to drop (``"peer-backlog"``)."""
 
 
@@ -131,6 +133,7 @@ class Planner:
         self._blocked: set[bytes] = set()
         self._in_flight: set[bytes] = set()
         self._fast: dict[bytes, deque[Message]] = {}
+        self._replies: dict[bytes, int] = {}  # replies in a fast lane, where any
         self._pending: dict[bytes, list[Message]] = {}
         # What the last sweep saw of a peer's fast and pending lanes, which
         # only grow until a plan takes them or hands messages back (then it
@@ -197,6 +200,7 @@ class Planner:
         out = list(self._fast.get(peer, ()))
         if peer in self._fast:
             self._fast[peer].clear()
+        self._replies.pop(peer, None)
         self._spread.pop(peer, None)
         out.extend(self._pending.get(peer, ()))
         if peer in self._pending:
@@ -248,7 +252,7 @@ class Planner:
         # once it has asked for a preemption.
         queued: set[bytes] = set()
         peers, fast, fast_lanes = self._peers, Priority.FAST, self._fast
-        reply, reply_backlog = Kind.REPLY, self.reply_backlog
+        reply = Kind.REPLY
         slow_mark = self._slow_seq  # an express round begins before this batch's slow items
         watch = self._preemptible_epoch()
         for message in messages:
@@ -267,11 +271,10 @@ class Planner:
                         continue
                     self._dirty.add(peer)
                     queued.add(peer)
-                lane = fast_lanes[peer]
-                if message.kind is reply and len(lane) >= reply_backlog:
+                if message.kind is reply and not self._one_more_reply(peer):
                     intake.overflow.append(message)  # a peer that does not read its replies
                     continue
-                lane.append(message)  # _queue, inlined for the common case
+                fast_lanes[peer].append(message)  # _queue, inlined for the common case
             else:
                 self._queue(message)
                 queued.add(peer)
@@ -281,6 +284,7 @@ class Planner:
         for peer, batch in express.items():
             self._in_flight.add(peer)
             if len(batch) > most:  # the rest of this round waits in the lane
+                self._lane_gains(peer, batch[most:])
                 fast_lanes[peer].extend(batch[most:])
                 self._spread[peer] = (len(batch) - most, slow_mark)
                 self._dirty.add(peer)
@@ -296,6 +300,7 @@ class Planner:
         peer = message.next_hop
         self._dirty.add(peer)
         if message.priority is Priority.FAST:
+            self._lane_gains(peer, (message,))
             self._fast[peer].append(message)
         elif message.priority is Priority.SLOW:
             self._slow.append(SlowItem(self._slow_seq, message))
@@ -447,10 +452,12 @@ class Planner:
         lane, most = self._fast[peer], self.fast_plan_max
         self._swept.pop(peer, None)
         spread = self._spread.pop(peer, None)
+        replies_before, expired_before = self._replies.get(peer), len(expired)
         pending: list[Message] = []
         if spread is not None:  # a round goes on: medium work since it began waits
             owed, mark = spread
             fast, owed = _take_fast(lane, owed, most, now, expired)
+            fast_expired = len(expired)
             if not owed:  # its last fast messages: its turn, for what came before it
                 if lane:  # the next round's fast messages wait: this round's turn only
                     rounds = 1
@@ -465,8 +472,11 @@ class Planner:
         if spread is None:  # a round begins: every fast message queued now
             mark = self._slow_seq
             fast, owed = _take_fast(lane, 0, most, now, expired)
+            fast_expired = len(expired)
             pending = _live(self._pending[peer], now, expired)
             self._pending[peer] = []
+        if replies_before:  # count off the replies that left the lane
+            self._lane_loses(peer, fast, expired[expired_before:fast_expired])
         if owed:  # the round's fast messages go on in the next plan: no turn yet
             self._spread[peer] = (owed, mark)
             rounds = 0
@@ -550,8 +560,12 @@ class Planner:
                 else:  # what was left of its round expired: the round is over
                     del self._spread[peer]
             fast_seen, fast_earliest, seen, earliest = self._swept.get(peer, _UNSWEPT)
+            before = len(expired)
+            swept_fast = _sweep_lane(lane, fast_seen, fast_earliest, now, expired)
+            if peer in self._replies:
+                self._lane_loses(peer, expired[before:])
             self._swept[peer] = (
-                *_sweep_lane(lane, fast_seen, fast_earliest, now, expired),
+                *swept_fast,
                 *_sweep_lane(self._pending[peer], seen, earliest, now, expired),
             )
         if now >= self._slow_earliest:  # (the lane is looked through only then)
@@ -602,6 +616,7 @@ class Planner:
         if result.unsent_fast or result.unsent_slow or result.medium_len:
             self._dirty.add(peer)
         if result.unsent_fast:
+            self._lane_gains(peer, result.unsent_fast)
             self._fast[peer].extendleft(reversed(result.unsent_fast))
             self._swept.pop(peer, None)
             spread = self._spread.get(peer)
@@ -646,6 +661,35 @@ class Planner:
             self._rounds = 1
         else:
             self._rounds = min(self.max_rounds, max(1, epoch.rounds) * 2)
+
+    # -- replies in the fast lanes ------------------------------------------
+
+    def _one_more_reply(self, peer: bytes) -> bool:
+        """Count one more reply in ``peer``'s fast lane; False, counting
+        nothing, if it holds ``reply_backlog`` already."""
+        held = self._replies.get(peer, 0)
+        if held >= self.reply_backlog:
+            return False
+        self._replies[peer] = held + 1
+        return True
+
+    def _lane_gains(self, peer: bytes, messages: Iterable[Message]) -> None:
+        """Count the replies of ``messages``, put in ``peer``'s fast lane."""
+        added = _replies_in(messages)
+        if added:
+            self._replies[peer] = self._replies.get(peer, 0) + added
+
+    def _lane_loses(self, peer: bytes, *gone: Iterable[Message]) -> None:
+        """Count off the replies of ``gone``, taken out of ``peer``'s fast lane."""
+        left = self._replies.get(peer, 0) - sum(map(_replies_in, gone))
+        if left > 0:
+            self._replies[peer] = left
+        else:
+            self._replies.pop(peer, None)
+
+    def replies_held(self, peer: bytes) -> int:
+        """How many replies ``peer``'s fast lane holds."""
+        return self._replies.get(peer, 0)
 
     # -- looking in --------------------------------------------------------
 
@@ -727,6 +771,11 @@ def _take_fast(
             live = _live([take() for _ in range(n)], now, expired)
         if live or not owed:
             return live, owed
+
+
+def _replies_in(messages: Iterable[Message]) -> int:
+    reply = Kind.REPLY
+    return sum(1 for m in messages if m.kind is reply)
 
 
 def _live(lane: Iterable[Message], now: float, expired: list[Message]) -> list[Message]:

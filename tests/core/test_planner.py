@@ -996,21 +996,88 @@ def test_seeded_random_runs_lose_nothing_leave_nothing_live_and_keep_fast_first(
                     assert not any(order[id(f)] < order[id(m)] for f in later_fast), seed
 
 
-def test_replies_for_a_peer_whose_fast_lane_is_full_overflow_and_nothing_else_does() -> None:
+def reply_to(peer: bytes, prio: Priority = FAST, deadline: float = 1e9) -> Message:
+    return replace(msg(peer, prio, deadline), kind=Kind.REPLY)
+
+
+def test_replies_past_a_peers_reply_backlog_overflow_and_nothing_else_does() -> None:
     planner = Planner(reply_backlog=3)
     for peer in (b"slow", b"other"):
         planner.add_peer(peer)
     first = planner.enqueue([msg(b"slow", FAST)])  # express: now it has a plan in flight
     assert len(first.express) == 1
-    queued = [msg(b"slow", FAST) for _ in range(3)]
-    assert planner.enqueue(queued).overflow == []
-
-    def reply_to(peer: bytes, prio: Priority = FAST) -> Message:
-        return replace(msg(peer, prio), kind=Kind.REPLY)
-
+    burst = [msg(b"slow", FAST) for _ in range(10)]  # the node's own: they do not count
+    replies = [reply_to(b"slow") for _ in range(3)]
+    assert planner.enqueue([*burst, *replies]).overflow == []
+    assert planner.replies_held(b"slow") == 3
     reply, request = reply_to(b"slow"), msg(b"slow", FAST)
     medium_reply, other = reply_to(b"slow", MEDIUM), reply_to(b"other")
     intake = planner.enqueue([reply, request, medium_reply, other])
     assert intake.overflow == [reply]  # the request, a medium reply and another peer's go in
-    assert planner.depths()["fast"] == 4 and planner.depths()["medium"] == 1
+    assert planner.depths()["fast"] == 14 and planner.depths()["medium"] == 1
     assert [plan.fast for plan in intake.express] == [(other,)]
+
+
+def test_a_reply_goes_in_again_once_replies_have_left_the_lane() -> None:
+    sim = Sim(peers=(b"x",), fast_max=2)
+    sim.planner.reply_backlog = 2
+    sim.capacity[b"x"] = 0  # x's first plan comes back unsent: x is blocked
+    sim.enqueue(msg(b"x", FAST))
+    sim.step(b"x")
+    replies = [reply_to(b"x") for _ in range(3)]
+    sim.enqueue(*replies)
+    assert sim.planner.replies_held(b"x") == 2  # the third overflowed
+    sim.unblock(b"x")
+    sim.settle()
+    assert sim.planner.replies_held(b"x") == 0
+    assert [m for m in sim.log if m.kind is Kind.REPLY] == replies[:2]
+    late = reply_to(b"x")
+    assert sim.planner.enqueue([late]).overflow == []
+
+
+reply_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("enqueue"),
+            st.lists(
+                st.tuples(
+                    st.sampled_from(PEERS),
+                    st.sampled_from([FAST, FAST, MEDIUM]),
+                    st.floats(0, 30),
+                    st.booleans(),  # a reply
+                ),
+                min_size=1,
+                max_size=6,
+            ),
+        ),
+        st.tuples(st.just("step"), st.sampled_from(PEERS)),
+        st.tuples(st.just("block"), st.tuples(st.sampled_from(PEERS), st.integers(0, 3))),
+        st.tuples(st.just("unblock"), st.sampled_from(PEERS)),
+        st.tuples(st.just("wait"), st.floats(0.0, 8.0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(reply_ops, fast_max, st.integers(1, 4))
+def test_the_replies_counted_in_each_fast_lane_are_the_replies_it_holds(
+    script: list[tuple[str, object]], most: int, backlog: int
+) -> None:
+    """Through plans, hand-backs, expiry in plans and in sweeps, and overflow."""
+    sim = Sim(rounds=4, fast_max=most)
+    sim.planner.reply_backlog = backlog
+    sim.planner.sweep_interval = 0.0
+    for op, arg in script:
+        if op == "enqueue":
+            batch = [
+                reply_to(peer, prio, deadline) if is_reply else msg(peer, prio, deadline)
+                for peer, prio, deadline, is_reply in arg  # type: ignore[attr-defined]
+            ]
+            sim.enqueue(*batch)
+        else:
+            run_ops(sim, [(op, arg)], settle=False)
+        for peer in PEERS:
+            lane = sim.planner._fast[peer]
+            held = sum(m.kind is Kind.REPLY for m in lane)
+            assert sim.planner.replies_held(peer) == held <= backlog + most
