@@ -131,6 +131,7 @@ class Node:
         send_hwm: int = SEND_HWM,
     ) -> None:
         self._stop_lock = threading.Lock()
+        self._peers_lock = threading.Lock()
         self._stop_done = threading.Event()
         self._stopped = False
         if type(uuid) is not bytes or not uuid:
@@ -270,11 +271,20 @@ class Node:
             raise ConfigurationError(
                 f"the endpoint of peer {uuid!r} must be a non-empty str, not {endpoint!r}"
             )
+        self._not_itself(uuid, "add itself as a peer")
+        with self._peers_lock:  # one change of the peers and their keys at a time
+            self._add_peer(uuid, endpoint, public_key, shape)
+
+    def _not_itself(self, uuid: bytes, what: str) -> None:
         if uuid == self.uuid:
             raise ConfigurationError(
-                f"{self!r} cannot add itself as a peer (uuid {uuid!r}): that would"
-                " replace its own public key in its key store"
+                f"{self!r} cannot {what} (uuid {uuid!r}): its own key is its key store's"
             )
+
+    def _add_peer(
+        self, uuid: bytes, endpoint: str, public_key: bytes | None, shape: WireShape | None
+    ) -> None:
+        """``add_peer``, its arguments checked, under the peers' lock."""
         sender = self._running()
         stored: bytes | None = None  # a key the store held before, put back if we fail
         if public_key is None:
@@ -295,12 +305,13 @@ class Node:
         if stored != public_key:
             self.keys.add_public_key(uuid, public_key)
         admitted = (public_key in self.allowed, owner)
-        self.allowed.add(public_key, uuid)
-        sender.add_peer(uuid, endpoint, public_key, shape=shape)
         try:
+            self.allowed.add(public_key, uuid)
+            sender.add_peer(uuid, endpoint, public_key, shape=shape)
             sender.connect_peers()
-        except P2P0MQError as exc:
-            if uuid in sender.connections():  # another peer's connection, made again, failed
+        except BaseException as exc:
+            if isinstance(exc, P2P0MQError) and uuid in sender.connections():
+                # another peer's connection, made again, failed: this one is added
                 log.warning("%r: added peer %r, but: %s", self, uuid, exc)
             else:
                 self._unadd(uuid, public_key, stored, admitted)
@@ -333,6 +344,13 @@ class Node:
         counted in ``stats()["receiver"]["rejected"]["revoked"]``, but
         libzmq still reads it, up to ``max_message_size`` a message.
         """
+        if revoke:
+            self._not_itself(uuid, "revoke its own key")
+        with self._peers_lock:
+            self._remove_peer(uuid, revoke)
+
+    def _remove_peer(self, uuid: bytes, revoke: bool) -> None:
+        """``remove_peer``, under the peers' lock."""
         self._running().remove_peer(uuid)
         if not revoke:
             return

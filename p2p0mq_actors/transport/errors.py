@@ -160,7 +160,7 @@ def check_endpoint(endpoint: object, what: str, *, bind: bool = False) -> str:
         raise ConfigurationError(f"{what} {endpoint!r}: an endpoint has no NUL character")
     if endpoint.startswith("tcp://"):
         port = endpoint.rpartition(":")[2]
-        if port.isdigit() and not (0 if bind else 1) <= int(port) <= MAX_PORT:
+        if port.isascii() and port.isdecimal() and not (0 if bind else 1) <= int(port) <= MAX_PORT:
             raise ConfigurationError(
                 f"{what} {endpoint!r}: a TCP port is from 1 to {MAX_PORT}"
                 + (" (or * for any free port)" if bind else "")

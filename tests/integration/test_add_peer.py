@@ -4,6 +4,7 @@ left half done."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,85 @@ def test_an_endpoint_that_is_not_a_str_is_a_configuration_error_before_anything_
         with pytest.raises(ConfigurationError, match="endpoint of peer b'bob'"):
             alice.add_peer(b"bob", endpoint, key)  # type: ignore[arg-type]
         assert b"bob" not in alice.keys.public_keys() and key not in alice.allowed
+
+
+def _at_once(*calls: Any) -> list[BaseException | None]:
+    """Run ``calls`` in threads released together; what each raised."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[BaseException | None] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait(5)
+        try:
+            calls[i]()
+        except BaseException as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    return outcomes
+
+
+def test_two_threads_adding_one_peer_with_two_keys_leave_the_winners_key_alone(
+    tmp_path: Path,
+) -> None:
+    """The loser's key used to stay admitted, and often in the key store,
+    while the connection used the winner's (20 trials of 20)."""
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
+        for trial in range(10):
+            uuid = f"bob{trial}".encode()
+            keys = [KeyStore(tmp_path / f"k{trial}{i}").create(uuid).public for i in (0, 1)]
+            outcomes = _at_once(
+                *(lambda k=k, u=uuid: alice.add_peer(u, "tcp://127.0.0.1:1", k) for k in keys)
+            )
+            assert sum(o is None for o in outcomes) == 1
+            assert all(isinstance(o, (ConfigurationError, type(None))) for o in outcomes)
+            winner = keys[outcomes.index(None)]
+            assert alice.keys.public_key(uuid) == winner
+            assert alice.allowed.keys_of(uuid) == [winner]
+
+
+def test_one_key_added_for_two_peers_at_once_leaves_a_store_the_node_starts_on(
+    tmp_path: Path,
+) -> None:
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
+        key = KeyStore(tmp_path / "k").create(b"x").public
+        outcomes = _at_once(
+            lambda: alice.add_peer(b"x", "tcp://127.0.0.1:1", key),
+            lambda: alice.add_peer(b"y", "tcp://127.0.0.1:2", key),
+        )
+        assert sum(o is None for o in outcomes) == 1
+        assert list(alice.keys.public_keys().values()).count(key) == 1
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")):
+        pass  # it used to refuse: the key was stored under both uuids
+
+
+def test_a_revoke_racing_the_peers_re_add_ends_in_one_order_or_the_other(tmp_path: Path) -> None:
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
+        key = KeyStore(tmp_path / "k").create(b"x").public
+        for _ in range(10):
+            alice.add_peer(b"x", "tcp://127.0.0.1:1", key)
+            _at_once(
+                lambda: alice.add_peer(b"x", "tcp://127.0.0.1:1", key),
+                lambda: alice.remove_peer(b"x", revoke=True),
+            )
+            known = b"x" in alice.stats()["peers"]
+            assert (key in alice.allowed) is known  # connected only with its key admitted
+            assert (b"x" in alice.keys.public_keys()) is known
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:\u00b2", "tcp://127.0.0.1:99999"])
+def test_an_endpoint_refused_by_its_check_leaves_no_key_behind(
+    tmp_path: Path, endpoint: str
+) -> None:
+    with Node(b"alice", keys=KeyStore(tmp_path / "a")) as alice:
+        key = KeyStore(tmp_path / "k").create(b"x").public
+        with pytest.raises(ConfigurationError):
+            alice.add_peer(b"x", endpoint, key)
+        assert key not in alice.allowed and b"x" not in alice.keys.public_keys()
+        with pytest.raises(ConfigurationError, match="revoke its own key"):
+            alice.remove_peer(b"alice", revoke=True)
