@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pykka
 import pytest
@@ -54,10 +55,12 @@ def manual_clock() -> ManualClock:
 @pytest.fixture
 def actor_cleanup() -> Iterator[None]:
     """After the test, stop every Pykka actor it started and left running,
-    last started first (those running before it are left alone)."""
-    before = _actor_urns()
+    last started first. Those running before it are left alone, and so is
+    every actor of a ``Node`` that was running before it (a fixture's of a
+    wider scope), even one the test made it start (a peer's connection)."""
+    before = _Before()
     yield
-    stop_actors_except(before)
+    before.stop_new_actors()
 
 
 @pytest.fixture
@@ -82,24 +85,13 @@ def actor_test() -> Iterator[None]:
     running is stopped (its zmq contexts too, which stopping its actors
     alone would leave open), and the test then fails naming it.
     """
-    from ..node import running_nodes  # noqa: PLC0415 - loading the plugin loads no zmq
-
-    before = set(threading.enumerate())
-    actors_before = _actor_urns()
-    nodes_before = set(running_nodes())
+    before = _Before()
     yield
-    left = [node for node in running_nodes() if node not in nodes_before]
+    left = before.new_nodes()
     for node in left:
         node.stop()
-    # A node running before the test (a fixture's, of a wider scope) keeps
-    # what the test made it start: its timer thread, a peer's connection...
-    spared_refs, spared_idents = [], set()
-    for node in nodes_before:
-        refs, idents = node.parts()
-        spared_refs.extend(refs)
-        spared_idents.update(idents)
-    stop_actors_except(actors_before | {ref.actor_urn for ref in spared_refs})
-    check_no_new_threads(before | {t for t in threading.enumerate() if t.ident in spared_idents})
+    before.stop_new_actors()
+    check_no_new_threads(before.threads | before.spared_threads())
     if left:
         names = ", ".join(sorted(repr(node.uuid) for node in left))
         pytest.fail(
@@ -107,11 +99,6 @@ def actor_test() -> Iterator[None]:
             "every node it starts: node.stop(), or `with Node(...) as node:`.",
             pytrace=False,
         )
-
-
-def stop_all_actors(timeout: float = ACTOR_STOP_TIMEOUT) -> None:
-    """Stop every running Pykka actor, last started first, each within ``timeout`` s."""
-    pykka.ActorRegistry.stop_all(timeout=timeout)
 
 
 def stop_actors_except(spared: set[str], timeout: float = ACTOR_STOP_TIMEOUT) -> None:
@@ -122,8 +109,31 @@ def stop_actors_except(spared: set[str], timeout: float = ACTOR_STOP_TIMEOUT) ->
             ref.stop(timeout=timeout)
 
 
-def _actor_urns() -> set[str]:
-    return {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}
+class _Before:
+    """What ran before a test: its actors, threads and nodes. A node running
+    before it (a fixture's, of a wider scope) keeps what the test made it
+    start (its timer thread, a peer's connection)."""
+
+    def __init__(self) -> None:
+        from ..node import running_nodes  # noqa: PLC0415 - loading the plugin loads no zmq
+
+        self._running_nodes = running_nodes
+        self.threads = set(threading.enumerate())
+        self.actors = {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}
+        self.nodes = set(running_nodes())
+
+    def new_nodes(self) -> list[Any]:
+        return [node for node in self._running_nodes() if node not in self.nodes]
+
+    def stop_new_actors(self) -> None:
+        spared = set(self.actors)
+        for node in self.nodes:
+            spared.update(ref.actor_urn for ref in node.parts()[0])
+        stop_actors_except(spared)
+
+    def spared_threads(self) -> set[threading.Thread]:
+        idents = {ident for node in self.nodes for ident in node.parts()[1]}
+        return {thread for thread in threading.enumerate() if thread.ident in idents}
 
 
 def check_no_new_threads(

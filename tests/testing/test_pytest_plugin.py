@@ -267,8 +267,9 @@ def test_actor_test_stops_a_node_the_test_left_running_and_fails_naming_it(
     assert running_nodes() == []
 
 
-def test_actor_test_spares_a_node_of_a_wider_scope_and_what_the_test_made_it_start(
-    pytester: pytest.Pytester,
+@pytest.mark.parametrize("fixture", ["actor_test", "actor_cleanup"])
+def test_the_fixtures_spare_a_node_of_a_wider_scope_and_what_the_test_made_it_start(
+    pytester: pytest.Pytester, fixture: str
 ) -> None:
     """It used to stop every actor of the process, the shared node's too
     (the next test found it half dead), and to blame the test for the
@@ -296,16 +297,16 @@ def test_actor_test_spares_a_node_of_a_wider_scope_and_what_the_test_made_it_sta
             a.add_peer(b"b", b.endpoint, b.keys.public_key(b"b"))
             b.add_peer(b"a", a.endpoint, a.keys.public_key(b"a"))
 
-        def test_first(pair, actor_test):
+        def test_first(pair, FIXTURE):
             a, b = pair
             connect(a, b)  # each node starts a connection's actor in the test
             assert a.request(b"b", b"echo", {"n": 1}, timeout=5).get(timeout=5).payload == {"n": 1}
 
-        def test_second(pair, actor_test):
+        def test_second(pair, FIXTURE):
             a, b = pair
             connect(a, b)  # known already: nothing changes
             assert a.request(b"b", b"echo", {"n": 2}, timeout=5).get(timeout=5).payload == {"n": 2}
-        """
+        """.replace("FIXTURE", fixture)
     )
 
     result = pytester.runpytest(*INNER_ARGS, plugins=[pytest_plugin])
