@@ -143,6 +143,9 @@ class Concern(Actor):
         # Received batches told as it stopped (a remove_concern racing the
         # Receiver) would be dropped unseen, and the Receiver's backlog
         # would count them for ever: they are let go here, and said.
+        # Outcomes told as it stopped were its messages' when they were
+        # routed: it handles them still (a failed one is decided, so it is
+        # retried or dropped), else they would never end.
         lost = 0
         for message in messages:
             if isinstance(message, Received):
@@ -150,6 +153,8 @@ class Concern(Actor):
                 if let_go is not None:  # lost: counted dropped by the Receiver
                     let_go()
                 lost += len(message.messages)
+            elif isinstance(message, (Sent, Failed, Dropped)):
+                self._on_message(message)
         if lost:
             log.warning("%r: stopped with %d received message(s) not handled", self, lost)
 

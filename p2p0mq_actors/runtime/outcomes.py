@@ -127,7 +127,27 @@ def _report(
     for ref, batch in _group(registry, items, message_of).items():
         if event is Sent and not listens_to_sent(ref):
             continue
-        _tell(ref, event(tuple(batch)), len(batch))
+        if not _tell(ref, event(tuple(batch)), len(batch)):
+            _to_the_next_owner(registry, ref, batch, event, message_of)
+
+
+def _to_the_next_owner(
+    registry: ConcernRegistry,
+    gone: Any,
+    items: list[Any],
+    event: Callable[[tuple[Any, ...]], object],
+    message_of: Callable[[Any], Message] | None,
+) -> None:
+    """Tell the outcomes a stopped Concern missed (it was removed after they
+    were routed to it) to their commands' owners now: the default Concern,
+    unless another was added since. Once: one that stopped too is logged."""
+    for ref, batch in _group(registry, items, message_of).items():
+        owner = registry.default if ref is gone else ref
+        if owner is gone or owner is None or (event is Sent and not listens_to_sent(owner)):
+            log.warning("Concern %s stopped; %d outcome(s) not delivered", gone, len(batch))
+            continue
+        if not _tell(owner, event(tuple(batch)), len(batch)):
+            log.warning("Concern %s stopped too; %d outcome(s) not delivered", owner, len(batch))
 
 
 def listens_to_sent(ref: Any) -> bool:
@@ -157,11 +177,13 @@ def _group(registry: ConcernRegistry, items: Iterable[Any], key: Any) -> dict[An
     return groups
 
 
-def _tell(ref: Any, event: object, count: int) -> None:
+def _tell(ref: Any, event: object, count: int) -> bool:
+    """Tell ``ref`` of ``event``; False if it has stopped."""
     if ref is None:
         log.warning("no Concern to tell of %d message(s): %r", count, event)
-        return
+        return True  # (no one to hand them to)
     try:
         ref.tell(event)
     except pykka.ActorDeadError:
-        log.warning("Concern %s stopped; %d outcome(s) not delivered: %r", ref, count, event)
+        return False
+    return True

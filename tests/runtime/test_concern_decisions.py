@@ -17,7 +17,7 @@ from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.errors import SendError, TransportError
 from p2p0mq_actors.core.message import Message
 from p2p0mq_actors.core.policy import Action, Decision
-from p2p0mq_actors.runtime.messages import Failed, Received, Retry, Sent
+from p2p0mq_actors.runtime.messages import Dropped, Failed, Received, Retry, Sent
 from p2p0mq_actors.testing.recorder import OutcomeBook, RecordingConcern
 
 WAIT = 5.0
@@ -281,3 +281,26 @@ def test_received_messages_told_as_the_concern_stops_are_let_go_not_held_for_eve
     assert let_go.wait(WAIT)  # the Receiver's backlog counts it no more
     assert lost.wait(WAIT)  # given, ``lost`` is called instead: counted dropped
     assert "stopped with 2 received message(s) not handled" in caplog.text
+
+
+def test_outcomes_told_as_the_concern_stops_are_still_handled(kit: Kit) -> None:
+    """A remove_concern racing traffic: outcomes routed to the Concern
+    before it was removed reached it as it stopped, and were thrown away
+    with Pykka's inbox (a failed message was never retried nor dropped:
+    769 of 60,300 in one stress run)."""
+    holding, release, book = threading.Event(), threading.Event(), OutcomeBook()
+    concern = Busy.start(
+        holding=holding, release=release, book=book, scheduler=kit.recorder, clock=kit.clock
+    )
+    concern.tell("hold")
+    assert holding.wait(WAIT)
+    stopped = concern.stop(block=False)  # queued behind the handler...
+    failed, dropped = make(kit.clock, b"x"), make(kit.clock, b"x")
+    error = TransportError("down", errno=errno.EHOSTUNREACH)
+    concern.tell(Failed(((failed, error),)))  # ...and these behind it
+    concern.tell(Dropped(((dropped, "ttl"),)))
+    release.set()
+    stopped.get(timeout=WAIT)
+    assert book.failed == [(failed, error)] and book.dropped == [(dropped, "ttl")]
+    (retry,) = kit.log.wait_for(1)  # the failed one: decided, so retried
+    assert isinstance(retry, Retry) and [m for m, _ in retry.later] == [failed.retried()]

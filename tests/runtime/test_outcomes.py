@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pykka
+
 from p2p0mq_actors.core.message import Message
 from p2p0mq_actors.runtime.messages import Dropped, Sent
 from p2p0mq_actors.runtime.outcomes import ConcernRegistry, report_dropped, report_sent
@@ -88,3 +90,20 @@ def test_the_owner_of_a_command_is_its_own_concern_never_the_default() -> None:
     registry.remove(b"cmd")
     assert registry.owner(b"cmd") is None
     assert registry.get(b"cmd") == "the default"
+
+
+class StoppedRef(FakeRef):
+    """A Concern that stopped after the outcomes were routed to it."""
+
+    def tell(self, event: Any) -> None:
+        raise pykka.ActorDeadError("stopped")
+
+
+def test_outcomes_for_a_concern_that_stopped_go_to_the_commands_next_owner() -> None:
+    """They used to be logged and lost: a failed message never decided."""
+    gone, default = StoppedRef(), FakeRef()
+    registry = ConcernRegistry(default=default)
+    registry.add(b"a", gone)  # still registered: it died
+    a, z = msg(b"a", 0), msg(b"z", 1)
+    report_dropped(registry, [(a, "ttl"), (z, "ttl")])
+    assert default.told == [Dropped(((a, "ttl"),)), Dropped(((z, "ttl"),))]
