@@ -262,6 +262,9 @@ class Sender:
                 self.scheduler.ask(AddPeer(uuid, ref), timeout=self._timeout)
             except pykka.Timeout:  # it is queued all the same: the peer is known soon
                 log.warning("the Scheduler took over %s s to add peer %r", self._timeout, uuid)
+            except pykka.ActorDeadError:  # the node stops (stop waits for this call)
+                self._check_running()
+                raise
             done.append(uuid)
         if failed:
             errors = list(failed.values())
@@ -277,6 +280,11 @@ class Sender:
         anything sent to the peer from now on (a request is not failed for
         it: a peer added again in time may still get it)."""
         _check_key("peer uuid", uuid)
+        with self._connect_lock:  # not while connect_peers makes its connection
+            self._remove_peer(uuid)
+
+    def _remove_peer(self, uuid: bytes) -> None:
+        """``remove_peer``, its lock held."""
         self._peers.pop(uuid, None)
         ref = self._connections.pop(uuid, None)
         # Asked, not told: the Scheduler hands the connection no plan once
@@ -466,6 +474,13 @@ class Sender:
         if self._stopped:
             return
         self._stopped = True
+        # A connect_peers under way ends first (its connection is then one
+        # of those stopped here); the next one finds the sender stopped.
+        with self._connect_lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        """``stop``, once, ``connect_peers``' lock held."""
         _ask(self.scheduler, SHUTDOWN, self._timeout)
         for ref in self._connections.values():
             _ask(ref, SHUTDOWN, self._timeout)

@@ -168,3 +168,58 @@ def test_a_concern_whose_on_start_raises_is_not_added_and_its_command_stays_free
         with pytest.raises(ConfigurationError, match="StartRaises stopped as it started"):
             sender.add_concern(StartRaises)
         assert b"start" not in sender.concerns
+
+
+def test_stop_waits_for_a_connection_being_made_and_stops_it_too() -> None:
+    """A connection whose start was under way when stop() listed the
+    connections used to be registered after, and was left running with its
+    socket (and the context waiting for it); the add raised pykka's error."""
+    sockets = FakeSocketFactory()
+    starting, go_on = threading.Event(), threading.Event()
+    connect = sockets.connect
+
+    def slow_connect(peer: Any) -> Any:
+        starting.set()
+        assert go_on.wait(5)
+        return connect(peer)
+
+    sockets.connect = slow_connect  # type: ignore[method-assign]
+    sender = Sender(b"me", sockets=sockets, clock=ManualClock())
+    sender.add_peer(b"x", "tcp://127.0.0.1:1", b"k" * 40)
+    raised: list[BaseException] = []
+
+    def add() -> None:
+        try:
+            sender.connect_peers()
+        except BaseException as exc:  # noqa: BLE001 - looked at below
+            raised.append(exc)
+
+    class Noted:  # the sender's connect lock, saying when stop() waits for it
+        def __init__(self, lock: Any) -> None:
+            self.lock, self.stop_waits = lock, threading.Event()
+
+        def __enter__(self) -> None:
+            if threading.current_thread() is stopping:
+                self.stop_waits.set()
+            self.lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.lock.release()
+
+    noted = Noted(sender._connect_lock)
+    sender._connect_lock = noted  # type: ignore[assignment]
+    adding = threading.Thread(target=add)
+    stopping = threading.Thread(target=sender.stop)
+    adding.start()
+    assert starting.wait(5)
+    stopping.start()
+    for _ in range(500):  # until stop() waits for the connect, or (before) was done
+        if noted.stop_waits.wait(0.01) or not stopping.is_alive():
+            break
+    go_on.set()
+    stopping.join(10)
+    adding.join(10)
+    assert not stopping.is_alive() and not adding.is_alive()
+    assert all(isinstance(exc, ConfigurationError) for exc in raised)
+    assert [ref for ref in sender.connections().values() if ref.is_alive()] == []
+    assert not any(t.name.startswith("PeerConnection") for t in threading.enumerate())
