@@ -191,7 +191,7 @@ def test_stop_waits_for_a_connection_being_made_and_stops_it_too() -> None:
     def add() -> None:
         try:
             sender.connect_peers()
-        except BaseException as exc:  # noqa: BLE001 - looked at below
+        except BaseException as exc:
             raised.append(exc)
 
     class Noted:  # the sender's connect lock, saying when stop() waits for it
