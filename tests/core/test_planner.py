@@ -6,6 +6,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -615,24 +616,22 @@ def test_a_fast_message_is_never_behind_medium_or_slow_queued_earlier_for_its_pe
         assert late == []
 
 
-timed_ops = st.lists(
-    st.one_of(
-        st.tuples(
-            st.just("enqueue"),
-            st.lists(
-                st.tuples(
-                    st.sampled_from(PEERS), st.sampled_from([FAST, MEDIUM, SLOW]), st.floats(0, 30)
-                ),
-                min_size=1,
-                max_size=6,
-            ),
+def timed(item: st.SearchStrategy[tuple[Any, ...]]) -> st.SearchStrategy[list[Any]]:
+    """Scripts of ``run_ops`` steps, ``wait`` among them, queueing ``item``s."""
+    return st.lists(
+        st.one_of(
+            st.tuples(st.just("enqueue"), st.lists(item, min_size=1, max_size=6)),
+            st.tuples(st.just("step"), st.sampled_from(PEERS)),
+            st.tuples(st.just("block"), st.tuples(st.sampled_from(PEERS), st.integers(0, 3))),
+            st.tuples(st.just("unblock"), st.sampled_from(PEERS)),
+            st.tuples(st.just("wait"), st.floats(0.0, 8.0)),
         ),
-        st.tuples(st.just("step"), st.sampled_from(PEERS)),
-        st.tuples(st.just("block"), st.tuples(st.sampled_from(PEERS), st.integers(0, 3))),
-        st.tuples(st.just("unblock"), st.sampled_from(PEERS)),
-        st.tuples(st.just("wait"), st.floats(0.0, 8.0)),
-    ),
-    max_size=60,
+        max_size=60,
+    )
+
+
+timed_ops = timed(
+    st.tuples(st.sampled_from(PEERS), st.sampled_from([FAST, MEDIUM, SLOW]), st.floats(0, 30))
 )
 
 
@@ -1035,27 +1034,13 @@ def test_a_reply_goes_in_again_once_replies_have_left_the_lane() -> None:
     assert sim.planner.enqueue([late]).overflow == []
 
 
-reply_ops = st.lists(
-    st.one_of(
-        st.tuples(
-            st.just("enqueue"),
-            st.lists(
-                st.tuples(
-                    st.sampled_from(PEERS),
-                    st.sampled_from([FAST, FAST, MEDIUM]),
-                    st.floats(0, 30),
-                    st.booleans(),  # a reply
-                ),
-                min_size=1,
-                max_size=6,
-            ),
-        ),
-        st.tuples(st.just("step"), st.sampled_from(PEERS)),
-        st.tuples(st.just("block"), st.tuples(st.sampled_from(PEERS), st.integers(0, 3))),
-        st.tuples(st.just("unblock"), st.sampled_from(PEERS)),
-        st.tuples(st.just("wait"), st.floats(0.0, 8.0)),
-    ),
-    max_size=60,
+reply_ops = timed(
+    st.tuples(
+        st.sampled_from(PEERS),
+        st.sampled_from([FAST, FAST, MEDIUM]),
+        st.floats(0, 30),
+        st.booleans(),  # a reply
+    )
 )
 
 

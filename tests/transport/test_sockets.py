@@ -450,9 +450,13 @@ def test_nobody_listening_reports_no_event_and_never_becomes_writable(
 @pytest.mark.parametrize(
     ("endpoint", "reason"),
     [
-        ("nonsense", "Invalid argument"),
-        ("tcp://127.0.0.1", "Invalid argument"),
-        ("foo://bar", "Protocol not supported"),
+        ("nonsense", "zmq refused the endpoint: Invalid argument (errno "),
+        ("tcp://127.0.0.1", "zmq refused the endpoint: Invalid argument (errno "),
+        ("foo://bar", "zmq refused the endpoint: Protocol not supported (errno "),
+        # refused before zmq, which would take them bent:
+        ("tcp://127.0.0.1:99999", "a TCP port is from 1 to 65535"),
+        ("tcp://127.0.0.1:0", "a TCP port is from 1 to 65535"),
+        ("tcp://127.0.0.1:5555\x00junk", "an endpoint has no NUL character"),
     ],
 )
 def test_a_bad_endpoint_is_a_configuration_error_and_leaks_no_socket(
@@ -464,31 +468,11 @@ def test_a_bad_endpoint_is_a_configuration_error_and_leaks_no_socket(
         factory.connect(PeerAddress(b"server-1", endpoint, generate_keypair().public))
 
     assert str(info.value).startswith(
-        f"cannot connect to peer b'server-1' at {endpoint!r}: zmq refused the endpoint: {reason}"
-        " (errno "
+        f"cannot connect to peer b'server-1' at {endpoint!r}: {reason}"
     )
-    assert isinstance(info.value.__cause__, zmq.ZMQError)
+    by_zmq = isinstance(info.value.__cause__, zmq.ZMQError)
+    assert by_zmq is reason.startswith("zmq refused")
     assert terminates(ctx, within=2.0)  # the traceback is alive: nothing kept a socket open
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "reason"),
-    [
-        ("tcp://127.0.0.1:99999", "a TCP port is from 1 to 65535"),
-        ("tcp://127.0.0.1:0", "a TCP port is from 1 to 65535"),
-        ("tcp://127.0.0.1:5555\x00junk", "an endpoint has no NUL character"),
-    ],
-)
-def test_an_endpoint_zmq_would_take_bent_is_refused_before_a_socket_is_made(
-    ctx: Context, endpoint: str, reason: str
-) -> None:
-    factory = CurveDealerFactory(ctx, b"client-1", generate_keypair())
-
-    with pytest.raises(ConfigurationError) as info:
-        factory.connect(PeerAddress(b"server-1", endpoint, generate_keypair().public))
-
-    assert str(info.value) == f"cannot connect to peer b'server-1' at {endpoint!r}: {reason}"
-    assert terminates(ctx, within=2.0)
 
 
 @pytest.mark.parametrize(
