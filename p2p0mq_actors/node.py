@@ -278,7 +278,8 @@ class Node:
     def _not_itself(self, uuid: bytes, what: str) -> None:
         if uuid == self.uuid:
             raise ConfigurationError(
-                f"{self!r} cannot {what} (uuid {uuid!r}): its own key is its key store's"
+                f"{self!r} cannot {what} (uuid {uuid!r} is its own): its key pair"
+                " stays in its key store"
             )
 
     def _add_peer(

@@ -74,8 +74,8 @@ class Scheduler(Actor):
             express gate is opened for idle peers (``express.py``).
         max_held: the most messages the Scheduler (and the medium queues it
             knows of) holds; the rest waits in the intake, which is bounded.
-        reply_backlog: a reply for a peer with this many fast messages
-            queued here is dropped, ``"peer-backlog"`` (``Planner``'s rules).
+        reply_backlog: a reply for a peer with this many replies queued
+            here is dropped, ``"peer-backlog"`` (``Planner``'s rules).
     """
 
     def __init__(
@@ -213,9 +213,9 @@ class Scheduler(Actor):
         if now - self._overflow_warned >= OVERFLOW_WARN_EVERY:
             self._overflow_warned = now
             log.warning(
-                "%r: dropped %d replies so far for peers whose %d fast messages were"
-                " not yet sent (the latest for %r): they send requests faster than"
-                " they read the replies",
+                "%r: dropped %d replies so far for peers with %d replies not yet sent"
+                " (the latest for %r): they send requests faster than they read the"
+                " replies",
                 self,
                 self.overflowed,
                 self._planner.reply_backlog,

@@ -149,8 +149,8 @@ class Sender:
             shuffle=shuffle,
             intake=self.intake,
             max_held=intake_capacity,
-            # A peer that does not read its replies holds a quarter of the
-            # room at most (10,000 by default: as many as its socket takes).
+            # The replies to a peer that does not read them hold a quarter of
+            # the room at most (10,000 by default: as many as a socket takes).
             reply_backlog=min(REPLY_BACKLOG, max(1, intake_capacity // 4)),
         )
         self.concerns.default = DefaultConcern.start(
