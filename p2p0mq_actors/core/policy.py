@@ -30,11 +30,11 @@ until then.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeGuard
 
+from .checks import finite
 from .errors import ConfigurationError, SendError
 from .message import Message
 
@@ -137,7 +137,7 @@ class FailurePolicy:
     def __post_init__(self) -> None:
         _check_seconds("FailurePolicy.base_delay", self.base_delay)
         _check_seconds("FailurePolicy.max_delay", self.max_delay)
-        if not _is_number(self.factor) or not 1 <= self.factor < math.inf:
+        if not _is_number(self.factor) or not finite(self.factor) or self.factor < 1:
             raise _invalid("factor", self.factor, "must be a finite number >= 1")
         if self.max_delay < self.base_delay:
             raise _invalid(
@@ -160,7 +160,7 @@ class FailurePolicy:
         Raises:
             ConfigurationError: ``now`` is not a finite number.
         """
-        if not math.isfinite(now):
+        if not finite(now):
             raise ConfigurationError(f"invalid now={now!r}: must be a finite number of seconds")
         if message.expired(now):
             return Decision.give_up("ttl")
@@ -214,7 +214,9 @@ def _invalid(field: str, value: object, why: str) -> ConfigurationError:
 
 
 def _check_seconds(name: str, value: object) -> None:
-    if not _is_number(value) or not 0 <= value < math.inf:
+    # finite(): an int too large for a float passes ``< math.inf``, then
+    # overflows where the delay is added to a time (a Concern used to die).
+    if not _is_number(value) or not finite(value) or value < 0:
         raise ConfigurationError(
             f"invalid {name}={value!r}: must be a finite number of seconds >= 0"
         )

@@ -15,13 +15,13 @@ another on that thread, outside the lock: they must be quick and thread-safe
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
 
-from ..core.errors import ConfigurationError
+from ..core.checks import finite
+from ..core.errors import APPLICATION_ERRORS, ConfigurationError
 from ..core.ports import TimerHandle
 from ..core.timers import Timer, TimerQueue
 
@@ -166,7 +166,7 @@ class MonotonicClock:
         while (timer := self._next_due()) is not None:
             try:
                 timer.callback()
-            except Exception:
+            except APPLICATION_ERRORS:  # SystemExit too: it would end this thread
                 logger.exception("timer callback %r raised; the clock goes on", timer.callback)
 
     def _next_due(self) -> Timer | None:
@@ -184,6 +184,6 @@ class MonotonicClock:
 
 
 def _delay_seconds(delay: object) -> float:
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay):
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not finite(delay):
         raise ConfigurationError(f"invalid delay={delay!r}: must be a finite number of seconds")
     return max(0.0, float(delay))

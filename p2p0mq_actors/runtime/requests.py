@@ -28,6 +28,7 @@ from typing import Any
 
 from ..core.checks import check_seconds
 from ..core.errors import (
+    ConfigurationError,
     NodeStoppedError,
     RequestError,
     RequestTimeoutError,
@@ -57,13 +58,13 @@ class PendingRequests:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        # message id -> (asked peer, hop it went out on, future, deadline)
-        # message id -> (peer, next hop, future, deadline, command)
+        # message id -> (asked peer, hop it went out on, future, deadline, command)
         self._pending: dict[int, tuple[bytes, bytes, ReplyFuture[Message], float, bytes]] = {}
         self._errors: dict[int, SendError] = {}  # message id -> its last send error
         self._deadlines: list[tuple[float, int]] = []
         self._armed: float | None = None
         self._timer: TimerHandle | None = None
+        self._closed = False  # fail_all ran: the node stops, nothing more is taken
         self.resolved = 0
         self.failed: Counter[str] = Counter()
 
@@ -78,6 +79,10 @@ class PendingRequests:
         future: ReplyFuture[Message] = ReplyFuture()
         due = self._clock.now() + timeout
         with self._lock:
+            if self._closed:
+                raise ConfigurationError(
+                    f"the node stopped: request #{request.message_id} not sent"
+                )
             self._pending[request.message_id] = (
                 request.destination,
                 request.next_hop,
@@ -108,7 +113,12 @@ class PendingRequests:
             self._errors.pop(request.message_id, None)
 
     def _arm(self, due: float) -> None:
-        timer = self._clock.call_later(max(0.0, due - self._clock.now()), self._expire)
+        try:
+            timer = self._clock.call_later(max(0.0, due - self._clock.now()), self._expire)
+        except ConfigurationError:  # the node's clock closed: fail_all settles it
+            if self._closed:
+                return
+            raise
         old: TimerHandle | None
         with self._lock:
             if self._armed != due:  # another thread armed an earlier deadline meanwhile
@@ -179,6 +189,7 @@ class PendingRequests:
     def fail_all(self, reason: str = "stopped") -> None:
         """Fail every pending future (the node is stopping)."""
         with self._lock:
+            self._closed = True
             mids = list(self._pending)
             timer, self._timer = self._timer, None
             self._deadlines.clear()

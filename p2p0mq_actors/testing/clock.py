@@ -8,10 +8,10 @@ due-time order, so a test needs no sleeps and no timer thread.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 
+from ..core.checks import finite
 from ..core.errors import ConfigurationError
 from ..core.ports import TimerHandle
 from ..core.timers import Timer, TimerQueue
@@ -26,6 +26,7 @@ class ManualClock:
     every callback that falls due within the window, in due-time order (ties in
     the order they were scheduled), including callbacks that those callbacks
     schedule inside the window. While a callback runs, ``now()`` is its due time.
+    Moves from several threads take turns: each runs its callbacks whole.
 
     Example::
 
@@ -49,6 +50,9 @@ class ManualClock:
         self._now = float(_finite("start", start))
         self._lock = threading.Lock()
         self._scheduled = threading.Condition(self._lock)  # notified at each call_later
+        # Held while time moves (advance, set): one move at a time, its
+        # callbacks in order; a callback may move the clock itself.
+        self._moving = threading.RLock()
         self._timers = TimerQueue(on_cancel=self._cancel)
 
     def now(self) -> float:
@@ -127,9 +131,10 @@ class ManualClock:
             raise ConfigurationError(
                 f"invalid seconds={seconds!r}: a monotonic clock cannot go back"
             )
-        with self._lock:
-            target = self._now + seconds
-        return self._run_until(target)
+        with self._moving:
+            with self._lock:
+                target = self._now + seconds
+            return self._run_until(_finite("the time advanced to", target))
 
     def set(self, t: float) -> int:
         """Move time forward to ``t`` and run every callback due by then.
@@ -146,13 +151,14 @@ class ManualClock:
             ConfigurationError: ``t`` is earlier than ``now()`` or not a finite number.
         """
         t = float(_finite("t", t))
-        with self._lock:
-            if t < self._now:
-                raise ConfigurationError(
-                    f"invalid t={t!r}: earlier than now={self._now!r}; "
-                    "a monotonic clock cannot go back"
-                )
-        return self._run_until(t)
+        with self._moving:
+            with self._lock:
+                if t < self._now:
+                    raise ConfigurationError(
+                        f"invalid t={t!r}: earlier than now={self._now!r}; "
+                        "a monotonic clock cannot go back"
+                    )
+            return self._run_until(t)
 
     def __repr__(self) -> str:
         return f"<ManualClock now={self._now:.6f} pending={len(self._timers)}>"
@@ -179,6 +185,6 @@ class ManualClock:
 
 
 def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not finite(value):
         raise ConfigurationError(f"invalid {name}={value!r}: must be a finite number of seconds")
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -363,3 +364,24 @@ def test_a_decision_kept_within_the_deadline_is_unchanged_or_given_up_as_ttl(
 
     in_time = decision.action is Action.GIVE_UP or now + decision.delay < now + ttl
     assert kept == (decision if in_time else Decision.give_up("ttl"))
+
+
+HUGE = 10**400  # an int no float can hold: it passed ``< math.inf``, then overflowed
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Decision.retry_after(HUGE),
+        lambda: Decision(Action.RETRY, HUGE),
+        lambda: FailurePolicy(base_delay=HUGE, max_delay=HUGE),
+        lambda: FailurePolicy(max_delay=HUGE),
+        lambda: FailurePolicy(factor=HUGE),
+        lambda: FailurePolicy().decide(message(), SendError("x"), HUGE),
+    ],
+)
+def test_an_int_too_large_for_a_float_is_refused_as_not_finite(build: Any) -> None:
+    """A Decision(RETRY, 10**400) used to be taken, then overflowed where
+    its delay was added to the time: the Concern died with its messages."""
+    with pytest.raises(ConfigurationError, match="finite"):
+        build()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from sendpath_kit import ME, make
@@ -296,3 +297,29 @@ def test_a_timeout_that_is_not_a_finite_positive_number_is_refused_and_nothing_i
         pending.register(make(clock, b"bob"), timeout=timeout)  # type: ignore[arg-type]
     assert len(pending) == 0
     assert clock.pending == 0
+
+
+def test_a_request_registered_as_the_node_stops_is_refused_and_not_left_pending() -> None:
+    """It used to be left pending, its caller told of a closed clock."""
+    clock = ManualClock()
+    pending = PendingRequests(clock)
+    pending.fail_all()
+    with pytest.raises(ConfigurationError, match="the node stopped"):
+        pending.register(make(clock, b"bob"), timeout=5)
+    assert len(pending) == 0
+
+
+def test_a_request_registered_just_before_the_stop_is_failed_by_it_even_if_the_clock_closed() -> (
+    None
+):
+    class Closing(ManualClock):  # the stop runs between the request's entry and its timer
+        def call_later(self, delay: float, callback: Any) -> Any:
+            pending.fail_all()
+            raise ConfigurationError("call_later on a closed clock")
+
+    clock = Closing()
+    pending = PendingRequests(clock)
+    future = pending.register(make(clock, b"bob"), timeout=5)
+    with pytest.raises(NodeStoppedError):
+        future.get(timeout=1)
+    assert len(pending) == 0

@@ -263,3 +263,42 @@ def test_wait_for_pending_says_how_many_are_pending_when_it_times_out() -> None:
     clock.call_later(1, lambda: None)
     with pytest.raises(TimeoutError, match=r"1 callbacks pending after 0\.01 s, not 2"):
         clock.wait_for_pending(2, timeout=0.01)
+
+
+def test_advances_from_several_threads_take_turns_and_lose_no_time() -> None:
+    """Two advances at once used to read the same start: time was lost, and
+    callbacks ran at once in two threads, out of order."""
+    clock = ManualClock(start=0.0)
+    seen: list[tuple[float, float]] = []
+    for i in range(1, 2001):
+        clock.call_later(i * 0.5, lambda due=i * 0.5: seen.append((due, clock.now())))
+    go = threading.Barrier(4)
+
+    def move() -> None:
+        go.wait(5)
+        for _ in range(250):
+            clock.advance(1.0)
+
+    threads = [threading.Thread(target=move) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert clock.now() == 1000.0
+    assert seen == [(due, due) for due in sorted(due for due, _ in seen)] and len(seen) == 2000
+
+
+@pytest.mark.parametrize("move", ["advance", "set", "call_later"])
+def test_an_int_too_large_for_a_float_or_a_move_to_infinity_is_refused(move: str) -> None:
+    clock = ManualClock()
+    with pytest.raises(ConfigurationError, match="finite"):
+        if move == "advance":
+            clock.advance(10**400)
+        elif move == "set":
+            clock.set(10**400)
+        else:
+            clock.call_later(10**400, lambda: None)
+    with pytest.raises(ConfigurationError, match="finite"):
+        clock.advance(1.7e308)
+        clock.advance(1.7e308)  # to infinity
+    assert math.isfinite(clock.now())
