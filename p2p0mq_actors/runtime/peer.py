@@ -236,7 +236,8 @@ class PeerConnection(Actor):
         # application thread went through the gate), would be dropped
         # unseen: its messages would never end, and the Scheduler would
         # never hear the plan's result. Each is given back as one that came
-        # after the close.
+        # after the close (which comes first: on_stop follows).
+        self._shutdown()
         for message in messages:
             if isinstance(message, Plan):
                 try:  # each on its own: one that fails costs no other

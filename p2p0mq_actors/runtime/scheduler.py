@@ -409,6 +409,20 @@ class Scheduler(Actor):
     def on_stop(self) -> None:
         self._shutdown()
 
+    def on_left(self, messages: list[Any]) -> None:
+        # Work told as it stopped (a Concern's retries and replies, a plan's
+        # result) would be lost with its inbox: it is dropped, "stopped".
+        self._shutdown()
+        gone: list[Message] = []
+        for message in messages:
+            if isinstance(message, Enqueue):
+                gone.extend(message.messages)
+            elif isinstance(message, Retry):
+                gone.extend([*message.now, *(m for m, _ in message.later)])
+            elif isinstance(message, PlanResult):
+                gone.extend(message.unsent())
+        report_dropped(self._concerns, [(m, "stopped") for m in gone])
+
     def on_failure(self, *_exc_info: object) -> None:
         """A bug (pykka logged it): what it holds is dropped as ``"stopped"``
         and the intake is closed, so that sends raise instead of waiting for

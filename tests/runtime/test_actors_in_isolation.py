@@ -652,3 +652,41 @@ def test_a_peer_is_connecting_until_a_send_goes_through(kit: Kit) -> None:
     sock.unblock()
     assert kit.log.wait_for(2)[1] == PeerWritable(b"x", 1)
     assert peer.proxy().state.get(timeout=5) == "READY"
+
+
+class HoldingObserver:
+    """An outcome observer whose first ``failed`` holds the reporting thread."""
+
+    def __init__(self) -> None:
+        self.holding, self.release = threading.Event(), threading.Event()
+
+    def sent(self, messages: Any) -> None:
+        pass
+
+    def failed(self, items: Any) -> None:
+        if not self.holding.is_set():
+            self.holding.set()
+            assert self.release.wait(5)
+
+    def dropped(self, items: Any) -> None:
+        pass
+
+
+def test_work_told_to_the_scheduler_as_it_stops_is_dropped_as_stopped(kit: Kit) -> None:
+    """It used to be thrown away with Pykka's inbox: a Concern's retries and
+    replies never ended."""
+    observer = HoldingObserver()
+    kit.registry.observer = observer
+    sched, _ = kit.scheduler_with(b"x")
+    sched.tell(Enqueue((make(kit.clock, b"nobody"),)))  # failed: holds the Scheduler
+    assert observer.holding.wait(5)
+    stopping = sched.stop(block=False)
+    told = (make(kit.clock, b"x"), make(kit.clock, b"x", prio=FAST))
+    sched.tell(Enqueue(told[:1]))
+    sched.tell(Retry(now=told[1:]))
+    observer.release.set()
+    stopping.get(timeout=5)
+    kit.book.wait_for(lambda b: len(b.dropped) == 2)
+    assert sorted(kit.book.dropped, key=lambda d: d[0].message_id) == [
+        (m, "stopped") for m in told
+    ]
