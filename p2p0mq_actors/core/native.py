@@ -46,7 +46,7 @@ from .message import (
     plain_payload,
     uuid_ok,
 )
-from .unpacking import unpack
+from .unpacking import RefusedMap, holds_refused, unpack_marking
 
 NATIVE_VERSION: Final = 1
 MAX_BATCH: Final = 4096
@@ -194,9 +194,11 @@ def decode_native(
         ProtocolError: for anything but a valid version-1 envelope (a batch
             frame too: ``decode_native_many`` reads those).
     """
-    fields = _unpack(frame)
+    fields, refused = _unpack(frame)
     if len(fields) != _FIELDS:
         raise ProtocolError(f"native envelope: not an array of {_FIELDS} fields")
+    if refused:
+        raise _refused_error(holds_refused(fields))
     _check_version(fields[0])
     context = (_identity(previous_hop), local_uuid, now, max_ttl, priority)
     messages, errors = _read_bodies([fields[1:]], context)
@@ -220,15 +222,19 @@ def decode_native_many(
     Raises:
         ProtocolError: the frame as a whole is not a valid envelope or batch.
     """
-    fields = _unpack(frame)
+    fields, refused = _unpack(frame)
     _check_version(fields[0])
     context = (_identity(previous_hop), local_uuid, now, max_ttl, priority)
     if len(fields) == _FIELDS:
+        if refused:  # (one message: refused as the frame it is)
+            raise _refused_error(holds_refused(fields))
         bodies: object = [fields[1:]]
     else:
         bodies = fields[1]
         if type(bodies) is not list or not 1 <= len(bodies) <= MAX_BATCH:
             raise ProtocolError(f"native batch: not an array of 1 to {MAX_BATCH} envelopes")
+        if refused:  # each body with a map it refused is refused alone
+            bodies = [_unless_refused(body) for body in bodies]
     return _read_bodies(bodies, context)  # type: ignore[arg-type]
 
 
@@ -269,6 +275,8 @@ def _read_bodies(
     for body in bodies:
         try:
             if type(body) is not list or len(body) != _BODY_FIELDS:
+                if type(body) is _Refused:
+                    raise body.error
                 raise ProtocolError(f"native batch: an envelope is not an array of {_BODY_FIELDS}")
             kind, source, destination, command, mid, payload, ttl_ms, hops, trace = body
             if not (
@@ -381,14 +389,38 @@ def _check_version(version: object) -> None:
         )
 
 
-def _unpack(frame: object) -> list[Any]:
+def _unpack(frame: object) -> tuple[list[Any], bool]:
+    """The frame's fields, and whether a map in them was refused
+    (``unpacking.unpack_marking``: the message holding it is refused)."""
     try:  # msgpack reads any buffer (zmq.Frame too) without a copy first
-        fields = unpack(frame)
+        fields, refused = unpack_marking(frame)
     except Exception as exc:  # any malformed input: msgpack raises many kinds
         raise ProtocolError(f"native envelope: not MessagePack ({type(exc).__name__})") from exc
     if type(fields) is not list or len(fields) not in (_FIELDS, 2):
         raise ProtocolError(f"native envelope: not an array of {_FIELDS} fields (or a batch)")
-    return fields
+    return fields, refused
+
+
+class _Refused:
+    """A batch's body holding a map of refused keys: its error, raised in turn."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: ProtocolError) -> None:
+        self.error = error
+
+
+def _unless_refused(body: object) -> object:
+    """``body``, or a ``_Refused`` if it holds a map ``unpack_marking`` refused."""
+    refused = holds_refused(body)
+    return body if refused is None else _Refused(_refused_error(refused))
+
+
+def _refused_error(refused: RefusedMap | None) -> ProtocolError:
+    why = refused.why if refused is not None else "a map key not taken"
+    error = ProtocolError(f"native envelope: payload: {why}")
+    error.__cause__ = MessageError("payload", "<a map>", why)
+    return error
 
 
 def _identity(frame: object) -> bytes:

@@ -13,6 +13,9 @@ Rules:
   Receiver 8 s, and the time grows with the square of the count).
 - Whatever is wrong raises what msgpack raises (ValueError, TypeError,
   ``msgpack.UnpackException``...); callers turn it into ``ProtocolError``.
+- ``unpack_marking`` reads a value of many messages (a native batch frame)
+  whole even so: each map it refuses becomes a ``RefusedMap``, so that the
+  message holding it is refused alone.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, Final
 
 import msgpack
 
-__all__ = ["unpack"]
+__all__ = ["RefusedMap", "holds_refused", "unpack", "unpack_marking"]
 
 _unpackb: Final = msgpack.unpackb
 _FEW_COLLISIONS: Final = frozenset({str, bytes, int, float, bool, type(None), msgpack.ExtType})
@@ -41,11 +44,63 @@ def unpack(data: Any) -> Any:
     return _unpackb(data, raw=False, strict_map_key=False, object_pairs_hook=_checked_map)
 
 
+def unpack_marking(data: Any) -> tuple[Any, bool]:
+    """``unpack``'s value, each map it would refuse for a key a
+    ``RefusedMap`` instead; and whether there is one.
+
+    Raises:
+        ValueError: anything else msgpack refuses (with its own types).
+    """
+    try:
+        return _unpackb(data, raw=False), False
+    except ValueError:
+        pass
+    refused: list[RefusedMap] = []
+
+    def marking(pairs: list[tuple[Any, Any]]) -> Any:
+        why = _refusal(pairs)
+        if why is None:
+            return dict(pairs)
+        refused.append(RefusedMap(why))
+        return refused[-1]
+
+    value = _unpackb(data, raw=False, strict_map_key=False, object_pairs_hook=marking)
+    return value, bool(refused)
+
+
+class RefusedMap:
+    """Where ``unpack_marking`` met a map with a key it does not take."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def holds_refused(value: object) -> RefusedMap | None:
+    """The first ``RefusedMap`` in ``value`` (lists and maps, at any depth)."""
+    if type(value) is RefusedMap:
+        return value
+    items = value.values() if type(value) is dict else value if type(value) is list else ()
+    for item in items:
+        found = holds_refused(item)
+        if found is not None:
+            return found
+    return None
+
+
 def _checked_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    why = _refusal(pairs)
+    if why is not None:
+        raise ValueError(why)
+    return dict(pairs)
+
+
+def _refusal(pairs: list[tuple[Any, Any]]) -> str | None:
     for key, _value in pairs:
         if type(key) not in _FEW_COLLISIONS:
-            raise ValueError(
+            return (
                 f"a map key of type {type(key).__name__} is not taken (only str, bytes,"
                 " numbers, bools, nil and ext types)"
             )
-    return dict(pairs)
+    return None

@@ -254,6 +254,25 @@ def test_a_batch_with_an_unpackable_payload_is_an_encode_error() -> None:
         )
 
 
+@pytest.mark.parametrize("key", [(1, 2), msgpack.Timestamp(1, 0)], ids=["array", "timestamp"])
+def test_a_body_with_a_nested_key_the_receiver_refuses_costs_that_message_only(
+    key: object,
+) -> None:
+    """The sender packs any hashable key; the receiver refuses some (an
+    array is no hashable key once read, a timestamp's hash is the peer's to
+    choose): one such body used to sink the whole batch frame."""
+    good = [Message.create(b"alice", b"bob", b"chat", {"n": n}, now=NOW) for n in range(4)]
+    bad = Message.create(b"alice", b"bob", b"chat", {"m": {"deep": {key: "x"}}}, now=NOW)
+    frame = encode_native_batch([*good[:2], bad, *good[2:]], NOW)
+    got, errors = decode_native_many(b"alice", frame, b"bob", now=NOW)
+    assert [m.payload for m in got] == [m.payload for m in good]
+    (error,) = errors
+    assert isinstance(error.__cause__, MessageError) and error.__cause__.field == "payload"
+    assert "a map key of type" in str(error)
+    with pytest.raises(ProtocolError, match="payload: a map key"):  # alone: refused whole
+        decode_native(b"alice", encode_native(bad, NOW), b"bob", now=NOW)
+
+
 def test_a_single_frame_reads_as_a_batch_of_one() -> None:
     m = Message.create(b"alice", b"bob", b"chat", {"n": 1}, now=NOW, message_id=5)
     got, errors = decode_native_many(b"alice", encode_native(m, NOW), b"bob", now=NOW)

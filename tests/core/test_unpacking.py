@@ -34,12 +34,11 @@ def test_a_payload_of_timestamp_keys_is_a_protocol_error_on_every_wire() -> None
     keys = dict.fromkeys(colliding_timestamps(50), 1)
     payload = msgpack.packb({"a": keys})
     message = Message.create(b"alice", b"bob", b"chat", {"a": 1}, now=0.0, message_id=3)
-    for shape, why in ((WireShape.V011, "Timestamp"), (WireShape.NATIVE, "not MessagePack")):
+    for shape in (WireShape.V011, WireShape.NATIVE):
         frames = [b"alice", *encode(message, shape)]
         frames[-1] = frames[-1].replace(msgpack.packb({"a": 1}), payload)
-        with pytest.raises(ProtocolError, match=why) as info:
+        with pytest.raises(ProtocolError, match="map key of type Timestamp"):
             decode(frames, b"bob", now=0.0)
-        assert isinstance(info.value.__cause__, ValueError)
 
 
 def test_a_timestamp_as_a_value_and_keys_of_every_other_kind_are_read() -> None:
