@@ -10,8 +10,9 @@ Rules:
   means the receiver. ``encode`` leaves them empty in exactly those cases,
   which is all a 0.1.0 peer understands.
 - Payloads are MessagePack maps with str keys; binary and text stay distinct
-  (``use_bin_type=True`` / ``raw=False``), as in p2p0mq. Nested map keys may
-  be any hashable MessagePack value, since ``encode`` sends them too.
+  (``use_bin_type=True`` / ``raw=False``), as in p2p0mq. Nested map keys
+  may be str, bytes, numbers, bools, nil or ext types (``unpacking.py``:
+  ``encode`` sends others too, and ``decode`` refuses them).
 - ``Encoder`` is ``encode`` for one shape with a msgpack packer of its own:
   ``msgpack.packb`` builds a packer on every call (about 0.5 µs of the
   1.7 µs a native encode took). A packer is not thread-safe: one ``Encoder``
