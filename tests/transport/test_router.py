@@ -168,6 +168,32 @@ def test_a_receive_hwm_that_is_not_a_positive_c_int_is_refused(
         CurveRouter(context, SERVER, AllowedKeys(), receive_hwm=bad)  # type: ignore[arg-type]
 
 
+def test_a_receive_hwm_of_one_is_refused_and_the_least_taken_receives(
+    context: zmq.Context[Any],
+) -> None:
+    """With ZAP, libzmq delivered nothing at all from a connection whose
+    high-water mark was 1, while the peer's sends succeeded."""
+    with pytest.raises(ConfigurationError, match="at least 2"):
+        CurveRouter(context, SERVER, AllowedKeys(), receive_hwm=1)
+    router = CurveRouter(context, SERVER, AllowedKeys([ALICE.public]), receive_hwm=2)
+    endpoint = router.bind("tcp://127.0.0.1:*")
+    ctx = zmq.Context()
+    try:
+        client = _client(ctx, endpoint, ALICE, b"alice")
+        for n in range(5):
+            client.send_multipart([b"x", bytes([n])])
+        got: list[tuple[str | None, Any]] = []
+        for _ in range(100):  # each poll waits up to 0.1 s
+            if len(got) == 5:
+                break
+            if router.poll(0.1):
+                got += router.recv_batch(5)
+        assert [frames[-1] for _, frames in got] == [bytes([n]) for n in range(5)]
+    finally:
+        ctx.destroy(linger=0)
+        router.close()
+
+
 def _client(
     ctx: zmq.Context[Any], endpoint: str, keys: KeyPair, identity: bytes | None = None
 ) -> zmq.Socket[Any]:
