@@ -46,13 +46,15 @@ from .message import (
     plain_payload,
     uuid_ok,
 )
-from .unpacking import RefusedMap, holds_refused, unpack_marking
+from .unpacking import holds_refused, unpack_marking
 
 NATIVE_VERSION: Final = 1
 MAX_BATCH: Final = 4096
 """The most messages a batch frame may carry; a larger one is refused whole."""
 _FIELDS: Final = 10
 _BODY_FIELDS: Final = _FIELDS - 1
+_PAYLOAD: Final = 5
+"""Where a body's payload is (kind, source, destination, command, id, payload...)."""
 _SINGLE_HEAD: Final = bytes((0x90 | _FIELDS, NATIVE_VERSION))  # fixarray(10), version
 _BATCH_HEAD: Final = bytes((0x92, NATIVE_VERSION))  # fixarray(2), version
 MAX_HOPS: Final = 255
@@ -197,11 +199,10 @@ def decode_native(
     fields, refused = _unpack(frame)
     if len(fields) != _FIELDS:
         raise ProtocolError(f"native envelope: not an array of {_FIELDS} fields")
-    if refused:
-        raise _refused_error(holds_refused(fields))
     _check_version(fields[0])
     context = (_identity(previous_hop), local_uuid, now, max_ttl, priority)
-    messages, errors = _read_bodies([fields[1:]], context)
+    body = fields[1:]
+    messages, errors = _read_bodies([_unless_refused(body) if refused else body], context)
     if errors:
         raise errors[0]
     return messages[0]
@@ -226,15 +227,13 @@ def decode_native_many(
     _check_version(fields[0])
     context = (_identity(previous_hop), local_uuid, now, max_ttl, priority)
     if len(fields) == _FIELDS:
-        if refused:  # (one message: refused as the frame it is)
-            raise _refused_error(holds_refused(fields))
         bodies: object = [fields[1:]]
     else:
         bodies = fields[1]
         if type(bodies) is not list or not 1 <= len(bodies) <= MAX_BATCH:
             raise ProtocolError(f"native batch: not an array of 1 to {MAX_BATCH} envelopes")
-        if refused:  # each body with a map it refused is refused alone
-            bodies = [_unless_refused(body) for body in bodies]
+    if refused:  # each body with a map it refused is refused alone
+        bodies = [_unless_refused(body) for body in bodies]  # type: ignore[attr-defined]
     return _read_bodies(bodies, context)  # type: ignore[arg-type]
 
 
@@ -412,14 +411,22 @@ class _Refused:
 
 def _unless_refused(body: object) -> object:
     """``body``, or a ``_Refused`` if it holds a map ``unpack_marking`` refused."""
-    refused = holds_refused(body)
-    return body if refused is None else _Refused(_refused_error(refused))
+    error = _refused_error(body, _PAYLOAD)
+    return body if error is None else _Refused(error)
 
 
-def _refused_error(refused: RefusedMap | None) -> ProtocolError:
-    why = refused.why if refused is not None else "a map key not taken"
-    error = ProtocolError(f"native envelope: payload: {why}")
-    error.__cause__ = MessageError("payload", "<a map>", why)
+def _refused_error(fields: object, payload_at: int) -> ProtocolError | None:
+    """The error of envelope ``fields`` (the payload at ``payload_at``) if
+    they hold a map ``unpack_marking`` refused: a payload's names the field
+    (``"payload"``); elsewhere it is the frame's fault."""
+    refused = holds_refused(fields)
+    if refused is None:
+        return None
+    where = fields[payload_at] if type(fields) is list and len(fields) > payload_at else None
+    if holds_refused(where) is None:
+        return ProtocolError(f"native envelope: a field that is no payload: {refused.why}")
+    error = ProtocolError(f"native envelope: payload: {refused.why}")
+    error.__cause__ = MessageError("payload", "<a map>", refused.why)
     return error
 
 

@@ -78,14 +78,17 @@ class RefusedMap:
 
 
 def holds_refused(value: object) -> RefusedMap | None:
-    """The first ``RefusedMap`` in ``value`` (lists and maps, at any depth)."""
-    if type(value) is RefusedMap:
-        return value
-    items = value.values() if type(value) is dict else value if type(value) is list else ()
-    for item in items:
-        found = holds_refused(item)
-        if found is not None:
-            return found
+    """A ``RefusedMap`` in ``value`` (lists and maps, at any depth: a loop,
+    not a recursion, as msgpack nests deeper than Python recurses)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is RefusedMap:
+            return item
+        if type(item) is dict:
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
     return None
 
 

@@ -34,7 +34,10 @@ from ..core.message import Message
 InlineHandle = Callable[[Sequence[Message]], bool]
 """Handles received messages in the caller's thread; False if it did not."""
 
-_lock = threading.Lock()
+# Reentrant: a handle's weakref callback (``gone``) may run in the middle of
+# ``offer`` or ``withdraw``, in the same thread, when the garbage collector
+# frees a Concern there.
+_lock = threading.RLock()
 _handles: dict[str, weakref.WeakMethod[InlineHandle]] = {}
 
 

@@ -426,8 +426,8 @@ class Scheduler(Actor):
     def on_failure(self, *_exc_info: object) -> None:
         """A bug (pykka logged it): what it holds is dropped as ``"stopped"``
         and the intake is closed, so that sends raise instead of waiting for
-        nobody. (Work told to it and not yet handled is lost with it, and
-        what the connections hold ends when the node stops.)"""
+        nobody. (Work told to it and not yet handled is dropped too, by
+        ``on_left``; what the connections hold ends when the node stops.)"""
         self._shutdown()
 
     def counters(self) -> dict[str, int]:

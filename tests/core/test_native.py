@@ -273,6 +273,32 @@ def test_a_body_with_a_nested_key_the_receiver_refuses_costs_that_message_only(
         decode_native(b"alice", encode_native(bad, NOW), b"bob", now=NOW)
 
 
+def test_a_refused_map_deeper_than_python_recurses_costs_its_message_only() -> None:
+    """Looking for it recursed, and a body 1,000 deep raised RecursionError
+    for the whole frame, its good neighbours with it."""
+    deep: object = {msgpack.Timestamp(1, 0): 1}
+    for _ in range(995):
+        deep = [deep]
+    good = Message.create(b"alice", b"bob", b"chat", {"n": 1}, now=NOW)
+    bad = Message.create(b"alice", b"bob", b"chat", {"n": 2}, now=NOW)
+    frame = encode_native_batch([good, bad], NOW).replace(
+        msgpack.packb({"n": 2}), msgpack.packb({"deep": deep})
+    )
+    got, errors = decode_native_many(b"alice", frame, b"bob", now=NOW)
+    assert [m.payload for m in got] == [{"n": 1}]
+    assert len(errors) == 1 and "payload: a map key of type Timestamp" in str(errors[0])
+
+
+def test_a_refused_map_in_a_field_that_is_no_payload_is_the_frames_fault() -> None:
+    good = Message.create(b"alice", b"bob", b"chat", {"n": 1}, now=NOW)
+    body = msgpack.unpackb(encode_native_body(good, NOW), raw=False)
+    body[1] = {msgpack.Timestamp(1, 0): 1}  # as the source
+    frame = msgpack.packb([NATIVE_VERSION, [body]], use_bin_type=True)
+    got, (error,) = decode_native_many(b"alice", frame, b"bob", now=NOW)
+    assert got == [] and "a field that is no payload" in str(error)
+    assert error.__cause__ is None  # (not counted as the payload's)
+
+
 def test_a_single_frame_reads_as_a_batch_of_one() -> None:
     m = Message.create(b"alice", b"bob", b"chat", {"n": 1}, now=NOW, message_id=5)
     got, errors = decode_native_many(b"alice", encode_native(m, NOW), b"bob", now=NOW)
