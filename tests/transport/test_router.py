@@ -176,22 +176,33 @@ def test_a_receive_hwm_of_one_is_refused_and_the_least_taken_receives(
     with pytest.raises(ConfigurationError, match="at least 2"):
         CurveRouter(context, SERVER, AllowedKeys(), receive_hwm=1)
     router = CurveRouter(context, SERVER, AllowedKeys([ALICE.public]), receive_hwm=2)
+    try:
+        got = _alice_sends(router, 5, per_read=5)
+        assert [frames[-1] for _, frames in got] == [bytes([n]) for n in range(5)]
+    finally:
+        router.close()
+
+
+def _alice_sends(
+    router: CurveRouter, count: int, *, per_read: int
+) -> list[tuple[str | None, Any]]:
+    """What ``router`` (bound here) read of ``count`` messages ``[b"x", n]``
+    from Alice, reading ``per_read`` at most a time, for up to 10 s."""
     endpoint = router.bind("tcp://127.0.0.1:*")
     ctx = zmq.Context()
     try:
         client = _client(ctx, endpoint, ALICE, b"alice")
-        for n in range(5):
+        for n in range(count):
             client.send_multipart([b"x", bytes([n])])
         got: list[tuple[str | None, Any]] = []
         for _ in range(100):  # each poll waits up to 0.1 s
-            if len(got) == 5:
+            if len(got) >= count:
                 break
             if router.poll(0.1):
-                got += router.recv_batch(5)
-        assert [frames[-1] for _, frames in got] == [bytes([n]) for n in range(5)]
+                got += router.recv_batch(per_read)
+        return got
     finally:
         ctx.destroy(linger=0)
-        router.close()
 
 
 def _client(
@@ -219,22 +230,10 @@ def test_poll_waits_its_timeout_and_recv_batch_never_blocks(router: CurveRouter)
 def test_recv_batch_gives_whole_messages_as_bytes_with_the_user_id(
     router: CurveRouter,
 ) -> None:
-    endpoint = router.bind("tcp://127.0.0.1:*")
-    ctx = zmq.Context()
-    try:
-        client = _client(ctx, endpoint, ALICE, b"alice")
-        for n in range(3):
-            client.send_multipart([b"x", bytes([n])])
-        batch: list[tuple[str | None, list[bytes]]] = []
-        deadline = time.monotonic() + 5
-        while len(batch) < 3 and time.monotonic() < deadline:
-            if router.poll(0.1):
-                batch += router.recv_batch(2)
-        assert batch == [(ALICE.public.decode(), [b"alice", b"x", bytes([n])]) for n in range(3)]
-        counts = router.counters()
-        assert (counts["accepted"], counts["handshake_succeeded"]) == (1, 1)
-    finally:
-        ctx.destroy(linger=0)
+    batch = _alice_sends(router, 3, per_read=2)
+    assert batch == [(ALICE.public.decode(), [b"alice", b"x", bytes([n])]) for n in range(3)]
+    counts = router.counters()
+    assert (counts["accepted"], counts["handshake_succeeded"]) == (1, 1)
 
 
 def _read_six(*frames: bytes) -> object:
