@@ -17,7 +17,7 @@ Rules (the contract of ARCHITECTURE.md):
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
@@ -204,12 +204,29 @@ class _Runner:
             self.failed.extend((message, error) for message in live)
             return ()
         if failed:
-            gone = {id(message) for message, _ in failed}
-            self.sent.extend(message for message in live[:taken] if id(message) not in gone)
+            self.sent.extend(sent_but(live[:taken], failed))
             self.failed.extend(failed)
         else:
             self.sent.extend(live if taken == len(live) else live[:taken])
         return live[taken:]
+
+
+def sent_but(
+    messages: Sequence[Message], failed: Sequence[tuple[Message, object]]
+) -> list[Message]:
+    """``messages`` less one occurrence of each message that ``failed``: by
+    identity, and once for each failure, as the same message object may be
+    queued more than once (a failed copy used to take its sent copies with it).
+    """
+    owed = Counter(id(message) for message, _ in failed)
+    out: list[Message] = []
+    for message in messages:
+        key = id(message)
+        if owed[key]:
+            owed[key] -= 1
+        else:
+            out.append(message)
+    return out
 
 
 def run_plan(

@@ -80,7 +80,7 @@ import pykka
 
 from ..core.codec import MAX_MESSAGE_SIZE, Encoder, WireShape
 from ..core.errors import SendError
-from ..core.fairness import PlanResult
+from ..core.fairness import PlanResult, sent_but
 from ..core.message import Message
 from ..core.ports import Clock, PeerSocket
 from .bulk import BulkSend
@@ -330,8 +330,7 @@ class DirectLane:
                     return 0
                 sent: Sequence[Message] = messages[:taken]
                 if failed:
-                    gone = {id(m) for m, _ in failed}
-                    sent = [m for m in sent if id(m) not in gone]
+                    sent = sent_but(sent, failed)
                 heard = _listened(concerns, sent)
                 self.sent += len(sent)
                 self.quiet += len(sent) - len(heard)

@@ -34,7 +34,7 @@ from ..core.errors import (
     WouldBlock,
     detached,
 )
-from ..core.fairness import Plan, PlanResult, SendAll, run_plan
+from ..core.fairness import Plan, PlanResult, SendAll, run_plan, sent_but
 from ..core.message import Message
 from ..core.native import batch_frame, single_frame
 from ..core.ports import Clock, PeerAddress, PeerSocket, SocketEvent, SocketFactory
@@ -357,8 +357,7 @@ class PeerConnection(Actor):
             self._send_frame()
         if self._lost:
             lost, self._lost = self._lost, []
-            gone = {id(m) for m, _ in lost}
-            run.sent = [m for m in run.sent if id(m) not in gone]
+            run.sent = sent_but(run.sent, lost)
             run.failed.extend(lost)
         self._sent += len(run.sent)
         self._proven = self._proven or bool(run.sent)

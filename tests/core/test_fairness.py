@@ -18,7 +18,14 @@ from p2p0mq_actors.core.errors import (
     WouldBlock,
     detached,
 )
-from p2p0mq_actors.core.fairness import FairQueues, Plan, PlanResult, SlowItem, run_plan
+from p2p0mq_actors.core.fairness import (
+    FairQueues,
+    Plan,
+    PlanResult,
+    SlowItem,
+    run_plan,
+    sent_but,
+)
 from p2p0mq_actors.core.message import Message
 
 
@@ -369,3 +376,13 @@ def test_with_send_all_every_fast_message_ends_once_and_in_order(
             one_by_one.expired,
             one_by_one.result,
         )
+
+
+def test_sent_but_takes_one_copy_out_for_each_failure_of_a_message_queued_twice() -> None:
+    """A failed copy of a message queued twice took the copy that went out
+    with it: that one was never reported sent."""
+    a, b = msg(b"x", FAST), msg(b"x", FAST)
+    failure = TransportError("down", errno=113)
+    assert sent_but([a, b, a, a], [(a, failure)]) == [b, a, a]
+    assert sent_but([a, b, a], [(a, failure), (a, failure), (b, failure)]) == []
+    assert sent_but([a, b], []) == [a, b]

@@ -660,3 +660,18 @@ def test_what_a_removed_peers_connection_held_fails_with_no_peer_and_is_not_stop
     p.book.wait_for(lambda b: len(b.dropped) == 3)
     assert [(m, type(e)) for m, e in p.book.failed] == [(m, NoPeerError) for m in held]
     assert all(reason != "stopped" for _, reason in p.book.dropped)
+
+
+def test_one_message_object_sent_three_times_one_copy_failing_reports_the_other_two_sent(
+    path_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """Failures were matched to messages by identity: the failed copy took
+    the two that went out with it, never reported sent."""
+    p: Path = path_factory([b"x"], policy=FailurePolicy(max_attempts=0))
+    p.sender.flush()  # x idle: its express gate open
+    m = p.msg(b"x", FAST)
+    p.sock(b"x").fail_next(1, errno.EHOSTUNREACH)
+    p.sender.enqueue_many([m, m, m])
+    p.book.wait_for(lambda b: len(b.sent) == 2 and len(b.dropped) == 1)
+    assert p.book.sent == [m, m] and p.book.dropped == [(m, "attempts")]
+    assert len(p.sock(b"x").sent) == 2
