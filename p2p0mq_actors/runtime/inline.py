@@ -14,7 +14,8 @@ Rules:
   runs the Concern's code, as in any actor. A busy or stopped Concern
   refuses (the handle returns False) and gets a tell as usual.
 - The Receiver uses a handle only for a lone message (a drain of one zmq
-  message, as in a round trip: a drain of several is told, so that the
+  message holding one message, as in a round trip: a drain of several, or
+  a native batch frame, is told, so that the
   Concern's thread works beside the Receiver's), and only while the
   Concern holds none of the received messages it was told before
   (``Backlog.held_by``), so received messages keep their order.

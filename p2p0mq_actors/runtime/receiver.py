@@ -723,7 +723,8 @@ class Receiver(Actor):
     def _tell(self, ref: Any, group: list[Message]) -> None:
         # Inline only for a lone message (a round trip's): a drain of several
         # is told, so that the Concern's thread handles it beside this one.
-        handle = handle_of(ref) if self._lone else None
+        # A lone zmq message may be a native batch of thousands: told too.
+        handle = handle_of(ref) if self._lone and len(group) == 1 else None
         if handle is not None and not self._backlog.held_by(ref) and self._inline(handle, group):
             self._counts["dispatched"] += len(group)
             self._counts["inline"] += 1
@@ -771,11 +772,14 @@ class Receiver(Actor):
         ``receiver.proxy().stats().get(timeout=5)``.
 
         Returns:
-            ``received`` (decoded), ``dispatched`` (told to Concerns),
+            ``received`` (decoded), ``dispatched`` (told to Concerns, less
+            those lost with a Concern that stopped before it handled them),
             ``replies_consumed`` (taken by ``on_reply``), ``routed`` (given to
             ``route``), ``unknown_command``, ``errors`` (unexpected failures);
             ``rejected`` and ``dropped``: counts by reason (``REJECT_REASONS``,
-            ``DROP_REASONS``); the socket's ``CurveRouter.counters()``
+            ``DROP_REASONS``; a frame refused whole, as from a revoked key or
+            one that does not decode, counts once, a native batch too); the
+            socket's ``CurveRouter.counters()``
             (``accepted``, ``handshake_failed_*``, ``zap_refused``...);
             ``endpoint`` (empty until bound), ``state`` and ``steps`` (polls so far);
             ``backlog`` (messages the Concerns hold unhandled) and
@@ -788,7 +792,10 @@ class Receiver(Actor):
         out["backlog"] = self._backlog.total
         out["rejected"] = dict(self._rejected)
         out["dropped"] = dropped = dict(self._dropped)
-        dropped["concern-stopped"] += self._backlog.lost  # stopped with them in hand
+        # Told, then lost with their stopped Concern: dropped, not dispatched
+        # (each message is counted once).
+        dropped["concern-stopped"] += self._backlog.lost
+        out["dispatched"] -= self._backlog.lost
         if self._router is not None:
             out.update(self._router.counters())
             if self._state == "LISTENING":

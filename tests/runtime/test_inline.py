@@ -15,6 +15,7 @@ from receiver_rig import TIMEOUT, Rig
 
 from p2p0mq_actors.concerns.base import Concern
 from p2p0mq_actors.core.message import Message
+from p2p0mq_actors.core.native import encode_native_batch
 from p2p0mq_actors.runtime import inline
 from p2p0mq_actors.runtime.messages import FLUSH
 
@@ -228,4 +229,19 @@ def test_nothing_of_the_concern_runs_beside_a_handler_the_receiver_runs_inline(
             assert [mid for mid, _ in seen.items] == [1, -1]  # on_stop after the handler
     finally:
         release.set()
+        stop(ref)
+
+
+def test_a_native_batch_frame_arriving_alone_is_told_not_run_inline(rig: Rig) -> None:
+    """A lone zmq message was taken for a lone message: a batch of up to
+    4,096 ran its handlers in the Receiver's thread, holding up all receiving."""
+    ref, seen = start(rig)
+    try:
+        batch = [rig.message(n, command=INLINE) for n in range(1, 65)]
+        rig.send(rig.client(), [encode_native_batch(batch, rig.clock.now())])
+        items = seen.wait_for(64)
+        assert [mid for mid, _ in items] == list(range(1, 65))
+        assert all(thread.startswith("Quick") for _, thread in items)
+        assert rig.wait_stats(lambda s: s["dispatched"] == 64)["inline"] == 0
+    finally:
         stop(ref)

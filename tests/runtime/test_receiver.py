@@ -322,6 +322,7 @@ def test_a_concern_that_stops_holding_messages_does_not_hold_the_receiver(
     assert stats["backlog"] == 0
     # What it held (counted once let go) and what came after it stopped.
     assert stats["dropped"]["concern-stopped"] == 300
+    assert stats["dispatched"] == 0
 
 
 def test_what_a_stopped_concern_held_is_let_go_and_counted_once_the_receiver_is_idle(
@@ -335,7 +336,9 @@ def test_what_a_stopped_concern_held_is_let_go_and_counted_once_the_receiver_is_
     holder.stop(timeout=TIMEOUT)
     stats = rig.wait_stats(lambda s: s["backlog"] == 0)
     assert stats["dropped"]["concern-stopped"] == 20
-    assert stats["dispatched"] == 20
+    # Each counted once: they were counted dispatched too, and the totals
+    # could not add up (a review: 41,920 outcomes for 25,600 received).
+    assert stats["dispatched"] == 0
 
 
 def test_a_paused_receiver_still_answers_and_stops_within_a_poll(rig_factory: Any) -> None:
