@@ -224,11 +224,17 @@ class PeerConnection(Actor):
             self._gate.remove_lane(self.peer.uuid, self._lane)  # (counts the lane's sends)
         self._report_lane()
         if self._medium:
-            if error is None:
-                report_dropped(self._concerns, [(m, "stopped") for m in self._medium])
-            else:  # the node goes on: their Concerns decide
-                report_failed(self._concerns, [(m, error) for m in self._medium])
+            self._end_held(list(self._medium))
             self._medium.clear()
+
+    def _end_held(self, messages: list[Message]) -> None:
+        """What this closed connection holds ends: dropped ``"stopped"`` if
+        the node stops, else failed with the connection's error (the node
+        goes on: their Concerns decide)."""
+        if self._error is None:
+            report_dropped(self._concerns, [(m, "stopped") for m in messages])
+        else:
+            report_failed(self._concerns, [(m, self._error) for m in messages])
 
     def on_left(self, messages: list[Any]) -> None:
         # A plan told after the stop was asked for, before the actor stopped
@@ -386,11 +392,7 @@ class PeerConnection(Actor):
         if plan.through_gate and self._gate is not None:
             self._gate.hand_back(plan.peer, reopen=False, owner=self.actor_ref)
         if self._closed:
-            gone = plan.messages()
-            if self._error is None:
-                report_dropped(self._concerns, [(m, "stopped") for m in gone])
-            else:  # the connection failed and the node goes on: their Concerns decide
-                report_failed(self._concerns, [(m, self._error) for m in gone])
+            self._end_held(plan.messages())
         elif plan.new_medium:
             self._note_deadlines(plan.new_medium)
             self._medium.extend(plan.new_medium)

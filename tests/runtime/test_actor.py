@@ -136,25 +136,14 @@ def test_asks_left_in_the_inbox_at_stop_fail_with_actor_dead() -> None:
     assert not ref.is_alive()
 
 
-class Leaving(Actor):
-    """Records, in order, what it handled, what it was left and its stop;
-    ``"hold"`` holds its thread until ``gate`` is set."""
-
-    def __init__(self, gate: threading.Event | None = None) -> None:
-        super().__init__()
-        self.events: list[Any] = []
-        self.gate = gate
-
-    def on_receive(self, message: Any) -> Any:
-        if message == "hold" and self.gate is not None:
-            self.gate.wait(WAIT)
-        self.events.append(("handled", message))
+class Leaving(Log):
+    """A ``Log`` that also records, in order, what it was left and its stop."""
 
     def on_left(self, messages: list[Any]) -> None:
-        self.events.append(("left", messages))
+        self.seen.append(("left", messages))
 
     def on_stop(self) -> None:
-        self.events.append(("stop", None))
+        self.seen.append(("stop", None))
 
 
 class SlowPut:
@@ -190,7 +179,7 @@ def test_a_tell_caught_between_its_check_and_its_put_at_the_stop_is_still_handed
     slow.go.set()
     teller.join(WAIT)
     stopping.get(timeout=WAIT)
-    assert actor.events == [("handled", "hold"), ("left", ["late"]), ("stop", None)]
+    assert actor.seen == ["hold", ("left", ["late"]), ("stop", None)]
 
 
 def test_what_is_left_is_handed_on_before_on_stop_and_before_the_stop_is_answered() -> None:
@@ -202,4 +191,4 @@ def test_what_is_left_is_handed_on_before_on_stop_and_before_the_stop_is_answere
     ref.tell("after the stop")
     gate.set()
     stopping.get(timeout=WAIT)
-    assert actor.events == [("handled", "hold"), ("left", ["after the stop"]), ("stop", None)]
+    assert actor.seen == ["hold", ("left", ["after the stop"]), ("stop", None)]
